@@ -1,0 +1,69 @@
+"""The ``freqnets`` command line.
+
+freqnets demo [--data PATH] [--limit N] [--rates 0,0.25,...] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _rates(text: str) -> list[float]:
+    from ._checks import check_rate
+
+    try:
+        return [check_rate(float(part), "rate") for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .experiments.images import load_images
+    from .experiments.transforms_demo import run_demo
+
+    print(
+        "freqnets demo: a demonstration of the transform layer (FFT, DCT, SVD, Winograd) on real images.\n"
+        "The cross-domain ablation (`freqnets ablate`) will replace it as the main job once it exists.\n"
+    )
+    images = load_images(args.data, split=args.split, limit=args.limit)
+    print(f"{len(images)} images from {args.data}\n")
+    print(run_demo(images, args.rates, args.out))
+    if args.out is not None:
+        print(f"\nwrote {args.out / 'transforms.json'} and {args.out / 'transforms.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .experiments.images import DEFAULT_DATA
+
+    parser = argparse.ArgumentParser(prog="freqnets", description="Convolutional networks in transform domains.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="compress real images in every domain and report the quality")
+    demo.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="zip or folder of images (default: bundled CIFAR-10 subset)"
+    )
+    demo.add_argument("--split", default="test", help="top-level folder to read ('' for all)")
+    demo.add_argument("--limit", type=int, default=500, help="most images to use")
+    demo.add_argument(
+        "--rates", type=_rates, default=[0.0, 0.25, 0.5, 0.75, 0.9], help="comma-separated compress rates"
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "split", None) == "":
+        args.split = None
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"freqnets: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

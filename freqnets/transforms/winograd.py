@@ -1,0 +1,303 @@
+"""The Winograd domain: minimal-filtering matrices, tiled Winograd convolution, tile transforms.
+
+Winograd's minimal filtering algorithm ``F(m, r)`` computes ``m`` outputs of an
+``r``-tap correlation from ``alpha = m + r - 1`` inputs with ``alpha``
+multiplications. In Lavin & Gray's notation (CVPR 2016), for a 2D tile ``d``
+``(alpha x alpha)`` and filter ``g`` ``(r x r)``::
+
+    Y = AT [(G g G^T) * (BT d BT^T)] AT^T          (Y is m x m)
+
+:func:`winograd_matrices` builds ``AT``, ``G`` and ``BT`` exactly (rational
+arithmetic) from ``alpha - 1`` interpolation points plus the point at infinity,
+by the Toom-Cook construction; :func:`winograd_conv2d` tiles a convolution with
+them.
+
+The *domain* (:class:`WinogradDomain`) is the input-tile transform
+``BT d BT^T`` applied to non-overlapping ``alpha x alpha`` tiles: ``BT`` is
+square and invertible, so the domain has an exact inverse, and pruning its
+smallest-magnitude coefficients is the same operation as the Winograd-domain
+sparsity of Liu et al. (ICLR 2018). (The filter transform ``G g G^T`` maps
+``r x r`` into the larger ``alpha x alpha`` space and has no inverse;
+Winograd-domain filter pruning lives in the Winograd convolution layer.)
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+from itertools import count as _naturals
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_float_tensor, check_positive_int, check_rate, compute_dtype
+from ._blocks import from_blocks, to_blocks
+from ._frequency_order import count_for_energy, kept_count, rate_for_count
+from .base import TransformDomain, register_domain
+
+
+def winograd_points(n: int) -> list[Fraction]:
+    """The first ``n`` of the usual interpolation points ``0, 1, -1, 2, -2, 1/2, -1/2, 3, -3, 1/3, ...``.
+
+    Small integers and their reciprocals keep the matrices' entries small,
+    which keeps the float error of ``F(4,3)`` and ``F(6,3)`` low.
+    """
+    points = [Fraction(0)]
+    for k in _naturals(1):
+        for p in (Fraction(k), Fraction(-k), Fraction(1, k), Fraction(-1, k)):
+            if len(points) == n:
+                return points
+            if p not in points:
+                points.append(p)
+    raise AssertionError("unreachable")
+
+
+def _poly_mul_linear(poly: list[Fraction], root: Fraction) -> list[Fraction]:
+    """Coefficients (lowest degree first) of ``poly(x) * (x - root)``."""
+    out = [Fraction(0)] * (len(poly) + 1)
+    for i, c in enumerate(poly):
+        out[i] -= c * root
+        out[i + 1] += c
+    return out
+
+
+@lru_cache(maxsize=64)
+def _exact_matrices(m: int, r: int, points: tuple[Fraction, ...]):
+    alpha = m + r - 1
+    at = [[Fraction(0)] * alpha for _ in range(m)]
+    g = [[Fraction(0)] * r for _ in range(alpha)]
+    bt = [[Fraction(0)] * alpha for _ in range(alpha)]
+    for j, p in enumerate(points):
+        others = [q for q in points if q != p]
+        scale = Fraction(1)
+        poly = [Fraction(1)]
+        for q in others:
+            scale *= p - q
+            poly = _poly_mul_linear(poly, q)
+        sign = -1 if scale < 0 else 1  # keep G's denominators positive, as in Lavin & Gray
+        for i in range(m):
+            at[i][j] = p**i
+        for k in range(r):
+            g[j][k] = sign * p**k / scale
+        bt[j][: len(poly)] = [sign * c for c in poly]
+    # The point at infinity: leading coefficients, and the product of all (x - p).
+    at[m - 1][alpha - 1] = Fraction(1)
+    g[alpha - 1][r - 1] = Fraction(1)
+    poly = [Fraction(1)]
+    for q in points:
+        poly = _poly_mul_linear(poly, q)
+    bt[alpha - 1] = poly
+    return at, g, bt
+
+
+def winograd_matrices(
+    m: int,
+    r: int,
+    points: list[float] | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Transform matrices ``(AT, G, BT)`` of Winograd's ``F(m, r)``.
+
+    Args:
+        m: outputs per tile (per dim), e.g. 2, 4, 6.
+        r: filter taps (per dim), e.g. 3.
+        points: ``m + r - 2`` distinct finite interpolation points; default
+            :func:`winograd_points`. The point at infinity is always added.
+        dtype, device: of the returned tensors (computed exactly, then rounded once).
+
+    Returns:
+        ``AT (m, alpha)``, ``G (alpha, r)``, ``BT (alpha, alpha)`` with ``alpha = m + r - 1``,
+        such that ``AT @ ((G @ g) * (BT @ d)) == correlate(d, g)`` for 1D ``d`` of length ``alpha``.
+
+    Example:
+        >>> AT, G, BT = winograd_matrices(2, 3)
+        >>> BT
+        tensor([[ 1.,  0., -1.,  0.],
+                [ 0.,  1.,  1.,  0.],
+                [ 0., -1.,  1.,  0.],
+                [ 0., -1.,  0.,  1.]], dtype=torch.float64)
+    """
+    m = check_positive_int(m, "m")
+    r = check_positive_int(r, "r")
+    alpha = m + r - 1
+    if points is None:
+        exact = tuple(winograd_points(alpha - 1))
+    else:
+        exact = tuple(Fraction(p).limit_denominator(1 << 20) for p in points)
+        if len(exact) != alpha - 1 or len(set(exact)) != len(exact):
+            raise ValueError(f"points must be {alpha - 1} distinct numbers for F({m},{r}), got {list(points)}")
+    at, g, bt = _exact_matrices(m, r, exact)
+
+    def to_tensor(rows: list[list[Fraction]]) -> torch.Tensor:
+        return torch.tensor([[float(v) for v in row] for row in rows], dtype=dtype, device=device)
+
+    return to_tensor(at), to_tensor(g), to_tensor(bt)
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and v >= 0 for v in value)):
+        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
+    return tuple(value)  # type: ignore[return-value]
+
+
+def winograd_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    padding: int | tuple[int, int] | str = 0,
+    groups: int = 1,
+    m: int = 4,
+) -> torch.Tensor:
+    """Stride-1 2D convolution (cross-correlation, as ``F.conv2d``) by tiled Winograd ``F(m, r)``.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        weight: ``(O, C / groups, r, r)``, square filters.
+        bias: ``(O,)`` or ``None``.
+        padding: int, pair, ``"valid"`` or ``"same"`` (odd ``r``); zero padding.
+        groups: as in ``F.conv2d``.
+        m: output tile size; ``alpha = m + r - 1`` input tiles overlap by ``r - 1``.
+
+    Returns:
+        ``(N, O, H + 2 ph - r + 1, W + 2 pw - r + 1)``, equal to ``F.conv2d`` up to rounding
+        (float32: ~1e-6 relative for ``F(2,3)``, ~1e-5 for ``F(4,3)``; larger ``m`` loses accuracy).
+    """
+    check_float_tensor(x, "x", min_dims=4)
+    check_float_tensor(weight, "weight", min_dims=4)
+    if x.dim() != 4 or weight.dim() != 4:
+        raise ValueError(
+            f"x must be (N, C, H, W) and weight (O, C/groups, r, r); got {tuple(x.shape)}, {tuple(weight.shape)}"
+        )
+    r = weight.shape[-1]
+    if weight.shape[-2] != r:
+        raise ValueError(f"Winograd convolution needs square filters, got {tuple(weight.shape[-2:])}")
+    groups = check_positive_int(groups, "groups")
+    if x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
+        raise ValueError(
+            f"channels do not match: x has {x.shape[1]}, weight {tuple(weight.shape)} with groups={groups}"
+        )
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        if r % 2 == 0:
+            raise ValueError("padding='same' needs an odd filter size")
+        padding = r // 2
+    ph, pw = _pair(padding, "padding")
+    m = check_positive_int(m, "m")
+    alpha = m + r - 1
+    out_dtype = x.dtype
+    dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
+    at, g, bt = winograd_matrices(m, r, dtype=dtype, device=x.device)
+
+    n, c, h, w = x.shape
+    out_h, out_w = h + 2 * ph - r + 1, w + 2 * pw - r + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"input {h}x{w} with padding {ph, pw} is smaller than the {r}x{r} filter")
+    tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
+    # Zero padding, plus what the last partial tile needs at the bottom/right.
+    extra_h = tiles_h * m + r - 1 - (h + 2 * ph)
+    extra_w = tiles_w * m + r - 1 - (w + 2 * pw)
+    xp = F.pad(x.to(dtype), (pw, pw + extra_w, ph, ph + extra_h))
+    tiles = xp.unfold(2, alpha, m).unfold(3, alpha, m)  # (N, C, th, tw, alpha, alpha)
+    v = bt @ tiles @ bt.T
+    u = g @ weight.to(dtype) @ g.T  # (O, C/groups, alpha, alpha)
+    o = weight.shape[0]
+    v = v.reshape(n, groups, c // groups, tiles_h, tiles_w, alpha, alpha)
+    u = u.reshape(groups, o // groups, c // groups, alpha, alpha)
+    product = torch.einsum("ngcxyab,gocab->ngoxyab", v, u).reshape(n, o, tiles_h, tiles_w, alpha, alpha)
+    y = at @ product @ at.T  # (N, O, th, tw, m, m)
+    y = y.permute(0, 1, 2, 4, 3, 5).reshape(n, o, tiles_h * m, tiles_w * m)[..., :out_h, :out_w]
+    if bias is not None:
+        y = y + bias.to(dtype).view(1, -1, 1, 1)
+    return y.to(out_dtype)
+
+
+@register_domain
+class WinogradDomain(TransformDomain):
+    """Winograd input-tile domain of ``F(m, r)``: ``BT d BT^T`` on non-overlapping tiles.
+
+    Layout: ``(..., H, W)`` -> ``(..., ceil(H/alpha), ceil(W/alpha), alpha, alpha)``
+    (edge-replicated padding). Compression keeps, in every ``(H, W)`` plane, the
+    ``round((1 - rate) * N)`` of its ``N`` Winograd coefficients that matter most:
+    ``BT`` is not orthogonal, so a coefficient ``c`` counts as ``|c|`` times the
+    norm of the pixel pattern it stands for (its column of ``BT^-1`` in each
+    dim), which is exactly the pixel error its removal alone causes. Energy
+    for :meth:`rate_for_energy` is measured in the same weighted coefficients.
+
+    Args:
+        m: output tile size of ``F(m, r)`` (default 4).
+        r: filter size of ``F(m, r)`` (default 3).
+
+    Example:
+        >>> wino = WinogradDomain(m=2, r=3)
+        >>> wino.forward(torch.rand(1, 8, 12)).shape
+        torch.Size([1, 2, 3, 4, 4])
+    """
+
+    name = "winograd"
+    fixed_grid = False
+
+    def __init__(self, m: int = 4, r: int = 3) -> None:
+        self.m = check_positive_int(m, "m")
+        self.r = check_positive_int(r, "r")
+        self.alpha = self.m + self.r - 1
+        _, _, bt = winograd_matrices(self.m, self.r)
+        self._bt = bt
+        self._bt_inv = torch.linalg.inv(bt)
+        # Dropping coefficient (a, b) changes the tile by c_ab * outer(inv[:, a], inv[:, b]); rank by
+        # that change's norm, not by |c_ab| alone, because BT is not orthogonal.
+        column_norms = self._bt_inv.norm(dim=0)
+        self._importance = torch.outer(column_norms, column_norms)
+
+    def _matrices(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._bt.to(like.device, like.dtype), self._bt_inv.to(like.device, like.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., H, W)`` -> ``(..., nh, nw, alpha, alpha)``."""
+        check_float_tensor(x)
+        tiles = to_blocks(x.to(compute_dtype(x.dtype)), self.alpha)
+        bt, _ = self._matrices(tiles)
+        return bt @ tiles @ bt.T
+
+    def inverse(self, coeffs: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """``(..., nh, nw, alpha, alpha)`` -> ``(..., H, W)`` cropped to ``size``."""
+        check_float_tensor(coeffs, "coeffs", min_dims=4)
+        if tuple(coeffs.shape[-2:]) != (self.alpha, self.alpha):
+            raise ValueError(
+                f"coefficients must have shape (..., nh, nw, {self.alpha}, {self.alpha}), got {tuple(coeffs.shape)}"
+            )
+        _, bt_inv = self._matrices(coeffs)
+        return from_blocks(bt_inv @ coeffs @ bt_inv.T, size)
+
+    def kept_mask_of(self, coeffs: torch.Tensor, rate: float) -> torch.Tensor:
+        """Boolean mask of the coefficients :meth:`prune` keeps, shaped like ``coeffs``.
+
+        Each leading index (one ``(H, W)`` plane) keeps its own
+        ``round((1 - rate) * nh * nw * alpha**2)`` coefficients.
+        """
+        check_float_tensor(coeffs, "coeffs", min_dims=4)
+        rate = check_rate(rate, "rate")
+        importance = coeffs.detach().abs() * self._importance.to(coeffs.device, coeffs.dtype)
+        flat = importance.reshape(*coeffs.shape[:-4], -1)
+        index = flat.topk(kept_count(flat.shape[-1], rate), dim=-1).indices
+        return torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, index, True).reshape(coeffs.shape)
+
+    def prune(self, coeffs: torch.Tensor, rate: float) -> torch.Tensor:
+        """Zero the fraction ``rate`` of ``coeffs`` ``(..., nh, nw, alpha, alpha)`` that matters least."""
+        return coeffs * self.kept_mask_of(coeffs, rate)
+
+    def _compress(self, x: torch.Tensor, rate: float) -> torch.Tensor:
+        return self.inverse(self.prune(self.forward(x), rate), tuple(x.shape[-2:]))
+
+    def _rate_for_energy(self, x: torch.Tensor, energy: float) -> float:
+        planes = x[..., 0, 0].numel()
+        power = (self.forward(x.double()) * self._importance.to(x.device)).square().reshape(planes, -1)
+        # One rate for the batch: add up the planes' energy profiles, largest first.
+        profile = power.sort(dim=-1, descending=True).values.sum(0)
+        return rate_for_count(count_for_energy(profile, energy), profile.numel())
+
+    def __repr__(self) -> str:
+        return f"WinogradDomain(m={self.m}, r={self.r})"
