@@ -79,7 +79,14 @@ def test_version():
 def test_bundled_data_is_rebuilt_byte_for_byte(tmp_path):
     out = tmp_path / "mini.zip"
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_default_data.py"), "--source", str(SHARED_CIFAR), "--out", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "make_default_data.py"),
+            "--source",
+            str(SHARED_CIFAR),
+            "--out",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )

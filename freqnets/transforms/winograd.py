@@ -202,14 +202,19 @@ def winograd_conv2d(
     extra_w = tiles_w * m + r - 1 - (w + 2 * pw)
     xp = F.pad(x.to(dtype), (pw, pw + extra_w, ph, ph + extra_h))
     tiles = xp.unfold(2, alpha, m).unfold(3, alpha, m)  # (N, C, th, tw, alpha, alpha)
-    v = bt @ tiles @ bt.T
-    u = g @ weight.to(dtype) @ g.T  # (O, C/groups, alpha, alpha)
-    o = weight.shape[0]
-    v = v.reshape(n, groups, c // groups, tiles_h, tiles_w, alpha, alpha)
-    u = u.reshape(groups, o // groups, c // groups, alpha, alpha)
-    product = torch.einsum("ngcxyab,gocab->ngoxyab", v, u).reshape(n, o, tiles_h, tiles_w, alpha, alpha)
-    y = at @ product @ at.T  # (N, O, th, tw, m, m)
-    y = y.permute(0, 1, 2, 4, 3, 5).reshape(n, o, tiles_h * m, tiles_w * m)[..., :out_h, :out_w]
+    # Each 2D transform X -> L X R^T is one GEMM with kron(L, R) on the flattened tile: far
+    # faster than batches of tiny matrix products (see benchmarks/bench_transforms.py).
+    o, cg, area = weight.shape[0], c // groups, alpha * alpha
+    positions = n * tiles_h * tiles_w
+    v = tiles.permute(0, 2, 3, 1, 4, 5).reshape(positions, c, area) @ torch.kron(bt, bt).T
+    u = weight.to(dtype).reshape(o, cg, r * r) @ torch.kron(g, g).T  # (O, C/groups, alpha^2)
+    # One (positions x C/groups) @ (C/groups x O/groups) product per Winograd coefficient and group.
+    v = v.reshape(positions, groups, cg, area).permute(3, 1, 0, 2).reshape(area * groups, positions, cg)
+    u = u.reshape(groups, o // groups, cg, area).permute(3, 0, 2, 1).reshape(area * groups, cg, o // groups)
+    product = torch.bmm(v, u).reshape(area, groups, positions, o // groups).permute(2, 1, 3, 0)
+    y = product.reshape(positions, o, area) @ torch.kron(at, at).T  # (positions, O, m^2)
+    y = y.reshape(n, tiles_h, tiles_w, o, m, m).permute(0, 3, 1, 4, 2, 5)
+    y = y.reshape(n, o, tiles_h * m, tiles_w * m)[..., :out_h, :out_w]
     if bias is not None:
         y = y + bias.to(dtype).view(1, -1, 1, 1)
     return y.to(out_dtype)

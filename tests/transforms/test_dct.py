@@ -30,17 +30,18 @@ JPEG_ZIGZAG_8 = [
 ]  # fmt: skip
 
 
+@pytest.mark.parametrize("method", ["fft", "matmul", "auto"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 16, 33])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 16, 33, 300])
 @pytest.mark.parametrize("dim", [0, 1, -1])
-def test_dct_matches_scipy(n, dim, dtype, device):
+def test_dct_matches_scipy(n, dim, dtype, method, device):
     shape = [5, 4, 3]
     shape[dim] = n
     x = torch.randn(shape, dtype=dtype, device=device)
     expected = scipy.fft.dct(x.cpu().double().numpy(), type=2, norm="ortho", axis=dim)
-    assert_close_relative(dct(x, dim=dim), torch.from_numpy(expected), RTOL[dtype])
+    assert_close_relative(dct(x, dim=dim, method=method), torch.from_numpy(expected), RTOL[dtype])
     inverse = scipy.fft.idct(x.cpu().double().numpy(), type=2, norm="ortho", axis=dim)
-    assert_close_relative(idct(x, dim=dim), torch.from_numpy(inverse), RTOL[dtype])
+    assert_close_relative(idct(x, dim=dim, method=method), torch.from_numpy(inverse), RTOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -96,10 +97,11 @@ def test_channel_layout_round_trips(order):
     assert torch.equal(channels_to_blocks(channels, order), blocks)
 
 
-def test_gradcheck_dct_functions():
+@pytest.mark.parametrize("method", ["fft", "matmul"])
+def test_gradcheck_dct_functions(method):
     x = torch.randn(3, 6, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: dct(t, dim=1), (x,))
-    assert torch.autograd.gradcheck(lambda t: idct(t, dim=-1), (x,))
+    assert torch.autograd.gradcheck(lambda t: dct(t, dim=1, method=method), (x,))
+    assert torch.autograd.gradcheck(lambda t: idct(t, dim=-1, method=method), (x,))
     assert torch.autograd.gradcheck(dct2, (x,))
     assert torch.autograd.gradcheck(idct2, (x,))
     y = torch.randn(2, 10, 7, dtype=torch.float64, requires_grad=True)
@@ -121,6 +123,8 @@ def test_blockwise_domain_layout_and_mask():
 def test_dct_rejects_bad_arguments():
     with pytest.raises(TypeError, match="floating dtype"):
         dct(torch.arange(8))
+    with pytest.raises(ValueError, match="method must be one of auto, fft, matmul"):
+        dct(torch.randn(8), method="fast")
     with pytest.raises(ValueError, match="block_size"):
         DCTDomain(block_size=0)
     with pytest.raises(ValueError, match="order"):
