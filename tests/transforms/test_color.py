@@ -34,3 +34,9 @@ def test_round_trip(dtype):
 def test_needs_three_channels():
     with pytest.raises(ValueError, match="3 channels"):
         rgb_to_ycbcr(torch.rand(4, 8, 8))
+
+
+def test_gradcheck():
+    x = torch.rand(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(rgb_to_ycbcr, (x,))
+    assert torch.autograd.gradcheck(ycbcr_to_rgb, (x,))
