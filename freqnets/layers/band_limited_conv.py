@@ -1,0 +1,292 @@
+"""Band-limited convolution: FFT convolution that discards the high-frequency spectrum.
+
+For an input ``x`` and filter ``w``, with ``M`` the FFT domain's kept set at the
+compress rate (:func:`freqnets.transforms.rfft_kept_mask` on the layer's FFT
+grid), the layer computes the cross-correlation (as ``F.conv2d``)::
+
+    y = subsample_stride( IDFT( M * DFT(x) * conj(DFT(w)) ) )
+
+so the input and the filter are band-limited before they meet. The backward
+pass is the exact gradient of that map, which is the paper's recipe: the
+gradients of the input and the filter are the ordinary ones projected onto the
+same band. The forward pass keeps only the compressed spectra of input and
+filter (``K`` kept frequencies, not the input itself) and the backward pass
+reuses them, so neither is transformed twice. At rate 0 the layer equals
+``F.conv1d`` / ``F.conv2d``.
+
+Reference: A. Dziedzic, J. Paparrizos, S. Krishnan, A. Elmore, M. Franklin,
+"Band-limited Training and Inference for Convolutional Neural Networks", ICML 2019.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from .._checks import check_rate, compute_dtype
+from .spectral_plan import Positions, SpectralPlan, inverse, make_plan, spectrum
+
+BACKENDS = ("torch",)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Where input, filter and output samples sit on the FFT grid, per dim (rows, cols)."""
+
+    input: tuple[Positions, Positions]
+    kernel: tuple[Positions, Positions]
+    output: tuple[Positions, Positions]
+    padded_size: tuple[int, int]
+
+
+def conv_geometry(
+    size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> ConvGeometry:
+    """Geometry of a convolution of a ``size`` input with zero padding ``(top, bottom, left, right)``.
+
+    Zero padding costs nothing here: the input simply starts at ``top, left`` on
+    the FFT grid. Raises ``ValueError`` when the dilated filter is larger than the
+    padded input.
+    """
+    inputs, kernels, outputs, padded = [], [], [], []
+    for dim in range(2):
+        before, after = padding[2 * dim], padding[2 * dim + 1]
+        length = before + size[dim] + after
+        span = dilation[dim] * (kernel_size[dim] - 1) + 1
+        if span > length:
+            raise ValueError(
+                f"input of size {tuple(size)} (padded to {length} in dim {dim}) is smaller than the "
+                f"dilated kernel ({span})"
+            )
+        inputs.append(Positions(before, 1, size[dim]))
+        kernels.append(Positions(0, dilation[dim], kernel_size[dim]))
+        outputs.append(Positions(0, stride[dim], (length - span) // stride[dim] + 1))
+        padded.append(length)
+    return ConvGeometry(tuple(inputs), tuple(kernels), tuple(outputs), tuple(padded))
+
+
+def _to_product_layout(spectra: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(B, C, K)`` -> ``(K * groups, B, C / groups)``: one matrix per frequency and group."""
+    b, c, k = spectra.shape
+    return spectra.reshape(b, groups, c // groups, k).permute(3, 1, 0, 2).reshape(k * groups, b, c // groups)
+
+
+def _from_product_layout(product: torch.Tensor, groups: int) -> torch.Tensor:
+    """Inverse of :func:`_to_product_layout`: ``(K * groups, B, C / groups)`` -> ``(B, C, K)``."""
+    kg, b, cg = product.shape
+    k = kg // groups
+    return product.reshape(k, groups, b, cg).permute(2, 1, 3, 0).reshape(b, groups * cg, k)
+
+
+def _filter_layout(spectra: torch.Tensor, groups: int) -> torch.Tensor:
+    """Filter spectra ``(O, C/g, K)`` -> ``(K * g, C/g, O/g)``."""
+    o, cg, k = spectra.shape
+    return spectra.reshape(groups, o // groups, cg, k).permute(3, 0, 2, 1).reshape(k * groups, cg, o // groups)
+
+
+def _filter_from_layout(product: torch.Tensor, groups: int, out_channels: int) -> torch.Tensor:
+    """``(K * g, O/g, C/g)`` -> ``(O, C/g, K)``."""
+    kg, og, cg = product.shape
+    k = kg // groups
+    return product.reshape(k, groups, og, cg).permute(1, 2, 3, 0).reshape(out_channels, cg, k)
+
+
+class _BandLimitedConv(torch.autograd.Function):
+    """Forward and backward of the band-limited correlation on the kept spectrum (4D tensors)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int):
+        b = x.shape[0]
+        o = weight.shape[0]
+        x_spec = spectrum(x.reshape(-1, *x.shape[-2:]), plan, *geometry.input).reshape(b, x.shape[1], -1)
+        w_spec = spectrum(weight.reshape(-1, *weight.shape[-2:]), plan, *geometry.kernel).reshape(
+            o, weight.shape[1], -1
+        )
+        x_spec = _to_product_layout(x_spec, groups)  # (K g, B, C/g)
+        w_spec = _filter_layout(w_spec, groups)  # (K g, C/g, O/g)
+        y_spec = _from_product_layout(torch.bmm(x_spec, w_spec.conj()), groups)  # (B, O, K)
+        y = inverse(y_spec.reshape(b * o, -1), plan, *geometry.output)
+        ctx.save_for_backward(x_spec, w_spec)
+        ctx.plan, ctx.geometry, ctx.groups = plan, geometry, groups
+        ctx.shapes = (tuple(x.shape), tuple(weight.shape))
+        return y.reshape(b, o, *y.shape[-2:])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        x_spec, w_spec = ctx.saved_tensors
+        plan, geometry, groups = ctx.plan, ctx.geometry, ctx.groups
+        x_shape, w_shape = ctx.shapes
+        b, o = grad_y.shape[:2]
+        grad_y = grad_y.to(x_spec.real.dtype)
+        gy_spec = spectrum(grad_y.reshape(-1, *grad_y.shape[-2:]), plan, *geometry.output).reshape(b, o, -1)
+        gy_spec = _to_product_layout(gy_spec, groups)  # (K g, B, O/g)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            gx_spec = _from_product_layout(torch.bmm(gy_spec, w_spec.transpose(1, 2)), groups)
+            grad_x = inverse(gx_spec.reshape(-1, gx_spec.shape[-1]), plan, *geometry.input).reshape(x_shape)
+        if ctx.needs_input_grad[1]:
+            gw_spec = _filter_from_layout(torch.bmm(gy_spec.conj().transpose(1, 2), x_spec), groups, o)
+            grad_w = inverse(gw_spec.reshape(-1, gw_spec.shape[-1]), plan, *geometry.kernel).reshape(w_shape)
+        return grad_x, grad_w, None, None, None
+
+
+def band_limited_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
+    compress_rate: float = 0.0,
+    route: str = "auto",
+) -> torch.Tensor:
+    """Band-limited 2D correlation of ``x (B, C, H, W)`` with ``weight (O, C / groups, kh, kw)``.
+
+    Args:
+        padding: zero padding ``(top, bottom, left, right)``; other modes pad with ``F.pad`` first.
+        compress_rate: fraction of the one-sided spectrum discarded, ``0 <= rate < 1``.
+        route: how spectra are computed (``"auto"``, ``"matmul"``, ``"fft"``); all give the same result.
+
+    Returns:
+        ``(B, O, H_out, W_out)`` as ``F.conv2d`` with the same arguments.
+    """
+    rate = check_rate(compress_rate)
+    geometry = conv_geometry(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, dilation, padding)
+    plan = make_plan(geometry.padded_size, rate, route)
+    dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
+    y = _BandLimitedConv.apply(x.to(dtype), weight.to(dtype), plan, geometry, groups)
+    if bias is not None:
+        y = y + bias.to(dtype).view(1, -1, 1, 1)
+    return y.to(x.dtype)
+
+
+class _BandLimitedMixin:
+    """What BandLimitedConv1d and BandLimitedConv2d share: rate, backend, checks."""
+
+    compress_rate: float
+    backend: str
+
+    def _init_band_limited(self, compress_rate: float, backend: str) -> None:
+        self.compress_rate = check_rate(compress_rate)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        #: Set by :func:`freqnets.calibrate_rates`; the rate is then fixed for training.
+        self.rate_frozen = False
+
+    def _check_input(self, x: torch.Tensor, spatial_dims: int) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() not in (spatial_dims + 1, spatial_dims + 2):
+            raise ValueError(
+                f"{type(self).__name__} expects input of {spatial_dims + 2} dims (batched) or "
+                f"{spatial_dims + 1} (unbatched), got shape {tuple(x.shape)}"
+            )
+        if x.shape[-spatial_dims - 1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects {self.in_channels} input channels, got {x.shape[-spatial_dims - 1]} "
+                f"(input shape {tuple(x.shape)})"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"input must have a floating dtype, got {x.dtype}")
+
+    def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """Apply non-zero padding modes with ``F.pad``; return the zero padding left to the FFT grid."""
+        pad = self._reversed_padding_repeated_twice  # (left, right, top, bottom) for 2D
+        if self.padding_mode != "zeros":
+            return F.pad(x, pad, mode=self.padding_mode), (0,) * len(pad)
+        return x, tuple(pad)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", compress_rate={self.compress_rate}, backend={self.backend!r}"
+
+
+class BandLimitedConv2d(_BandLimitedMixin, nn.Conv2d):
+    """Drop-in ``nn.Conv2d`` that computes in the FFT domain and discards high frequencies.
+
+    Same arguments, parameter names and shapes as ``nn.Conv2d`` (so ``state_dict``
+    moves both ways), plus:
+
+    Args:
+        compress_rate: fraction of the spectrum of input and filter discarded, ``0 <= rate < 1``.
+        backend: ``"torch"`` (the pure-PyTorch specification).
+
+    Shape:
+        input ``(B, C_in, H, W)`` or ``(C_in, H, W)``; output as ``nn.Conv2d``.
+
+    Example:
+        >>> conv = BandLimitedConv2d(3, 8, 3, padding=1, compress_rate=0.5)
+        >>> conv(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 8, 32, 32])
+    """
+
+    def __init__(self, *args, compress_rate: float = 0.0, backend: str = "torch", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_band_limited(compress_rate, backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x, 2)
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        x, (left, right, top, bottom) = self._padded(x)
+        y = band_limited_conv2d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            (top, bottom, left, right),
+            self.dilation,
+            self.groups,
+            self.compress_rate,
+        )
+        return y.squeeze(0) if unbatched else y
+
+
+class BandLimitedConv1d(_BandLimitedMixin, nn.Conv1d):
+    """Drop-in ``nn.Conv1d`` that computes in the FFT domain and discards high frequencies.
+
+    Same arguments, parameter names and shapes as ``nn.Conv1d``, plus
+    ``compress_rate`` and ``backend`` as in :class:`BandLimitedConv2d`. A signal of
+    length ``L`` is computed as a ``1 x L`` image.
+
+    Shape:
+        input ``(B, C_in, L)`` or ``(C_in, L)``; output as ``nn.Conv1d``.
+
+    Example:
+        >>> conv = BandLimitedConv1d(4, 4, 129, padding=64, compress_rate=0.25)
+        >>> conv(torch.randn(2, 4, 1000)).shape
+        torch.Size([2, 4, 1000])
+    """
+
+    def __init__(self, *args, compress_rate: float = 0.0, backend: str = "torch", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_band_limited(compress_rate, backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x, 1)
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(0)
+        x, (left, right) = self._padded(x)
+        y = band_limited_conv2d(
+            x.unsqueeze(-2),
+            self.weight.unsqueeze(-2),
+            self.bias,
+            (1, self.stride[0]),
+            (0, 0, left, right),
+            (1, self.dilation[0]),
+            self.groups,
+            self.compress_rate,
+        ).squeeze(-2)
+        return y.squeeze(0) if unbatched else y

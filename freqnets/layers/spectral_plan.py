@@ -1,0 +1,212 @@
+"""Partial DFTs for band-limited convolution: real samples at given positions <-> kept frequencies.
+
+A band-limited convolution only ever needs the *kept* frequencies of its input,
+filter and gradients, and only the output positions its stride selects. This
+module computes exactly those, separably over the two spatial dims (a 1D
+signal is a 2D one with a single row):
+
+* the column dim uses the one-sided (real-input) spectrum, columns ``0 .. F-1``;
+* the row dim uses the full complex spectrum, only the kept rows.
+
+Each dim has two routes that give the same numbers: ``"matmul"``, products
+with small DFT matrices restricted to the kept frequencies and the wanted
+positions (fast for short dims: it skips discarded rows/columns and unneeded
+outputs), and ``"fft"``, ``torch.fft`` on the zero-filled grid (fast for long
+dims). The FFT size ``N`` of a dim is the padded input length for the matmul
+route (the smallest size without wrap-around, for forward and backward) and
+the next 7-smooth length for the FFT route.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ..transforms import rfft_kept_mask
+
+#: Dims of at most this FFT length use the matrix route under ``route="auto"``
+#: (measured crossover: ``freqnets bench conv`` and docs/benchmarks.md).
+MATMUL_MAX_LENGTH = 64
+_ROUTES = ("auto", "matmul", "fft")
+
+
+def next_fast_length(n: int) -> int:
+    """Smallest integer >= ``n`` whose prime factors are 2, 3, 5 and 7 (fast for pocketfft and cuFFT)."""
+    m = n
+    while True:
+        rest = m
+        for p in (2, 3, 5, 7):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return m
+        m += 1
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Sample positions ``start, start + step, ..., start + step * (count - 1)`` along one dim."""
+
+    start: int
+    step: int
+    count: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.step * (self.count - 1) + 1
+
+    def as_slice(self) -> slice:
+        return slice(self.start, self.stop, self.step)
+
+    def indices(self) -> torch.Tensor:
+        return torch.arange(self.count, dtype=torch.float64) * self.step + self.start
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralPlan:
+    """The kept frequencies of one FFT grid, and how each dim is transformed.
+
+    Attributes:
+        fft_size: ``(N_h, N_w)``; ``N_h == 1`` for 1D signals.
+        rate: the compress rate the kept set was made for.
+        row_freqs: ``(R,)`` kept row frequency indices in ``[0, N_h)``.
+        num_cols: kept one-sided columns are ``0 .. num_cols - 1``.
+        kept_index: ``(K,)`` flat indices of the kept set within the ``R x num_cols`` rectangle.
+        routes: ``("matmul" | "fft", "matmul" | "fft")`` for rows and columns.
+    """
+
+    fft_size: tuple[int, int]
+    rate: float
+    row_freqs: torch.Tensor
+    num_cols: int
+    kept_index: torch.Tensor
+    routes: tuple[str, str]
+
+    @property
+    def num_kept(self) -> int:
+        return self.kept_index.numel()
+
+    @property
+    def kept_fraction(self) -> float:
+        return self.num_kept / (self.fft_size[0] * (self.fft_size[1] // 2 + 1))
+
+
+def _route_for(length: int, route: str) -> str:
+    if route not in _ROUTES:
+        raise ValueError(f"route must be one of {', '.join(_ROUTES)}, got {route!r}")
+    if route != "auto":
+        return route
+    return "matmul" if length <= MATMUL_MAX_LENGTH else "fft"
+
+
+@lru_cache(maxsize=1024)
+def make_plan(padded_size: tuple[int, int], rate: float, route: str = "auto") -> SpectralPlan:
+    """Plan for signals of padded spatial size ``(H, W)`` (``H == 1`` for 1D) at ``rate``."""
+    routes = (_route_for(padded_size[0], route), _route_for(padded_size[1], route))
+    fft_size = tuple(
+        1 if n == 1 else (n if r == "matmul" else next_fast_length(n)) for n, r in zip(padded_size, routes, strict=True)
+    )
+    mask = rfft_kept_mask(fft_size, rate)
+    row_freqs = torch.nonzero(mask.any(dim=1)).flatten()
+    num_cols = int(torch.nonzero(mask.any(dim=0)).max()) + 1
+    kept_index = torch.nonzero(mask[row_freqs, :num_cols].flatten()).flatten()
+    return SpectralPlan(fft_size, rate, row_freqs, num_cols, kept_index, routes)
+
+
+# --- DFT matrices, computed in float64 and cached per device and dtype -------------------------
+
+
+def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+@lru_cache(maxsize=512)
+def _column_forward(n: int, cols: int, pos: Positions, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(P, 2F)`` real: ``x @ M`` gives interleaved (re, im) of ``sum_p x[p] e^{-2 pi i l p / n}``."""
+    angle = 2 * math.pi * pos.indices()[:, None] * torch.arange(cols, dtype=torch.float64)[None, :] / n
+    return torch.stack([angle.cos(), -angle.sin()], dim=-1).flatten(-2).to(device, dtype)
+
+
+@lru_cache(maxsize=512)
+def _column_inverse(n: int, cols: int, pos: Positions, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(2F, P)`` real: interleaved (re, im) of a one-sided spectrum @ M = the real signal at ``pos``."""
+    freqs = torch.arange(cols, dtype=torch.float64)
+    weight = torch.full((cols,), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if n % 2 == 0 and cols == n // 2 + 1:
+        weight[-1] = 1.0  # the Nyquist column stands for itself only
+    angle = 2 * math.pi * freqs[:, None] * pos.indices()[None, :] / n
+    scale = (weight / n)[:, None]
+    return torch.stack([angle.cos() * scale, -angle.sin() * scale], dim=1).flatten(0, 1).to(device, dtype)
+
+
+@lru_cache(maxsize=512)
+def _row_forward(n: int, rows: tuple[int, ...], pos: Positions, device: torch.device, dtype: torch.dtype):
+    """``(R, P)`` complex: ``e^{-2 pi i k p / n}`` for kept rows ``k``."""
+    angle = 2 * math.pi * torch.tensor(rows, dtype=torch.float64)[:, None] * pos.indices()[None, :] / n
+    return torch.polar(torch.ones_like(angle), -angle).to(device, _complex_dtype(dtype))
+
+
+@lru_cache(maxsize=512)
+def _row_inverse(n: int, rows: tuple[int, ...], pos: Positions, device: torch.device, dtype: torch.dtype):
+    """``(P, R)`` complex: ``e^{2 pi i k p / n} / n``."""
+    return _row_forward(n, rows, pos, device, dtype).conj().T.contiguous() / n
+
+
+# --- the two directions -------------------------------------------------------------------------
+
+
+def spectrum(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
+    """Kept spectrum of real samples ``t (L, P_r, P_c)`` placed at ``rows x cols`` on the FFT grid.
+
+    Returns:
+        ``(L, K)`` complex: ``sum_{p,q} t[p, q] e^{-2 pi i (k p / N_h + l q / N_w)}`` for the kept ``(k, l)``.
+    """
+    n_h, n_w = plan.fft_size
+    f = plan.num_cols
+    if plan.routes[1] == "matmul":
+        z = torch.view_as_complex((t @ _column_forward(n_w, f, cols, t.device, t.dtype)).unflatten(-1, (f, 2)))
+    else:
+        grid = t.new_zeros(*t.shape[:-1], n_w)
+        grid[..., cols.as_slice()] = t
+        z = torch.fft.rfft(grid, dim=-1)[..., :f]
+    if n_h > 1:
+        row_key = tuple(plan.row_freqs.tolist())
+        if plan.routes[0] == "matmul":
+            z = _row_forward(n_h, row_key, rows, t.device, t.dtype) @ z
+        else:
+            grid = z.new_zeros(*z.shape[:-2], n_h, f)
+            grid[..., rows.as_slice(), :] = z
+            z = torch.fft.fft(grid, dim=-2)[..., plan.row_freqs.to(t.device), :]
+    return z.flatten(-2)[..., plan.kept_index.to(t.device)]
+
+
+def inverse(y: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
+    """Real signal at ``rows x cols`` whose kept spectrum is ``y (L, K)`` (zero elsewhere).
+
+    Returns:
+        ``(L, rows.count, cols.count)`` real; the adjoint pairing of :func:`spectrum` used by
+        circular convolution: ``inverse(spectrum(x)) == x`` at rate 0 on the full grid.
+    """
+    n_h, n_w = plan.fft_size
+    f = plan.num_cols
+    real_dtype = y.real.dtype
+    rect = y.new_zeros(*y.shape[:-1], plan.row_freqs.numel() * f)
+    rect[..., plan.kept_index.to(y.device)] = y
+    z = rect.unflatten(-1, (plan.row_freqs.numel(), f))
+    if n_h > 1:
+        row_key = tuple(plan.row_freqs.tolist())
+        if plan.routes[0] == "matmul":
+            z = _row_inverse(n_h, row_key, rows, y.device, real_dtype) @ z
+        else:
+            grid = z.new_zeros(*z.shape[:-2], n_h, f)
+            grid[..., plan.row_freqs.to(y.device), :] = z
+            z = torch.fft.ifft(grid, dim=-2)[..., rows.as_slice(), :]
+    if plan.routes[1] == "matmul":
+        return torch.view_as_real(z).flatten(-2) @ _column_inverse(n_w, f, cols, y.device, real_dtype)
+    grid = z.new_zeros(*z.shape[:-1], n_w // 2 + 1)
+    grid[..., :f] = z
+    return torch.fft.irfft(grid, n=n_w, dim=-1)[..., cols.as_slice()]
