@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from freqnets.layers import BandLimitedConv1d, BandLimitedConv2d
 from freqnets.layers.band_limited_conv import band_limited_conv2d, conv_geometry
@@ -155,8 +154,8 @@ def test_saves_only_the_compressed_spectra():
     w = torch.randn(16, 16, 3, 3, requires_grad=True)
     saved = {}
     for rate in (0.0, 0.5):
-        tensors = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: tensors.append(t) or t, lambda t: t):
+        tensors: list[torch.Tensor] = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, store=tensors: store.append(t) or t, lambda t: t):
             band_limited_conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, rate)
         assert not any(t.data_ptr() == x.data_ptr() for t in tensors)
         assert all(t.is_complex() for t in tensors)
