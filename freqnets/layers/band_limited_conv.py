@@ -173,16 +173,34 @@ def band_limited_conv2d(
 class _BandLimitedMixin:
     """What BandLimitedConv1d and BandLimitedConv2d share: rate, backend, checks."""
 
-    compress_rate: float
     backend: str
+    _spatial_dims: int
 
     def _init_band_limited(self, compress_rate: float, backend: str) -> None:
-        self.compress_rate = check_rate(compress_rate)
+        #: Set by :func:`freqnets.calibrate_rates`: the rate is then fixed for training.
+        self.rate_frozen = False
+        self.compress_rate = compress_rate
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.backend = backend
-        #: Set by :func:`freqnets.calibrate_rates`; the rate is then fixed for training.
-        self.rate_frozen = False
+
+    @property
+    def compress_rate(self) -> float:
+        """Fraction of the spectrum of input and filter discarded, ``0 <= rate < 1``."""
+        return self._compress_rate
+
+    @compress_rate.setter
+    def compress_rate(self, rate: float) -> None:
+        if self.rate_frozen:
+            raise RuntimeError(
+                "this layer's compress_rate was frozen by calibrate_rates; set rate_frozen = False to change it"
+            )
+        self._compress_rate = check_rate(rate)
+
+    def _batched(self, x: torch.Tensor) -> torch.Tensor:
+        """Check ``x`` and return it with a batch dim."""
+        self._check_input(x, self._spatial_dims)
+        return x.unsqueeze(0) if x.dim() == self._spatial_dims + 1 else x
 
     def _check_input(self, x: torch.Tensor, spatial_dims: int) -> None:
         if not isinstance(x, torch.Tensor):
@@ -230,16 +248,15 @@ class BandLimitedConv2d(_BandLimitedMixin, nn.Conv2d):
         torch.Size([2, 8, 32, 32])
     """
 
+    _spatial_dims = 2
+
     def __init__(self, *args, compress_rate: float = 0.0, backend: str = "torch", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._init_band_limited(compress_rate, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x, 2)
         unbatched = x.dim() == 3
-        if unbatched:
-            x = x.unsqueeze(0)
-        x, (left, right, top, bottom) = self._padded(x)
+        x, (left, right, top, bottom) = self._padded(self._batched(x))
         y = band_limited_conv2d(
             x,
             self.weight,
@@ -269,16 +286,15 @@ class BandLimitedConv1d(_BandLimitedMixin, nn.Conv1d):
         torch.Size([2, 4, 1000])
     """
 
+    _spatial_dims = 1
+
     def __init__(self, *args, compress_rate: float = 0.0, backend: str = "torch", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._init_band_limited(compress_rate, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x, 1)
         unbatched = x.dim() == 2
-        if unbatched:
-            x = x.unsqueeze(0)
-        x, (left, right) = self._padded(x)
+        x, (left, right) = self._padded(self._batched(x))
         y = band_limited_conv2d(
             x.unsqueeze(-2),
             self.weight.unsqueeze(-2),
@@ -290,3 +306,33 @@ class BandLimitedConv1d(_BandLimitedMixin, nn.Conv1d):
             self.compress_rate,
         ).squeeze(-2)
         return y.squeeze(0) if unbatched else y
+
+
+def _from_conv(conv: nn.Module, compress_rate: float, backend: str) -> nn.Module:
+    """Band-limited copy of an ``nn.Conv1d``/``nn.Conv2d`` with the same weights."""
+    from .registry import Unconvertible
+
+    kinds = {nn.Conv1d: BandLimitedConv1d, nn.Conv2d: BandLimitedConv2d}
+    target = kinds.get(type(conv))
+    if target is None:
+        if isinstance(conv, _BandLimitedMixin):
+            raise Unconvertible("already band-limited")
+        raise Unconvertible(f"{type(conv).__name__} has no band-limited form (Conv1d and Conv2d do)")
+    new = target(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+        compress_rate=compress_rate,
+        backend=backend,
+    )
+    new.load_state_dict(conv.state_dict())
+    new.train(conv.training)
+    return new

@@ -1,7 +1,12 @@
 """Network families, one per file, registered with timm when this package is imported.
 
-No family is registered yet; each file added here must be imported below so
-that ``import freqnets`` registers its models.
+* ``bl_resnet18``, ``bl_resnet50``, ``bl_densenet121`` and their ``_cifar`` variants
+  (3x3 stem, no max-pool, 32x32 inputs): band-limited FFT convolutions throughout.
+
+Every file added here must be imported below so that ``import freqnets``
+registers its models.
 """
 
-__all__: list[str] = []
+from . import bl_densenet, bl_resnet
+
+__all__ = ["bl_densenet", "bl_resnet"]

@@ -1,0 +1,52 @@
+"""The one registry of convolution layers per domain, read by :func:`convert_model`.
+
+Each entry says how to turn an existing ``nn.Conv1d``/``nn.Conv2d`` into the
+domain's layer, or why it cannot. Adding a domain's layer is one
+:func:`register_layer` call; nothing else branches on the domain name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+#: ``converter(conv, compress_rate, backend) -> new module``, or raise ``Unconvertible(reason)``.
+Converter = Callable[[nn.Module, float, str], nn.Module]
+
+
+class Unconvertible(Exception):
+    """Raised by a converter for a convolution its domain cannot represent; the message says why."""
+
+
+@dataclass(frozen=True)
+class DomainLayer:
+    domain: str
+    converter: Converter
+    description: str
+
+
+_LAYERS: dict[str, DomainLayer] = {}
+
+
+def register_layer(domain: str, converter: Converter, description: str) -> None:
+    """Register the convolution layer of ``domain`` (a name of :func:`freqnets.transforms.available_domains`)."""
+    _LAYERS[domain] = DomainLayer(domain, converter, description)
+
+
+def layer_for(domain: str) -> DomainLayer:
+    """The registered layer of ``domain``; ``ValueError`` naming what exists otherwise."""
+    from ..transforms import available_domains
+
+    if domain not in available_domains():
+        raise ValueError(f"unknown domain {domain!r}; available domains: {', '.join(available_domains())}")
+    if domain not in _LAYERS:
+        raise ValueError(
+            f"domain {domain!r} has no convolution layer yet; convert_model supports: {', '.join(sorted(_LAYERS))}"
+        )
+    return _LAYERS[domain]
+
+
+def domains_with_layers() -> list[str]:
+    return sorted(_LAYERS)

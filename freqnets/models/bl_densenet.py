@@ -1,0 +1,84 @@
+"""Band-limited DenseNets: timm's DenseNet with every 3x3 and larger convolution band-limited.
+
+``bl_densenet121`` uses the ImageNet stem; ``bl_densenet121_cifar`` a 3x3
+stride-1 stem and no max-pool, for 32x32 inputs. Arguments as for the
+band-limited ResNets (``compress_rate``, ``min_kernel_size``, ``backend``) plus
+timm's ``DenseNet`` arguments. The 1x1 bottleneck and transition convolutions
+stay ordinary convolutions by default.
+
+DenseNet: Huang, Liu, van der Maaten, Weinberger, "Densely Connected
+Convolutional Networks", CVPR 2017.
+"""
+
+from __future__ import annotations
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.densenet import DenseNet
+
+from ._band_limited import CIFAR10_MEAN, CIFAR10_STD, band_limit, refuse_pretrained, use_cifar_stem
+
+__all__ = ["bl_densenet121", "bl_densenet121_cifar"]
+
+
+def _create_bl_densenet(
+    variant: str,
+    pretrained: bool,
+    cifar: bool,
+    compress_rate: float = 0.5,
+    min_kernel_size: int = 3,
+    backend: str = "torch",
+    **kwargs,
+) -> DenseNet:
+    refuse_pretrained(variant, pretrained)
+    model = build_model_with_cfg(
+        DenseNet,
+        variant,
+        pretrained=False,
+        feature_cfg=dict(flatten_sequential=True),
+        growth_rate=32,
+        block_config=(6, 12, 24, 16),
+        **kwargs,
+    )
+    if cifar:
+        use_cifar_stem(model, "features.conv0", "features.pool0")
+    return band_limit(model, compress_rate, min_kernel_size, backend)
+
+
+def _cfg(**kwargs) -> dict:
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "features.conv0",
+        "classifier": "classifier",
+        "license": "apache-2.0",
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "bl_densenet121": _cfg(),
+        "bl_densenet121_cifar": _cfg(
+            num_classes=10, input_size=(3, 32, 32), pool_size=(4, 4), crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD
+        ),
+    }
+)
+
+
+@register_model
+def bl_densenet121(pretrained: bool = False, **kwargs) -> DenseNet:
+    """Band-limited DenseNet-121, ImageNet stem."""
+    return _create_bl_densenet("bl_densenet121", pretrained, False, **kwargs)
+
+
+@register_model
+def bl_densenet121_cifar(pretrained: bool = False, **kwargs) -> DenseNet:
+    """Band-limited DenseNet-121, CIFAR stem (3x3 stride 1, no max-pool), 32x32 inputs."""
+    return _create_bl_densenet("bl_densenet121_cifar", pretrained, True, **kwargs)
