@@ -35,6 +35,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .experiments import bench_conv
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"freqnets bench conv: forward+backward of band-limited vs framework convolutions on {args.device}\n")
+    results = bench_conv.run(args.rates, args.device, args.min_run_time, args.quick)
+    print(bench_conv.report(results, args.device))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .experiments.images import DEFAULT_DATA
 
@@ -51,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     demo.set_defaults(handler=_demo)
+    bench = commands.add_parser("bench", help="benchmarks that compare implementations side by side")
+    bench.add_argument("what", choices=["conv"], help="conv: band-limited vs nn.Conv1d/nn.Conv2d")
+    bench.add_argument("--rates", type=_rates, default=[0.0, 0.25, 0.5, 0.75], help="comma-separated compress rates")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    bench.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
+    bench.add_argument("--quick", action="store_true", help="first layer shape only")
+    bench.set_defaults(handler=_bench)
     return parser
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .._checks import check_rate, compute_dtype
-from .spectral_plan import Positions, SpectralPlan, inverse, make_plan, spectrum
+from .spectral_plan import Positions, SpectralPlan, analysis, make_plan, synthesis
 
 BACKENDS = ("torch",)
 
@@ -73,47 +73,58 @@ def conv_geometry(
     return ConvGeometry(tuple(inputs), tuple(kernels), tuple(outputs), tuple(padded))
 
 
-def _to_product_layout(spectra: torch.Tensor, groups: int) -> torch.Tensor:
-    """``(B, C, K)`` -> ``(K * groups, B, C / groups)``: one matrix per frequency and group."""
-    b, c, k = spectra.shape
-    return spectra.reshape(b, groups, c // groups, k).permute(3, 1, 0, 2).reshape(k * groups, b, c // groups)
+def _split_groups(planar: torch.Tensor, batch: int, groups: int) -> torch.Tensor:
+    """Planar ``(2, K, batch * groups * n)`` -> ``(2, K * groups, batch, n)``: one matrix per frequency and group."""
+    two, k, total = planar.shape
+    n = total // (batch * groups)
+    if groups == 1:
+        return planar.view(two, k, batch, n)
+    grouped = planar.view(two, k, batch, groups, n).transpose(2, 3)
+    return grouped.reshape(two, k * groups, batch, n)
 
 
-def _from_product_layout(product: torch.Tensor, groups: int) -> torch.Tensor:
-    """Inverse of :func:`_to_product_layout`: ``(K * groups, B, C / groups)`` -> ``(B, C, K)``."""
-    kg, b, cg = product.shape
+def _merge_groups(planar: torch.Tensor, groups: int) -> torch.Tensor:
+    """Inverse of :func:`_split_groups`: ``(2, K * groups, batch, n)`` -> ``(2, K, batch * groups * n)``."""
+    two, kg, batch, n = planar.shape
     k = kg // groups
-    return product.reshape(k, groups, b, cg).permute(2, 1, 3, 0).reshape(b, groups * cg, k)
+    if groups == 1:
+        return planar.reshape(two, k, batch * n)
+    return planar.view(two, k, groups, batch, n).transpose(2, 3).reshape(two, k, batch * groups * n)
 
 
-def _filter_layout(spectra: torch.Tensor, groups: int) -> torch.Tensor:
-    """Filter spectra ``(O, C/g, K)`` -> ``(K * g, C/g, O/g)``."""
-    o, cg, k = spectra.shape
-    return spectra.reshape(groups, o // groups, cg, k).permute(3, 0, 2, 1).reshape(k * groups, cg, o // groups)
+def gauss_matmul(
+    left: torch.Tensor, right: torch.Tensor, conj_left: bool = False, conj_right: bool = False
+) -> torch.Tensor:
+    """Batched complex product of planar operands ``(2, ..., m, n) @ (2, ..., n, p)`` with 3 real products.
 
-
-def _filter_from_layout(product: torch.Tensor, groups: int, out_channels: int) -> torch.Tensor:
-    """``(K * g, O/g, C/g)`` -> ``(O, C/g, K)``."""
-    kg, og, cg = product.shape
-    k = kg // groups
-    return product.reshape(k, groups, og, cg).permute(1, 2, 3, 0).reshape(out_channels, cg, k)
+    Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a + b) c``, ``k2 = a (d - c)``,
+    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``; ``conj_*`` conjugates an
+    operand without materialising it.
+    """
+    ar, ai = left[0], left[1]
+    br, bi = right[0], right[1]
+    k1 = (ar - ai if conj_left else ar + ai) @ br
+    k2 = ar @ (-(bi + br) if conj_right else bi - br)
+    k3 = ai @ (br - bi if conj_right else br + bi)
+    return torch.stack([k1 + k3 if conj_left else k1 - k3, k1 + k2])
 
 
 class _BandLimitedConv(torch.autograd.Function):
-    """Forward and backward of the band-limited correlation on the kept spectrum (4D tensors)."""
+    """Forward and backward of the band-limited correlation on the kept spectrum (4D tensors).
+
+    Spectra are planar ``(2, K * groups, rows, cols)`` real tensors (see
+    :func:`freqnets.layers.spectral_plan.analysis`); products use :func:`gauss_matmul`.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int):
-        b = x.shape[0]
-        o = weight.shape[0]
-        x_spec = spectrum(x.reshape(-1, *x.shape[-2:]), plan, *geometry.input).reshape(b, x.shape[1], -1)
-        w_spec = spectrum(weight.reshape(-1, *weight.shape[-2:]), plan, *geometry.kernel).reshape(
-            o, weight.shape[1], -1
-        )
-        x_spec = _to_product_layout(x_spec, groups)  # (K g, B, C/g)
-        w_spec = _filter_layout(w_spec, groups)  # (K g, C/g, O/g)
-        y_spec = _from_product_layout(torch.bmm(x_spec, w_spec.conj()), groups)  # (B, O, K)
-        y = inverse(y_spec.reshape(b * o, -1), plan, *geometry.output)
+        b, c = x.shape[:2]
+        o, cg = weight.shape[:2]
+        x_spec = _split_groups(analysis(x.reshape(b * c, *x.shape[-2:]), plan, *geometry.input), b, groups)
+        w_spec = analysis(weight.reshape(o * cg, *weight.shape[-2:]), plan, *geometry.kernel)
+        w_spec = w_spec.view(2, -1, o // groups, cg)  # (2, K g, O/g, C/g): groups are already outermost
+        y_spec = gauss_matmul(x_spec, w_spec.transpose(-1, -2), conj_right=True)  # (2, K g, B, O/g)
+        y = synthesis(_merge_groups(y_spec, groups), plan, *geometry.output)
         ctx.save_for_backward(x_spec, w_spec)
         ctx.plan, ctx.geometry, ctx.groups = plan, geometry, groups
         ctx.shapes = (tuple(x.shape), tuple(weight.shape))
@@ -126,16 +137,15 @@ class _BandLimitedConv(torch.autograd.Function):
         plan, geometry, groups = ctx.plan, ctx.geometry, ctx.groups
         x_shape, w_shape = ctx.shapes
         b, o = grad_y.shape[:2]
-        grad_y = grad_y.to(x_spec.real.dtype)
-        gy_spec = spectrum(grad_y.reshape(-1, *grad_y.shape[-2:]), plan, *geometry.output).reshape(b, o, -1)
-        gy_spec = _to_product_layout(gy_spec, groups)  # (K g, B, O/g)
+        grad_y = grad_y.to(x_spec.dtype).reshape(b * o, *grad_y.shape[-2:])
+        gy_spec = _split_groups(analysis(grad_y, plan, *geometry.output), b, groups)  # (2, K g, B, O/g)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            gx_spec = _from_product_layout(torch.bmm(gy_spec, w_spec.transpose(1, 2)), groups)
-            grad_x = inverse(gx_spec.reshape(-1, gx_spec.shape[-1]), plan, *geometry.input).reshape(x_shape)
+            gx_spec = _merge_groups(gauss_matmul(gy_spec, w_spec), groups)
+            grad_x = synthesis(gx_spec, plan, *geometry.input).reshape(x_shape)
         if ctx.needs_input_grad[1]:
-            gw_spec = _filter_from_layout(torch.bmm(gy_spec.conj().transpose(1, 2), x_spec), groups, o)
-            grad_w = inverse(gw_spec.reshape(-1, gw_spec.shape[-1]), plan, *geometry.kernel).reshape(w_shape)
+            gw_spec = gauss_matmul(gy_spec.transpose(-1, -2), x_spec, conj_left=True)  # (2, K g, O/g, C/g)
+            grad_w = synthesis(gw_spec.reshape(2, plan.num_kept, -1), plan, *geometry.kernel).reshape(w_shape)
         return grad_x, grad_w, None, None, None
 
 

@@ -210,3 +210,77 @@ def inverse(y: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Position
     grid = z.new_zeros(*z.shape[:-1], n_w // 2 + 1)
     grid[..., :f] = z
     return torch.fft.irfft(grid, n=n_w, dim=-1)[..., cols.as_slice()]
+
+
+# --- planar spectra: (2, K, L) real tensors, real and imaginary planes ---------------------------
+#
+# The convolution's products run on real (K, ., .) batches of matrices, so the spectra live in a
+# planar layout: plane 0 the real parts, plane 1 the imaginary parts, one row per kept frequency,
+# the batch (B * C) last. Small grids use one GEMM with the 2D DFT matrix of the kept set (rows:
+# kept frequencies, columns: sample positions); it writes the planar layout directly and needs no
+# gather. Larger grids use the separable transforms above and one transposing copy.
+
+#: Use the 2D-DFT matrix when its cost (positions x 2K) is at most this many times the separable
+#: transforms' cost; one large GEMM runs several times faster than many small ones.
+KRONECKER_ADVANTAGE = 4.0
+
+
+def _separable_cost(plan: SpectralPlan, rows: Positions, cols: Positions) -> float:
+    return rows.count * cols.count * 2 * plan.num_cols + 4 * plan.row_freqs.numel() * plan.num_cols * rows.count
+
+
+def uses_kronecker(plan: SpectralPlan, rows: Positions, cols: Positions) -> bool:
+    """Whether :func:`analysis`/:func:`synthesis` use one 2D-DFT matrix for these positions."""
+    kron_cost = rows.count * cols.count * 2 * plan.num_kept
+    return kron_cost <= KRONECKER_ADVANTAGE * _separable_cost(plan, rows, cols)
+
+
+@lru_cache(maxsize=512)
+def _kept_frequencies(plan: SpectralPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(K,)`` row and column frequency indices of the kept set, in plan order."""
+    f = plan.num_cols
+    return plan.row_freqs[plan.kept_index // f].double(), (plan.kept_index % f).double()
+
+
+@lru_cache(maxsize=512)
+def _kron_analysis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
+    """``(2K, P)``: rows are cos and -sin of ``2 pi (k p / N_h + l q / N_w)`` for kept ``(k, l)``."""
+    k, l = _kept_frequencies(plan)
+    n_h, n_w = plan.fft_size
+    p = rows.indices()[:, None].expand(rows.count, cols.count).flatten()
+    q = cols.indices()[None, :].expand(rows.count, cols.count).flatten()
+    angle = 2 * math.pi * (k[:, None] * p[None, :] / n_h + l[:, None] * q[None, :] / n_w)
+    return torch.cat([angle.cos(), -angle.sin()]).to(device, dtype)
+
+
+@lru_cache(maxsize=512)
+def _kron_synthesis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
+    """``(2K, P)``: planar kept spectrum -> real samples, with the one-sided Hermitian weights."""
+    k, l = _kept_frequencies(plan)
+    n_h, n_w = plan.fft_size
+    weight = torch.full_like(l, 2.0)
+    weight[l == 0] = 1.0
+    if n_w % 2 == 0:
+        weight[l == n_w // 2] = 1.0
+    weight = weight / (n_h * n_w)
+    p = rows.indices()[:, None].expand(rows.count, cols.count).flatten()
+    q = cols.indices()[None, :].expand(rows.count, cols.count).flatten()
+    angle = 2 * math.pi * (k[:, None] * p[None, :] / n_h + l[:, None] * q[None, :] / n_w)
+    return torch.cat([angle.cos() * weight[:, None], -angle.sin() * weight[:, None]]).to(device, dtype)
+
+
+def analysis(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
+    """Planar kept spectrum ``(2, K, L)`` of real samples ``t (L, P_r, P_c)`` at ``rows x cols``."""
+    if uses_kronecker(plan, rows, cols):
+        matrix = _kron_analysis(plan, rows, cols, t.device, t.dtype)
+        return (matrix @ t.reshape(t.shape[0], -1).T).unflatten(0, (2, plan.num_kept))
+    return torch.view_as_real(spectrum(t, plan, rows, cols)).permute(2, 1, 0).contiguous()
+
+
+def synthesis(planar: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
+    """Real samples ``(L, P_r, P_c)`` at ``rows x cols`` of the planar kept spectrum ``(2, K, L)``."""
+    if uses_kronecker(plan, rows, cols):
+        matrix = _kron_synthesis(plan, rows, cols, planar.device, planar.dtype)
+        return (planar.reshape(2 * plan.num_kept, -1).T @ matrix).unflatten(-1, (rows.count, cols.count))
+    complex_spectrum = torch.view_as_complex(planar.permute(2, 1, 0).contiguous())
+    return inverse(complex_spectrum, plan, rows, cols)
