@@ -11,6 +11,8 @@ printed against the framework's own convolution and against rate 0.
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,33 +48,59 @@ def _saved_bytes(step) -> int:
     return sum(storages.values())
 
 
-def _resident_peak(step, device: torch.device) -> int | None:
+_PEAK_SCRIPT = """
+import sys, torch
+from pathlib import Path
+from freqnets.experiments.bench_conv import build_case
+torch.set_num_threads(int(sys.argv[4]))
+module, x = build_case(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+def step():
+    y = module(x)
+    y.backward(torch.ones_like(y))
+def rss(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+before = rss("VmRSS")
+step()
+print(rss("VmHWM") - before)
+"""
+
+
+def _resident_peak(case: str, implementation: str, rate: float, device: torch.device) -> int | None:
+    """Peak memory growth of one fresh forward+backward step (a new process on CPU, so no allocator cache)."""
     if device.type == "cuda":
+        module, x = build_case(case, implementation, rate, device)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        step(backward=True)
+        y = module(x)
+        y.backward(torch.ones_like(y))
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    status = Path("/proc/self/status")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
+    if not Path("/proc/self/status").exists():
         return None
-
-    def read(field: str) -> int:
-        for line in status.read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-        raise KeyError(field)
-
-    before = read("VmRSS")
-    step(backward=True)
-    return read("VmHWM") - before
+    args = [sys.executable, "-c", _PEAK_SCRIPT, case, implementation, str(rate), str(torch.get_num_threads())]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
 
 
-def measure(layer_name: str, name: str, module: nn.Module, x: torch.Tensor, min_run_time: float) -> Measurement:
-    """Time and memory of one forward+backward step of ``module`` on ``x``."""
+def build_case(case: str, implementation: str, rate: float, device: torch.device | str = "cpu"):
+    """The module and input of one benchmark row: ``case`` is a key of :data:`CASES`."""
+    shape, spatial_dims, kwargs = CASES[case]
+    torch.manual_seed(0)
+    x = torch.randn(shape, device=device, requires_grad=True)
+    reference = (nn.Conv1d if spatial_dims == 1 else nn.Conv2d)(**kwargs).to(device)
+    if implementation == "reference":
+        return reference, x
+    banded = (BandLimitedConv1d if spatial_dims == 1 else BandLimitedConv2d)(**kwargs, compress_rate=rate).to(device)
+    banded.load_state_dict(reference.state_dict())
+    return banded, x
+
+
+def measure(case: str, implementation: str, rate: float, device: torch.device, min_run_time: float) -> Measurement:
+    """Time and memory of forward+backward steps of one implementation on one case."""
+    module, x = build_case(case, implementation, rate, device)
 
     def step(backward: bool = True) -> None:
         y = module(x)
@@ -81,43 +109,35 @@ def measure(layer_name: str, name: str, module: nn.Module, x: torch.Tensor, min_
 
     step()  # warm up caches and plans
     seconds = Timer("step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time).median
-    return Measurement(layer_name, name, seconds * 1e3, _saved_bytes(step), _resident_peak(step, x.device))
+    name = type(module).__name__.replace("BandLimited", "") if implementation == "reference" else f"rate {rate:g}"
+    peak = _resident_peak(case, implementation, rate, device)
+    return Measurement(case, name, seconds * 1e3, _saved_bytes(step), peak)
+
+
+def _cases() -> dict[str, tuple]:
+    cases = {}
+    for batch, channels, size in RESNET18_CIFAR_SHAPES:
+        kwargs = dict(in_channels=channels, out_channels=channels, kernel_size=3, padding=1, bias=False)
+        cases[f"{channels}ch@{size}x{size} b{batch} 3x3"] = ((batch, channels, size, size), 2, kwargs)
+    batch, channels, length, kernel = LONG_1D
+    kwargs = dict(in_channels=channels, out_channels=channels, kernel_size=kernel, padding=kernel // 2, bias=False)
+    cases[f"1D {channels}ch@{length} b{batch} k{kernel}"] = ((batch, channels, length), 1, kwargs)
+    return cases
+
+
+#: Benchmark cases by label: (input shape, spatial dims, convolution arguments).
+CASES = _cases()
 
 
 def run(rates: list[float], device: str, min_run_time: float, quick: bool) -> list[Measurement]:
     dev = torch.device(device)
-    cases: list[tuple[str, type, type, tuple, dict]] = []
-    shapes = RESNET18_CIFAR_SHAPES[:1] if quick else RESNET18_CIFAR_SHAPES
-    for batch, channels, size in shapes:
-        cases.append(
-            (
-                f"{channels}ch@{size}x{size} b{batch} 3x3",
-                nn.Conv2d,
-                BandLimitedConv2d,
-                (batch, channels, size, size),
-                dict(in_channels=channels, out_channels=channels, kernel_size=3, padding=1, bias=False),
-            )
-        )
-    batch, channels, length, kernel = LONG_1D
-    cases.append(
-        (
-            f"1D {channels}ch@{length} b{batch} k{kernel}",
-            nn.Conv1d,
-            BandLimitedConv1d,
-            (batch, channels, length),
-            dict(in_channels=channels, out_channels=channels, kernel_size=kernel, padding=kernel // 2, bias=False),
-        )
-    )
+    labels = list(CASES)
+    if quick:
+        labels = [labels[0], labels[-1]]
     results = []
-    for label, reference_cls, banded_cls, shape, kwargs in cases:
-        torch.manual_seed(0)
-        x = torch.randn(shape, device=dev, requires_grad=True)
-        reference = reference_cls(**kwargs).to(dev)
-        results.append(measure(label, reference_cls.__name__, reference, x, min_run_time))
-        for rate in rates:
-            banded = banded_cls(**kwargs, compress_rate=rate).to(dev)
-            banded.load_state_dict(reference.state_dict())
-            results.append(measure(label, f"rate {rate:g}", banded, x, min_run_time))
+    for case in labels:
+        results.append(measure(case, "reference", 0.0, dev, min_run_time))
+        results += [measure(case, "band-limited", rate, dev, min_run_time) for rate in rates]
     return results
 
 
@@ -127,7 +147,7 @@ def _mib(n: int | None) -> str:
 
 def report(results: list[Measurement], device: str) -> str:
     lines = [
-        f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
+        f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, {platform.machine()}",
         "",
         "| layer | implementation | fwd+bwd ms | vs conv | vs rate 0 | saved MiB | vs rate 0 | peak MiB |",
         "|---|---|---|---|---|---|---|---|",

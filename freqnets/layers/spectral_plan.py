@@ -222,15 +222,26 @@ def inverse(y: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Position
 
 #: Use the 2D-DFT matrix when its cost (positions x 2K) is at most this many times the separable
 #: transforms' cost; one large GEMM runs several times faster than many small ones.
-KRONECKER_ADVANTAGE = 4.0
+KRONECKER_ADVANTAGE = 8.0
 
 
 def _separable_cost(plan: SpectralPlan, rows: Positions, cols: Positions) -> float:
-    return rows.count * cols.count * 2 * plan.num_cols + 4 * plan.row_freqs.numel() * plan.num_cols * rows.count
+    """Rough multiply count of the separable route (per signal), by each dim's route."""
+    n_h, n_w = plan.fft_size
+    f, r = plan.num_cols, plan.row_freqs.numel()
+    cost = rows.count * (cols.count * 2 * f if plan.routes[1] == "matmul" else 2.5 * n_w * math.log2(max(n_w, 2)))
+    if n_h > 1:
+        cost += 4 * r * f * rows.count if plan.routes[0] == "matmul" else 5 * f * n_h * math.log2(n_h)
+    return cost
 
 
 def uses_kronecker(plan: SpectralPlan, rows: Positions, cols: Positions) -> bool:
-    """Whether :func:`analysis`/:func:`synthesis` use one 2D-DFT matrix for these positions."""
+    """Whether :func:`analysis`/:func:`synthesis` use one 2D-DFT matrix for these positions.
+
+    Only for grids small enough for the matrix route in every dim; long dims go through the FFT.
+    """
+    if any(route == "fft" for n, route in zip(plan.fft_size, plan.routes, strict=True) if n > 1):
+        return False
     kron_cost = rows.count * cols.count * 2 * plan.num_kept
     return kron_cost <= KRONECKER_ADVANTAGE * _separable_cost(plan, rows, cols)
 
@@ -242,31 +253,38 @@ def _kept_frequencies(plan: SpectralPlan) -> tuple[torch.Tensor, torch.Tensor]:
     return plan.row_freqs[plan.kept_index // f].double(), (plan.kept_index % f).double()
 
 
-@lru_cache(maxsize=512)
-def _kron_analysis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
-    """``(2K, P)``: rows are cos and -sin of ``2 pi (k p / N_h + l q / N_w)`` for kept ``(k, l)``."""
-    k, l = _kept_frequencies(plan)
+def _kron_angles(plan: SpectralPlan, rows: Positions, cols: Positions) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(K, P)`` phases ``2 pi (k p / N_h + l q / N_w)`` and the ``(K,)`` column frequencies ``l``."""
+    row_freq, col_freq = _kept_frequencies(plan)
     n_h, n_w = plan.fft_size
     p = rows.indices()[:, None].expand(rows.count, cols.count).flatten()
     q = cols.indices()[None, :].expand(rows.count, cols.count).flatten()
-    angle = 2 * math.pi * (k[:, None] * p[None, :] / n_h + l[:, None] * q[None, :] / n_w)
+    return 2 * math.pi * (row_freq[:, None] * p[None, :] / n_h + col_freq[:, None] * q[None, :] / n_w), col_freq
+
+
+@lru_cache(maxsize=512)
+def _kron_analysis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
+    """``(2K, P)``: cos and -sin of the phases, so ``matrix @ samples`` is the planar kept spectrum."""
+    angle, _ = _kron_angles(plan, rows, cols)
     return torch.cat([angle.cos(), -angle.sin()]).to(device, dtype)
 
 
 @lru_cache(maxsize=512)
 def _kron_synthesis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
     """``(2K, P)``: planar kept spectrum -> real samples, with the one-sided Hermitian weights."""
-    k, l = _kept_frequencies(plan)
+    angle, col_freq = _kron_angles(plan, rows, cols)
     n_h, n_w = plan.fft_size
-    weight = torch.full_like(l, 2.0)
-    weight[l == 0] = 1.0
+    weight = torch.full_like(col_freq, 2.0)
+    weight[col_freq == 0] = 1.0
     if n_w % 2 == 0:
-        weight[l == n_w // 2] = 1.0
-    weight = weight / (n_h * n_w)
-    p = rows.indices()[:, None].expand(rows.count, cols.count).flatten()
-    q = cols.indices()[None, :].expand(rows.count, cols.count).flatten()
-    angle = 2 * math.pi * (k[:, None] * p[None, :] / n_h + l[:, None] * q[None, :] / n_w)
-    return torch.cat([angle.cos() * weight[:, None], -angle.sin() * weight[:, None]]).to(device, dtype)
+        weight[col_freq == n_w // 2] = 1.0
+    weight = (weight / (n_h * n_w))[:, None]
+    return torch.cat([angle.cos() * weight, -angle.sin() * weight]).to(device, dtype)
+
+
+def _is_long_1d(plan: SpectralPlan) -> bool:
+    # One row and an FFT column route: the kept set is the prefix 0 .. K-1 of the one-sided spectrum.
+    return plan.fft_size[0] == 1 and plan.routes[1] == "fft"
 
 
 def analysis(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
@@ -274,6 +292,11 @@ def analysis(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positio
     if uses_kronecker(plan, rows, cols):
         matrix = _kron_analysis(plan, rows, cols, t.device, t.dtype)
         return (matrix @ t.reshape(t.shape[0], -1).T).unflatten(0, (2, plan.num_kept))
+    if _is_long_1d(plan):
+        grid = t.new_zeros(t.shape[0], plan.fft_size[1])
+        grid[:, cols.as_slice()] = t.reshape(t.shape[0], -1)
+        kept = torch.fft.rfft(grid, dim=-1)[:, : plan.num_kept]
+        return torch.view_as_real(kept).permute(2, 1, 0).contiguous()
     return torch.view_as_real(spectrum(t, plan, rows, cols)).permute(2, 1, 0).contiguous()
 
 
@@ -282,5 +305,10 @@ def synthesis(planar: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: P
     if uses_kronecker(plan, rows, cols):
         matrix = _kron_synthesis(plan, rows, cols, planar.device, planar.dtype)
         return (planar.reshape(2 * plan.num_kept, -1).T @ matrix).unflatten(-1, (rows.count, cols.count))
+    if _is_long_1d(plan):
+        n_w = plan.fft_size[1]
+        grid = torch.zeros(planar.shape[-1], n_w // 2 + 1, dtype=_complex_dtype(planar.dtype), device=planar.device)
+        torch.view_as_real(grid)[:, : plan.num_kept] = planar.permute(2, 1, 0)
+        return torch.fft.irfft(grid, n=n_w, dim=-1)[:, cols.as_slice()].unsqueeze(1)
     complex_spectrum = torch.view_as_complex(planar.permute(2, 1, 0).contiguous())
     return inverse(complex_spectrum, plan, rows, cols)

@@ -187,3 +187,28 @@ def test_bad_arguments():
         conv(torch.ones(1, 3, 8, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="route must be one of"):
         band_limited_conv2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3), route="gpu")
+
+
+@pytest.mark.parametrize("kronecker", [0.0, float("inf")], ids=["separable", "kronecker"])
+@pytest.mark.parametrize("route", ["matmul", "fft"])
+@pytest.mark.parametrize("rate", [0.0, 0.6])
+def test_every_spectral_path_matches_the_definition(kronecker, route, rate, monkeypatch):
+    import freqnets.layers.spectral_plan as spectral_plan
+
+    monkeypatch.setattr(spectral_plan, "KRONECKER_ADVANTAGE", kronecker)
+    x = torch.randn(2, 4, 9, 12, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    padding, stride, dilation = (1, 2, 0, 1), (2, 1), (1, 2)
+    out = band_limited_conv2d(x, w, None, stride, padding, dilation, 2, rate, route=route)
+    geometry = conv_geometry((9, 12), (3, 3), stride, dilation, padding)
+    fft_size = make_plan(geometry.padded_size, rate, route).fft_size
+    grouped = [
+        numpy_band_limited(
+            x[:, 2 * g : 2 * g + 2].detach(), w[3 * g : 3 * g + 3].detach(), padding, stride, dilation, rate, fft_size
+        )
+        for g in range(2)
+    ]
+    assert_close_relative(out, torch.cat(grouped, dim=1), 1e-10)
+    assert torch.autograd.gradcheck(
+        lambda a, b: band_limited_conv2d(a, b, None, stride, padding, dilation, 2, rate, route=route), (x, w)
+    )
