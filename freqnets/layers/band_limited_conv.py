@@ -92,28 +92,32 @@ def _merge_groups(planar: torch.Tensor, groups: int) -> torch.Tensor:
     return planar.view(two, k, groups, batch, n).transpose(2, 3).reshape(two, k, batch * groups * n)
 
 
-def gauss_matmul(
+def complex_matmul(
     left: torch.Tensor, right: torch.Tensor, conj_left: bool = False, conj_right: bool = False
 ) -> torch.Tensor:
-    """Batched complex product of planar operands ``(2, ..., m, n) @ (2, ..., n, p)`` with 3 real products.
+    """Batched complex product of planar operands ``(2, ..., m, n) @ (2, ..., n, p)`` -> ``(2, ..., m, p)``.
 
     Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a + b) c``, ``k2 = a (d - c)``,
-    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``; ``conj_*`` conjugates an
-    operand without materialising it.
+    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``: three real products instead
+    of four (measured faster than four, or than complex ``bmm``, at every layer shape
+    of ``freqnets bench conv``). ``conj_*`` conjugates an operand without materialising it.
     """
     ar, ai = left[0], left[1]
     br, bi = right[0], right[1]
     k1 = (ar - ai if conj_left else ar + ai) @ br
     k2 = ar @ (-(bi + br) if conj_right else bi - br)
     k3 = ai @ (br - bi if conj_right else br + bi)
-    return torch.stack([k1 + k3 if conj_left else k1 - k3, k1 + k2])
+    out = k1.new_empty(2, *k1.shape)
+    torch.add(k1, k3, alpha=1.0 if conj_left else -1.0, out=out[0])
+    torch.add(k1, k2, out=out[1])
+    return out
 
 
 class _BandLimitedConv(torch.autograd.Function):
     """Forward and backward of the band-limited correlation on the kept spectrum (4D tensors).
 
     Spectra are planar ``(2, K * groups, rows, cols)`` real tensors (see
-    :func:`freqnets.layers.spectral_plan.analysis`); products use :func:`gauss_matmul`.
+    :func:`freqnets.layers.spectral_plan.analysis`); products use :func:`complex_matmul`.
     """
 
     @staticmethod
@@ -123,7 +127,7 @@ class _BandLimitedConv(torch.autograd.Function):
         x_spec = _split_groups(analysis(x.reshape(b * c, *x.shape[-2:]), plan, *geometry.input), b, groups)
         w_spec = analysis(weight.reshape(o * cg, *weight.shape[-2:]), plan, *geometry.kernel)
         w_spec = w_spec.view(2, -1, o // groups, cg)  # (2, K g, O/g, C/g): groups are already outermost
-        y_spec = gauss_matmul(x_spec, w_spec.transpose(-1, -2), conj_right=True)  # (2, K g, B, O/g)
+        y_spec = complex_matmul(x_spec, w_spec.transpose(-1, -2), conj_right=True)  # (2, K g, B, O/g)
         y = synthesis(_merge_groups(y_spec, groups), plan, *geometry.output)
         ctx.save_for_backward(x_spec, w_spec)
         ctx.plan, ctx.geometry, ctx.groups = plan, geometry, groups
@@ -141,10 +145,10 @@ class _BandLimitedConv(torch.autograd.Function):
         gy_spec = _split_groups(analysis(grad_y, plan, *geometry.output), b, groups)  # (2, K g, B, O/g)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            gx_spec = _merge_groups(gauss_matmul(gy_spec, w_spec), groups)
+            gx_spec = _merge_groups(complex_matmul(gy_spec, w_spec), groups)
             grad_x = synthesis(gx_spec, plan, *geometry.input).reshape(x_shape)
         if ctx.needs_input_grad[1]:
-            gw_spec = gauss_matmul(gy_spec.transpose(-1, -2), x_spec, conj_left=True)  # (2, K g, O/g, C/g)
+            gw_spec = complex_matmul(gy_spec.transpose(-1, -2), x_spec, conj_left=True)  # (2, K g, O/g, C/g)
             grad_w = synthesis(gw_spec.reshape(2, plan.num_kept, -1), plan, *geometry.kernel).reshape(w_shape)
         return grad_x, grad_w, None, None, None
 
