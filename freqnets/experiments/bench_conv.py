@@ -98,7 +98,9 @@ def build_case(case: str, implementation: str, rate: float, device: torch.device
     return banded, x
 
 
-def measure(case: str, implementation: str, rate: float, device: torch.device, min_run_time: float) -> Measurement:
+def measure(
+    case: str, implementation: str, rate: float, device: torch.device, min_run_time: float, peak: bool = True
+) -> Measurement:
     """Time and memory of forward+backward steps of one implementation on one case."""
     module, x = build_case(case, implementation, rate, device)
 
@@ -108,10 +110,11 @@ def measure(case: str, implementation: str, rate: float, device: torch.device, m
             y.backward(torch.ones_like(y))
 
     step()  # warm up caches and plans
-    seconds = Timer("step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time).median
+    timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    seconds = timer.blocked_autorange(min_run_time=min_run_time).median
     name = type(module).__name__.replace("BandLimited", "") if implementation == "reference" else f"rate {rate:g}"
-    peak = _resident_peak(case, implementation, rate, device)
-    return Measurement(case, name, seconds * 1e3, _saved_bytes(step), peak)
+    peak_bytes = _resident_peak(case, implementation, rate, device) if peak else None
+    return Measurement(case, name, seconds * 1e3, _saved_bytes(step), peak_bytes)
 
 
 def _cases() -> dict[str, tuple]:
@@ -129,15 +132,15 @@ def _cases() -> dict[str, tuple]:
 CASES = _cases()
 
 
-def run(rates: list[float], device: str, min_run_time: float, quick: bool) -> list[Measurement]:
+def run(rates: list[float], device: str, min_run_time: float, quick: bool, peak: bool = True) -> list[Measurement]:
     dev = torch.device(device)
     labels = list(CASES)
     if quick:
         labels = [labels[0], labels[-1]]
     results = []
     for case in labels:
-        results.append(measure(case, "reference", 0.0, dev, min_run_time))
-        results += [measure(case, "band-limited", rate, dev, min_run_time) for rate in rates]
+        results.append(measure(case, "reference", 0.0, dev, min_run_time, peak))
+        results += [measure(case, "band-limited", rate, dev, min_run_time, peak) for rate in rates]
     return results
 
 

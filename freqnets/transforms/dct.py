@@ -3,7 +3,7 @@
 Pure PyTorch, differentiable, matching ``scipy.fft.dct(x, type=2, norm="ortho")``
 and ``scipy.fft.idct``. Long transforms use ``torch.fft`` (Makhoul's reordering:
 one complex FFT of length ``N`` per DCT of length ``N``); short ones, such as
-JPEG's 8-point blocks, a dense DCT matrix, which measures up to 10x faster
+JPEG's 8-point blocks, a dense DCT matrix, which measures up to 15x faster
 there (see :func:`dct`).
 
 Layouts:
@@ -46,10 +46,10 @@ def _makhoul_tables(n: int, device: torch.device, dtype: torch.dtype):
     return perm, inverse_perm, twiddle.to(device, complex_dtype), scale.to(device, dtype)
 
 
-#: Longest transform computed as a dense matrix product under ``method="auto"``: below this size
-#: the product is faster than the FFT route on CPU (measured: 10x at n=8, 1.5x at n=256, 0.6x
-#: at n=512; ``benchmarks/bench_transforms.py`` and docs/benchmarks.md).
-MATMUL_MAX_SIZE = 256
+#: Longest transform computed as a dense matrix product under ``method="auto"``: up to this size
+#: the product is faster than the FFT route on CPU (2 threads: 15x at n=8, 3.3x at n=256, 1.5x at
+#: n=512, 0.4x at n=2048; ``benchmarks/bench_transforms.py`` and docs/benchmarks.md).
+MATMUL_MAX_SIZE = 512
 _METHODS = ("auto", "fft", "matmul")
 
 

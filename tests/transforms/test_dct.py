@@ -32,7 +32,7 @@ JPEG_ZIGZAG_8 = [
 
 @pytest.mark.parametrize("method", ["fft", "matmul", "auto"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 16, 33, 300])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 16, 33, 300, 600])
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_dct_matches_scipy(n, dim, dtype, method, device):
     shape = [5, 4, 3]
