@@ -1,24 +1,36 @@
-"""``nn.Module`` layers that compute in a transform domain.
+"""``nn.Module`` layers that compute in a transform domain, and the tools to put them in networks.
 
-* :class:`BandLimitedConv1d`, :class:`BandLimitedConv2d`: drop-in FFT convolutions
+* :class:`BandLimitedConv1d`, :class:`BandLimitedConv2d` (domain ``"fft"``): FFT convolutions
   that discard the high-frequency spectrum of input and filter.
-
-Planned (see the project's issues): SVD-separable, Winograd and DCT-compressed
-convolutions, octave and multigrid convolutions, perturbation channels.
+* :class:`SVDConv2d` (``"svd"``): a KxK convolution as rank pairs of Kx1 and 1xK convolutions.
+* :class:`WinogradConv2d` (``"winograd"``): tiled Winograd convolution with Winograd-domain pruning.
+* :class:`DCTConv2d` (``"dct"``): input and filter band-limited in the 2D DCT domain.
+* :func:`convert_model` puts any of them into a network; :func:`calibrate_rates` picks
+  band-limited rates from spectral energy.
 """
 
-from .band_limited_conv import BandLimitedConv1d, BandLimitedConv2d, _from_conv, band_limited_conv2d
+from . import band_limited_conv, dct_conv, svd_conv, winograd_conv
+from .band_limited_conv import BandLimitedConv1d, BandLimitedConv2d, band_limited_conv2d
 from .calibrate import CalibrationReport, calibrate_rates
 from .convert import ConversionSummary, convert_model
+from .dct_conv import DCTConv2d
 from .registry import domains_with_layers, register_layer
+from .svd_conv import SVDConv2d
+from .winograd_conv import WinogradConv2d
 
-register_layer("fft", _from_conv, "band-limited FFT convolution (BandLimitedConv1d/2d)")
+register_layer("fft", band_limited_conv.convert_conv, "band-limited FFT convolution (BandLimitedConv1d/2d)")
+register_layer("svd", svd_conv.convert_conv, "SVD-separable convolution (SVDConv2d)")
+register_layer("winograd", winograd_conv.convert_conv, "Winograd convolution with pruning (WinogradConv2d)")
+register_layer("dct", dct_conv.convert_conv, "DCT-compressed convolution (DCTConv2d)")
 
 __all__ = [
     "BandLimitedConv1d",
     "BandLimitedConv2d",
     "CalibrationReport",
     "ConversionSummary",
+    "DCTConv2d",
+    "SVDConv2d",
+    "WinogradConv2d",
     "band_limited_conv2d",
     "calibrate_rates",
     "convert_model",

@@ -322,7 +322,7 @@ class BandLimitedConv1d(_BandLimitedMixin, nn.Conv1d):
         return y.squeeze(0) if unbatched else y
 
 
-def _from_conv(conv: nn.Module, compress_rate: float, backend: str) -> nn.Module:
+def convert_conv(conv: nn.Module, compress_rate: float, backend: str) -> nn.Module:
     """Band-limited copy of an ``nn.Conv1d``/``nn.Conv2d`` with the same weights."""
     from .registry import Unconvertible
 

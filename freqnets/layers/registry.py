@@ -50,3 +50,14 @@ def layer_for(domain: str) -> DomainLayer:
 
 def domains_with_layers() -> list[str]:
     return sorted(_LAYERS)
+
+
+def require_plain_conv2d(conv: nn.Module, domain: str) -> None:
+    """Raise :class:`Unconvertible` unless ``conv`` is exactly an ``nn.Conv2d``."""
+    if type(conv) is not nn.Conv2d:
+        raise Unconvertible(f"{type(conv).__name__} has no {domain} form (nn.Conv2d does)")
+
+
+def require_torch_backend(backend: str, domain: str) -> None:
+    if backend != "torch":
+        raise ValueError(f"domain {domain!r} has only the 'torch' backend, got backend={backend!r}")

@@ -7,6 +7,6 @@ Every file added here must be imported below so that ``import freqnets``
 registers its models.
 """
 
-from . import bl_densenet, bl_resnet
+from . import bl_densenet, bl_resnet, domain_resnet
 
-__all__ = ["bl_densenet", "bl_resnet"]
+__all__ = ["bl_densenet", "bl_resnet", "domain_resnet"]

@@ -16,7 +16,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.densenet import DenseNet
 
-from ._band_limited import CIFAR10_MEAN, CIFAR10_STD, band_limit, refuse_pretrained, use_cifar_stem
+from ..layers import convert_model
+from ._converted import CIFAR10_MEAN, CIFAR10_STD, refuse_pretrained, use_cifar_stem
 
 __all__ = ["bl_densenet121", "bl_densenet121_cifar"]
 
@@ -42,7 +43,7 @@ def _create_bl_densenet(
     )
     if cifar:
         use_cifar_stem(model, "features.conv0", "features.pool0")
-    return band_limit(model, compress_rate, min_kernel_size, backend)
+    return convert_model(model, "fft", compress_rate=compress_rate, min_kernel_size=min_kernel_size, backend=backend)
 
 
 def _cfg(**kwargs) -> dict:

@@ -15,63 +15,26 @@ ResNet: He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVP
 
 from __future__ import annotations
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from ._band_limited import CIFAR10_MEAN, CIFAR10_STD, band_limit, refuse_pretrained, use_cifar_stem
+from ._converted import create_converted_resnet, resnet_cfg, resnet_cifar_cfg
 
 __all__ = ["bl_resnet18", "bl_resnet18_cifar", "bl_resnet50", "bl_resnet50_cifar"]
 
 
-def _create_bl_resnet(
-    variant: str,
-    pretrained: bool,
-    cifar: bool,
-    compress_rate: float = 0.5,
-    min_kernel_size: int = 3,
-    backend: str = "torch",
-    **kwargs,
-) -> ResNet:
-    refuse_pretrained(variant, pretrained)
-    model = build_model_with_cfg(ResNet, variant, pretrained=False, **kwargs)
-    if cifar:
-        use_cifar_stem(model, "conv1", "maxpool")
-    return band_limit(model, compress_rate, min_kernel_size, backend)
-
-
-def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.875,
-        "interpolation": "bilinear",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "conv1",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        **kwargs,
-    }
-
-
-def _cifar_cfg(**kwargs) -> dict:
-    return (
-        _cfg(num_classes=10, input_size=(3, 32, 32), pool_size=(4, 4), crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-        | kwargs
-    )
-
-
 default_cfgs = generate_default_cfgs(
     {
-        "bl_resnet18": _cfg(),
-        "bl_resnet50": _cfg(),
-        "bl_resnet18_cifar": _cifar_cfg(),
-        "bl_resnet50_cifar": _cifar_cfg(),
+        "bl_resnet18": resnet_cfg(),
+        "bl_resnet50": resnet_cfg(),
+        "bl_resnet18_cifar": resnet_cifar_cfg(),
+        "bl_resnet50_cifar": resnet_cifar_cfg(),
     }
 )
+
+
+def _create_bl_resnet(variant: str, pretrained: bool, cifar: bool, **kwargs) -> ResNet:
+    return create_converted_resnet(variant, "fft", pretrained, cifar, **kwargs)
 
 
 @register_model

@@ -29,7 +29,13 @@ from .dct import (
 )
 from .fft import FFTDomain, fft_compress, fft_rate_for_energy, rfft_energy_weights, rfft_kept_mask, rfft_shape
 from .svd import SVDCoefficients, SVDDomain, rank_for_energy, rank_for_rate, svd_truncate
-from .winograd import WinogradDomain, winograd_conv2d, winograd_matrices, winograd_points
+from .winograd import (
+    WinogradDomain,
+    winograd_conv2d,
+    winograd_conv2d_transformed,
+    winograd_matrices,
+    winograd_points,
+)
 
 __all__ = [
     "DCTDomain",
@@ -59,6 +65,7 @@ __all__ = [
     "rgb_to_ycbcr",
     "svd_truncate",
     "winograd_conv2d",
+    "winograd_conv2d_transformed",
     "winograd_matrices",
     "winograd_points",
     "ycbcr_to_rgb",

@@ -143,6 +143,27 @@ def _pair(value, name: str) -> tuple[int, int]:
     return tuple(value)  # type: ignore[return-value]
 
 
+def _check_conv_arguments(x, weight, groups, padding, r):
+    check_float_tensor(x, "x", min_dims=4)
+    check_float_tensor(weight, "weight", min_dims=4)
+    if x.dim() != 4 or weight.dim() != 4:
+        raise ValueError(
+            f"x must be (N, C, H, W) and weight (O, C/groups, r, r); got {tuple(x.shape)}, {tuple(weight.shape)}"
+        )
+    groups = check_positive_int(groups, "groups")
+    if x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
+        raise ValueError(
+            f"channels do not match: x has {x.shape[1]}, weight {tuple(weight.shape)} with groups={groups}"
+        )
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        if r % 2 == 0:
+            raise ValueError("padding='same' needs an odd filter size")
+        padding = r // 2
+    return groups, _pair(padding, "padding")
+
+
 def winograd_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -165,32 +186,41 @@ def winograd_conv2d(
         ``(N, O, H + 2 ph - r + 1, W + 2 pw - r + 1)``, equal to ``F.conv2d`` up to rounding
         (float32: ~1e-6 relative for ``F(2,3)``, ~1e-5 for ``F(4,3)``; larger ``m`` loses accuracy).
     """
-    check_float_tensor(x, "x", min_dims=4)
-    check_float_tensor(weight, "weight", min_dims=4)
-    if x.dim() != 4 or weight.dim() != 4:
-        raise ValueError(
-            f"x must be (N, C, H, W) and weight (O, C/groups, r, r); got {tuple(x.shape)}, {tuple(weight.shape)}"
-        )
     r = weight.shape[-1]
-    if weight.shape[-2] != r:
+    if weight.dim() == 4 and weight.shape[-2] != r:
         raise ValueError(f"Winograd convolution needs square filters, got {tuple(weight.shape[-2:])}")
-    groups = check_positive_int(groups, "groups")
-    if x.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups:
-        raise ValueError(
-            f"channels do not match: x has {x.shape[1]}, weight {tuple(weight.shape)} with groups={groups}"
-        )
-    if padding == "valid":
-        padding = 0
-    elif padding == "same":
-        if r % 2 == 0:
-            raise ValueError("padding='same' needs an odd filter size")
-        padding = r // 2
-    ph, pw = _pair(padding, "padding")
+    _check_conv_arguments(x, weight, groups, padding, r)
     m = check_positive_int(m, "m")
-    alpha = m + r - 1
-    out_dtype = x.dtype
     dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
-    at, g, bt = winograd_matrices(m, r, dtype=dtype, device=x.device)
+    _, g, _ = winograd_matrices(m, r, dtype=dtype, device=x.device)
+    u = g @ weight.to(dtype) @ g.T
+    return winograd_conv2d_transformed(x, u, bias, padding, groups, m, r)
+
+
+def winograd_conv2d_transformed(
+    x: torch.Tensor,
+    filters: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding: int | tuple[int, int] | str,
+    groups: int,
+    m: int,
+    r: int,
+) -> torch.Tensor:
+    """Tiled Winograd convolution with filters already in the Winograd domain.
+
+    Args:
+        x: ``(N, C, H, W)``.
+        filters: ``(O, C / groups, alpha, alpha)``, e.g. ``G g G^T`` or a pruned version of it.
+        bias, padding, groups: as :func:`winograd_conv2d`.
+        m, r: the algorithm ``F(m, r)``; ``alpha = m + r - 1``.
+    """
+    alpha = m + r - 1
+    if filters.dim() != 4 or tuple(filters.shape[-2:]) != (alpha, alpha):
+        raise ValueError(f"filters must be (O, C/groups, {alpha}, {alpha}) for F({m},{r}), got {tuple(filters.shape)}")
+    groups, (ph, pw) = _check_conv_arguments(x, filters, groups, padding, r)
+    out_dtype = x.dtype
+    dtype = compute_dtype(torch.promote_types(x.dtype, filters.dtype))
+    at, _, bt = winograd_matrices(m, r, dtype=dtype, device=x.device)
 
     n, c, h, w = x.shape
     out_h, out_w = h + 2 * ph - r + 1, w + 2 * pw - r + 1
@@ -204,10 +234,10 @@ def winograd_conv2d(
     tiles = xp.unfold(2, alpha, m).unfold(3, alpha, m)  # (N, C, th, tw, alpha, alpha)
     # Each 2D transform X -> L X R^T is one GEMM with kron(L, R) on the flattened tile: far
     # faster than batches of tiny matrix products (see benchmarks/bench_transforms.py).
-    o, cg, area = weight.shape[0], c // groups, alpha * alpha
+    o, cg, area = filters.shape[0], c // groups, alpha * alpha
     positions = n * tiles_h * tiles_w
     v = tiles.permute(0, 2, 3, 1, 4, 5).reshape(positions, c, area) @ torch.kron(bt, bt).T
-    u = weight.to(dtype).reshape(o, cg, r * r) @ torch.kron(g, g).T  # (O, C/groups, alpha^2)
+    u = filters.to(dtype).reshape(o, cg, area)
     # One (positions x C/groups) @ (C/groups x O/groups) product per Winograd coefficient and group.
     v = v.reshape(positions, groups, cg, area).permute(3, 1, 0, 2).reshape(area * groups, positions, cg)
     u = u.reshape(groups, o // groups, cg, area).permute(3, 0, 2, 1).reshape(area * groups, cg, o // groups)

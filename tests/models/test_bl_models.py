@@ -1,4 +1,4 @@
-"""Every registered band-limited model builds through timm, runs, and has a consistent cfg."""
+"""Every registered converted model builds through timm, runs, and has a consistent cfg."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import timm
 import torch
 
 import freqnets  # noqa: F401  (registers the models)
-from freqnets.layers import BandLimitedConv2d
+from freqnets.layers import BandLimitedConv2d, DCTConv2d, SVDConv2d, WinogradConv2d
 
-MODELS = [
+BAND_LIMITED = [
     "bl_resnet18",
     "bl_resnet50",
     "bl_densenet121",
@@ -17,10 +17,14 @@ MODELS = [
     "bl_resnet50_cifar",
     "bl_densenet121_cifar",
 ]
+OTHER_DOMAINS = [f"{p}_resnet18{s}" for p in ("svd", "wino", "dct_conv") for s in ("", "_cifar")]
+MODELS = BAND_LIMITED + OTHER_DOMAINS
+LAYER_OF = {"bl": BandLimitedConv2d, "svd": SVDConv2d, "wino": WinogradConv2d, "dct": DCTConv2d}
 
 
 def test_all_variants_are_registered():
-    assert sorted(timm.list_models("bl_*")) == sorted(MODELS)
+    assert sorted(timm.list_models("bl_*")) == sorted(BAND_LIMITED)
+    assert sorted(timm.list_models(["svd_*", "wino_*", "dct_conv_*"])) == sorted(OTHER_DOMAINS)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -28,10 +32,10 @@ def test_builds_runs_and_matches_its_cfg(name):
     model = timm.create_model(name, num_classes=7, compress_rate=0.5)
     cfg = model.pretrained_cfg
     assert cfg["num_classes"] in (10, 1000) and model.num_classes == 7
-    assert isinstance(model.get_submodule(cfg["first_conv"]), torch.nn.Conv2d)
+    assert isinstance(model.get_submodule(cfg["first_conv"]), (torch.nn.Conv2d, SVDConv2d))
     assert model.get_classifier() is model.get_submodule(cfg["classifier"])
-    convs = [m for m in model.modules() if isinstance(m, BandLimitedConv2d)]
-    assert convs and all(m.compress_rate == 0.5 for m in convs)
+    convs = [m for m in model.modules() if isinstance(m, LAYER_OF[name.split("_")[0]])]
+    assert convs and all(abs(m.compress_rate - 0.5) < 0.1 for m in convs)  # SVD rounds to whole ranks
     # The cfg's pool size is what forward_features gives at the cfg's input size.
     size = cfg["input_size"][1] if name.endswith("_cifar") else 64
     x = torch.randn(2, 3, size, size)

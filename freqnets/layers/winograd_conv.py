@@ -1,0 +1,122 @@
+"""Winograd convolution with training-time pruning in the Winograd domain.
+
+``WinogradConv2d`` computes a stride-1 convolution by tiled Winograd ``F(m, r)``
+(:func:`freqnets.transforms.winograd_conv2d_transformed`). Its filters stay
+``nn.Conv2d``-shaped parameters ``weight (O, C/g, r, r)``; their Winograd-domain
+form ``U = G w G^T`` (``alpha x alpha`` per filter) is multiplied by a fixed
+boolean mask (buffer ``winograd_mask``). ``compress_rate`` sets the mask to
+zero the smallest-magnitude fraction of the layer's Winograd coefficients
+(Liu, Pool, Han, Dally, "Efficient Sparse-Winograd Convolutional Neural
+Networks", ICLR 2018). The mask is applied in every forward pass, so the pruned
+coefficients stay zero and receive no gradient during training. At rate 0 the
+layer equals ``F.conv2d``, forward and backward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .._checks import check_positive_int, check_rate
+from ..transforms import winograd_conv2d_transformed, winograd_matrices
+from ..transforms._frequency_order import kept_count
+
+
+class WinogradConv2d(nn.Conv2d):
+    """Drop-in ``nn.Conv2d`` for square kernels, stride 1, dilation 1, computed by Winograd ``F(m, r)``.
+
+    Args:
+        m: output tile size (2 or 4 are accurate in float32; 6 loses digits).
+        compress_rate: fraction of Winograd-domain filter coefficients pruned, ``0 <= rate < 1``.
+        Other arguments as ``nn.Conv2d``; strides, dilations and non-square kernels raise ``ValueError``.
+
+    Example:
+        >>> conv = WinogradConv2d(8, 8, 3, padding=1, m=4, compress_rate=0.5)
+        >>> conv(torch.randn(2, 8, 16, 16)).shape, conv.winograd_mask.float().mean().item()
+        (torch.Size([2, 8, 16, 16]), 0.5)
+    """
+
+    def __init__(self, *args, m: int = 4, compress_rate: float = 0.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        kh, kw = self.kernel_size
+        if kh != kw:
+            raise ValueError(f"WinogradConv2d needs a square kernel, got kernel_size={self.kernel_size}")
+        if self.stride != (1, 1) or self.dilation != (1, 1):
+            raise ValueError(
+                f"WinogradConv2d needs stride 1 and dilation 1, got stride={self.stride}, dilation={self.dilation}"
+            )
+        self.m = check_positive_int(m, "m")
+        self.r = kh
+        self.alpha = self.m + self.r - 1
+        shape = (self.out_channels, self.in_channels // self.groups, self.alpha, self.alpha)
+        self.register_buffer("winograd_mask", torch.ones(shape, dtype=torch.bool, device=self.weight.device))
+        self.compress_rate = 0.0
+        self.prune(compress_rate)
+        self.register_load_state_dict_post_hook(WinogradConv2d._mask_after_loading)
+
+    def winograd_filters(self) -> torch.Tensor:
+        """``(O, C/g, alpha, alpha)``: the masked Winograd-domain filters the forward pass uses."""
+        _, g, _ = winograd_matrices(self.m, self.r, dtype=self.weight.dtype, device=self.weight.device)
+        return (g @ self.weight @ g.T) * self.winograd_mask
+
+    @torch.no_grad()
+    def prune(self, compress_rate: float) -> None:
+        """Set the mask to keep the largest ``1 - compress_rate`` of ``|G w G^T|`` over the whole layer."""
+        rate = check_rate(compress_rate)
+        _, g, _ = winograd_matrices(self.m, self.r, dtype=self.weight.dtype, device=self.weight.device)
+        magnitude = (g @ self.weight @ g.T).abs().flatten()
+        mask = torch.zeros_like(magnitude, dtype=torch.bool)
+        mask[magnitude.topk(kept_count(magnitude.numel(), rate)).indices] = True
+        self.winograd_mask.copy_(mask.view_as(self.winograd_mask))
+        self.compress_rate = rate
+
+    @staticmethod
+    def _mask_after_loading(module: WinogradConv2d, incompatible_keys) -> None:
+        # A plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate.
+        missing = [k for k in incompatible_keys.missing_keys if k.endswith("winograd_mask")]
+        if missing:
+            module.prune(module.compress_rate)
+            for key in missing:
+                incompatible_keys.missing_keys.remove(key)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, m: int = 4, compress_rate: float = 0.0) -> WinogradConv2d:
+        """A Winograd copy of ``conv`` (same weights), pruned at ``compress_rate``."""
+        new = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+            device=conv.weight.device, dtype=conv.weight.dtype, m=m,
+        )  # fmt: skip
+        new.load_state_dict(conv.state_dict(), strict=False)
+        new.prune(compress_rate)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            x = nn.functional.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = 0
+        else:
+            left, right, top, bottom = self._reversed_padding_repeated_twice
+            if left != right or top != bottom:
+                x = nn.functional.pad(x, (left, right, top, bottom))
+                padding = 0
+            else:
+                padding = (top, left)
+        return winograd_conv2d_transformed(x, self.winograd_filters(), self.bias, padding, self.groups, self.m, self.r)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", m={self.m}, compress_rate={self.compress_rate}"
+
+
+def convert_conv(conv: nn.Module, compress_rate: float, backend: str) -> nn.Module:
+    """Registry converter: stride-1, undilated, square ``nn.Conv2d`` -> :class:`WinogradConv2d`."""
+    from .registry import Unconvertible, require_plain_conv2d, require_torch_backend
+
+    require_torch_backend(backend, "winograd")
+    require_plain_conv2d(conv, "Winograd")
+    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.kernel_size[0] != conv.kernel_size[1]:
+        raise Unconvertible(
+            f"Winograd needs stride 1, dilation 1 and a square kernel (stride={conv.stride}, "
+            f"dilation={conv.dilation}, kernel={conv.kernel_size})"
+        )
+    return WinogradConv2d.from_conv(conv, compress_rate=compress_rate)

@@ -1,0 +1,213 @@
+"""SVD-separable, Winograd and DCT-compressed convolutions against F.conv2d, numpy and scipy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.fft
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from freqnets import convert_model
+from freqnets.layers import DCTConv2d, SVDConv2d, WinogradConv2d
+from freqnets.transforms import get_domain, winograd_matrices
+from tests.conftest import assert_close_relative
+
+CONFIGS = [
+    # (C_in, C_out, kernel, stride, padding, dilation, groups, padding_mode, input H x W)
+    (3, 8, 3, 1, 1, 1, 1, "zeros", (12, 12)),
+    (4, 6, (3, 5), (2, 1), (1, 2), (1, 2), 2, "zeros", (13, 17)),
+    (4, 4, 3, 1, "same", 1, 4, "reflect", (15, 9)),
+    (2, 5, 5, 2, 2, 1, 1, "circular", (11, 20)),
+]
+
+
+def _grads(module, x):
+    out = module(x)
+    grad = torch.randn_like(out, generator=torch.Generator().manual_seed(1))
+    return out, torch.autograd.grad(out, (x,), grad)[0]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_svd_full_rank_reproduces_the_convolution(config):
+    c_in, c_out, kernel, stride, padding, dilation, groups, mode, size = config
+    conv = nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups, padding_mode=mode)
+    svd = SVDConv2d.from_conv(conv)
+    assert svd.rank == svd.full_rank and svd.compress_rate == 0.0
+    x = torch.randn(2, c_in, *size, requires_grad=True)
+    (out, gx), (expected, gx_ref) = _grads(svd, x), _grads(conv, x)
+    assert_close_relative(out, expected, 1e-4)
+    assert_close_relative(gx, gx_ref, 1e-4)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.75])
+def test_svd_truncation_is_the_best_low_rank_filter_bank(rate):
+    conv = nn.Conv2d(6, 4, 3, padding=1, groups=2).double()
+    svd = SVDConv2d.from_conv(conv, compress_rate=rate)
+    full = min(3 * 3, 2 * 3)
+    assert svd.full_rank == full and svd.rank == round((1 - rate) * full)
+    # numpy: per group, the rank-R SVD truncation of M[(c, i), (o, j)] = W[o, c, i, j].
+    w = conv.weight.detach().numpy()
+    expected = np.empty_like(w)
+    for g in range(2):
+        block = w[2 * g : 2 * g + 2]  # (O/g, C/g, kh, kw)
+        m = block.transpose(1, 2, 0, 3).reshape(3 * 3, 2 * 3)
+        u, s, vh = np.linalg.svd(m, full_matrices=False)
+        approx = (u[:, : svd.rank] * s[: svd.rank]) @ vh[: svd.rank]
+        expected[2 * g : 2 * g + 2] = approx.reshape(3, 3, 2, 3).transpose(2, 0, 1, 3)
+    assert_close_relative(svd.weight(), torch.from_numpy(expected), 1e-10)
+    x = torch.randn(1, 6, 9, 9, dtype=torch.float64)
+    assert_close_relative(svd(x), F.conv2d(x, torch.from_numpy(expected), conv.bias, padding=1, groups=2), 1e-10)
+
+
+def test_svd_energy_rank_constructor_and_errors():
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    assert SVDConv2d.from_conv(conv, energy=0.5).rank < SVDConv2d.from_conv(conv, energy=0.99).rank <= 24
+    fresh = SVDConv2d(8, 16, 3, stride=2, padding=1, rank=5)
+    assert fresh(torch.randn(2, 8, 10, 10)).shape == nn.Conv2d(8, 16, 3, 2, 1)(torch.randn(2, 8, 10, 10)).shape
+    assert {name for name, _ in fresh.named_parameters()} == {"vertical", "horizontal", "bias"}
+    with pytest.raises(ValueError, match="rank must be <= 24"):
+        SVDConv2d.from_conv(conv, rank=25)
+    with pytest.raises(ValueError, match="at most one"):
+        SVDConv2d.from_conv(conv, rank=2, compress_rate=0.5)
+    with pytest.raises(TypeError, match=r"nn\.Conv2d"):
+        SVDConv2d.from_conv(nn.Conv1d(2, 2, 3))
+
+
+def test_svd_gradcheck():
+    svd = SVDConv2d.from_conv(nn.Conv2d(2, 3, 3, stride=2, padding=1).double(), rank=2)
+    x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, v, h: F.conv2d(F.conv2d(F.pad(x, svd._padding_amounts), v, None, (2, 1)), h, svd.bias, (1, 2)),
+        (x, svd.vertical, svd.horizontal),
+    )
+    assert torch.autograd.gradcheck(svd, (x,))
+
+
+WINOGRAD_CONFIGS = [
+    (3, 8, 3, 1, 1, "zeros", (12, 12)),
+    (4, 6, 3, 2, 0, "zeros", (13, 17)),
+    (4, 4, 3, 4, "same", "reflect", (9, 15)),
+    (2, 3, 4, 1, "same", "zeros", (10, 11)),  # even kernel: asymmetric 'same' padding
+    (2, 5, 5, 1, 2, "circular", (11, 8)),
+]
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("config", WINOGRAD_CONFIGS)
+def test_winograd_rate_zero_matches_torch(config, m):
+    c_in, c_out, kernel, groups, padding, mode, size = config
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=padding, groups=groups, padding_mode=mode)
+    wino = WinogradConv2d.from_conv(conv, m=m)
+    x = torch.randn(2, c_in, *size, requires_grad=True)
+    (out, gx), (expected, gx_ref) = _grads(wino, x), _grads(conv, x)
+    assert_close_relative(out, expected, 1e-4)
+    assert_close_relative(gx, gx_ref, 1e-4)
+    grad = torch.randn_like(out)
+    gw = torch.autograd.grad(wino(x), wino.weight, grad)[0]
+    assert_close_relative(gw, torch.autograd.grad(conv(x), conv.weight, grad)[0], 1e-4)
+
+
+def numpy_winograd(x, filters, m, r):
+    """Float64 loops over tiles: Y = AT [sum_c U[o, c] * (BT d BT^T)] AT^T, stride 1, no padding."""
+    at, _, bt = (t.numpy() for t in winograd_matrices(m, r))
+    alpha = m + r - 1
+    n, c, h, w = x.shape
+    out_h, out_w = h - r + 1, w - r + 1
+    th, tw = -(-out_h // m), -(-out_w // m)
+    xp = np.zeros((n, c, th * m + r - 1, tw * m + r - 1))
+    xp[:, :, :h, :w] = x
+    y = np.zeros((n, filters.shape[0], th * m, tw * m))
+    for i in range(th):
+        for j in range(tw):
+            tile = xp[:, :, i * m : i * m + alpha, j * m : j * m + alpha]
+            v = bt @ tile @ bt.T
+            y[:, :, i * m : (i + 1) * m, j * m : (j + 1) * m] = at @ np.einsum("ncab,ocab->noab", v, filters) @ at.T
+    return y[:, :, :out_h, :out_w]
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.6, 0.9])
+def test_winograd_pruning_keeps_the_largest_coefficients_and_matches_a_loop(rate):
+    wino = WinogradConv2d(3, 4, 3, m=2, compress_rate=rate).double()
+    _, g, _ = winograd_matrices(2, 3)
+    dense = (g @ wino.weight @ g.T).detach()
+    kept = wino.winograd_mask
+    assert kept.sum().item() == round((1 - rate) * kept.numel())
+    assert dense[kept].abs().min() >= dense[~kept].abs().max()
+    x = torch.randn(2, 3, 9, 10, dtype=torch.float64)
+    expected = numpy_winograd(x.numpy(), (dense * kept).numpy(), 2, 3) + wino.bias.detach().numpy()[:, None, None]
+    assert_close_relative(wino(x), torch.from_numpy(expected), 1e-10)
+
+
+def test_winograd_pruned_coefficients_stay_zero_through_training():
+    wino = WinogradConv2d(4, 4, 3, padding=1, compress_rate=0.5)
+    optimizer = torch.optim.SGD(wino.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for _ in range(3):
+        optimizer.zero_grad()
+        wino(torch.randn(2, 4, 8, 8)).square().mean().backward()
+        optimizer.step()
+    filters = wino.winograd_filters()
+    assert torch.all(filters[~wino.winograd_mask] == 0) and filters[wino.winograd_mask].abs().min() > 0
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(wino.double(), (x,))
+
+
+def test_winograd_state_dict_and_errors():
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    wino = WinogradConv2d(3, 3, 3, padding=1, compress_rate=0.25)
+    wino.load_state_dict(conv.state_dict())  # no mask in a plain state_dict: derived from the weights
+    assert wino.winograd_mask.float().mean().item() == pytest.approx(0.75, abs=0.01)
+    restored = WinogradConv2d(3, 3, 3, padding=1)
+    restored.load_state_dict(wino.state_dict())
+    assert torch.equal(restored.winograd_mask, wino.winograd_mask)
+    with pytest.raises(ValueError, match="stride 1 and dilation 1"):
+        WinogradConv2d(3, 3, 3, stride=2)
+    with pytest.raises(ValueError, match="square kernel"):
+        WinogradConv2d(3, 3, (3, 1))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 0.8])
+def test_dct_conv_matches_scipy_band_limiting(rate):
+    conv = DCTConv2d(3, 4, 3, padding=1, compress_rate=rate).double()
+    x = torch.randn(2, 3, 10, 12, dtype=torch.float64)
+    domain = get_domain("dct")
+
+    def band_limit(t: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return scipy.fft.idctn(scipy.fft.dctn(t, norm="ortho", axes=(-2, -1)) * mask, norm="ortho", axes=(-2, -1))
+
+    xc = band_limit(x.numpy(), domain.kept_mask((10, 12), rate).numpy())
+    wc = band_limit(conv.weight.detach().numpy(), domain.kept_mask((3, 3), rate).numpy())
+    expected = F.conv2d(torch.from_numpy(xc), torch.from_numpy(wc), conv.bias, padding=1)
+    assert_close_relative(conv(x), expected, 1e-10)
+    xg = x.clone().requires_grad_()
+    assert torch.autograd.gradcheck(conv, (xg,))
+
+
+def test_dct_conv_rate_zero_is_conv2d_and_state_dict_moves():
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, padding_mode="replicate")
+    dct_conv = DCTConv2d.from_conv(conv)
+    conv.load_state_dict(dct_conv.state_dict())
+    x = torch.randn(2, 3, 11, 9, requires_grad=True)
+    (out, gx), (expected, gx_ref) = _grads(dct_conv, x), _grads(conv, x)
+    assert_close_relative(out, expected, 1e-4)
+    assert_close_relative(gx, gx_ref, 1e-4)
+
+
+def test_convert_model_in_every_domain_keeps_the_function_at_rate_zero():
+    x = torch.randn(2, 3, 32, 32)
+    reference = timm.create_model("resnet18", num_classes=10).eval()
+    expected = reference(x)
+    for domain, kind, converted in [("svd", SVDConv2d, 17), ("winograd", WinogradConv2d, 13), ("dct", DCTConv2d, 17)]:
+        model = timm.create_model("resnet18", num_classes=10).eval()
+        model.load_state_dict(reference.state_dict())
+        convert_model(model, domain=domain, compress_rate=0.0)
+        summary = model.freqnets_conversion
+        assert summary.converted == converted and isinstance(model.layer1[0].conv1, kind)
+        assert torch.allclose(model(x), expected, rtol=1e-3, atol=1e-3)
+    wino = convert_model(timm.create_model("resnet18"), domain="winograd", compress_rate=0.5)
+    notes = {row.name: row.note for row in wino.freqnets_conversion.rows}
+    assert notes["layer2.0.conv1"].startswith("Winograd needs stride 1") and notes["conv1"].startswith("Winograd needs")
+    with pytest.raises(ValueError, match="only the 'torch' backend"):
+        convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="cupy")
