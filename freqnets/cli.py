@@ -19,6 +19,16 @@ def _rates(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _domains(text: str) -> list[str]:
+    from .layers import domains_with_layers
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in domains_with_layers()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"domains must be among {', '.join(domains_with_layers())}, got {text!r}")
+    return names
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .experiments.images import load_images
     from .experiments.transforms_demo import run_demo
@@ -38,12 +48,26 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .experiments import bench_conv
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"freqnets bench conv: forward+backward of band-limited vs framework convolutions on {args.device}\n")
-    results = bench_conv.run(args.rates, args.device, args.min_run_time, args.quick)
+    if args.what == "accuracy":
+        from .experiments import domain_accuracy
+
+        description = (
+            f"freqnets bench accuracy: small CNN, {args.train_per_class}/{args.test_per_class} train/test images "
+            f"per class from {args.data}, {args.epochs} epochs, then {args.finetune_epochs} fine-tune epoch(s)"
+        )
+        print(description + "\n")
+        result = domain_accuracy.run(
+            args.data, args.train_per_class, args.test_per_class, args.epochs, args.finetune_epochs,
+            args.domains, args.rates,
+        )  # fmt: skip
+        print(domain_accuracy.report(*result, description))
+        return 0
+    from .experiments import bench_conv
+
+    print(f"freqnets bench conv: forward+backward of transform-domain vs framework convolutions on {args.device}\n")
+    results = bench_conv.run(args.rates, args.device, args.min_run_time, args.quick, domains=args.domains)
     print(bench_conv.report(results, args.device))
     return 0
 
@@ -65,7 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     demo.set_defaults(handler=_demo)
     bench = commands.add_parser("bench", help="benchmarks that compare implementations side by side")
-    bench.add_argument("what", choices=["conv"], help="conv: band-limited vs nn.Conv1d/nn.Conv2d")
+    bench.add_argument(
+        "what", choices=["conv", "accuracy"], help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN"
+    )
+    bench.add_argument("--domains", type=_domains, default=["fft"], help="comma-separated domains (default fft)")
+    bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")
+    bench.add_argument("--train-per-class", type=int, default=200, help="accuracy: training images per class")
+    bench.add_argument("--test-per-class", type=int, default=50, help="accuracy: test images per class")
+    bench.add_argument("--epochs", type=int, default=10, help="accuracy: baseline training epochs")
+    bench.add_argument("--finetune-epochs", type=int, default=1, help="accuracy: fine-tune epochs per conversion")
     bench.add_argument("--rates", type=_rates, default=[0.0, 0.25, 0.5, 0.75], help="comma-separated compress rates")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

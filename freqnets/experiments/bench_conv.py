@@ -1,4 +1,4 @@
-"""``freqnets bench conv``: band-limited convolution vs ``nn.Conv1d``/``nn.Conv2d``, side by side.
+"""``freqnets bench conv``: transform-domain convolutions vs ``nn.Conv1d``/``nn.Conv2d``, side by side.
 
 For each layer shape, in one process and one run: forward+backward time
 (median of repeated steps), bytes saved for backward (every tensor the autograd
@@ -10,6 +10,7 @@ printed against the framework's own convolution and against rate 0.
 
 from __future__ import annotations
 
+import copy
 import platform
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.benchmark import Timer
 
-from ..layers import BandLimitedConv1d, BandLimitedConv2d
+from ..layers import convert_model
 
 #: ResNet-18 CIFAR layer shapes (batch, channels, size) with 3x3 kernels, and the long 1D case.
 RESNET18_CIFAR_SHAPES = [(128, 64, 32), (128, 128, 16), (128, 256, 8), (128, 512, 4)]
@@ -34,6 +35,8 @@ class Measurement:
     milliseconds: float
     saved_bytes: int
     peak_bytes: int | None
+    domain: str | None = None
+    rate: float | None = None
 
 
 def _saved_bytes(step) -> int:
@@ -53,7 +56,7 @@ import sys, torch
 from pathlib import Path
 from freqnets.experiments.bench_conv import build_case
 torch.set_num_threads(int(sys.argv[4]))
-module, x = build_case(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+module, x = build_case(sys.argv[1], sys.argv[2], float(sys.argv[3]), domain=sys.argv[5])
 def step():
     y = module(x)
     y.backward(torch.ones_like(y))
@@ -67,10 +70,10 @@ print(rss("VmHWM") - before)
 """
 
 
-def _resident_peak(case: str, implementation: str, rate: float, device: torch.device) -> int | None:
+def _resident_peak(case: str, implementation: str, rate: float, device: torch.device, domain: str) -> int | None:
     """Peak memory growth of one fresh forward+backward step (a new process on CPU, so no allocator cache)."""
     if device.type == "cuda":
-        module, x = build_case(case, implementation, rate, device)
+        module, x = build_case(case, implementation, rate, device, domain)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -80,29 +83,40 @@ def _resident_peak(case: str, implementation: str, rate: float, device: torch.de
         return torch.cuda.max_memory_allocated() - before
     if not Path("/proc/self/status").exists():
         return None
-    args = [sys.executable, "-c", _PEAK_SCRIPT, case, implementation, str(rate), str(torch.get_num_threads())]
+    args = [sys.executable, "-c", _PEAK_SCRIPT, case, implementation, str(rate), str(torch.get_num_threads()), domain]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def build_case(case: str, implementation: str, rate: float, device: torch.device | str = "cpu"):
-    """The module and input of one benchmark row: ``case`` is a key of :data:`CASES`."""
+def build_case(case: str, implementation: str, rate: float, device: torch.device | str = "cpu", domain: str = "fft"):
+    """The module and input of one benchmark row: ``case`` is a key of :data:`CASES`.
+
+    ``implementation`` is ``"reference"`` (``nn.Conv1d``/``nn.Conv2d``) or anything else for the
+    reference converted to ``domain`` at ``rate`` by :func:`freqnets.convert_model`.
+    """
     shape, spatial_dims, kwargs = CASES[case]
     torch.manual_seed(0)
     x = torch.randn(shape, device=device, requires_grad=True)
     reference = (nn.Conv1d if spatial_dims == 1 else nn.Conv2d)(**kwargs).to(device)
     if implementation == "reference":
         return reference, x
-    banded = (BandLimitedConv1d if spatial_dims == 1 else BandLimitedConv2d)(**kwargs, compress_rate=rate).to(device)
-    banded.load_state_dict(reference.state_dict())
-    return banded, x
+    converted = convert_model(copy.deepcopy(reference), domain=domain, compress_rate=rate)
+    if converted.freqnets_conversion.converted != 1:
+        raise ValueError(f"{case}: {converted.freqnets_conversion.rows[0].note}")
+    return converted, x
 
 
 def measure(
-    case: str, implementation: str, rate: float, device: torch.device, min_run_time: float, peak: bool = True
+    case: str,
+    implementation: str,
+    rate: float,
+    device: torch.device,
+    min_run_time: float,
+    peak: bool = True,
+    domain: str = "fft",
 ) -> Measurement:
     """Time and memory of forward+backward steps of one implementation on one case."""
-    module, x = build_case(case, implementation, rate, device)
+    module, x = build_case(case, implementation, rate, device, domain)
 
     def step(backward: bool = True) -> None:
         y = module(x)
@@ -112,9 +126,10 @@ def measure(
     step()  # warm up caches and plans
     timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
     seconds = timer.blocked_autorange(min_run_time=min_run_time).median
-    name = type(module).__name__.replace("BandLimited", "") if implementation == "reference" else f"rate {rate:g}"
-    peak_bytes = _resident_peak(case, implementation, rate, device) if peak else None
-    return Measurement(case, name, seconds * 1e3, _saved_bytes(step), peak_bytes)
+    reference = implementation == "reference"
+    name = type(module).__name__ if reference else f"{domain} {rate:g}"
+    peak_bytes = _resident_peak(case, implementation, rate, device, domain) if peak else None
+    return Measurement(case, name, seconds * 1e3, _saved_bytes(step), peak_bytes, None if reference else domain, rate)
 
 
 def _cases() -> dict[str, tuple]:
@@ -132,7 +147,15 @@ def _cases() -> dict[str, tuple]:
 CASES = _cases()
 
 
-def run(rates: list[float], device: str, min_run_time: float, quick: bool, peak: bool = True) -> list[Measurement]:
+def run(
+    rates: list[float],
+    device: str,
+    min_run_time: float,
+    quick: bool,
+    peak: bool = True,
+    domains: list[str] | tuple[str, ...] = ("fft",),
+) -> list[Measurement]:
+    """Every case: the framework's convolution, then each domain at each rate (2D-only domains skip 1D)."""
     dev = torch.device(device)
     labels = list(CASES)
     if quick:
@@ -140,7 +163,10 @@ def run(rates: list[float], device: str, min_run_time: float, quick: bool, peak:
     results = []
     for case in labels:
         results.append(measure(case, "reference", 0.0, dev, min_run_time, peak))
-        results += [measure(case, "band-limited", rate, dev, min_run_time, peak) for rate in rates]
+        for domain in domains:
+            if CASES[case][1] == 1 and domain != "fft":
+                continue  # only the band-limited layer has a 1D form
+            results += [measure(case, "converted", rate, dev, min_run_time, peak, domain) for rate in rates]
     return results
 
 
@@ -160,8 +186,8 @@ def report(results: list[Measurement], device: str) -> str:
         by_layer.setdefault(m.layer, []).append(m)
     for layer, rows in by_layer.items():
         conv = rows[0]
-        zero = next((r for r in rows if r.implementation == "rate 0"), None)
         for r in rows:
+            zero = next((z for z in rows if z.domain == r.domain and z.rate == 0.0 and z.domain), None)
             vs_zero_t = f"{r.milliseconds / zero.milliseconds:.2f}" if zero and r is not conv else ""
             vs_zero_m = f"{r.saved_bytes / zero.saved_bytes:.2f}" if zero and r is not conv else ""
             lines.append(

@@ -186,8 +186,9 @@ def winograd_conv2d(
         ``(N, O, H + 2 ph - r + 1, W + 2 pw - r + 1)``, equal to ``F.conv2d`` up to rounding
         (float32: ~1e-6 relative for ``F(2,3)``, ~1e-5 for ``F(4,3)``; larger ``m`` loses accuracy).
     """
+    check_float_tensor(weight, "weight", min_dims=4)
     r = weight.shape[-1]
-    if weight.dim() == 4 and weight.shape[-2] != r:
+    if weight.shape[-2] != r:
         raise ValueError(f"Winograd convolution needs square filters, got {tuple(weight.shape[-2:])}")
     _check_conv_arguments(x, weight, groups, padding, r)
     m = check_positive_int(m, "m")

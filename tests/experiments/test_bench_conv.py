@@ -13,18 +13,20 @@ def test_runs_measures_and_reports(monkeypatch):
         "tiny 1D": ((2, 3, 200), 1, dict(in_channels=3, out_channels=3, kernel_size=9, padding=4, bias=False)),
     }
     monkeypatch.setattr(bench_conv, "CASES", tiny)
-    results = bench_conv.run([0.0, 0.5], "cpu", min_run_time=0.01, quick=False, peak=False)
-    assert [r.implementation for r in results] == ["Conv2d", "rate 0", "rate 0.5", "Conv1d", "rate 0", "rate 0.5"]
+    results = bench_conv.run([0.0, 0.5], "cpu", min_run_time=0.01, quick=False, peak=False, domains=["fft", "svd"])
+    assert [r.implementation for r in results] == [
+        "Conv2d", "fft 0", "fft 0.5", "svd 0", "svd 0.5", "Conv1d", "fft 0", "fft 0.5"
+    ]  # fmt: skip
     by_name = {(r.layer, r.implementation): r for r in results}
     # nn.Conv2d saves its input and weight: 2*4*12*12 + 4*4*3*3 floats.
     assert by_name[("tiny 2D", "Conv2d")].saved_bytes == (2 * 4 * 12 * 12 + 4 * 4 * 9) * 4
     for layer in tiny:
-        assert by_name[(layer, "rate 0.5")].saved_bytes <= 0.6 * by_name[(layer, "rate 0")].saved_bytes
+        assert by_name[(layer, "fft 0.5")].saved_bytes <= 0.6 * by_name[(layer, "fft 0")].saved_bytes
     table = bench_conv.report(results, "cpu")
-    assert table.count("\n| tiny") == 6 and "| tiny 2D | Conv2d |" in table and "n/a" in table
+    assert table.count("\n| tiny") == 8 and "| tiny 2D | Conv2d |" in table and "n/a" in table
 
 
 def test_build_case_copies_the_reference_weights():
-    module, x = bench_conv.build_case(next(iter(bench_conv.CASES)), "band-limited", 0.0)
+    module, x = bench_conv.build_case(next(iter(bench_conv.CASES)), "converted", 0.0)
     reference, _ = bench_conv.build_case(next(iter(bench_conv.CASES)), "reference", 0.0)
     assert torch.equal(module.weight, reference.weight) and x.requires_grad
