@@ -56,8 +56,8 @@ def create_converted_resnet(
     return convert_model(model, domain, compress_rate=compress_rate, min_kernel_size=min_kernel_size, backend=backend)
 
 
-def resnet_cfg(**kwargs) -> dict:
-    """ImageNet-size cfg of a converted ResNet (224x224, 7x7 pool)."""
+def imagenet_cfg(**kwargs) -> dict:
+    """ImageNet-size timm cfg (224x224 inputs, 7x7 final pool); ``kwargs`` add or override fields."""
     return {
         "url": "",
         "num_classes": 1000,
@@ -67,16 +67,24 @@ def resnet_cfg(**kwargs) -> dict:
         "interpolation": "bilinear",
         "mean": IMAGENET_DEFAULT_MEAN,
         "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "conv1",
-        "classifier": "fc",
         "license": "apache-2.0",
         **kwargs,
     }
 
 
-def resnet_cifar_cfg(**kwargs) -> dict:
-    """CIFAR-10-size cfg of a converted ResNet (32x32 inputs, 10 classes, 4x4 pool)."""
+def cifar_cfg(**kwargs) -> dict:
+    """CIFAR-10-size timm cfg (32x32 inputs, 10 classes, CIFAR mean/std, 4x4 final pool)."""
     cifar = dict(
         num_classes=10, input_size=(3, 32, 32), pool_size=(4, 4), crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD
     )
-    return resnet_cfg(**(cifar | kwargs))
+    return imagenet_cfg(**(cifar | kwargs))
+
+
+def resnet_cfg(**kwargs) -> dict:
+    """ImageNet-size cfg of a converted ResNet."""
+    return imagenet_cfg(first_conv="conv1", classifier="fc", **kwargs)
+
+
+def resnet_cifar_cfg(**kwargs) -> dict:
+    """CIFAR-10-size cfg of a converted ResNet (3x3 stem, no max-pool)."""
+    return cifar_cfg(first_conv="conv1", classifier="fc", **kwargs)

@@ -12,12 +12,11 @@ Convolutional Networks", CVPR 2017.
 
 from __future__ import annotations
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.densenet import DenseNet
 
 from ..layers import convert_model
-from ._converted import CIFAR10_MEAN, CIFAR10_STD, refuse_pretrained, use_cifar_stem
+from ._converted import cifar_cfg, imagenet_cfg, refuse_pretrained, use_cifar_stem
 
 __all__ = ["bl_densenet121", "bl_densenet121_cifar"]
 
@@ -47,28 +46,13 @@ def _create_bl_densenet(
 
 
 def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "features.conv0",
-        "classifier": "classifier",
-        "license": "apache-2.0",
-        **kwargs,
-    }
+    return imagenet_cfg(interpolation="bicubic", first_conv="features.conv0", classifier="classifier", **kwargs)
 
 
 default_cfgs = generate_default_cfgs(
     {
         "bl_densenet121": _cfg(),
-        "bl_densenet121_cifar": _cfg(
-            num_classes=10, input_size=(3, 32, 32), pool_size=(4, 4), crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD
-        ),
+        "bl_densenet121_cifar": cifar_cfg(first_conv="features.conv0", classifier="classifier"),
     }
 )
 

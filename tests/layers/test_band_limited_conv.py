@@ -27,6 +27,17 @@ CONV2D_CONFIGS = [
 ]
 
 
+def assert_same_layer(ours, reference, x, rtol=1e-4):
+    """Outputs and the gradients of input, weight and bias agree with the reference layer."""
+    expected, out = reference(x), ours(x)
+    assert_close_relative(out, expected, rtol)
+    grad = torch.randn_like(expected)
+    ours_grads = torch.autograd.grad(out, (x, ours.weight, ours.bias), grad)
+    reference_grads = torch.autograd.grad(expected, (x, reference.weight, reference.bias), grad)
+    for a, b in zip(ours_grads, reference_grads, strict=True):
+        assert_close_relative(a, b, rtol)
+
+
 def _pair(module_cls, reference_cls, config, dtype):
     c_in, c_out, kernel, stride, padding, dilation, groups, mode, _ = config
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
@@ -42,15 +53,7 @@ def test_conv2d_rate_zero_matches_torch_forward_and_backward(config, batch, devi
     reference, ours = _pair(BandLimitedConv2d, nn.Conv2d, config, torch.float32)
     reference, ours = reference.to(device), ours.to(device)
     x = torch.randn(batch, config[0], *config[-1], device=device, requires_grad=True)
-    expected, out = reference(x), ours(x)
-    assert_close_relative(out, expected, 1e-4)
-    grad = torch.randn_like(expected)
-    for a, b in zip(
-        torch.autograd.grad(out, (x, ours.weight, ours.bias), grad),
-        torch.autograd.grad(expected, (x, reference.weight, reference.bias), grad),
-        strict=True,
-    ):
-        assert_close_relative(a, b, 1e-4)
+    assert_same_layer(ours, reference, x)
 
 
 @pytest.mark.parametrize("route", ["matmul", "fft"])
@@ -121,15 +124,7 @@ CONV1D_CONFIGS = [
 def test_conv1d_rate_zero_matches_torch(config):
     reference, ours = _pair(BandLimitedConv1d, nn.Conv1d, config, torch.float32)
     x = torch.randn(2, config[0], config[-1], requires_grad=True)
-    expected, out = reference(x), ours(x)
-    assert_close_relative(out, expected, 1e-4)
-    grad = torch.randn_like(expected)
-    for a, b in zip(
-        torch.autograd.grad(out, (x, ours.weight, ours.bias), grad),
-        torch.autograd.grad(expected, (x, reference.weight, reference.bias), grad),
-        strict=True,
-    ):
-        assert_close_relative(a, b, 1e-4)
+    assert_same_layer(ours, reference, x)
 
 
 def test_conv1d_gradcheck_at_a_rate():

@@ -1,0 +1,16 @@
+"""JPEG in the DCT domain: read the DCT coefficients of JPEG files directly (no inverse DCT, no
+colour conversion), encode other images the same way, augment in the DCT domain, and batch the
+Y and CbCr planes at their own resolutions for DCT-input networks.
+
+The result type of every reader is :class:`JpegCoefficients` (layout in :mod:`.coefficients`).
+"""
+
+from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+
+__all__ = [
+    "JpegCoefficients",
+    "JpegError",
+    "JpegTooLargeError",
+    "JpegTruncatedError",
+    "JpegUnsupportedError",
+]

@@ -1,0 +1,87 @@
+"""The result type of JPEG DCT reading, shared by the readers, the encoder, augmentations and collate.
+
+Coefficient layout (one contract for every backend):
+
+* ``y``: ``(64, by, bx)`` float32, the **dequantised** DCT coefficients
+  (quantised value x quantisation step) of the luma plane, ``by x bx`` blocks of
+  8x8 pixels. Channel ``k`` is frequency ``(v, u) = divmod(k, 8)`` in **natural
+  row-major order** (``v`` vertical, ``u`` horizontal) unless ``order ==
+  "zigzag"``, where channel ``k`` is the ``k``-th coefficient of JPEG's zigzag
+  scan (:func:`freqnets.transforms.zigzag_indices`). JPEG's forward DCT of an
+  8x8 block is exactly the orthonormal 2D DCT-II of the level-shifted samples
+  ``x - 128`` (``freqnets.transforms.block_dct2(x - 128)``), so the DC
+  coefficient is 8 x the block's mean shifted level.
+* ``cb``, ``cr``: the same at the chroma planes' own resolution (``None`` for
+  greyscale). Nothing is upsampled or re-encoded.
+* ``quant_tables``: ``(n_components, 64)`` int32 in natural order, the table
+  of each component (``y``, then ``cb``, ``cr``).
+* ``size``: ``(height, width)`` in pixels; ``subsampling``: ``"4:4:4"``,
+  ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"``, ``"gray"`` or
+  ``"other"``; ``sampling_factors``: ``((h, v), ...)`` per component.
+* The block grid of a plane covers its component's pixel area,
+  ``ceil(ceil(W * h_i / h_max) / 8)`` blocks across (and the same down): the
+  MCU padding blocks past it are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+
+class JpegError(ValueError):
+    """A JPEG file that cannot be read; the message names the reason (typed, a ``ValueError``)."""
+
+
+class JpegTooLargeError(JpegError):
+    """The header claims more pixels than ``max_pixels`` allows; raised before any decoding."""
+
+
+class JpegUnsupportedError(JpegError):
+    """A valid JPEG that freqnets does not read: 12-bit precision, CMYK/YCCK, arithmetic coding, ..."""
+
+
+class JpegTruncatedError(JpegError):
+    """The entropy-coded data ends early or is corrupt (raised under ``strict=True``)."""
+
+
+@dataclass(frozen=True)
+class JpegCoefficients:
+    """DCT coefficients of one image, per plane at its own resolution (see the module docstring)."""
+
+    y: torch.Tensor
+    cb: torch.Tensor | None
+    cr: torch.Tensor | None
+    quant_tables: torch.Tensor
+    size: tuple[int, int]
+    subsampling: str
+    sampling_factors: tuple[tuple[int, int], ...]
+    order: str = "natural"
+    block_size: int = 8
+    backend: str = ""
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_gray(self) -> bool:
+        return self.cb is None
+
+    def planes(self) -> tuple[torch.Tensor, ...]:
+        """``(y,)`` for greyscale, ``(y, cb, cr)`` otherwise."""
+        return (self.y,) if self.cb is None else (self.y, self.cb, self.cr)
+
+    def to_order(self, order: str) -> JpegCoefficients:
+        """The same coefficients with channels in ``"natural"`` or ``"zigzag"`` order."""
+        from ..transforms import zigzag_indices
+
+        if order not in ("natural", "zigzag"):
+            raise ValueError(f"order must be 'natural' or 'zigzag', got {order!r}")
+        if order == self.order:
+            return self
+        zigzag = zigzag_indices(self.block_size)  # natural index of the k-th zigzag coefficient
+        index = zigzag if order == "zigzag" else torch.argsort(zigzag)
+
+        def reorder(plane: torch.Tensor | None) -> torch.Tensor | None:
+            return None if plane is None else plane.index_select(0, index.to(plane.device))
+
+        return replace(self, y=reorder(self.y), cb=reorder(self.cb), cr=reorder(self.cr), order=order)
