@@ -5,6 +5,9 @@
 * :class:`SVDConv2d` (``"svd"``): a KxK convolution as rank pairs of Kx1 and 1xK convolutions.
 * :class:`WinogradConv2d` (``"winograd"``): tiled Winograd convolution with Winograd-domain pruning.
 * :class:`DCTConv2d` (``"dct"``): input and filter band-limited in the 2D DCT domain.
+* :class:`OctConv2d` (octave convolution, high/low paths), :class:`MultigridConv2d` and
+  :class:`MultigridBasicBlock` (pyramids of grids), :class:`YCbCrExchangeBlock` (luma and 4:2:0 chroma
+  paths exchanging information).
 * :func:`convert_model` puts any of them into a network; :func:`calibrate_rates` picks
   band-limited rates from spectral energy.
 """
@@ -14,9 +17,12 @@ from .band_limited_conv import BandLimitedConv1d, BandLimitedConv2d, band_limite
 from .calibrate import CalibrationReport, calibrate_rates
 from .convert import ConversionSummary, convert_model
 from .dct_conv import DCTConv2d
+from .multigrid_conv import MultigridBasicBlock, MultigridConv2d
+from .octave_conv import OctaveMap, OctaveTensors, OctConv2d
 from .registry import domains_with_layers, register_layer
 from .svd_conv import SVDConv2d
 from .winograd_conv import WinogradConv2d
+from .ycbcr_exchange import YCbCrExchangeBlock, as_ycbcr_pair
 
 register_layer("fft", band_limited_conv.convert_conv, "band-limited FFT convolution (BandLimitedConv1d/2d)")
 register_layer("svd", svd_conv.convert_conv, "SVD-separable convolution (SVDConv2d)")
@@ -29,8 +35,15 @@ __all__ = [
     "CalibrationReport",
     "ConversionSummary",
     "DCTConv2d",
+    "MultigridBasicBlock",
+    "MultigridConv2d",
+    "OctConv2d",
+    "OctaveMap",
+    "OctaveTensors",
     "SVDConv2d",
     "WinogradConv2d",
+    "YCbCrExchangeBlock",
+    "as_ycbcr_pair",
     "band_limited_conv2d",
     "calibrate_rates",
     "convert_model",
