@@ -10,6 +10,8 @@
   paths exchanging information).
 * :func:`convert_model` puts any of them into a network; :func:`calibrate_rates` picks
   band-limited rates from spectral energy.
+* Perturbation channels (:mod:`.perturbation`): FFT, SVD, colour-depth, JPEG compression and
+  Gaussian/uniform/Laplace noise as layers, with distortion, calibration and :class:`Vote`.
 """
 
 from . import band_limited_conv, dct_conv, svd_conv, winograd_conv
@@ -19,6 +21,20 @@ from .convert import ConversionSummary, convert_model
 from .dct_conv import DCTConv2d
 from .multigrid_conv import MultigridBasicBlock, MultigridConv2d
 from .octave_conv import OctaveMap, OctaveTensors, OctConv2d
+from .perturbation import (
+    CHANNELS,
+    ColorDepthChannel,
+    FFTChannel,
+    GaussianNoiseChannel,
+    JPEGChannel,
+    LaplaceNoiseChannel,
+    PerturbationChannel,
+    SVDChannel,
+    UniformNoiseChannel,
+    Vote,
+    jpeg_quant_tables,
+    make_channel,
+)
 from .registry import domains_with_layers, register_layer
 from .svd_conv import SVDConv2d
 from .winograd_conv import WinogradConv2d
@@ -30,17 +46,27 @@ register_layer("winograd", winograd_conv.convert_conv, "Winograd convolution wit
 register_layer("dct", dct_conv.convert_conv, "DCT-compressed convolution (DCTConv2d)")
 
 __all__ = [
+    "CHANNELS",
     "BandLimitedConv1d",
     "BandLimitedConv2d",
     "CalibrationReport",
+    "ColorDepthChannel",
     "ConversionSummary",
     "DCTConv2d",
+    "FFTChannel",
+    "GaussianNoiseChannel",
+    "JPEGChannel",
+    "LaplaceNoiseChannel",
     "MultigridBasicBlock",
     "MultigridConv2d",
     "OctConv2d",
     "OctaveMap",
     "OctaveTensors",
+    "PerturbationChannel",
+    "SVDChannel",
     "SVDConv2d",
+    "UniformNoiseChannel",
+    "Vote",
     "WinogradConv2d",
     "YCbCrExchangeBlock",
     "as_ycbcr_pair",
@@ -48,5 +74,7 @@ __all__ = [
     "calibrate_rates",
     "convert_model",
     "domains_with_layers",
+    "jpeg_quant_tables",
+    "make_channel",
     "register_layer",
 ]
