@@ -6,11 +6,20 @@ The result type of every reader is :class:`JpegCoefficients` (layout in :mod:`.c
 """
 
 from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+from .collate import DCTBatch, DCTCollate, convert_chroma
+from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
 
 __all__ = [
+    "DCTBatch",
+    "DCTCollate",
     "JpegCoefficients",
     "JpegError",
     "JpegTooLargeError",
     "JpegTruncatedError",
     "JpegUnsupportedError",
+    "convert_chroma",
+    "decode_dct",
+    "decode_planes",
+    "encode_dct",
+    "quant_tables_for_quality",
 ]

@@ -1,0 +1,252 @@
+"""Batch :class:`~freqnets.jpeg.JpegCoefficients` into the tensors DCT-input networks take.
+
+:class:`DCTCollate` is a ``collate_fn`` for :class:`torch.utils.data.DataLoader` over samples
+``(JpegCoefficients, label)``:
+
+* ``layout="planes"`` -> :class:`DCTBatch` ``(y, cbcr, labels)``: luma ``(B, Ky, Hy, Wy)`` and
+  chroma ``(B, 2*Kc, Hc, Wc)`` (Cb channels, then Cr) at the target chroma layout
+  (``"420"``: ``Hc = ceil(Hy / 2)``, ``Wc = ceil(Wy / 2)``; ``"422"``: ``Hc = Hy``, ``Wc = ceil(Wy/2)``;
+  ``"444"``: ``Hc = Hy``, ``Wc = Wy``).
+* ``layout="stacked"`` -> ``(x, labels)`` with ``x (B, Ky + 2*Kc, Hy, Wy)``: the chroma channels
+  upsampled to the luma block grid by nearest neighbour (each chroma block repeated), "early fusion".
+
+Channels: the lowest ``Ky`` (``Kc``) frequencies in JPEG zigzag order, in zigzag order.
+
+Mixed batches. Files with any chroma subsampling are converted to the target layout **in the DCT
+domain**, with exact linear maps (:mod:`.resample`): downsampling averages 2x2 (2x1, ...) pixels
+(e.g. 4:4:4 -> 4:2:0: each 2x2 group of chroma blocks -> one block), upsampling replicates pixels
+(4:1:1 -> 4:2:0 horizontally); the converted chroma grid is then cut or zero-padded at the
+bottom/right to the target grid. Greyscale images get zero chroma coefficients, i.e. neutral
+chroma (Cb = Cr = 128): the same as a colour image with no colour.
+
+Sizes. With ``grid=None`` every sample must have the same luma block grid (a ``ValueError`` says
+which differ). With ``grid=(Hy, Wy)`` (luma blocks) each sample is centre-cropped or zero-padded
+on the block grid to that size; offsets are rounded down to multiples of the chroma factor so
+luma and chroma stay aligned (16-pixel steps for 4:2:0). Zero coefficients are mid-grey pixels.
+
+``normalize=(mean, std)``: per-channel statistics, applied to the whole batch after padding
+(padding and greyscale chroma are normalised like any grey pixels). Each has ``Ky + 2*Kc`` entries
+(y, cb, cr channels as output) or ``3 * b*b`` entries (all channels of y, cb, cr in zigzag order,
+e.g. from :func:`freqnets.jpeg.stats.dct_channel_stats`), from which the selected ones are taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+from ..transforms import zigzag_indices
+from .coefficients import JpegCoefficients
+from .resample import apply_axis_maps, downsample_map, upsample_map
+
+# (horizontal, vertical) chroma factors of each target layout, relative to luma.
+CHROMA_LAYOUTS = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
+LAYOUTS = ("planes", "stacked")
+
+
+class DCTBatch(NamedTuple):
+    """A batch for DCT-input models (see the module docstring)."""
+
+    y: torch.Tensor  # (B, Ky, Hy, Wy) float32
+    cbcr: torch.Tensor  # (B, 2*Kc, Hc, Wc) float32: Cb channels then Cr channels
+    labels: torch.Tensor  # (B,) int64
+
+
+def _chroma_layout(chroma: str) -> tuple[int, int]:
+    key = chroma.replace(":", "") if isinstance(chroma, str) else chroma
+    if key not in CHROMA_LAYOUTS:
+        raise ValueError(f"chroma must be one of {sorted(CHROMA_LAYOUTS)} (or '4:2:0', ...), got {chroma!r}")
+    return CHROMA_LAYOUTS[key]
+
+
+def _source_factors(coeffs: JpegCoefficients) -> tuple[int, int]:
+    """Per-axis (horizontal, vertical) subsampling factor of the chroma planes relative to luma."""
+    (hy, vy), (hc, vc) = coeffs.sampling_factors[0], coeffs.sampling_factors[1]
+    factors = []
+    for luma, chroma in ((hy, hc), (vy, vc)):
+        if luma % chroma or luma // chroma not in (1, 2, 4):
+            raise ValueError(f"unsupported sampling factors {coeffs.sampling_factors}: chroma must be luma / 1, 2 or 4")
+        factors.append(luma // chroma)
+    if coeffs.sampling_factors[2] != coeffs.sampling_factors[1]:
+        raise ValueError(f"unsupported sampling factors {coeffs.sampling_factors}: Cb and Cr differ")
+    return factors[0], factors[1]
+
+
+def _axis_map(n_blocks: int, source: int, target: int, b: int) -> torch.Tensor | None:
+    if source == target:
+        return None
+    if source < target:
+        return downsample_map(n_blocks, target // source, b)
+    return upsample_map(n_blocks, source // target, b)
+
+
+def _fit(plane: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Cut or zero-pad ``(..., by, bx)`` at the bottom/right to ``(rows, cols)`` blocks."""
+    by, bx = plane.shape[-2:]
+    if (by, bx) == (rows, cols):
+        return plane
+    out = plane.new_zeros(*plane.shape[:-2], rows, cols)
+    out[..., : min(by, rows), : min(bx, cols)] = plane[..., :rows, :cols]
+    return out
+
+
+def convert_chroma(coeffs: JpegCoefficients, chroma: str = "420") -> tuple[torch.Tensor, torch.Tensor]:
+    """Cb and Cr planes of ``coeffs`` at the ``chroma`` layout of its luma grid, in the DCT domain.
+
+    Args:
+        coeffs: coefficients (either order; the result has the same order); greyscale gives zeros.
+        chroma: target layout ``"420"``, ``"422"`` or ``"444"``.
+
+    Returns:
+        ``(cb, cr)``, each ``(b*b, ceil(by / fv), ceil(bx / fh))`` for luma ``(b*b, by, bx)``.
+    """
+    fh, fv = _chroma_layout(chroma)
+    b2, by, bx = coeffs.y.shape
+    shape = (b2, -(-by // fv), -(-bx // fh))
+    if coeffs.cb is None:
+        zeros = coeffs.y.new_zeros(shape)
+        return zeros, zeros.clone()
+    sh, sv = _source_factors(coeffs)
+    if (sh, sv) == (fh, fv):
+        return _fit(coeffs.cb, *shape[1:]), _fit(coeffs.cr, *shape[1:])
+    natural = coeffs.to_order("natural")
+    b = coeffs.block_size
+    pair = torch.stack([natural.cb, natural.cr])
+    rows = _axis_map(pair.shape[-2], sv, fv, b)
+    cols = _axis_map(pair.shape[-1], sh, fh, b)
+    pair = _fit(apply_axis_maps(pair, rows, cols), *shape[1:])
+    if coeffs.order != "natural":
+        pair = pair[:, zigzag_indices(b)]
+    return pair[0], pair[1]
+
+
+def _offsets(have: int, want: int, step: int) -> tuple[int, int, int]:
+    """(source start, destination start, length) of a centre crop/pad on one axis, starts multiples of ``step``."""
+    if have >= want:
+        return (have - want) // 2 // step * step, 0, want
+    return 0, (want - have) // 2 // step * step, have
+
+
+class DCTCollate:
+    """``collate_fn`` for ``(JpegCoefficients, label)`` samples (see the module docstring).
+
+    Args:
+        layout: ``"planes"`` (returns :class:`DCTBatch`) or ``"stacked"`` (returns ``(x, labels)``).
+        y_channels: ``Ky``, the lowest luma frequencies kept in zigzag order (1..b*b).
+        c_channels: ``Kc`` per chroma plane (0..b*b).
+        chroma: target chroma layout ``"420"``, ``"422"`` or ``"444"``.
+        normalize: ``None`` or ``(mean, std)`` (sequences or 1D tensors, see the module docstring).
+        grid: ``None`` (all samples share a block grid) or ``(Hy, Wy)`` luma blocks to crop/pad to.
+
+    Example:
+        >>> from freqnets.jpeg import encode_dct
+        >>> samples = [(encode_dct(torch.rand(3, 32, 32)), 3), (encode_dct(torch.rand(3, 32, 32)), 5)]
+        >>> batch = DCTCollate()(samples)
+        >>> batch.y.shape, batch.cbcr.shape, batch.labels.tolist()
+        (torch.Size([2, 64, 4, 4]), torch.Size([2, 128, 2, 2]), [3, 5])
+    """
+
+    def __init__(
+        self,
+        layout: str = "planes",
+        y_channels: int = 64,
+        c_channels: int = 64,
+        chroma: str = "420",
+        normalize: tuple[Sequence[float] | torch.Tensor, Sequence[float] | torch.Tensor] | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        for name, value, low in (("y_channels", y_channels, 1), ("c_channels", c_channels, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.layout, self.y_channels, self.c_channels = layout, y_channels, c_channels
+        self.chroma = chroma
+        self.factors = _chroma_layout(chroma)
+        if grid is not None:
+            if len(grid) != 2 or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grid):
+                raise ValueError(f"grid must be None or (Hy, Wy) positive block counts, got {grid!r}")
+            grid = (int(grid[0]), int(grid[1]))
+        self.grid = grid
+        self.normalize = None if normalize is None else self._check_normalize(normalize)
+
+    def _check_normalize(self, normalize) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            mean, std = (torch.as_tensor(v, dtype=torch.float32).flatten() for v in normalize)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"normalize must be None or (mean, std) sequences of numbers: {error}") from error
+        if mean.shape != std.shape:
+            raise ValueError(f"normalize mean and std must have the same length, got {mean.numel()}, {std.numel()}")
+        if not torch.isfinite(mean).all() or not (std > 0).all():
+            raise ValueError("normalize mean must be finite and std > 0")
+        return mean, std
+
+    def __repr__(self) -> str:
+        return (
+            f"DCTCollate(layout={self.layout!r}, y_channels={self.y_channels}, c_channels={self.c_channels}, "
+            f"chroma={self.chroma!r}, normalize={'None' if self.normalize is None else '(...)'}, grid={self.grid})"
+        )
+
+    def _select_normalize(self, b2: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.normalize is None:
+            return None
+        ky, kc = self.y_channels, self.c_channels
+        mean, std = self.normalize
+        if mean.numel() == ky + 2 * kc:
+            return mean, std
+        if mean.numel() == 3 * b2:
+            index = torch.cat([torch.arange(ky), b2 + torch.arange(kc), 2 * b2 + torch.arange(kc)])
+            return mean[index], std[index]
+        raise ValueError(f"normalize needs {ky + 2 * kc} (selected) or {3 * b2} (all) entries, got {mean.numel()}")
+
+    def __call__(self, samples: Sequence[tuple[JpegCoefficients, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
+        if len(samples) == 0:
+            raise ValueError("cannot collate an empty batch")
+        try:
+            coeffs = [sample[0] for sample in samples]
+            labels = torch.as_tensor([int(sample[1]) for sample in samples], dtype=torch.int64)
+        except (TypeError, IndexError) as error:
+            raise TypeError(f"samples must be (JpegCoefficients, int label) pairs: {error}") from error
+        if not all(isinstance(c, JpegCoefficients) for c in coeffs):
+            raise TypeError(f"samples must hold JpegCoefficients, got {type(coeffs[0]).__name__}")
+        block_sizes = {c.block_size for c in coeffs}
+        if len(block_sizes) != 1:
+            raise ValueError(f"all samples need the same block size, got {sorted(block_sizes)}")
+        b = block_sizes.pop()
+        ky, kc = self.y_channels, self.c_channels
+        if ky > b * b or kc > b * b:
+            raise ValueError(f"y_channels/c_channels must be <= {b * b} for block size {b}, got {ky}, {kc}")
+        grids = {tuple(c.y.shape[-2:]) for c in coeffs}
+        if self.grid is None and len(grids) != 1:
+            raise ValueError(f"samples have different block grids {sorted(grids)}: pass grid=(Hy, Wy) to crop/pad")
+        hy, wy = self.grid if self.grid is not None else grids.pop()
+        fh, fv = self.factors
+        hc, wc = -(-hy // fv), -(-wy // fh)
+        zigzag = zigzag_indices(b)
+        y_index, c_index = zigzag[:ky], zigzag[:kc]
+        y = torch.zeros(len(coeffs), ky, hy, wy)
+        cbcr = torch.zeros(len(coeffs), 2 * kc, hc, wc)
+        for i, c in enumerate(coeffs):
+            natural = c.to_order("natural")
+            sy, dy, ny = _offsets(natural.y.shape[-2], hy, fv)
+            sx, dx, nx = _offsets(natural.y.shape[-1], wy, fh)
+            y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[y_index, sy : sy + ny, sx : sx + nx]
+            if kc == 0 or natural.cb is None:
+                continue
+            cb, cr = convert_chroma(natural, self.chroma)
+            scy, dcy, scx, dcx = sy // fv, dy // fv, sx // fh, dx // fh
+            ncy, ncx = min(cb.shape[-2] - scy, hc - dcy), min(cb.shape[-1] - scx, wc - dcx)
+            window = (slice(scy, scy + ncy), slice(scx, scx + ncx))
+            cbcr[i, :kc, dcy : dcy + ncy, dcx : dcx + ncx] = cb[(c_index, *window)]
+            cbcr[i, kc:, dcy : dcy + ncy, dcx : dcx + ncx] = cr[(c_index, *window)]
+        stats = self._select_normalize(b * b)
+        if stats is not None:
+            mean, std = stats
+            y = (y - mean[:ky].view(-1, 1, 1)) / std[:ky].view(-1, 1, 1)
+            cbcr = (cbcr - mean[ky:].view(-1, 1, 1)) / std[ky:].view(-1, 1, 1)
+        if self.layout == "planes":
+            return DCTBatch(y, cbcr, labels)
+        up = cbcr.repeat_interleave(fv, -2).repeat_interleave(fh, -1)[..., :hy, :wy]
+        return torch.cat([y, up], dim=1), labels

@@ -1,0 +1,116 @@
+"""Exact linear maps on blockwise DCT coefficients that resample one axis of a plane.
+
+A plane of channel coefficients ``(..., b*b, by, bx)`` (natural order) is viewed as a
+"coefficient image" ``X (by*b, bx*b)`` whose row ``j*b + v`` holds frequency ``v`` of block
+row ``j``. Any linear operation ``P`` on the pixels of one axis (``n_in*b`` pixels in,
+``n_out*b`` out) is then one matrix on that axis of ``X``::
+
+    M = blockdiag(D, ..., D) @ P @ blockdiag(D, ..., D)^T      (D: orthonormal b-point DCT-II)
+
+and a separable 2D operation is ``M_v @ X @ M_u^T``: the inverse DCT, the pixel operation and
+the forward DCT folded into one small precomputed (cached) matrix per axis. This module builds
+``P`` for block-wise downsampling (averaging), upsampling (replication) and the block-size-change
+resize of :class:`~freqnets.jpeg.augment.RandomResizedCrop`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@lru_cache(maxsize=32)
+def dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix ``(n, n)`` in float64: ``D[k, j] = s_k cos(pi k (2j + 1) / 2n)``."""
+    k = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    d = np.cos(np.pi * k * (2 * j + 1) / (2 * n)) * np.sqrt(2.0 / n)
+    d[0] /= np.sqrt(2.0)
+    return d
+
+
+def _blockdiag_dct(n_blocks: int, b: int) -> np.ndarray:
+    return np.kron(np.eye(n_blocks), dct_matrix(b))
+
+
+def coefficient_map(pixel_map: np.ndarray, b: int) -> np.ndarray:
+    """``(n_out*b, n_in*b)`` pixel map -> the same map on blockwise DCT coefficients (float64)."""
+    n_out, n_in = pixel_map.shape[0] // b, pixel_map.shape[1] // b
+    if pixel_map.shape != (n_out * b, n_in * b):
+        raise ValueError(f"pixel map shape {pixel_map.shape} is not a multiple of the block size {b}")
+    return _blockdiag_dct(n_out, b) @ pixel_map @ _blockdiag_dct(n_in, b).T
+
+
+@lru_cache(maxsize=256)
+def downsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
+    """Average ``factor`` neighbouring pixels: ``n_in`` blocks -> ``ceil(n_in / factor)`` blocks.
+
+    When ``n_in`` is not a multiple of ``factor`` the last block is repeated first (block
+    replication, the same in the pixel domain). Returns a float64 ``(n_out*b, n_in*b)`` map.
+    """
+    n_out = -(-n_in // factor)
+    pad = np.zeros((n_out * factor * b, n_in * b))
+    pad[: n_in * b, : n_in * b] = np.eye(n_in * b)
+    for extra in range(n_in, n_out * factor):
+        pad[extra * b : (extra + 1) * b, (n_in - 1) * b : n_in * b] = np.eye(b)
+    average = np.kron(np.eye(n_out * b), np.full((1, factor), 1.0 / factor))
+    return torch.from_numpy(coefficient_map(average @ pad, b))
+
+
+@lru_cache(maxsize=256)
+def upsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
+    """Replicate every pixel ``factor`` times: ``n_in`` blocks -> ``n_in * factor`` blocks (float64 map)."""
+    replicate = np.kron(np.eye(n_in * b), np.ones((factor, 1)))
+    return torch.from_numpy(coefficient_map(replicate, b))
+
+
+@lru_cache(maxsize=512)
+def resize_map(n_in: int, n_out: int, b: int = 8) -> torch.Tensor:
+    """Resize ``n_in`` blocks to ``n_out`` blocks by changing each block's size in the DCT domain.
+
+    Input block ``j`` becomes ``p_j = floor((j+1) L / n_in) - floor(j L / n_in)`` pixels
+    (``L = n_out * b``): its lowest ``min(p_j, b)`` coefficients, zero-padded to ``p_j`` and scaled
+    by ``sqrt(p_j / b)`` (so a constant block keeps its value), then a ``p_j``-point inverse DCT.
+    The pixels are then re-blocked into ``b``-blocks: truncation when shrinking (an ideal low-pass
+    within each block), zero-padding when enlarging (band-limited interpolation within each block).
+    """
+    length = n_out * b
+    edges = [(j * length) // n_in for j in range(n_in + 1)]
+    pixel_map = np.zeros((length, n_in * b))
+    d_in = dct_matrix(b)
+    for j in range(n_in):
+        p = edges[j + 1] - edges[j]
+        if p == 0:
+            continue
+        keep = min(p, b)
+        block = dct_matrix(p)[:keep].T @ d_in[:keep] * np.sqrt(p / b)  # pixels(p) <- pixels(b)
+        pixel_map[edges[j] : edges[j + 1], j * b : (j + 1) * b] = block
+    return torch.from_numpy(coefficient_map(pixel_map, b))
+
+
+def apply_axis_maps(plane: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
+    """Apply coefficient maps to the two axes of channel coefficients.
+
+    Args:
+        plane: ``(..., b*b, by, bx)`` natural-order coefficients.
+        rows: ``(my*b, by*b)`` map of the vertical axis, or ``None`` to leave it.
+        cols: ``(mx*b, bx*b)`` map of the horizontal axis, or ``None``.
+
+    Returns:
+        ``(..., b*b, my, mx)`` in ``plane``'s dtype.
+    """
+    b = math.isqrt(plane.shape[-3])
+    by, bx = plane.shape[-2:]
+    lead = plane.shape[:-3]
+    x = plane.reshape(*lead, b, b, by, bx).movedim(-2, -4)  # (..., by, v, u, bx)
+    x = x.movedim(-1, -2).reshape(*lead, by * b, bx * b)  # (..., by*b, bx*b): rows j*b+v, cols i*b+u
+    if rows is not None:
+        x = rows.to(x.dtype) @ x
+    if cols is not None:
+        x = x @ cols.to(x.dtype).T
+    my, mx = x.shape[-2] // b, x.shape[-1] // b
+    x = x.reshape(*lead, my, b, mx, b).permute(*range(len(lead)), -3, -1, -4, -2)  # (..., v, u, my, mx)
+    return x.reshape(*lead, b * b, my, mx)

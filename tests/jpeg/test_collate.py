@@ -1,0 +1,194 @@
+"""DCTCollate and DCT-domain chroma conversion against the same operations on pixels (float64, scipy)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.fft
+import torch
+
+from freqnets.jpeg import DCTBatch, DCTCollate, JpegCoefficients, convert_chroma, encode_dct
+
+# JPEG's zigzag scan of an 8x8 block (ITU-T T.81 figure A.6), natural row-major indices.
+JPEG_ZIGZAG = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14,
+    21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60,
+    61, 54, 47, 55, 62, 63,
+]  # fmt: skip
+
+
+def to_pixels(plane: torch.Tensor) -> np.ndarray:
+    """(64, by, bx) natural-order coefficients -> (by*8, bx*8) level-shifted pixels, scipy float64."""
+    c = plane.double().numpy().reshape(8, 8, *plane.shape[1:]).transpose(2, 3, 0, 1)
+    blocks = scipy.fft.idctn(c, axes=(2, 3), norm="ortho")
+    return blocks.transpose(0, 2, 1, 3).reshape(c.shape[0] * 8, c.shape[1] * 8)
+
+
+def to_coeffs(pixels: np.ndarray) -> torch.Tensor:
+    """Inverse of :func:`to_pixels`."""
+    by, bx = pixels.shape[0] // 8, pixels.shape[1] // 8
+    blocks = pixels.reshape(by, 8, bx, 8).transpose(0, 2, 1, 3)
+    c = scipy.fft.dctn(blocks, axes=(2, 3), norm="ortho")
+    return torch.from_numpy(c.transpose(2, 3, 0, 1).reshape(64, by, bx).copy())
+
+
+def average(pixels: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Average fy x fx pixels after repeating the last 8-pixel block row/column up to a multiple."""
+    by, bx = pixels.shape[0] // 8, pixels.shape[1] // 8
+    rows = [min(j, by - 1) for j in range(-(-by // fy) * fy)]
+    cols = [min(i, bx - 1) for i in range(-(-bx // fx) * fx)]
+    blocks = pixels.reshape(by, 8, bx, 8)[rows][:, :, cols].reshape(len(rows) * 8, len(cols) * 8)
+    return blocks.reshape(blocks.shape[0] // fy, fy, blocks.shape[1] // fx, fx).mean(axis=(1, 3))
+
+
+def image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(3, h, w, generator=g)
+
+
+def fit(c: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    out = torch.zeros(c.shape[0], rows, cols, dtype=c.dtype)
+    out[:, : min(rows, c.shape[1]), : min(cols, c.shape[2])] = c[:, :rows, :cols]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "op"),
+    [
+        ("4:4:4", "420", ("avg", 2, 2)),
+        ("4:2:2", "420", ("avg", 2, 1)),
+        ("4:4:4", "422", ("avg", 1, 2)),
+        ("4:2:0", "444", ("rep", 2, 2)),
+        ("4:2:2", "444", ("rep", 1, 2)),
+    ],
+)
+def test_convert_chroma_equals_pixel_operation(source, target, op):
+    coeffs = encode_dct(image(40, 56), subsampling=source)  # luma 5x7 blocks: odd counts exercise the padding
+    cb, cr = convert_chroma(coeffs, target)
+    for got, plane in ((cb, coeffs.cb), (cr, coeffs.cr)):
+        pixels = to_pixels(plane)
+        kind, fy, fx = op
+        if kind == "avg":
+            expected = to_coeffs(average(pixels, fy, fx))
+        else:
+            expected = to_coeffs(pixels.repeat(fy, axis=0).repeat(fx, axis=1))
+        fy_t, fx_t = {"420": (2, 2), "422": (1, 2), "444": (1, 1)}[target]
+        expected = fit(expected, -(-5 // fy_t), -(-7 // fx_t))
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got.double(), expected, rtol=0, atol=1e-3)
+
+
+def test_convert_chroma_411_and_identity_and_grey():
+    luma = encode_dct(image(24, 64, seed=1), subsampling="4:4:4")
+    # a 4:1:1 file: chroma a quarter of the width (64 / 4 = 16 px = 2 blocks)
+    chroma = encode_dct(image(24, 16, seed=2), subsampling="4:4:4")
+    c411 = replace(luma, cb=chroma.cb, cr=chroma.cr, subsampling="4:1:1", sampling_factors=((4, 1), (1, 1), (1, 1)))
+    cb, _ = convert_chroma(c411, "420")  # horizontal x2 replication, vertical 2x averaging
+    pixels = to_pixels(chroma.cb).repeat(2, axis=1)
+    torch.testing.assert_close(cb.double(), to_coeffs(average(pixels, 2, 1)), rtol=0, atol=1e-3)
+    same = encode_dct(image(24, 40), subsampling="4:2:0")
+    assert convert_chroma(same, "420")[0] is not None and torch.equal(convert_chroma(same, "420")[0], same.cb)
+    grey = encode_dct(image(24, 40)[:1])
+    cb, cr = convert_chroma(grey, "420")
+    assert cb.shape == (64, 2, 3) and cb.abs().max() == 0 and cr.abs().max() == 0
+
+
+def test_convert_chroma_keeps_zigzag_order():
+    coeffs = encode_dct(image(32, 32), subsampling="4:4:4")
+    natural = convert_chroma(coeffs, "420")[0]
+    zigzag = convert_chroma(coeffs.to_order("zigzag"), "420")[0]
+    torch.testing.assert_close(zigzag, natural[JPEG_ZIGZAG])
+
+
+def test_planes_layout_mixed_batch():
+    samples = [
+        (encode_dct(image(32, 48, 0), subsampling="4:2:0"), 1),
+        (encode_dct(image(32, 48, 1), subsampling="4:2:2").to_order("zigzag"), 2),
+        (encode_dct(image(32, 48, 2), subsampling="4:4:4"), 3),
+        (encode_dct(image(32, 48, 3)[:1]), 4),
+    ]
+    batch = DCTCollate(y_channels=10, c_channels=6)(samples)
+    assert isinstance(batch, DCTBatch)
+    assert batch.y.shape == (4, 10, 4, 6) and batch.cbcr.shape == (4, 12, 2, 3)
+    assert batch.y.dtype == torch.float32 and batch.labels.dtype == torch.int64
+    assert batch.labels.tolist() == [1, 2, 3, 4]
+    for i, (c, _) in enumerate(samples):
+        natural = c.to_order("natural")
+        torch.testing.assert_close(batch.y[i], natural.y[JPEG_ZIGZAG[:10]])
+        cb, cr = convert_chroma(natural, "420")
+        torch.testing.assert_close(batch.cbcr[i, :6], cb[JPEG_ZIGZAG[:6]])
+        torch.testing.assert_close(batch.cbcr[i, 6:], cr[JPEG_ZIGZAG[:6]])
+    assert batch.cbcr[3].abs().max() == 0  # greyscale: neutral chroma
+
+
+def test_stacked_layout_is_nearest_upsampled_planes():
+    samples = [(encode_dct(image(40, 24, s)), s) for s in range(3)]
+    planes = DCTCollate(y_channels=64, c_channels=64)(samples)
+    x, labels = DCTCollate(layout="stacked")(samples)
+    assert x.shape == (3, 192, 5, 3) and labels.tolist() == [0, 1, 2]
+    torch.testing.assert_close(x[:, :64], planes.y)
+    for i in range(5):
+        for j in range(3):
+            torch.testing.assert_close(x[:, 64:, i, j], planes.cbcr[:, :, i // 2, j // 2])
+
+
+def test_grid_crop_and_pad_on_block_grid():
+    big = encode_dct(image(64, 64, 0))  # 8x8 luma blocks, 4x4 chroma
+    small = encode_dct(image(16, 32, 1))  # 2x4 luma blocks, 1x2 chroma
+    batch = DCTCollate(grid=(4, 4))([(big, 0), (small, 1)])
+    # crop: offset (8 - 4) // 2 = 2 luma blocks, 1 chroma block
+    torch.testing.assert_close(batch.y[0], big.y[JPEG_ZIGZAG][:, 2:6, 2:6])
+    torch.testing.assert_close(batch.cbcr[0, :64], big.cb[JPEG_ZIGZAG][:, 1:3, 1:3])
+    # pad: rows (4 - 2) // 2 = 1 -> rounded down to the chroma factor: 0; columns fit exactly
+    torch.testing.assert_close(batch.y[1, :, :2], small.y[JPEG_ZIGZAG])
+    assert batch.y[1, :, 2:].abs().max() == 0
+    torch.testing.assert_close(batch.cbcr[1, 64:, :1], small.cr[JPEG_ZIGZAG])
+    assert batch.cbcr[1, :, 1:].abs().max() == 0
+
+
+def test_normalize_selected_and_full_statistics():
+    samples = [(encode_dct(image(16, 16, s)), 0) for s in range(2)]
+    raw = DCTCollate(y_channels=3, c_channels=2)(samples)
+    mean, std = torch.arange(7.0), torch.arange(1.0, 8.0)
+    norm = DCTCollate(y_channels=3, c_channels=2, normalize=(mean, std))(samples)
+    torch.testing.assert_close(norm.y, (raw.y - mean[:3, None, None]) / std[:3, None, None])
+    torch.testing.assert_close(norm.cbcr, (raw.cbcr - mean[3:, None, None]) / std[3:, None, None])
+    full_mean, full_std = torch.randn(192), torch.rand(192) + 0.5
+    full = DCTCollate(y_channels=3, c_channels=2, normalize=(full_mean, full_std))(samples)
+    pick = [0, 1, 2, 64, 65, 128, 129]
+    torch.testing.assert_close(full.y, (raw.y - full_mean[pick[:3], None, None]) / full_std[pick[:3], None, None])
+    torch.testing.assert_close(full.cbcr, (raw.cbcr - full_mean[pick[3:], None, None]) / full_std[pick[3:], None, None])
+
+
+def test_works_in_a_dataloader():
+    data = [(encode_dct(image(32, 32, s)), s % 10) for s in range(10)]
+    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=DCTCollate(y_channels=16, c_channels=4))
+    shapes = [tuple(b.y.shape) for b in loader]
+    assert shapes == [(4, 16, 4, 4), (4, 16, 4, 4), (2, 16, 4, 4)]
+
+
+def test_bad_arguments_raise():
+    sample = (encode_dct(image(16, 16)), 0)
+    with pytest.raises(ValueError, match="layout"):
+        DCTCollate(layout="grid")
+    with pytest.raises(ValueError, match="y_channels"):
+        DCTCollate(y_channels=0)
+    with pytest.raises(ValueError, match="chroma"):
+        DCTCollate(chroma="4:1:0")
+    with pytest.raises(ValueError, match="grid"):
+        DCTCollate(grid=(0, 4))
+    with pytest.raises(ValueError, match="std"):
+        DCTCollate(normalize=([0.0], [0.0]))
+    with pytest.raises(ValueError, match="<= 64"):
+        DCTCollate(y_channels=65)([sample])
+    with pytest.raises(ValueError, match="normalize needs"):
+        DCTCollate(normalize=([0.0] * 5, [1.0] * 5))([sample])
+    with pytest.raises(ValueError, match="grid"):
+        DCTCollate()([sample, (encode_dct(image(24, 16)), 1)])
+    with pytest.raises(ValueError, match="empty"):
+        DCTCollate()([])
+    with pytest.raises(TypeError, match="JpegCoefficients"):
+        DCTCollate()([(torch.zeros(3), 0)])
+    assert isinstance(sample[0], JpegCoefficients)
