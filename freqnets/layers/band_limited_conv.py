@@ -28,9 +28,54 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .._checks import check_rate, compute_dtype
+from ..kernels import cupy_backend
+from ..kernels.cupy_backend import BackendUnavailable
 from .spectral_plan import Positions, SpectralPlan, analysis, make_plan, synthesis
+from .spectral_product import bl_product, bl_product_grad_input, bl_product_grad_weight, complex_matmul
 
-BACKENDS = ("torch",)
+#: ``"torch"``: the pure-PyTorch specification; ``"cupy"``: the CUDA kernels of :mod:`freqnets.kernels`
+#: for the product over channels (CUDA tensors only); ``"auto"``: ``"cupy"`` for CUDA tensors when
+#: CuPy and a GPU are present, ``"torch"`` otherwise.
+BACKENDS = ("torch", "cupy", "auto")
+
+#: Whether the CuPy backend uses Gauss's three-multiplication product in its kernels.
+CUPY_GAUSS = False
+
+__all__ = ["BACKENDS", "BandLimitedConv1d", "BandLimitedConv2d", "band_limited_conv2d", "complex_matmul"]
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` after checking it is a name of :data:`BACKENDS` that can run on this machine.
+
+    Raises:
+        ValueError: unknown name.
+        BackendUnavailable: ``"cupy"`` requested where CuPy or a CUDA GPU is missing.
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "cupy":
+        reason = cupy_backend.unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailable(f"{reason}; use backend='torch' or 'auto'")
+    return backend
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend that runs for tensors on ``device``: ``"torch"`` or ``"cupy"``.
+
+    Raises:
+        BackendUnavailable: ``"cupy"`` requested for tensors that are not on a CUDA device.
+    """
+    if backend == "cupy":
+        if device.type != "cuda":
+            raise BackendUnavailable(
+                f"backend='cupy' runs on CUDA tensors, got tensors on {device}; move the layer to a GPU "
+                "or use backend='torch' or 'auto'"
+            )
+        return "cupy"
+    if backend == "auto":
+        return "cupy" if device.type == "cuda" and cupy_backend.is_available() else "torch"
+    return "torch"
 
 
 @dataclass(frozen=True)
@@ -92,27 +137,6 @@ def _merge_groups(planar: torch.Tensor, groups: int) -> torch.Tensor:
     return planar.view(two, k, groups, batch, n).transpose(2, 3).reshape(two, k, batch * groups * n)
 
 
-def complex_matmul(
-    left: torch.Tensor, right: torch.Tensor, conj_left: bool = False, conj_right: bool = False
-) -> torch.Tensor:
-    """Batched complex product of planar operands ``(2, ..., m, n) @ (2, ..., n, p)`` -> ``(2, ..., m, p)``.
-
-    Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a + b) c``, ``k2 = a (d - c)``,
-    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``: three real products instead
-    of four (measured faster than four, or than complex ``bmm``, at every layer shape
-    of ``freqnets bench conv``). ``conj_*`` conjugates an operand without materialising it.
-    """
-    ar, ai = left[0], left[1]
-    br, bi = right[0], right[1]
-    k1 = (ar - ai if conj_left else ar + ai) @ br
-    k2 = ar @ (-(bi + br) if conj_right else bi - br)
-    k3 = ai @ (br - bi if conj_right else br + bi)
-    out = k1.new_empty(2, *k1.shape)
-    torch.add(k1, k3, alpha=1.0 if conj_left else -1.0, out=out[0])
-    torch.add(k1, k2, out=out[1])
-    return out
-
-
 class _BandLimitedConv(torch.autograd.Function):
     """Forward and backward of the band-limited correlation on the kept spectrum (4D tensors).
 
@@ -121,7 +145,10 @@ class _BandLimitedConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int):
+    def forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int, backend: str = "torch"):
+        if backend == "cupy":
+            return _cupy_forward(ctx, x, weight, plan, geometry, groups)
+        ctx.backend = "torch"
         b, c = x.shape[:2]
         o, cg = weight.shape[:2]
         x_spec = _split_groups(analysis(x.reshape(b * c, *x.shape[-2:]), plan, *geometry.input), b, groups)
@@ -137,6 +164,8 @@ class _BandLimitedConv(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
+        if ctx.backend == "cupy":
+            return _cupy_backward(ctx, grad_y)
         x_spec, w_spec = ctx.saved_tensors
         plan, geometry, groups = ctx.plan, ctx.geometry, ctx.groups
         x_shape, w_shape = ctx.shapes
@@ -150,7 +179,42 @@ class _BandLimitedConv(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gw_spec = complex_matmul(gy_spec.transpose(-1, -2), x_spec, conj_left=True)  # (2, K g, O/g, C/g)
             grad_w = synthesis(gw_spec.reshape(2, plan.num_kept, -1), plan, *geometry.kernel).reshape(w_shape)
-        return grad_x, grad_w, None, None, None
+        return grad_x, grad_w, None, None, None, None
+
+
+def _cupy_forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int) -> torch.Tensor:
+    """The forward pass with the product over channels in one kernel on the flat planar spectra.
+
+    Same transforms and saved tensors as the torch path; the group split is a strided view
+    inside the kernel, so the spectra are neither copied nor transposed.
+    """
+    b, c = x.shape[:2]
+    o, cg = weight.shape[:2]
+    x_spec = analysis(x.reshape(b * c, *x.shape[-2:]), plan, *geometry.input)  # (2, K, B C)
+    w_spec = analysis(weight.reshape(o * cg, *weight.shape[-2:]), plan, *geometry.kernel)  # (2, K, O C/g)
+    y_spec = bl_product(x_spec, w_spec, b, groups, CUPY_GAUSS)  # (2, K, B O)
+    y = synthesis(y_spec, plan, *geometry.output)
+    ctx.save_for_backward(x_spec, w_spec)
+    ctx.plan, ctx.geometry, ctx.groups, ctx.backend = plan, geometry, groups, "cupy"
+    ctx.shapes = (tuple(x.shape), tuple(weight.shape))
+    return y.reshape(b, o, *y.shape[-2:])
+
+
+def _cupy_backward(ctx, grad_y):
+    x_spec, w_spec = ctx.saved_tensors
+    plan, geometry, groups = ctx.plan, ctx.geometry, ctx.groups
+    x_shape, w_shape = ctx.shapes
+    b, o = grad_y.shape[:2]
+    grad_y = grad_y.to(x_spec.dtype).reshape(b * o, *grad_y.shape[-2:])
+    gy_spec = analysis(grad_y, plan, *geometry.output)  # (2, K, B O)
+    grad_x = grad_w = None
+    if ctx.needs_input_grad[0]:
+        gx_spec = bl_product_grad_input(gy_spec, w_spec, b, groups, CUPY_GAUSS)
+        grad_x = synthesis(gx_spec, plan, *geometry.input).reshape(x_shape)
+    if ctx.needs_input_grad[1]:
+        gw_spec = bl_product_grad_weight(gy_spec, x_spec, b, groups, CUPY_GAUSS)
+        grad_w = synthesis(gw_spec, plan, *geometry.kernel).reshape(w_shape)
+    return grad_x, grad_w, None, None, None, None
 
 
 def band_limited_conv2d(
@@ -163,6 +227,7 @@ def band_limited_conv2d(
     groups: int = 1,
     compress_rate: float = 0.0,
     route: str = "auto",
+    backend: str = "torch",
 ) -> torch.Tensor:
     """Band-limited 2D correlation of ``x (B, C, H, W)`` with ``weight (O, C / groups, kh, kw)``.
 
@@ -170,15 +235,19 @@ def band_limited_conv2d(
         padding: zero padding ``(top, bottom, left, right)``; other modes pad with ``F.pad`` first.
         compress_rate: fraction of the one-sided spectrum discarded, ``0 <= rate < 1``.
         route: how spectra are computed (``"auto"``, ``"matmul"``, ``"fft"``); all give the same result.
+        backend: ``"torch"``, ``"cupy"`` or ``"auto"`` (see :data:`BACKENDS`); the product over
+            channels runs in the CuPy kernels for ``"cupy"``. A backend that cannot run raises
+            :class:`~freqnets.kernels.BackendUnavailable`.
 
     Returns:
         ``(B, O, H_out, W_out)`` as ``F.conv2d`` with the same arguments.
     """
     rate = check_rate(compress_rate)
+    runs = resolve_backend(check_backend(backend), x.device)
     geometry = conv_geometry(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, dilation, padding)
     plan = make_plan(geometry.padded_size, rate, route)
     dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
-    y = _BandLimitedConv.apply(x.to(dtype), weight.to(dtype), plan, geometry, groups)
+    y = _BandLimitedConv.apply(x.to(dtype), weight.to(dtype), plan, geometry, groups, runs)
     if bias is not None:
         y = y + bias.to(dtype).view(1, -1, 1, 1)
     return y.to(x.dtype)
@@ -194,9 +263,18 @@ class _BandLimitedMixin:
         #: Set by :func:`freqnets.calibrate_rates`: the rate is then fixed for training.
         self.rate_frozen = False
         self.compress_rate = compress_rate
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.backend = backend
+        #: The requested backend (``"torch"``, ``"cupy"`` or ``"auto"``); :attr:`resolved_backend` is what runs.
+        self.backend = check_backend(backend)
+
+    @property
+    def resolved_backend(self) -> str:
+        """The backend that runs for this layer's parameters' device: ``"torch"`` or ``"cupy"``.
+
+        ``"auto"`` resolves by the device; ``"cupy"`` stays ``"cupy"`` (a forward pass on CPU tensors raises).
+        """
+        if self.backend == "auto":
+            return resolve_backend("auto", self.weight.device)
+        return self.backend
 
     @property
     def compress_rate(self) -> float:
@@ -240,7 +318,8 @@ class _BandLimitedMixin:
         return x, tuple(pad)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", compress_rate={self.compress_rate}, backend={self.backend!r}"
+        backend = f"{self.backend!r}" + (f" ({self.resolved_backend})" if self.backend == "auto" else "")
+        return super().extra_repr() + f", compress_rate={self.compress_rate}, backend={backend}"
 
 
 class BandLimitedConv2d(_BandLimitedMixin, nn.Conv2d):
@@ -251,7 +330,9 @@ class BandLimitedConv2d(_BandLimitedMixin, nn.Conv2d):
 
     Args:
         compress_rate: fraction of the spectrum of input and filter discarded, ``0 <= rate < 1``.
-        backend: ``"torch"`` (the pure-PyTorch specification).
+        backend: ``"torch"`` (the pure-PyTorch specification), ``"cupy"`` (the product over channels
+            in CUDA kernels; CUDA tensors only) or ``"auto"`` (``"cupy"`` on CUDA tensors when CuPy and
+            a GPU are present, else ``"torch"``). :attr:`resolved_backend` says which one runs.
 
     Shape:
         input ``(B, C_in, H, W)`` or ``(C_in, H, W)``; output as ``nn.Conv2d``.
@@ -280,6 +361,7 @@ class BandLimitedConv2d(_BandLimitedMixin, nn.Conv2d):
             self.dilation,
             self.groups,
             self.compress_rate,
+            backend=self.backend,
         )
         return y.squeeze(0) if unbatched else y
 
@@ -318,6 +400,7 @@ class BandLimitedConv1d(_BandLimitedMixin, nn.Conv1d):
             (1, self.dilation[0]),
             self.groups,
             self.compress_rate,
+            backend=self.backend,
         ).squeeze(-2)
         return y.squeeze(0) if unbatched else y
 

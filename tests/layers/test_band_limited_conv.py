@@ -169,8 +169,8 @@ def test_fft_sizes():
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"compress_rate must be in \[0, 1\)"):
         BandLimitedConv2d(3, 3, 3, compress_rate=1.0)
-    with pytest.raises(ValueError, match="backend must be one of torch"):
-        BandLimitedConv2d(3, 3, 3, backend="cupy")
+    with pytest.raises(ValueError, match="backend must be one of torch, cupy, auto, got 'triton'"):
+        BandLimitedConv2d(3, 3, 3, backend="triton")
     conv = BandLimitedConv2d(3, 4, 3)
     with pytest.raises(ValueError, match="expects 3 input channels, got 2"):
         conv(torch.randn(1, 2, 8, 8))

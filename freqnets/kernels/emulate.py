@@ -1,0 +1,120 @@
+"""A float64 NumPy emulation of ``planar_cgemm_*`` (spectral_product.cu) that follows its index arithmetic.
+
+Without a GPU the CUDA code cannot run, but its indexing can be checked: this
+module walks the same grid-stride loop over blocks, decomposes each block index
+into ``(f, g, tile_m, tile_n)``, loads the shared tiles slot by slot with the same
+``(tid, e) -> (kk, mm)`` mapping and bounds checks, conjugates on load, runs the
+same per-thread micro-tile (rows ``ty + i * THREADS_M``, columns
+``tx + j * THREADS_N``) with the 4-multiplication or Gauss products, and stores
+through the same 64-bit offsets into flat storage. The threads of a block are
+vectorised with NumPy; everything else is a plain loop, so keep sizes small.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import sources
+from .operands import KernelArguments, ProductOperands, kernel_arguments
+
+THREADS_M = sources.TILE_M // sources.MICRO_M
+THREADS_N = sources.TILE_N // sources.MICRO_N
+
+
+def _flat_storage(t: torch.Tensor) -> np.ndarray:
+    """The whole storage under ``t`` as a flat float64 array (element units)."""
+    size = t.untyped_storage().nbytes() // t.element_size()
+    return torch.as_strided(t, (size,), (1,), 0).detach().cpu().double().numpy().copy()
+
+
+def emulate_kernel(args: KernelArguments, a_mem: np.ndarray, b_mem: np.ndarray, c_mem: np.ndarray) -> None:
+    """Run the kernel's arithmetic with ``args`` on flat float64 memories; writes ``c_mem`` in place."""
+    tm, tn, tk = sources.TILE_M, sources.TILE_N, sources.TILE_K
+    threads = args.block
+    gauss = args.name.endswith("_gauss")
+    a_plane, a_sf, a_sg, a_sm, a_sk = args.a_strides
+    b_plane, b_sf, b_sg, b_sk, b_sn = args.b_strides
+    c_plane, c_sf, c_sg, c_sm, c_sn = args.c_strides
+    m, n, r = args.m, args.n, args.r
+    sign_a = -1.0 if args.conj_a else 1.0
+    sign_b = -1.0 if args.conj_b else 1.0
+    tiles_m, tiles_n = (m + tm - 1) // tm, (n + tn - 1) // tn
+    total_blocks = args.num_freqs * args.groups * tiles_m * tiles_n
+    tid = np.arange(threads, dtype=np.int64)
+    tx, ty = tid % THREADS_N, tid // THREADS_N
+
+    for block in range(0, total_blocks) if args.grid >= total_blocks else _grid_stride(args.grid, total_blocks):
+        tile_n = block % tiles_n
+        rest = block // tiles_n
+        tile_m = rest % tiles_m
+        rest //= tiles_m
+        g = rest % args.groups
+        f = rest // args.groups
+        row0, col0 = tile_m * tm, tile_n * tn
+        a_fg = args.a_offset + f * a_sf + g * a_sg
+        b_fg = args.b_offset + f * b_sf + g * b_sg
+        acc = np.zeros((3, sources.MICRO_M, sources.MICRO_N, threads))
+        for k0 in range(0, r, tk):
+            a_re, a_im = np.zeros((tk, tm + sources.SMEM_PAD)), np.zeros((tk, tm + sources.SMEM_PAD))
+            b_re, b_im = np.zeros((tk, tn + sources.SMEM_PAD)), np.zeros((tk, tn + sources.SMEM_PAD))
+            for slot in range(-(-tm * tk // threads)):
+                e = tid + slot * threads
+                live = e < tm * tk
+                kk = np.where(a_sk == 1, e % tk, e // tm)[live]
+                mm = np.where(a_sk == 1, e // tk, e % tm)[live]
+                row, red = row0 + mm, k0 + kk
+                inside = (row < m) & (red < r)
+                offset = a_fg + row * a_sm + red * a_sk
+                a_re[kk, mm] = np.where(inside, a_mem[np.where(inside, offset, 0)], 0.0)
+                a_im[kk, mm] = np.where(inside, sign_a * a_mem[np.where(inside, offset + a_plane, 0)], 0.0)
+            for slot in range(-(-tk * tn // threads)):
+                e = tid + slot * threads
+                live = e < tk * tn
+                nn = np.where(b_sn == 1, e % tn, e // tk)[live]
+                kk = np.where(b_sn == 1, e // tn, e % tk)[live]
+                col, red = col0 + nn, k0 + kk
+                inside = (col < n) & (red < r)
+                offset = b_fg + red * b_sk + col * b_sn
+                b_re[kk, nn] = np.where(inside, b_mem[np.where(inside, offset, 0)], 0.0)
+                b_im[kk, nn] = np.where(inside, sign_b * b_mem[np.where(inside, offset + b_plane, 0)], 0.0)
+            for kk in range(tk):
+                for i in range(sources.MICRO_M):
+                    ar, ai = a_re[kk, ty + i * THREADS_M], a_im[kk, ty + i * THREADS_M]
+                    for j in range(sources.MICRO_N):
+                        br, bi = b_re[kk, tx + j * THREADS_N], b_im[kk, tx + j * THREADS_N]
+                        if gauss:
+                            acc[0, i, j] += (ar + ai) * br
+                            acc[1, i, j] += ar * (bi - br)
+                            acc[2, i, j] += ai * (br + bi)
+                        else:
+                            acc[0, i, j] += ar * br - ai * bi
+                            acc[1, i, j] += ar * bi + ai * br
+        c_fg = args.c_offset + f * c_sf + g * c_sg
+        for i in range(sources.MICRO_M):
+            for j in range(sources.MICRO_N):
+                row, col = row0 + ty + i * THREADS_M, col0 + tx + j * THREADS_N
+                inside = (row < m) & (col < n)
+                offset = (c_fg + row * c_sm + col * c_sn)[inside]
+                re = acc[0, i, j] - acc[2, i, j] if gauss else acc[0, i, j]
+                im = acc[0, i, j] + acc[1, i, j] if gauss else acc[1, i, j]
+                c_mem[offset] = re[inside]
+                c_mem[offset + c_plane] = im[inside]
+
+
+def _grid_stride(grid: int, total_blocks: int):
+    """Block indices in the order the kernel's grid-stride loop visits them (block by block)."""
+    for start in range(grid):
+        yield from range(start, total_blocks, grid)
+
+
+def emulate_product(ops: ProductOperands, gauss: bool = False, max_grid: int | None = None) -> torch.Tensor:
+    """``ops.out`` computed by the emulated kernel in float64 (returned as a new float64 tensor).
+
+    Args:
+        max_grid: cap on the launched blocks, to exercise the kernel's grid-stride loop.
+    """
+    args = kernel_arguments(ops, gauss) if max_grid is None else kernel_arguments(ops, gauss, max_grid)
+    c_mem = np.full(ops.out.numel(), np.nan)
+    emulate_kernel(args, _flat_storage(ops.a), _flat_storage(ops.b), c_mem)
+    return torch.from_numpy(c_mem).view(ops.out.shape)
