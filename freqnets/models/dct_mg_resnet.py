@@ -1,0 +1,136 @@
+"""JPEG DCT planes into a two-grid multigrid ResNet: a luma path and a chroma path exchanging every block.
+
+A 4:2:0 JPEG's chroma block grid is half its luma grid, the ratio between neighbouring grids of a
+multigrid (Ke, Maire, Yu, CVPR 2017) or octave (Chen et al., ICCV 2019) network. Instead of
+upsampling chroma (early fusion) or joining it late (Gueguen et al., NeurIPS 2018), the network keeps
+``y`` ``(B, Ky, Hy, Wy)`` and ``cbcr`` ``(B, 2*Kc, ceil(Hy/2), ceil(Wy/2))`` at their own resolutions
+from the input to the end, as the fine and coarse grid of
+:class:`~freqnets.layers.YCbCrExchangeBlock` s: in each convolution the luma path reads chroma
+upsampled and the chroma path reads luma 2x2-average-pooled. The luma path is wider
+(``y_width = 0.75`` of ResNet-18's stage width against ``c_width = 0.25``).
+
+Like the DCT ResNets (:mod:`freqnets.models.dct_resnet`) the blocks start at ResNet-18's second stage
+(the DCT has stride 8): three stages of two blocks, widths 128, 256, 512 split between the paths,
+strides 1, 2, 2 (28x28 luma -> 7x7) or 1, 1, 2 for 32x32 images (``_cifar``: 4x4 -> 2x2).
+``forward_features`` upsamples the chroma path to the luma grid and concatenates them.
+
+Input: ``model(y, cbcr)``, ``model((y, cbcr))`` or ``model(batch)`` with ``.y`` and ``.cbcr``
+(``DCTCollate(layout="planes")``). Arguments: ``y_channels``, ``c_channels`` (or ``in_chans``),
+``y_width``, ``c_width``, ``normalize_input``, ``num_classes``, ``drop_rate``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from ..layers import YCbCrExchangeBlock, as_ycbcr_pair
+from ._converted import refuse_pretrained
+from ._dct_input import dct_cfg, dct_plane_normalizers, resolve_dct_channels
+from ._head import ClassifierHeadMixin, init_weights
+from .mg_resnet import merge_grids
+
+__all__ = ["DCTMultigridResNet", "dct_mg_resnet18", "dct_mg_resnet18_cifar"]
+
+
+class DCTMultigridResNet(ClassifierHeadMixin, nn.Module):
+    """Luma and chroma DCT paths as the two grids of a multigrid ResNet (see the module docstring).
+
+    Args:
+        layers: blocks per stage, three numbers (ResNet-18's stages 2-4).
+        strides: stride of each stage's first block.
+        y_channels: luma frequencies ``Ky``; c_channels: chroma frequencies ``Kc`` per plane.
+        in_chans: ``Ky + 2*Kc`` (checked).
+        y_width: luma path channels as a fraction of the stage width; c_width: the chroma path's.
+        stats: ``"imagenet"`` or ``"cifar10"`` DCT statistics; normalize_input: apply them.
+        num_classes, drop_rate: the classifier's.
+    """
+
+    def __init__(
+        self,
+        layers: tuple[int, ...] = (2, 2, 2),
+        strides: tuple[int, ...] = (1, 2, 2),
+        y_channels: int = 64,
+        c_channels: int = 64,
+        in_chans: int | None = None,
+        y_width: float = 0.75,
+        c_width: float = 0.25,
+        stats: str = "imagenet",
+        normalize_input: bool = True,
+        num_classes: int = 1000,
+        drop_rate: float = 0.0,
+        zero_init_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if in_chans is not None and in_chans != y_channels + 2 * c_channels:
+            raise ValueError(f"in_chans={in_chans} != y_channels + 2 * c_channels = {y_channels + 2 * c_channels}")
+        if not (c_width > 0 and y_width > 0):
+            raise ValueError(f"y_width and c_width must be positive, got {y_width!r}, {c_width!r}")
+        self.y_channels, self.c_channels, self.in_chans = y_channels, c_channels, y_channels + 2 * c_channels
+        self.normalize_y, self.normalize_cbcr = dct_plane_normalizers(stats, y_channels, c_channels, normalize_input)
+        y_in, c_in = y_channels, 2 * c_channels
+        self.stages = nn.ModuleList()
+        for width, blocks, stride in zip((128, 256, 512), layers, strides, strict=True):
+            y_out, c_out = max(1, round(width * y_width)), max(1, round(width * c_width))
+            stage = nn.ModuleList()
+            for b in range(blocks):
+                stage.append(YCbCrExchangeBlock(y_in, c_in, y_out, c_out, stride=stride if b == 0 else 1))
+                y_in, c_in = y_out, c_out
+            self.stages.append(stage)
+        self.num_features = self.head_hidden_size = y_in + c_in
+        self.init_head(num_classes, drop_rate)
+        init_weights(self, zero_init_last)
+
+    def forward_features(self, x, cbcr: torch.Tensor | None = None) -> torch.Tensor:
+        """``y, cbcr`` (see the module docstring) -> ``(B, num_features, Hy/4, Wy/4)`` (CIFAR: ``Hy/2``)."""
+        y, cbcr = as_ycbcr_pair(x, cbcr)
+        if y.shape[1] != self.y_channels or cbcr.shape[1] != 2 * self.c_channels:
+            raise ValueError(
+                f"expected y with {self.y_channels} and cbcr with {2 * self.c_channels} channels, "
+                f"got {y.shape[1]} and {cbcr.shape[1]}"
+            )
+        y, cbcr = self.normalize_y(y), self.normalize_cbcr(cbcr)
+        for stage in self.stages:
+            for block in stage:
+                y, cbcr = block(y, cbcr)
+        return merge_grids([y, cbcr])
+
+    def forward(self, x, cbcr: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, cbcr))
+
+
+def _create(variant: str, pretrained: bool, cifar: bool, **kwargs) -> DCTMultigridResNet:
+    refuse_pretrained(variant, pretrained)
+    y_channels, c_channels = resolve_dct_channels(kwargs)
+    defaults = dict(strides=(1, 1, 2) if cifar else (1, 2, 2), stats="cifar10" if cifar else "imagenet")
+    return build_model_with_cfg(
+        DCTMultigridResNet,
+        variant,
+        pretrained=False,
+        y_channels=y_channels,
+        c_channels=c_channels,
+        **(defaults | kwargs),
+    )
+
+
+_FIRST_CONVS = ("stages.0.0.block.conv1.convs.0", "stages.0.0.block.conv1.convs.1")
+
+default_cfgs = generate_default_cfgs(
+    {
+        "dct_mg_resnet18": dct_cfg(False, first_conv=_FIRST_CONVS, classifier="fc"),
+        "dct_mg_resnet18_cifar": dct_cfg(True, first_conv=_FIRST_CONVS, classifier="fc"),
+    }
+)
+
+
+@register_model
+def dct_mg_resnet18(pretrained: bool = False, **kwargs) -> DCTMultigridResNet:
+    """Y/CbCr multigrid ResNet-18 on DCT planes, 28x28 luma grids (224x224 images)."""
+    return _create("dct_mg_resnet18", pretrained, False, **kwargs)
+
+
+@register_model
+def dct_mg_resnet18_cifar(pretrained: bool = False, **kwargs) -> DCTMultigridResNet:
+    """Y/CbCr multigrid ResNet-18 on DCT planes of 32x32 images (4x4 luma, 2x2 chroma grids)."""
+    return _create("dct_mg_resnet18_cifar", pretrained, True, **kwargs)

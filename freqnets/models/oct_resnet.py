@@ -1,0 +1,190 @@
+"""Octave ResNets: every convolution of the residual stages an :class:`~freqnets.layers.OctConv2d`.
+
+Chen et al., "Drop an Octave: Reducing Spatial Redundancy in Convolutional Neural Networks with
+Octave Convolution", ICCV 2019.
+
+A fraction ``alpha`` (default 0.25, the paper's Oct-ResNet-50 setting) of every feature map's
+channels lives at half resolution. The stem is a plain convolution; the first block of ``layer1``
+splits the map (``alpha_in = 0 -> alpha``), ``layer1`` to ``layer3`` are octave throughout, the first
+block of ``layer4`` merges the low path back (``alpha -> 0``) and the rest of ``layer4`` is plain, so
+``forward_features`` returns an ordinary ``(B, C, 7, 7)`` map. Stride 2 pools both paths.
+
+* ``oct_resnet50`` (ImageNet stem, 224x224), ``oct_resnet18`` (basic blocks);
+* ``oct_resnet18_cifar``, ``oct_resnet50_cifar``: 3x3 stride-1 stem, no max-pool, 32x32 inputs.
+
+Arguments: ``alpha``, ``num_classes``, ``in_chans``, ``drop_rate``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from ..layers import OctaveMap, OctaveTensors, OctConv2d
+from ..layers.octave_conv import octave_add
+from ._converted import imagenet_cfg, refuse_pretrained
+from ._converted import resnet_cifar_cfg as _resnet_cifar_cfg
+from ._head import ClassifierHeadMixin, init_weights
+
+__all__ = ["OctResNet", "oct_resnet18", "oct_resnet18_cifar", "oct_resnet50", "oct_resnet50_cifar"]
+
+
+def _octave_norm(channels: int, alpha: float) -> OctaveMap:
+    low = round(alpha * channels)
+    return OctaveMap(nn.BatchNorm2d(channels - low), nn.BatchNorm2d(low) if low else None)
+
+
+def _as_pair(x) -> OctaveTensors:
+    return x if isinstance(x, OctaveTensors) else OctaveTensors(x, None)
+
+
+class OctaveBlock(nn.Module):
+    """A residual block of octave convolutions: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1, x4 channels).
+
+    Args:
+        inplanes: input channels (high + low).
+        planes: width of the block (outputs ``planes * expansion``).
+        stride: 1 or 2 (on the 3x3 convolution and the shortcut, pooling both paths).
+        alpha_in: low fraction of the input; ``alpha_out`` of the output. Inner maps use the larger.
+        bottleneck: bottleneck (``expansion = 4``) or basic (``expansion = 1``) block.
+    """
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int, alpha_in: float, alpha_out: float, bottleneck: bool
+    ) -> None:
+        super().__init__()
+        self.expansion = 4 if bottleneck else 1
+        outplanes = planes * self.expansion
+        inner = max(alpha_in, alpha_out)
+        if bottleneck:
+            specs = [(inplanes, planes, 1, 1), (planes, planes, 3, stride), (planes, outplanes, 1, 1)]
+        else:
+            specs = [(inplanes, planes, 3, stride), (planes, outplanes, 3, 1)]
+        alphas = [alpha_in] + [inner] * (len(specs) - 1) + [alpha_out]
+        self.convs = nn.ModuleList(
+            OctConv2d(cin, cout, k, stride=s, alpha_in=alphas[i], alpha_out=alphas[i + 1])
+            for i, (cin, cout, k, s) in enumerate(specs)
+        )
+        self.norms = nn.ModuleList(_octave_norm(cout, alphas[i + 1]) for i, (_, cout, _, _) in enumerate(specs))
+        self.act = OctaveMap(nn.ReLU(inplace=True), nn.ReLU(inplace=True) if alphas[-1] else None)
+        self.inner_act = OctaveMap(nn.ReLU(inplace=True), nn.ReLU(inplace=True) if inner else None)
+        self.downsample = None
+        if stride != 1 or inplanes != outplanes or alpha_in != alpha_out:
+            self.downsample = nn.Sequential(
+                OctConv2d(inplanes, outplanes, 1, stride=stride, alpha_in=alpha_in, alpha_out=alpha_out),
+                _octave_norm(outplanes, alpha_out),
+            )
+
+    def zero_init_last(self) -> None:
+        last = self.norms[-1]
+        for bn in (last.high, last.low):
+            if bn is not None:
+                nn.init.zeros_(bn.weight)
+
+    def forward(self, x: OctaveTensors | torch.Tensor) -> OctaveTensors:
+        x = _as_pair(x)
+        out = x
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            out = norm(_as_pair(conv(out)))
+            if i + 1 < len(self.convs):
+                out = self.inner_act(out)
+        shortcut = x if self.downsample is None else _as_pair(self.downsample(x))
+        return self.act(octave_add(out, shortcut))
+
+
+class OctResNet(ClassifierHeadMixin, nn.Module):
+    """ResNet with octave convolutions in its stages (see the module docstring).
+
+    Args:
+        layers: blocks per stage (four numbers).
+        bottleneck: bottleneck blocks (ResNet-50) or basic blocks (ResNet-18).
+        alpha: low-frequency fraction of the channels in the octave stages.
+        cifar: 3x3 stride-1 stem without max-pool (32x32 inputs) instead of 7x7 stride 2 + max-pool.
+        in_chans: input channels; num_classes: classifier outputs; drop_rate: dropout before it.
+    """
+
+    def __init__(
+        self,
+        layers: tuple[int, ...],
+        bottleneck: bool = True,
+        alpha: float = 0.25,
+        cifar: bool = False,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        drop_rate: float = 0.0,
+        zero_init_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1) (the low-frequency channel fraction), got {alpha!r}")
+        self.alpha, self.in_chans = alpha, in_chans
+        if cifar:
+            self.conv1 = nn.Conv2d(in_chans, 64, 3, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.bn1, self.act1 = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        expansion = 4 if bottleneck else 1
+        inplanes = 64
+        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+            stage = []
+            for b in range(blocks):
+                alpha_in = 0.0 if index == 0 and b == 0 else (0.0 if index == 3 and b > 0 else alpha)
+                alpha_out = 0.0 if index == 3 else alpha
+                stride = 2 if index > 0 and b == 0 else 1
+                stage.append(OctaveBlock(inplanes, planes, stride, alpha_in, alpha_out, bottleneck))
+                inplanes = planes * expansion
+            self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
+        self.num_features = self.head_hidden_size = inplanes
+        self.init_head(num_classes, drop_rate)
+        init_weights(self, zero_init_last)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, H, W)`` -> ``(B, num_features, H/32, W/32)`` (``H/8`` with the CIFAR stem)."""
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return out.high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _create(variant: str, pretrained: bool, **kwargs) -> OctResNet:
+    refuse_pretrained(variant, pretrained)
+    return build_model_with_cfg(OctResNet, variant, pretrained=False, **kwargs)
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "oct_resnet18": imagenet_cfg(first_conv="conv1", classifier="fc"),
+        "oct_resnet50": imagenet_cfg(first_conv="conv1", classifier="fc"),
+        "oct_resnet18_cifar": _resnet_cifar_cfg(),
+        "oct_resnet50_cifar": _resnet_cifar_cfg(),
+    }
+)
+
+
+@register_model
+def oct_resnet18(pretrained: bool = False, **kwargs) -> OctResNet:
+    """Octave ResNet-18 (basic blocks, alpha 0.25), ImageNet stem."""
+    return _create("oct_resnet18", pretrained, layers=(2, 2, 2, 2), bottleneck=False, **kwargs)
+
+
+@register_model
+def oct_resnet50(pretrained: bool = False, **kwargs) -> OctResNet:
+    """Octave ResNet-50 (alpha 0.25), ImageNet stem, 224x224 inputs."""
+    return _create("oct_resnet50", pretrained, layers=(3, 4, 6, 3), bottleneck=True, **kwargs)
+
+
+@register_model
+def oct_resnet18_cifar(pretrained: bool = False, **kwargs) -> OctResNet:
+    """Octave ResNet-18 for 32x32 inputs (3x3 stem, no max-pool)."""
+    return _create("oct_resnet18_cifar", pretrained, layers=(2, 2, 2, 2), bottleneck=False, cifar=True, **kwargs)
+
+
+@register_model
+def oct_resnet50_cifar(pretrained: bool = False, **kwargs) -> OctResNet:
+    """Octave ResNet-50 for 32x32 inputs (3x3 stem, no max-pool)."""
+    return _create("oct_resnet50_cifar", pretrained, layers=(3, 4, 6, 3), bottleneck=True, cifar=True, **kwargs)
