@@ -8,8 +8,10 @@ The result type of every reader is :class:`JpegCoefficients` (layout in :mod:`.c
 from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 from .collate import DCTBatch, DCTCollate, convert_chroma
 from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
+from .reader import DEFAULT_MAX_PIXELS, available_backends, read_dct
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "DCTBatch",
     "DCTCollate",
     "JpegCoefficients",
@@ -17,9 +19,11 @@ __all__ = [
     "JpegTooLargeError",
     "JpegTruncatedError",
     "JpegUnsupportedError",
+    "available_backends",
     "convert_chroma",
     "decode_dct",
     "decode_planes",
     "encode_dct",
     "quant_tables_for_quality",
+    "read_dct",
 ]

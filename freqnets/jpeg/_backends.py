@@ -1,0 +1,132 @@
+"""Decoder backends of :func:`freqnets.jpeg.read_dct`; each returns :class:`RawCoefficients`.
+
+* ``"libjpeg"``: the compiled extension ``freqnets.jpeg._jpegc`` (Apache-2.0, ours) calling
+  libjpeg-turbo's ``jpeg_read_coefficients`` (IJG/BSD licences). Built by ``pip install`` where
+  the libjpeg headers exist; the fastest and the default.
+* ``"python"``: the pure Python/NumPy reference decoder (:mod:`._decode_py`), always available.
+* ``"jpeg2dct"``: Uber's jpeg2dct package where installed (**non-commercial licence**, so
+  never chosen by ``"auto"``). It re-encodes every colour file that is not 4:2:0 at quality 100
+  before reading it, and reports no corrupt-data warnings; freqnets therefore uses it only for
+  4:2:0 and greyscale files and raises :class:`JpegUnsupportedError` for the others.
+
+All three return identical coefficients for every valid file (tested).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from ._decode_py import RawCoefficients
+from ._decode_py import decode as decode_python
+from ._markers import JpegHeader
+from .coefficients import JpegError, JpegTruncatedError, JpegUnsupportedError
+
+BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
+# Scans one file may hold before it is rejected as a CPU bomb (libjpeg-turbo's tools suggest 500).
+MAX_SCANS = 1000
+
+try:
+    from . import _jpegc
+except ImportError:  # built without the libjpeg headers
+    _jpegc = None
+
+
+def has_libjpeg() -> bool:
+    """True when the compiled libjpeg backend was built."""
+    return _jpegc is not None
+
+
+def has_jpeg2dct() -> bool:
+    """True when the ``jpeg2dct`` package is importable (checked without importing it)."""
+    return importlib.util.find_spec("jpeg2dct") is not None
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends that can run here, fastest first (``"auto"`` picks the first permissive one)."""
+    names = ["libjpeg"] if has_libjpeg() else []
+    names.append("python")
+    if has_jpeg2dct():
+        names.append("jpeg2dct")
+    return tuple(names)
+
+
+def resolve_backend(backend: str) -> str:
+    """The concrete backend for ``backend``; raises when a requested one is not available here."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "libjpeg" if has_libjpeg() else "python"
+    if backend == "libjpeg" and not has_libjpeg():
+        raise JpegUnsupportedError(
+            "backend='libjpeg' is not available: freqnets.jpeg._jpegc was not built (install the libjpeg "
+            "headers, e.g. libjpeg62-turbo-dev or libjpeg-turbo-devel, then reinstall freqnets)"
+        )
+    if backend == "jpeg2dct" and not has_jpeg2dct():
+        raise JpegUnsupportedError("backend='jpeg2dct' is not available: pip install 'freqnets[jpeg]'")
+    return backend
+
+
+def coefficient_count(header: JpegHeader) -> int:
+    """Coefficients held by libjpeg's MCU-padded arrays for ``header``'s frame."""
+    frame = header.frame
+    return sum(
+        (-(-c.width_in_blocks // c.h) * c.h) * (-(-c.height_in_blocks // c.v) * c.v) * 64 for c in frame.components
+    )
+
+
+def decode_libjpeg(data: bytes, header: JpegHeader) -> RawCoefficients:
+    """Decode with libjpeg's ``jpeg_read_coefficients`` (memory capped to what the frame needs)."""
+    # Coefficient arrays (2 bytes each) plus libjpeg's fixed working memory.
+    max_memory = 2 * coefficient_count(header) + (16 << 20)
+    try:
+        components, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS)
+    except RuntimeError as error:
+        message, warnings = error.args
+        # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage.
+        kind = JpegTruncatedError if warnings else JpegError
+        raise kind(f"corrupt JPEG (libjpeg: {'; '.join([*warnings, message])})") from None
+    frame = header.frame
+    if len(components) != len(frame.components):
+        raise JpegError(f"corrupt JPEG: libjpeg read {len(components)} components, the header {len(frame.components)}")
+    blocks = []
+    for (rows, cols, raw), comp in zip(components, frame.components, strict=True):
+        if (rows, cols) != (comp.height_in_blocks, comp.width_in_blocks):
+            raise JpegError("corrupt JPEG: libjpeg's block grid differs from the header's")
+        blocks.append(np.frombuffer(raw, dtype=np.int16).reshape(rows, cols, 64))
+    tables = np.frombuffer(quant, dtype=np.uint16).reshape(len(components), 64).astype(np.int32)
+    return RawCoefficients(tuple(blocks), tables, tuple(warnings))
+
+
+def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
+    """Decode with jpeg2dct (4:2:0 and greyscale only: it re-encodes other layouts at quality 100)."""
+    if header.sampling_factors not in (((2, 2), (1, 1), (1, 1)),) and header.subsampling != "gray":
+        raise JpegUnsupportedError(
+            f"backend='jpeg2dct' cannot read {header.subsampling} files without re-encoding them at quality 100; "
+            "use backend='libjpeg' or 'python'"
+        )
+    from jpeg2dct.numpy import loads
+
+    channels = 1 if header.subsampling == "gray" else 3
+    try:
+        bands = loads(data, normalized=False, channels=channels)
+    except Exception as error:  # jpeg2dct raises bare RuntimeError/std::runtime_error messages
+        raise JpegError(f"corrupt JPEG (jpeg2dct: {error})") from None
+    blocks = tuple(np.asarray(band, dtype=np.int16) for band in bands[:channels])
+    for band, comp in zip(blocks, header.frame.components, strict=True):
+        if band.shape != (comp.height_in_blocks, comp.width_in_blocks, 64):
+            raise JpegError(f"jpeg2dct returned a {band.shape} plane, the header says {comp.height_in_blocks}x"
+                            f"{comp.width_in_blocks} blocks")
+    # jpeg2dct does not expose the quantisation tables; without DQT between scans they are the header's.
+    tables = np.stack([header.tables.quant[c.tq] for c in header.frame.components]).astype(np.int32)
+    return RawCoefficients(blocks, tables, ())
+
+
+def decode(data: bytes, header: JpegHeader, backend: str) -> RawCoefficients:
+    """Run the concrete ``backend`` (see :func:`resolve_backend`)."""
+    if backend == "libjpeg":
+        return decode_libjpeg(data, header)
+    if backend == "jpeg2dct":
+        return decode_jpeg2dct(data, header)
+    return decode_python(data, header)

@@ -1,0 +1,410 @@
+"""JPEG marker parsing in pure Python: frame, tables and scan headers, validated before any decoding.
+
+Every backend of :func:`freqnets.jpeg.read_dct` runs :func:`parse_header` first. It walks the
+marker segments from SOI to the first SOS (O(header) work, no allocation that depends on the
+claimed image size) and rejects, with a typed :class:`~freqnets.jpeg.JpegError`, everything the
+readers do not decode: 12-bit or lossless frames, arithmetic coding, hierarchical files, CMYK/YCCK
+and RGB colour, sizes over ``max_pixels``, bad sampling factors and tables a scan needs but that
+were never defined.
+
+:func:`read_segment` is the same table parser for the segments between later scans; the pure
+Python decoder uses it to follow progressive files scan by scan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+
+# Pillow's Image.MAX_IMAGE_PIXELS: the default decompression-bomb limit.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+SOI, EOI, SOS, DQT, DHT, DRI, DNL, COM = 0xD8, 0xD9, 0xDA, 0xDB, 0xC4, 0xDD, 0xDC, 0xFE
+RST0, RST7 = 0xD0, 0xD7
+APP0, APP14, APP15 = 0xE0, 0xEE, 0xEF
+SOF_HUFFMAN = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}
+SOF_LOSSLESS = {0xC3}
+SOF_HIERARCHICAL = {0xC5, 0xC6, 0xC7}
+SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+DAC = 0xCC  # arithmetic conditioning tables
+EXP = 0xDF  # hierarchical expand reference components
+
+# ZIGZAG_TO_NATURAL[k]: the row-major index of the k-th coefficient a JPEG file stores.
+ZIGZAG_TO_NATURAL = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
+     28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
+     54, 47, 55, 62, 63],
+    dtype=np.int64,
+)  # fmt: skip
+
+# libjpeg's limit on the blocks of one MCU of an interleaved scan (JPEG's B.2.3 allows 10).
+MAX_BLOCKS_IN_MCU = 10
+
+
+@dataclass(frozen=True)
+class Component:
+    """One frame component: its id byte, sampling factors, quantisation table and block grid."""
+
+    ident: int
+    h: int
+    v: int
+    tq: int
+    width_in_blocks: int  # blocks that cover the component's own pixel area
+    height_in_blocks: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The SOF segment: coding process, precision, size in pixels and the components."""
+
+    process: str  # "baseline", "extended" or "progressive"
+    precision: int
+    height: int
+    width: int
+    components: tuple[Component, ...]
+
+    @property
+    def progressive(self) -> bool:
+        return self.process == "progressive"
+
+    @property
+    def h_max(self) -> int:
+        return max(c.h for c in self.components)
+
+    @property
+    def v_max(self) -> int:
+        return max(c.v for c in self.components)
+
+    @property
+    def mcus_x(self) -> int:
+        return -(-self.width // (8 * self.h_max))
+
+    @property
+    def mcus_y(self) -> int:
+        return -(-self.height // (8 * self.v_max))
+
+
+@dataclass(frozen=True)
+class HuffmanTable:
+    """A DHT table: ``counts[i]`` codes of length ``i + 1`` and the symbols in code order."""
+
+    counts: tuple[int, ...]
+    symbols: bytes
+
+
+@dataclass(frozen=True)
+class Scan:
+    """An SOS header: component indices (into the frame), their table ids, spectral band and approximation."""
+
+    components: tuple[int, ...]
+    dc_tables: tuple[int, ...]
+    ac_tables: tuple[int, ...]
+    ss: int
+    se: int
+    ah: int
+    al: int
+    data_start: int  # offset of the first entropy-coded byte
+
+
+@dataclass
+class TableState:
+    """The tables and settings in force at some point of the file (they may change between scans)."""
+
+    quant: dict[int, np.ndarray] = field(default_factory=dict)  # id -> (64,) int32, natural order
+    dc: dict[int, HuffmanTable] = field(default_factory=dict)
+    ac: dict[int, HuffmanTable] = field(default_factory=dict)
+    restart_interval: int = 0
+    jfif: bool = False
+    adobe_transform: int | None = None
+
+
+@dataclass
+class JpegHeader:
+    """Everything up to the first scan: the frame, the tables in force and the first scan header."""
+
+    frame: Frame
+    tables: TableState
+    first_scan: Scan
+    subsampling: str
+
+    @property
+    def sampling_factors(self) -> tuple[tuple[int, int], ...]:
+        return tuple((c.h, c.v) for c in self.frame.components)
+
+
+def _u16(data: bytes, pos: int) -> int:
+    return (data[pos] << 8) | data[pos + 1]
+
+
+def next_marker(data: bytes, pos: int) -> tuple[int, int]:
+    """The marker at ``pos`` (fill bytes ``0xFF`` allowed before it): ``(marker, position after it)``.
+
+    Raises:
+        JpegTruncatedError: the data ends before a marker.
+        JpegError: ``pos`` is not at a marker.
+    """
+    n = len(data)
+    if pos >= n:
+        raise JpegTruncatedError("JPEG data ends before the next marker (truncated file)")
+    if data[pos] != 0xFF:
+        raise JpegError(f"corrupt JPEG: expected a marker at byte {pos}, found 0x{data[pos]:02X}")
+    while pos < n and data[pos] == 0xFF:
+        pos += 1
+    if pos >= n:
+        raise JpegTruncatedError("JPEG data ends inside a marker (truncated file)")
+    return data[pos], pos + 1
+
+
+def segment_payload(data: bytes, pos: int, marker: int) -> tuple[bytes, int]:
+    """The payload of the length-prefixed segment whose length field starts at ``pos``, and the end."""
+    if pos + 2 > len(data):
+        raise JpegTruncatedError(f"JPEG data ends inside the length of marker 0x{marker:02X} (truncated file)")
+    length = _u16(data, pos)
+    if length < 2:
+        raise JpegError(f"corrupt JPEG: marker 0x{marker:02X} has an invalid length {length}")
+    end = pos + length
+    if end > len(data):
+        raise JpegTruncatedError(f"JPEG data ends inside the segment of marker 0x{marker:02X} (truncated file)")
+    return data[pos + 2 : end], end
+
+
+def _parse_dqt(payload: bytes, tables: TableState) -> None:
+    pos = 0
+    while pos < len(payload):
+        pq, tq = payload[pos] >> 4, payload[pos] & 15
+        pos += 1
+        if pq not in (0, 1) or tq > 3:
+            raise JpegError(f"corrupt JPEG: DQT table precision {pq} / id {tq} (expected 0-1 / 0-3)")
+        size = 64 * (pq + 1)
+        if pos + size > len(payload):
+            raise JpegError("corrupt JPEG: DQT segment shorter than its tables")
+        raw = np.frombuffer(payload, dtype=">u2" if pq else np.uint8, count=64, offset=pos)
+        table = np.empty(64, dtype=np.int32)
+        table[ZIGZAG_TO_NATURAL] = raw
+        tables.quant[tq] = table
+        pos += size
+
+
+def _parse_dht(payload: bytes, tables: TableState) -> None:
+    pos = 0
+    while pos < len(payload):
+        if pos + 17 > len(payload):
+            raise JpegError("corrupt JPEG: DHT segment shorter than its code counts")
+        tc, th = payload[pos] >> 4, payload[pos] & 15
+        if tc > 1 or th > 3:
+            raise JpegError(f"corrupt JPEG: DHT table class {tc} / id {th} (expected 0-1 / 0-3)")
+        counts = tuple(payload[pos + 1 : pos + 17])
+        total = sum(counts)
+        pos += 17
+        if total > 256 or pos + total > len(payload):
+            raise JpegError(f"corrupt JPEG: DHT table lists {total} symbols, more than the segment holds or 256")
+        # Canonical codes of length L number at most 2^L minus those taken by shorter codes (Kraft).
+        code = 0
+        for length, count in enumerate(counts, start=1):
+            code += count
+            if code > (1 << length):
+                raise JpegError("corrupt JPEG: DHT code counts exceed the code space")
+            code <<= 1
+        table = HuffmanTable(counts, bytes(payload[pos : pos + total]))
+        (tables.ac if tc else tables.dc)[th] = table
+        pos += total
+
+
+def read_segment(data: bytes, marker: int, pos: int, tables: TableState) -> int:
+    """Parse one table/misc segment (DQT, DHT, DRI, APPn, COM) at ``pos`` into ``tables``; the end.
+
+    Raises:
+        JpegUnsupportedError: arithmetic coding tables (DAC), DNL, hierarchical EXP.
+        JpegError: any other marker that may not appear here.
+    """
+    if marker == DAC:
+        raise JpegUnsupportedError("arithmetic-coded JPEG (DAC marker) is not supported")
+    if marker == DNL:
+        raise JpegUnsupportedError("JPEG with a DNL marker (height defined after the first scan) is not supported")
+    if marker == EXP:
+        raise JpegUnsupportedError("hierarchical JPEG (EXP marker) is not supported")
+    if marker in (SOI, EOI) or RST0 <= marker <= RST7 or marker in (0x00, 0x01) or marker < 0xC0:
+        raise JpegError(f"corrupt JPEG: unexpected marker 0x{marker:02X} at byte {pos - 2}")
+    payload, end = segment_payload(data, pos, marker)
+    if marker == DQT:
+        _parse_dqt(payload, tables)
+    elif marker == DHT:
+        _parse_dht(payload, tables)
+    elif marker == DRI:
+        if len(payload) != 2:
+            raise JpegError("corrupt JPEG: DRI segment must hold 2 bytes")
+        tables.restart_interval = _u16(payload, 0)
+    elif marker == APP0 and payload[:5] == b"JFIF\x00":
+        tables.jfif = True
+    elif marker == APP14 and payload[:5] == b"Adobe" and len(payload) >= 12:
+        tables.adobe_transform = payload[11]
+    return end
+
+
+def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
+    if len(payload) < 6:
+        raise JpegError("corrupt JPEG: SOF segment shorter than 6 bytes")
+    precision, height, width, n = payload[0], _u16(payload, 1), _u16(payload, 3), payload[5]
+    if precision != 8:
+        raise JpegUnsupportedError(f"{precision}-bit JPEG is not supported (only 8-bit samples)")
+    if height == 0:
+        raise JpegUnsupportedError("JPEG height 0 (defined later by a DNL marker) is not supported")
+    if width == 0:
+        raise JpegError("corrupt JPEG: image width is 0")
+    if max_pixels is not None and width * height > max_pixels:
+        raise JpegTooLargeError(
+            f"JPEG claims {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels}"
+        )
+    if n == 4:
+        raise JpegUnsupportedError("4-component JPEG (CMYK/YCCK) is not supported")
+    if n not in (1, 3):
+        raise JpegUnsupportedError(f"JPEG with {n} components is not supported (only greyscale or YCbCr)")
+    if len(payload) != 6 + 3 * n:
+        raise JpegError(f"corrupt JPEG: SOF segment length {len(payload)} does not match {n} components")
+    raw = []
+    for i in range(n):
+        ident, hv, tq = payload[6 + 3 * i], payload[7 + 3 * i], payload[8 + 3 * i]
+        h, v = hv >> 4, hv & 15
+        if not (1 <= h <= 4 and 1 <= v <= 4):
+            raise JpegError(f"corrupt JPEG: sampling factors {h}x{v} of component {i} (each must be 1-4)")
+        if tq > 3:
+            raise JpegError(f"corrupt JPEG: component {i} uses quantisation table {tq} (must be 0-3)")
+        if any(ident == other[0] for other in raw):
+            raise JpegError(f"corrupt JPEG: duplicate component id {ident}")
+        raw.append((ident, h, v, tq))
+    h_max, v_max = max(r[1] for r in raw), max(r[2] for r in raw)
+    components = tuple(
+        Component(ident, h, v, tq, math.ceil(width * h / (8 * h_max)), math.ceil(height * v / (8 * v_max)))
+        for ident, h, v, tq in raw
+    )
+    return Frame(SOF_HUFFMAN[marker], precision, height, width, components)
+
+
+def check_allocation(frame: Frame, max_pixels: int | None) -> int:
+    """Coefficients the decoders allocate (MCU-padded planes); raise when out of proportion to the image."""
+    mcus = frame.mcus_x * frame.mcus_y
+    total = sum(mcus * c.h * c.v * 64 for c in frame.components)
+    # Three full-resolution planes hold 3 coefficients per pixel; MCU padding adds at most a few times
+    # that on slivers, so 6 per pixel plus a fixed slack bounds every valid frame.
+    limit = 6 * (frame.width * frame.height) + (1 << 22)
+    if total > limit or (max_pixels is not None and total > 6 * max_pixels + (1 << 22)):
+        raise JpegTooLargeError(f"JPEG frame needs {total} coefficients, out of proportion to its size")
+    return total
+
+
+def parse_scan(payload: bytes, frame: Frame, tables: TableState, data_start: int) -> Scan:
+    """Parse and validate an SOS header against the frame and the tables in force."""
+    if len(payload) < 1:
+        raise JpegError("corrupt JPEG: empty SOS segment")
+    n = payload[0]
+    if not 1 <= n <= 4 or len(payload) != 4 + 2 * n:
+        raise JpegError(f"corrupt JPEG: SOS segment with {n} components and length {len(payload)}")
+    ids = [c.ident for c in frame.components]
+    indices, dc_ids, ac_ids = [], [], []
+    for i in range(n):
+        ident, tables_byte = payload[1 + 2 * i], payload[2 + 2 * i]
+        if ident not in ids:
+            raise JpegError(f"corrupt JPEG: scan names component id {ident}, not in the frame")
+        index = ids.index(ident)
+        if index in indices:
+            raise JpegError(f"corrupt JPEG: scan names component id {ident} twice")
+        indices.append(index)
+        dc_ids.append(tables_byte >> 4)
+        ac_ids.append(tables_byte & 15)
+    ss, se, ah, al = payload[1 + 2 * n], payload[2 + 2 * n], payload[3 + 2 * n] >> 4, payload[3 + 2 * n] & 15
+    if frame.progressive:
+        bad = se > 63 or ss > se or al > 13 or (ss == 0 and se != 0) or (ss > 0 and n != 1)
+        if bad or (ah != 0 and al != ah - 1):
+            raise JpegError(f"corrupt JPEG: invalid progressive scan Ss={ss} Se={se} Ah={ah} Al={al}, {n} components")
+    elif ss != 0 or se != 63 or ah != 0 or al != 0:
+        raise JpegError(f"corrupt JPEG: sequential scan with Ss={ss} Se={se} Ah={ah} Al={al} (must be 0, 63, 0, 0)")
+    if n > 1 and sum(frame.components[i].h * frame.components[i].v for i in indices) > MAX_BLOCKS_IN_MCU:
+        raise JpegError(f"corrupt JPEG: interleaved scan MCU has more than {MAX_BLOCKS_IN_MCU} blocks")
+    for index, dc, ac in zip(indices, dc_ids, ac_ids, strict=True):
+        comp = frame.components[index]
+        if comp.tq not in tables.quant:
+            raise JpegError(f"corrupt JPEG: component {index} uses quantisation table {comp.tq}, never defined")
+        needs_dc = ss == 0 and ah == 0  # DC refinement scans carry raw bits only
+        needs_ac = se > 0 and not (frame.progressive and ss == 0)
+        if needs_dc and (dc > 3 or dc not in tables.dc):
+            raise JpegError(f"corrupt JPEG: scan uses DC Huffman table {dc}, never defined")
+        if (needs_ac or (frame.progressive and ss > 0)) and (ac > 3 or ac not in tables.ac):
+            raise JpegError(f"corrupt JPEG: scan uses AC Huffman table {ac}, never defined")
+    return Scan(tuple(indices), tuple(dc_ids), tuple(ac_ids), ss, se, ah, al, data_start)
+
+
+def subsampling_name(frame: Frame) -> str:
+    """``"gray"``, ``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"`` or ``"other"``."""
+    comps = frame.components
+    if len(comps) == 1:
+        return "gray"
+    (yh, yv), (bh, bv), (rh, rv) = ((c.h, c.v) for c in comps)
+    if (bh, bv) != (rh, rv) or yh % bh or yv % bv:
+        return "other"
+    names = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1"}
+    return names.get((yh // bh, yv // bv), "other")
+
+
+def _check_colour(frame: Frame, tables: TableState) -> None:
+    """Reject 3-component files that are RGB, as libjpeg's colour-space guess decides."""
+    if len(frame.components) != 3 or tables.jfif:
+        return
+    if tables.adobe_transform is not None:
+        if tables.adobe_transform == 0:
+            raise JpegUnsupportedError("RGB JPEG (Adobe transform 0) is not supported (only YCbCr)")
+        return
+    if tuple(c.ident for c in frame.components) == (ord("R"), ord("G"), ord("B")):
+        raise JpegUnsupportedError("RGB JPEG (component ids R, G, B) is not supported (only YCbCr)")
+
+
+def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> JpegHeader:
+    """Parse and validate everything from SOI to the first scan header.
+
+    Args:
+        data: the whole JPEG file.
+        max_pixels: reject frames with more pixels (checked on the SOF, before any allocation);
+            ``None`` for no limit.
+
+    Returns:
+        The frame, the tables in force at the first scan, the first scan and the subsampling name.
+
+    Raises:
+        JpegError: not a JPEG, corrupt or truncated headers; ``JpegTooLargeError``,
+            ``JpegUnsupportedError`` and ``JpegTruncatedError`` for those reasons.
+    """
+    if len(data) == 0:
+        raise JpegError("empty input: no JPEG data")
+    if len(data) < 2 or data[0] != 0xFF or data[1] != SOI:
+        raise JpegError(f"not a JPEG file: starts with {bytes(data[:4])!r}, expected the SOI marker FF D8")
+    tables = TableState()
+    frame: Frame | None = None
+    pos = 2
+    while True:
+        marker, pos = next_marker(data, pos)
+        if marker in SOF_HUFFMAN:
+            if frame is not None:
+                raise JpegError("corrupt JPEG: more than one SOF marker")
+            payload, pos = segment_payload(data, pos, marker)
+            frame = _parse_sof(marker, payload, max_pixels)
+            check_allocation(frame, max_pixels)
+        elif marker in SOF_ARITHMETIC:
+            raise JpegUnsupportedError(f"arithmetic-coded JPEG (SOF{marker - 0xC0}) is not supported")
+        elif marker in SOF_LOSSLESS:
+            raise JpegUnsupportedError("lossless JPEG (SOF3) is not supported")
+        elif marker in SOF_HIERARCHICAL:
+            raise JpegUnsupportedError(f"hierarchical JPEG (SOF{marker - 0xC0}) is not supported")
+        elif marker == SOS:
+            if frame is None:
+                raise JpegError("corrupt JPEG: scan (SOS) before the frame header (SOF)")
+            payload, pos = segment_payload(data, pos, marker)
+            _check_colour(frame, tables)
+            scan = parse_scan(payload, frame, tables, pos)
+            return JpegHeader(frame, tables, scan, subsampling_name(frame))
+        elif marker == EOI:
+            raise JpegError("corrupt JPEG: no frame/scan before EOI" if frame is None else "JPEG has no scan")
+        else:
+            pos = read_segment(data, marker, pos, tables)

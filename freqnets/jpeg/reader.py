@@ -1,0 +1,127 @@
+"""Read a JPEG file's DCT coefficients directly: no inverse DCT, no colour conversion, no re-encoding.
+
+>>> from freqnets.jpeg import read_dct
+>>> coefs = read_dct("photo.jpg")                       # doctest: +SKIP
+>>> coefs.y.shape, coefs.cb.shape, coefs.subsampling     # doctest: +SKIP
+(torch.Size([64, 47, 63]), torch.Size([64, 24, 32]), '4:2:0')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from . import _backends
+from ._backends import available_backends  # re-exported by freqnets.jpeg
+from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, parse_header
+from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+
+def _read_source(source: Source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, bytearray | memoryview):
+        return bytes(source)
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            return handle.read()
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError(f"source file object must be opened in binary mode, its read() gave {type(data).__name__}")
+        return bytes(data)
+    raise TypeError(f"source must be a path, bytes or a binary file object, got {type(source).__name__}")
+
+
+def _check_args(strict: bool, max_pixels: int | None, order: str) -> None:
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive int or None (no limit), got {max_pixels!r}")
+    if order not in ("natural", "zigzag"):
+        raise ValueError(f"order must be 'natural' or 'zigzag', got {order!r}")
+
+
+def _plane(blocks: np.ndarray, table: np.ndarray, order: str) -> torch.Tensor:
+    """``(by, bx, 64)`` int16 quantised -> ``(64, by, bx)`` float32 dequantised, in ``order``."""
+    if order == "zigzag":
+        blocks, table = blocks[..., ZIGZAG_TO_NATURAL], table[ZIGZAG_TO_NATURAL]
+    # Float32 products of integers are correctly rounded, so every backend gets the same floats.
+    values = blocks.transpose(2, 0, 1).astype(np.float32) * table.astype(np.float32)[:, None, None]
+    return torch.from_numpy(np.ascontiguousarray(values))
+
+
+def read_dct(
+    source: Source,
+    *,
+    strict: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    backend: str = "auto",
+    order: str = "natural",
+) -> JpegCoefficients:
+    """The dequantised DCT coefficients of a JPEG file, per plane at its own resolution.
+
+    Args:
+        source: a path, the file's bytes, or a binary file object (read to its end).
+        strict: raise :class:`JpegTruncatedError` on truncated or corrupt entropy-coded data;
+            with ``False``, return what was decoded (the rest of the damaged restart interval or
+            scan is zero) and record the reasons in ``warnings``.
+        max_pixels: reject frames with more than this many pixels before allocating anything
+            (:class:`JpegTooLargeError`); default Pillow's ``MAX_IMAGE_PIXELS``; ``None``: no limit.
+        backend: ``"auto"`` (``"libjpeg"`` where built, else ``"python"``), ``"libjpeg"`` (compiled,
+            libjpeg-turbo), ``"python"`` (pure Python reference) or ``"jpeg2dct"`` (non-commercial
+            licence; 4:2:0 and greyscale files only; no corrupt-data detection). A requested backend
+            that is not available raises :class:`JpegUnsupportedError`; results are identical.
+        order: channel order of the 64 frequencies, ``"natural"`` (row-major ``(v, u)``) or ``"zigzag"``.
+
+    Returns:
+        :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
+        chroma resolution (``None`` for greyscale), ``quant_tables`` ``(n_components, 64)`` int32
+        (always natural order), the size, subsampling, sampling factors, the backend used and any warnings.
+
+    Raises:
+        TypeError: ``source`` or ``strict`` of the wrong type.
+        ValueError: a bad ``max_pixels``, ``backend`` or ``order``.
+        JpegError: input that is not a readable JPEG (a ``ValueError``); the subclasses
+            ``JpegTooLargeError``, ``JpegUnsupportedError`` (12-bit, CMYK/YCCK, RGB, arithmetic,
+            lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
+    """
+    _check_args(strict, max_pixels, order)
+    chosen = _backends.resolve_backend(backend)
+    data = _read_source(source)
+    header = parse_header(data, max_pixels)
+    try:
+        raw = _backends.decode(data, header, chosen)
+    except (JpegTruncatedError, JpegError) as error:
+        if strict or chosen != "libjpeg" or isinstance(error, JpegUnsupportedError | JpegTooLargeError):
+            raise
+        # libjpeg stops at fatal damage without returning coefficients; the reference decoder keeps
+        # what precedes it. Recorded in ``backend`` and ``warnings``, never silent.
+        chosen = "python"
+        raw = _backends.decode(data, header, chosen)
+        raw = replace(raw, warnings=(f"libjpeg failed ({error}); decoded by the python backend", *raw.warnings))
+    if strict and raw.warnings:
+        raise JpegTruncatedError(f"truncated or corrupt JPEG data: {'; '.join(dict.fromkeys(raw.warnings))}")
+    planes = [_plane(blocks, table, order) for blocks, table in zip(raw.blocks, raw.quant_tables, strict=True)]
+    frame = header.frame
+    return JpegCoefficients(
+        y=planes[0],
+        cb=planes[1] if len(planes) == 3 else None,
+        cr=planes[2] if len(planes) == 3 else None,
+        quant_tables=torch.from_numpy(np.ascontiguousarray(raw.quant_tables, dtype=np.int32)),
+        size=(frame.height, frame.width),
+        subsampling=header.subsampling,
+        sampling_factors=header.sampling_factors,
+        order=order,
+        block_size=8,
+        backend=chosen,
+        warnings=tuple(dict.fromkeys(raw.warnings)),
+    )
