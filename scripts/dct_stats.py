@@ -7,8 +7,9 @@ For every image: the dequantised DCT coefficients of Y, Cb and Cr, chroma at 4:2
 zigzag order; the statistics are over all blocks of all images (greyscale images count with zero
 chroma, as the collate gives them). Two sources:
 
-* ``read_dct`` (default when ``freqnets.jpeg.read_dct`` exists): the coefficients stored in the file;
-  chroma converted to 4:2:0 with ``freqnets.jpeg.collate.convert_chroma`` where the file is not 4:2:0.
+* ``read_dct`` (default when ``freqnets.jpeg.read_dct`` exists): the coefficients stored in the file,
+  batched by ``freqnets.jpeg.DCTCollate`` (chroma converted to 4:2:0 in the DCT domain where the file
+  is not 4:2:0, zero chroma for greyscale).
 * ``reencode``: decode with Pillow, convert to YCbCr (JFIF), average chroma 2x2, blockwise DCT of the
   level-shifted planes, rounded to the file's own quantisation steps. Close to, but not exactly, the
   stored coefficients (Pillow's decoder rounds and upsamples chroma); kept as a cross-check.
@@ -69,17 +70,16 @@ def reencode_planes(data: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def read_dct_planes(data: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(y, cb, cr)`` zigzag channels as stored in the file, chroma converted to 4:2:0."""
-    from freqnets.jpeg import read_dct
-    from freqnets.jpeg.collate import convert_chroma
+    """``(y, cb, cr)`` zigzag channels as stored in the file, chroma at 4:2:0: exactly what the models get.
 
-    coeffs = read_dct(data).to_order("zigzag")
-    y = coeffs.y.double()
-    if coeffs.is_gray:
-        zeros = torch.zeros(64, -(-y.shape[1] // 2), -(-y.shape[2] // 2), dtype=torch.float64)
-        return y, zeros, zeros
-    cb, cr = convert_chroma(coeffs, "420")
-    return y, cb.double(), cr.double()
+    Goes through ``DCTCollate`` (one sample), so greyscale files get its zero chroma and 4:4:4 files
+    its DCT-domain conversion.
+    """
+    from freqnets.jpeg import DCTCollate, read_dct
+
+    batch = DCTCollate(layout="planes")([(read_dct(data), 0)])
+    y, cbcr = batch.y[0].double(), batch.cbcr[0].double()
+    return y, cbcr[:64], cbcr[64:]
 
 
 class RunningStats:
