@@ -72,11 +72,69 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _robustness(args: argparse.Namespace) -> int:
+    import torch
+
+    from .experiments.robustness.study import STAGES, Study, StudyConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {name: getattr(args, name) for name in (
+        "train_per_class", "test_per_class", "epochs", "attack_images", "pgd_steps", "cw_steps", "adaptive_steps",
+        "eot_draws", "vote_draws", "blackbox_images", "finetune_epochs", "instability_images", "seed",
+    ) if getattr(args, name) is not None}  # fmt: skip
+    if args.epsilon is not None:
+        overrides["epsilon"] = args.epsilon / 255
+    if args.channels:
+        overrides["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
+    if args.stages:
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    config = StudyConfig(data=args.data, out=args.out, checkpoint=args.checkpoint, **overrides)
+    stages = ", ".join(s for s in STAGES if s in config.stages and s not in ("model", "attacks"))
+    print(f"freqnets robustness: channels {', '.join(config.channels)}; stages model, attacks, {stages}; "
+          f"output {args.out}\n")  # fmt: skip
+    study = Study(config, progress=not args.quiet)
+    study.run()
+    print((args.out / "report.md").read_text())
+    print(f"wrote results.json, report.md, CSV tables and plots to {args.out}")
+    return 0
+
+
+def _add_robustness_parser(commands) -> None:
+    from .experiments.images import DEFAULT_DATA
+
+    robust = commands.add_parser(
+        "robustness", help="perturbation channels vs adversarial examples, adaptive attacks, band-limited models"
+    )
+    robust.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 JPEG zip or folder (train/, test/)")
+    robust.add_argument("--out", type=Path, default=Path("runs/robustness"), help="output folder (resumes from it)")
+    robust.add_argument("--checkpoint", type=Path, default=None, help="model state dict written by this command")
+    robust.add_argument("--channels", default=None, help="comma-separated channels (default: all seven)")
+    robust.add_argument("--stages", default=None, help="comma-separated stages after model and attacks")
+    robust.add_argument("--epsilon", type=float, default=None, help="L-inf radius in 1/255 units (default 8)")
+    for name, text in (("train-per-class", "training images per class"), ("test-per-class", "test images per class"),
+                       ("epochs", "training epochs"), ("attack-images", "images attacked"),
+                       ("pgd-steps", "PGD steps"), ("cw-steps", "C&W steps per binary-search step"),
+                       ("adaptive-steps", "adaptive PGD steps"), ("eot-draws", "EOT draws per adaptive step"),
+                       ("vote-draws", "majority-vote draws of random channels"),
+                       ("blackbox-images", "images for black-box attacks"),
+                       ("finetune-epochs", "fine-tune epochs of band-limited models"),
+                       ("instability-images", "images for M1/M2"), ("seed", "random seed")):  # fmt: skip
+        robust.add_argument(f"--{name}", type=int, default=None, help=text)
+    robust.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    robust.add_argument("--quiet", action="store_true", help="no progress bars")
+    robust.set_defaults(handler=_robustness)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .experiments.images import DEFAULT_DATA
 
     parser = argparse.ArgumentParser(prog="freqnets", description="Convolutional networks in transform domains.")
     commands = parser.add_subparsers(dest="command", required=True)
+    from .experiments.ablate.command import add_ablate_command, add_models_command
+
+    add_ablate_command(commands)
+    add_models_command(commands)
     demo = commands.add_parser("demo", help="compress real images in every domain and report the quality")
     demo.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="zip or folder of images (default: bundled CIFAR-10 subset)"
@@ -104,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
     bench.add_argument("--quick", action="store_true", help="first layer shape only")
     bench.set_defaults(handler=_bench)
+    _add_robustness_parser(commands)
     return parser
 
 

@@ -147,7 +147,8 @@ def blackbox_min_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
 
 def adaptive_pgd(model: nn.Module, channel: PerturbationChannel, x: torch.Tensor, y: torch.Tensor,
                  epsilon: float = 8 / 255, steps: int = 20, step_size: float | None = None,
-                 backward: str | None = None, eot_draws: int = 1, seed: int = 0) -> AttackResult:  # fmt: skip
+                 backward: str | None = None, eot_draws: int = 1, seed: int = 0,
+                 random_start: bool = True) -> AttackResult:  # fmt: skip
     """L-inf PGD against the defended model ``model(channel(x))``, seeing the channel.
 
     Args:
@@ -160,7 +161,9 @@ def adaptive_pgd(model: nn.Module, channel: PerturbationChannel, x: torch.Tensor
         step_size: per step (default ``2.5 * epsilon / steps``).
         eot_draws: for random channels, the loss is averaged over this many draws of the
             channel per step (EOT), computed as one forward of ``eot_draws * N`` images.
-        seed: seeds the random start and the channel's draws.
+        seed: seeds the random start and the channel's draws (one generator: the start is drawn
+            first, then each step's ``eot_draws * N`` images of noise).
+        random_start: start from a uniform point of the ``epsilon`` ball (else from ``x``).
 
     Returns:
         An :class:`AttackResult` (the last iterate).
@@ -176,8 +179,10 @@ def adaptive_pgd(model: nn.Module, channel: PerturbationChannel, x: torch.Tensor
     attacked.generator = generator if attacked.random else None
     draws = eot_draws if attacked.random else 1
     model.eval()
-    start = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
-    adversarial = (x + epsilon * start).clamp(0, 1)
+    adversarial = x.detach().clone()
+    if random_start:
+        start = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        adversarial = (x + epsilon * start).clamp(0, 1)
     labels = y.repeat(draws)
     for _ in range(steps):
         adversarial.requires_grad_(True)

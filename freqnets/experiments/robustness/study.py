@@ -64,7 +64,7 @@ class StudyConfig:
     checkpoint: Path | None = None
     train_per_class: int = 200
     test_per_class: int = 50
-    epochs: int = 10
+    epochs: int = 8
     attack_images: int = 100
     epsilon: float = 8 / 255
     pgd_steps: int = 20
@@ -76,7 +76,7 @@ class StudyConfig:
     blackbox_images: int = 50
     blackbox_steps: int = 200
     bl_rate: float = 0.5
-    finetune_epochs: int = 2
+    finetune_epochs: int = 1
     noise_rates: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75])
     noise_sigmas: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
     instability_images: int = 50
