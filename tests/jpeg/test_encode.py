@@ -123,8 +123,8 @@ def test_pillow_coefficients_read_back_agree():
             diff = ((a - b) / table.view(-1, 1, 1)).round().abs()
             # libjpeg's fixed-point colour conversion, downsampling and integer DCT differ from the float
             # pipeline by less than one step on almost every coefficient (measured: docs/jpeg.md)
-            assert (diff == 0).double().mean() >= 0.97, f"quality {quality}: {(diff == 0).double().mean():.4f} equal"
-            assert diff.max() <= 2
+            assert (diff == 0).double().mean() >= 0.95, f"quality {quality}: {(diff == 0).double().mean():.4f} equal"
+            assert diff.max() <= 3
 
 
 @pytest.mark.parametrize("block_size", [4, 16])
