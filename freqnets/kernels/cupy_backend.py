@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 
 from . import sources
-from .operands import ProductOperands, kernel_arguments
+from .operands import KernelArguments, ProductOperands, kernel_arguments
 
 _launches = 0
 _lock = threading.Lock()
@@ -75,11 +75,26 @@ def _module(device_index: int):
         return cupy.RawModule(code=sources.full_source(), options=("--std=c++17",))
 
 
+def pack_arguments(ops: ProductOperands, args: KernelArguments) -> tuple:
+    """The kernel's parameters as NumPy scalars of the C types: pointers (``data_ptr``, which includes
+    each view's storage offset) as uint64, strides and sizes as int64, the conjugation flags as int32."""
+    import numpy as np
+
+    scalars = args.scalars()
+    return (
+        np.uint64(ops.a.data_ptr()),
+        *map(np.int64, scalars[0:5]),
+        np.uint64(ops.b.data_ptr()),
+        *map(np.int64, scalars[5:10]),
+        np.uint64(ops.c.data_ptr()),
+        *map(np.int64, scalars[10:20]),
+        *map(np.int32, scalars[20:22]),
+    )
+
+
 def launch(ops: ProductOperands, gauss: bool) -> torch.Tensor:
     """Compute ``ops.out`` with the kernel on the operands' GPU; returns ``ops.out``."""
     global _launches
-    import numpy as np
-
     if ops.a.device.type != "cuda":
         raise BackendUnavailable(f"backend='cupy' runs on CUDA tensors, got tensors on {ops.a.device}")
     reason = unavailable_reason()
@@ -88,20 +103,7 @@ def launch(ops: ProductOperands, gauss: bool) -> torch.Tensor:
     cupy = _import_cupy()
     args = kernel_arguments(ops, gauss)
     device = ops.a.device
-
-    def pointer(t: torch.Tensor) -> np.uint64:
-        return np.uint64(t.data_ptr())  # data_ptr already includes the view's storage offset
-
-    scalars = args.scalars()
-    kernel_args = (
-        pointer(ops.a),
-        *map(np.int64, scalars[0:5]),
-        pointer(ops.b),
-        *map(np.int64, scalars[5:10]),
-        pointer(ops.c),
-        *map(np.int64, scalars[10:20]),
-        *map(np.int32, scalars[20:22]),
-    )
+    kernel_args = pack_arguments(ops, args)
     kernel = _module(device.index).get_function(args.name)
     with cupy.cuda.Device(device.index):
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)

@@ -130,3 +130,39 @@ def test_bad_operands():
         product_operands("forward", x, w.double(), 2, 1)
     with pytest.raises(TypeError, match=r"must be a torch\.Tensor"):
         product_operands("forward", x.numpy(), w, 2, 1)
+
+
+def _c_parameters() -> list[tuple[str, str]]:
+    """(C type, name) of the kernel entry points' parameters, read from the CUDA source."""
+    import re
+
+    source = sources.read_source()
+    macro = source[source.index("#define FREQNETS_PLANAR_CGEMM") :]
+    params = macro[macro.index("NAME(") + len("NAME(") : macro.index(") {")]
+    params = re.sub(r"\\\s*\n", " ", params)
+    out = []
+    for param in params.split(","):
+        *type_words, name = param.replace("__restrict__", "").split()
+        out.append((" ".join(type_words), name))
+    return out
+
+
+def test_packed_arguments_match_the_kernel_signature():
+    from freqnets.kernels.cupy_backend import pack_arguments
+
+    first, second = _operands("grad_weight", 5, 12, 6, 3, 3, torch.float32)
+    ops = product_operands("grad_weight", first, second, 5, 3)
+    args = kernel_arguments(ops, False)
+    packed = pack_arguments(ops, args)
+    c_params = _c_parameters()
+    assert len(packed) == len(c_params) == 25
+    size_of = {"const T*": 8, "T*": 8, "index_t": 8, "int": 4}
+    for value, (c_type, name) in zip(packed, c_params, strict=True):
+        assert value.nbytes == size_of[c_type], (name, c_type, value.dtype)
+        assert (value.dtype.kind == "u") == c_type.endswith("*"), name
+    named = {name: int(value) for value, (_, name) in zip(packed, c_params, strict=True)}
+    assert named["a"] == ops.a.data_ptr() == first.data_ptr() and named["b"] == second.data_ptr()
+    assert named["c"] == ops.out.data_ptr()
+    assert (named["a_plane"], named["a_sm"], named["a_sk"]) == ops.a.stride()[0:1] + ops.a.stride()[3:]
+    assert (named["m"], named["n"], named["r"], named["groups"]) == (6 // 3, 12 // 3, 5, 3)
+    assert (named["conj_a"], named["conj_b"]) == (1, 0)
