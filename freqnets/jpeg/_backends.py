@@ -21,7 +21,7 @@ import numpy as np
 from ._decode_py import RawCoefficients
 from ._decode_py import decode as decode_python
 from ._markers import JpegHeader
-from .coefficients import JpegError, JpegTruncatedError, JpegUnsupportedError
+from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
 # Scans one file may hold before it is rejected as a CPU bomb (libjpeg-turbo's tools suggest 500).
@@ -84,7 +84,11 @@ def decode_libjpeg(data: bytes, header: JpegHeader) -> RawCoefficients:
         components, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS)
     except RuntimeError as error:
         message, warnings = error.args
-        # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage.
+        # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage;
+        # libjpeg's JERR_OUT_OF_MEMORY text is "Insufficient memory (case N)".
+        if message.startswith("Insufficient memory"):
+            frame = header.frame
+            raise JpegTooLargeError(f"not enough memory to decode a {frame.width}x{frame.height} JPEG") from None
         kind = JpegTruncatedError if warnings else JpegError
         raise kind(f"corrupt JPEG (libjpeg: {'; '.join([*warnings, message])})") from None
     frame = header.frame

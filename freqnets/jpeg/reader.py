@@ -18,7 +18,7 @@ import torch
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, parse_header
-from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
 
@@ -99,15 +99,19 @@ def read_dct(
     data = _read_source(source)
     header = parse_header(data, max_pixels)
     try:
-        raw = _backends.decode(data, header, chosen)
-    except (JpegTruncatedError, JpegError) as error:
-        if strict or chosen != "libjpeg" or isinstance(error, JpegUnsupportedError | JpegTooLargeError):
-            raise
-        # libjpeg stops at fatal damage without returning coefficients; the reference decoder keeps
-        # what precedes it. Recorded in ``backend`` and ``warnings``, never silent.
-        chosen = "python"
-        raw = _backends.decode(data, header, chosen)
-        raw = replace(raw, warnings=(f"libjpeg failed ({error}); decoded by the python backend", *raw.warnings))
+        try:
+            raw = _backends.decode(data, header, chosen)
+        except JpegTruncatedError as error:
+            if strict or chosen != "libjpeg":
+                raise
+            # libjpeg stops at some damage (e.g. a table cut by the end of the file) without returning
+            # coefficients; the reference decoder keeps what precedes it. Recorded, never silent.
+            chosen = "python"
+            raw = _backends.decode(data, header, chosen)
+            raw = replace(raw, warnings=(f"libjpeg failed ({error}); decoded by the python backend", *raw.warnings))
+    except MemoryError:
+        frame = header.frame
+        raise JpegTooLargeError(f"not enough memory to decode a {frame.width}x{frame.height} JPEG") from None
     if strict and raw.warnings:
         raise JpegTruncatedError(f"truncated or corrupt JPEG data: {'; '.join(dict.fromkeys(raw.warnings))}")
     planes = [_plane(blocks, table, order) for blocks, table in zip(raw.blocks, raw.quant_tables, strict=True)]

@@ -1,0 +1,297 @@
+"""Hostile and broken input: each gets the right typed error, fast, without large allocations.
+
+Cases that could allocate or loop if a check regressed (huge headers, random mutations) run in a
+subprocess under an address-space limit and a timeout, so a regression fails the test instead
+of taking the machine down.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from freqnets.jpeg import (
+    JpegError,
+    JpegTooLargeError,
+    JpegTruncatedError,
+    JpegUnsupportedError,
+    available_backends,
+    read_dct,
+)
+
+DECODERS = [b for b in available_backends() if b != "jpeg2dct"]
+
+
+def _jpeg(size=(47, 33), mode="RGB", **save) -> bytes:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **{"quality": 75, **save})
+    return buffer.getvalue()
+
+
+def _segments(data: bytes) -> dict[int, int]:
+    """Offset of the first segment of each marker up to and including SOS (a test-side walk)."""
+    offsets, pos = {}, 2
+    while True:
+        marker, length = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        offsets.setdefault(marker, pos)
+        if marker == 0xDA:
+            return offsets
+        pos += 2 + length
+
+
+def _patch(data: bytes, offset: int, new: bytes) -> bytes:
+    return data[:offset] + new + data[offset + len(new) :]
+
+
+BASELINE = _jpeg()
+SOF = _segments(BASELINE)[0xC0]  # FF C0 len(2) P(1) Y(2) X(2) Nf(1) [C H/V Tq]*Nf
+SOS = _segments(BASELINE)[0xDA]  # FF DA len(2) Ns(1) [Cs Td/Ta]*Ns Ss Se AhAl
+
+
+def _without_segment(data: bytes, marker: int) -> bytes:
+    start = _segments(data)[marker]
+    length = struct.unpack(">H", data[start + 2 : start + 4])[0]
+    return data[:start] + data[start + 2 + length :]
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _cmyk() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("CMYK", (16, 16), (10, 20, 30, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _adobe_rgb() -> bytes:
+    """A 3-component file marked RGB (Adobe APP14 transform 0, no JFIF)."""
+    data = _without_segment(BASELINE, 0xE0)
+    adobe = b"\xff\xee" + struct.pack(">H", 14) + b"Adobe" + b"\x00\x64\x00\x00\x00\x00\x00"
+    return data[:2] + adobe + data[2:]
+
+
+HOSTILE = [  # (id, bytes, error type, a phrase of the message)
+    ("empty", b"", JpegError, "empty"),
+    ("one-byte", b"\xff", JpegError, "not a JPEG"),
+    ("random", np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(), JpegError, "not a JPEG"),
+    ("png", _png(), JpegError, "not a JPEG"),
+    ("soi-only", b"\xff\xd8", JpegTruncatedError, "truncated"),
+    ("soi-eoi", b"\xff\xd8\xff\xd9", JpegError, "no frame"),
+    ("missing-sof", _without_segment(BASELINE, 0xC0), JpegError, "before the frame header"),
+    ("12-bit", _patch(BASELINE, SOF + 4, b"\x0c"), JpegUnsupportedError, "12-bit"),
+    ("cmyk", _cmyk(), JpegUnsupportedError, "CMYK"),
+    ("adobe-rgb", _adobe_rgb(), JpegUnsupportedError, "RGB"),
+    ("arithmetic-sof9", _patch(BASELINE, SOF + 1, b"\xc9"), JpegUnsupportedError, "arithmetic"),
+    ("lossless-sof3", _patch(BASELINE, SOF + 1, b"\xc3"), JpegUnsupportedError, "lossless"),
+    ("hierarchical-sof5", _patch(BASELINE, SOF + 1, b"\xc5"), JpegUnsupportedError, "hierarchical"),
+    ("width-0", _patch(BASELINE, SOF + 7, b"\x00\x00"), JpegError, "width is 0"),
+    ("height-0-dnl", _patch(BASELINE, SOF + 5, b"\x00\x00"), JpegUnsupportedError, "DNL"),
+    ("65500x65500", _patch(BASELINE, SOF + 5, struct.pack(">HH", 65500, 65500)), JpegTooLargeError, "max_pixels"),
+    ("sampling-0", _patch(BASELINE, SOF + 11, b"\x02"), JpegError, "sampling factors"),
+    ("sampling-5", _patch(BASELINE, SOF + 11, b"\x51"), JpegError, "sampling factors"),
+    ("undefined-huffman", _patch(BASELINE, SOS + 8, b"\x33"), JpegError, "Huffman table 3, never defined"),
+    ("undefined-quant", _patch(BASELINE, SOF + 12, b"\x03"), JpegError, "quantisation table 3, never defined"),
+    ("scan-unknown-component", _patch(BASELINE, SOS + 5, b"\x09"), JpegError, "not in the frame"),
+    ("sequential-bad-spectral", _patch(BASELINE, SOS + 11, b"\x05"), JpegError, "sequential scan"),
+    ("segment-length-past-end", _patch(BASELINE, SOF + 2, b"\xff\xf0"), JpegTruncatedError, "truncated"),
+]
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+@pytest.mark.parametrize(("data", "error", "reason"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_input_typed_error(data, error, reason, backend) -> None:
+    start = time.perf_counter()
+    with pytest.raises(error, match=reason) as raised:
+        read_dct(data, backend=backend)
+    assert isinstance(raised.value, ValueError)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_huge_header_is_small_and_rejected_before_decoding() -> None:
+    data = _patch(_jpeg((8, 8)), SOF + 5, struct.pack(">HH", 65500, 65500))
+    assert len(data) < 1000  # the "700-byte file" of the issue
+    with pytest.raises(JpegTooLargeError, match="max_pixels"):
+        read_dct(data)
+    with pytest.raises(JpegTooLargeError):
+        read_dct(_jpeg((40, 40)), max_pixels=1599)
+    assert read_dct(_jpeg((40, 40)), max_pixels=1600).size == (40, 40)
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+@pytest.mark.parametrize("progressive", [False, True])
+def test_truncation_strict_and_lenient(backend, progressive) -> None:
+    data = _jpeg((64, 48), progressive=progressive)
+    scan_start = _segments(data)[0xDA] + 2 + 12  # past the first SOS header
+    for cut in (2, 3, 20, SOF + 5, scan_start - 3, scan_start + 10, len(data) // 2, len(data) - 2, len(data) - 1):
+        with pytest.raises(JpegTruncatedError):
+            read_dct(data[:cut], backend=backend)
+        if cut >= scan_start:
+            lenient = read_dct(data[:cut], strict=False, backend=backend)
+            assert lenient.warnings and lenient.y.shape == (64, 8, 6)
+        else:
+            with pytest.raises(JpegTruncatedError):
+                read_dct(data[:cut], strict=False, backend=backend)
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+def test_extraneous_bytes_and_bad_restart_are_corrupt(backend) -> None:
+    data = _jpeg((32, 32), restart_marker_blocks=1)
+    # libjpeg drops a few stray bytes that fit its bit buffer silently; 64 bytes it reports.
+    garbage = data[:-2] + bytes(range(1, 65)) + data[-2:]
+    with pytest.raises(JpegTruncatedError):
+        read_dct(garbage, backend=backend)
+    lenient = read_dct(garbage, strict=False, backend=backend)
+    assert lenient.warnings
+    reference = read_dct(data, backend=backend)
+    assert all(bool((a == b).all()) for a, b in zip(lenient.planes(), reference.planes(), strict=True))
+    scan = _segments(data)[0xDA]
+    rst = data.index(b"\xff\xd1", scan)
+    renumbered = _patch(data, rst, b"\xff\xd5")
+    with pytest.raises(JpegTruncatedError):
+        read_dct(renumbered, backend=backend)
+    assert read_dct(renumbered, strict=False, backend=backend).warnings
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(TypeError, match="source"):
+        read_dct(12)
+    with pytest.raises(TypeError, match="binary"):
+        read_dct(io.StringIO("text"))
+    with pytest.raises(TypeError, match="strict"):
+        read_dct(BASELINE, strict=1)
+    with pytest.raises(ValueError, match="max_pixels"):
+        read_dct(BASELINE, max_pixels=0)
+    with pytest.raises(ValueError, match="backend"):
+        read_dct(BASELINE, backend="turbo")
+    with pytest.raises(ValueError, match="order"):
+        read_dct(BASELINE, order="row")
+
+
+def test_unavailable_backend_raises(monkeypatch) -> None:
+    from freqnets.jpeg import _backends
+
+    monkeypatch.setattr(_backends, "_jpegc", None)
+    monkeypatch.setattr(_backends, "has_jpeg2dct", lambda: False)
+    assert read_dct(BASELINE).backend == "python"  # auto falls back to the reference decoder
+    for name in ("libjpeg", "jpeg2dct"):
+        with pytest.raises(JpegUnsupportedError, match=name):
+            read_dct(BASELINE, backend=name)
+
+
+@pytest.mark.skipif("jpeg2dct" not in available_backends(), reason="jpeg2dct not installed")
+def test_jpeg2dct_refuses_layouts_it_would_reencode() -> None:
+    with pytest.raises(JpegUnsupportedError, match="re-encod"):
+        read_dct(_jpeg(subsampling=0), backend="jpeg2dct")
+
+
+# --- in a subprocess with a memory limit and a timeout --------------------------------------------------------------
+
+_SANDBOX = textwrap.dedent(
+    """
+    import json, resource, sys
+    from freqnets.jpeg import JpegError, read_dct
+    from freqnets.jpeg._backends import available_backends
+
+    # Allow 2 GiB beyond what the interpreter and torch already reserved.
+    vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (2 << 30), vm + (2 << 30)))
+    outcomes = {}
+    for group, cases in json.loads(sys.stdin.read()).items():
+        outcome = outcomes[group] = {"ok": 0, "typed": 0, "bad": []}
+        for backend in [b for b in available_backends() if b != "jpeg2dct"]:
+            for index, (data, max_pixels) in enumerate(cases):
+                for strict in (True, False):
+                    try:
+                        read_dct(bytes.fromhex(data), backend=backend, strict=strict, max_pixels=max_pixels)
+                        outcome["ok"] += 1
+                    except JpegError:
+                        outcome["typed"] += 1
+                    except BaseException as error:
+                        outcome["bad"].append([backend, index, strict, repr(error)[:200]])
+    print(json.dumps(outcomes))
+    """
+)
+
+
+def _huge_headers() -> list[tuple[bytes, int | None]]:
+    small = _jpeg((8, 8))
+    progressive = _jpeg((8, 8), progressive=True)
+    sof2 = _segments(progressive)[0xC2]
+    limit = 89_478_485
+    return [
+        (_patch(small, SOF + 5, struct.pack(">HH", 65500, 65500)), limit),
+        (_patch(progressive, sof2 + 5, struct.pack(">HH", 65500, 65500)), limit),
+        (_patch(small, SOF + 5, struct.pack(">HH", 65500, 1)), limit),
+        (_patch(small, SOF + 5, struct.pack(">HH", 1, 65500)), limit),
+        # max_pixels=None: the caller lifted the limit; still a typed error (out of memory), no crash.
+        (_patch(small, SOF + 5, struct.pack(">HH", 65500, 65500)), None),
+        (_patch(progressive, sof2 + 5, struct.pack(">HH", 65500, 65500)), None),
+    ]
+
+
+def _mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
+    out = []
+    for _ in range(count):
+        buffer = bytearray(data)
+        kind = rng.integers(4)
+        if kind == 0:  # flip a few bytes anywhere
+            for position in rng.integers(0, len(buffer), size=rng.integers(1, 5)):
+                buffer[position] = int(rng.integers(256))
+        elif kind == 1:  # damage the headers, where lengths and sizes live
+            for position in rng.integers(0, min(len(buffer), 700), size=rng.integers(1, 4)):
+                buffer[position] = int(rng.integers(256))
+        elif kind == 2:  # cut
+            del buffer[int(rng.integers(2, len(buffer))) :]
+        else:  # insert marker-like bytes into the entropy-coded data
+            position = int(rng.integers(len(buffer) // 2, len(buffer)))
+            buffer[position:position] = bytes([0xFF, int(rng.integers(0xC0, 0x100))])
+        out.append(bytes(buffer))
+    return out
+
+
+def _fuzz_cases() -> list[tuple[bytes, int]]:
+    rng = np.random.default_rng(2024)
+    seeds = [_jpeg((24, 40), restart_marker_blocks=2), _jpeg((24, 40), progressive=True), _jpeg((17, 9), "L")]
+    # max_pixels bounds what a mutated size field may claim, so the fuzz stays fast.
+    return [(m, 1 << 20) for seed in seeds for m in _mutations(seed, rng, 100)]
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> dict:
+    """Huge headers and 300 mutations, every backend, strict and lenient: one memory-limited subprocess."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the memory-limited sandbox uses /proc and RLIMIT_AS (Linux)")
+    groups = {"huge": _huge_headers(), "fuzz": _fuzz_cases()}
+    payload = json.dumps({k: [[d.hex(), m] for d, m in v] for k, v in groups.items()})
+    result = subprocess.run(
+        [sys.executable, "-c", _SANDBOX], input=payload, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, f"sandbox crashed (rc {result.returncode}): {result.stderr[-2000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_huge_headers_in_memory_limited_subprocess(sandbox) -> None:
+    assert sandbox["huge"]["bad"] == []
+    assert sandbox["huge"]["typed"] > 0
+
+
+def test_mutation_fuzz_only_typed_errors(sandbox) -> None:
+    assert sandbox["fuzz"]["bad"] == [], sandbox["fuzz"]["bad"][:5]
+    assert sandbox["fuzz"]["typed"] > 0 and sandbox["fuzz"]["ok"] > 0
