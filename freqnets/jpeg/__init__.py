@@ -5,8 +5,10 @@ Y and CbCr planes at their own resolutions for DCT-input networks.
 The result type of every reader is :class:`JpegCoefficients` (layout in :mod:`.coefficients`).
 """
 
+from . import augment
 from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 from .collate import DCTBatch, DCTCollate, convert_chroma
+from .datasets import EncodedImageDataset, JpegFolderDataset
 from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
 from .reader import DEFAULT_MAX_PIXELS, available_backends, read_dct
 
@@ -14,11 +16,14 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DCTBatch",
     "DCTCollate",
+    "EncodedImageDataset",
     "JpegCoefficients",
     "JpegError",
+    "JpegFolderDataset",
     "JpegTooLargeError",
     "JpegTruncatedError",
     "JpegUnsupportedError",
+    "augment",
     "available_backends",
     "convert_chroma",
     "decode_dct",
