@@ -1,0 +1,150 @@
+"""``freqnets ablate``: train one network in every domain at every compress rate, and compare.
+
+The grid (:mod:`.grid`) crosses input representations, models, ``convert_model``
+domains and rates, plus the paper's baselines (plain float32 and bfloat16
+convolutions, energy-based dynamic FFT rates). Each run trains from the same
+initial weights (:mod:`.runner`), checkpoints every epoch and resumes, and
+records accuracy, time, memory, cost and the per-layer compression
+(:mod:`.measure`). The study writes ``results.csv``, ``results.json``,
+``config.toml`` and plots (:mod:`.report`, :mod:`.plots`) into its output folder.
+See docs/ablation.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import storage
+from .config import AblationConfig, ConfigError, build_config
+from .distributed import DistEnv, setup, teardown
+from .grid import RunSpec, expand, parse_shard, select_shard
+from .report import add_ratios, markdown_table, write_results
+from .runner import Interrupted, ResumeMismatch, run_one
+
+__all__ = [
+    "AblationConfig",
+    "ConfigError",
+    "Interrupted",
+    "ResumeMismatch",
+    "build_config",
+    "collect",
+    "expand",
+    "merge",
+    "run_ablation",
+]
+
+
+def make_pipeline(input_name: str, config: AblationConfig, env: DistEnv, cache: dict):
+    """The input pipeline of ``input_name``, loaded once per study (``cache``)."""
+    if input_name not in cache:
+        if input_name == "rgb":
+            from .data import load_cached
+            from .inputs import RGBInput
+
+            cache_dir = Path(config.out) / "cache"
+            train = load_cached(config.data, "train", config.train_per_class, config.image_size, cache_dir)
+            test = load_cached(config.data, "test", config.test_per_class, config.image_size, cache_dir)
+            cache[input_name] = RGBInput(train, test, env.device)
+        else:
+            from .dct_input import make_dct_input
+
+            cache[input_name] = make_dct_input(config, env)
+    return cache[input_name]
+
+
+def collect(out: Path, runs: list[RunSpec]) -> list[dict]:
+    """The finished rows of ``runs`` found in ``out/runs/*/result.json``, in grid order."""
+    rows = []
+    for run in runs:
+        path = out / "runs" / run.run_id / "result.json"
+        if path.is_file():
+            rows.append(storage.read_json(path))
+    return rows
+
+
+def _progress(iterable, env: DistEnv, **kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not env.is_main, dynamic_ncols=True, **kwargs)
+
+
+def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool = True) -> dict[str, Any]:
+    """Run (or resume) the runs of ``config`` this shard owns, then write the results of every finished run.
+
+    Args:
+        config: a validated :class:`AblationConfig` (see :func:`build_config`).
+        shard: ``"i/n"`` to run only shard ``i`` of ``n`` (round robin over the grid); ``None`` for all.
+        plots: also write the plots.
+
+    Returns:
+        ``{"rows": [...], "table": markdown, "out": Path, "complete": bool}`` (rows of every finished
+        run of the grid in ``config.out``, this shard's and others' sharing the folder).
+    """
+    env = setup(config.device)
+    threads_before = torch.get_num_threads()
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        out = Path(config.out)
+        grid = expand(config)
+        mine = select_shard(grid, parse_shard(shard))
+        cache: dict = {}
+        bar = _progress(mine, env, desc="ablate runs", unit="run")
+        for run in bar:
+            bar.set_description(f"ablate {run.run_id}")
+            run_one(run, config, make_pipeline(run.input, config, env, cache), env, out, progress=bar)
+        rows = add_ratios(collect(out, grid))
+        table = markdown_table(rows) if rows else "(no finished runs)"
+        if env.is_main and rows:
+            write_results(out, config, rows, [r.run_id for r in grid], {"shard": shard, "world_size": env.world_size})
+            if plots:
+                from .plots import write_plots
+
+                write_plots(out, rows)
+        return {"rows": rows, "table": table, "out": out, "complete": len(rows) == len(grid)}
+    finally:
+        torch.set_num_threads(threads_before)
+        teardown(env)
+
+
+def merge(sources: list[Path], out: Path, plots: bool = True) -> dict[str, Any]:
+    """Merge the output folders of shards (run on other machines) into ``out`` and write its results.
+
+    Every source must hold a ``results.json`` of the same study (equal configs but ``out``).
+
+    Raises:
+        ConfigError: no source, a source without ``results.json``, or sources of different studies.
+    """
+    import shutil
+
+    if not sources:
+        raise ConfigError("merge needs at least one shard output folder")
+    documents = []
+    for source in sources:
+        path = Path(source) / "results.json"
+        if not path.is_file():
+            raise ConfigError(f"{source} has no results.json: is it the output folder of a shard?")
+        documents.append(storage.read_json(path))
+    study = [{k: v for k, v in d["config"].items() if k != "out"} for d in documents]
+    if any(s != study[0] for s in study[1:]):
+        raise ConfigError("the shard folders hold different studies (their configs differ); merge one study at a time")
+    config = build_config(None, overrides=study[0] | {"out": str(out)})
+    for source in sources:
+        for run_dir in sorted((Path(source) / "runs").glob("*")):
+            if (run_dir / "result.json").is_file() and Path(source).resolve() != Path(out).resolve():
+                target = Path(out) / "runs" / run_dir.name
+                target.mkdir(parents=True, exist_ok=True)
+                for name in ("result.json", "model.pt"):
+                    if (run_dir / name).is_file():
+                        shutil.copyfile(run_dir / name, target / name)
+    grid = expand(config)
+    rows = collect(Path(out), grid)
+    write_results(Path(out), config, rows, [r.run_id for r in grid], {"merged_from": [str(s) for s in sources]})
+    if plots:
+        from .plots import write_plots
+
+        write_plots(Path(out), rows)
+    return {"rows": rows, "table": markdown_table(rows), "out": Path(out), "complete": len(rows) == len(grid)}

@@ -1,0 +1,253 @@
+"""Train and evaluate one run of the grid, checkpointing every epoch so that a re-run resumes.
+
+Layout of a run's folder ``<out>/runs/<run_id>/``: ``checkpoint.pt`` while it
+trains (model, optimizer, scheduler, RNG state, next epoch, per-epoch history),
+then ``result.json`` (the finished row) and ``model.pt`` (the trained weights).
+A run whose ``result.json`` exists is not trained again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from ...layers import calibrate_rates, convert_model
+from . import measure, storage
+from .config import AblationConfig
+from .distributed import DistEnv, barrier, broadcast_flag, sum_across, sync_buffers
+from .grid import RunSpec
+from .models import build_model
+
+#: Test hook: ``FREQNETS_ABLATE_STOP_AFTER_EPOCH=k`` raises :class:`Interrupted` after epoch ``k``'s checkpoint.
+STOP_AFTER_EPOCH_ENV = "FREQNETS_ABLATE_STOP_AFTER_EPOCH"
+
+
+class Interrupted(RuntimeError):
+    """Raised by the test hook :data:`STOP_AFTER_EPOCH_ENV`, as a kill would stop a run."""
+
+
+class ResumeMismatch(ValueError):
+    """A checkpoint or result in the output folder was made with other training settings."""
+
+
+#: The settings a checkpoint or result depends on: resuming under others would mix two studies.
+_TRAINING_KEYS = ("model_args", "data", "train_per_class", "test_per_class", "image_size", "epochs", "batch_size",
+                  "lr", "momentum", "weight_decay", "seed", "calibration_images", "dct_model")  # fmt: skip
+
+
+def training_fingerprint(config: AblationConfig, env: DistEnv) -> dict[str, Any]:
+    values = {key: getattr(config, key) for key in _TRAINING_KEYS}
+    return values | {"world_size": env.world_size}
+
+
+@dataclass
+class History:
+    """Per-epoch records, kept in the checkpoint (plain lists: loadable with ``weights_only=True``)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    step_seconds_median: list[float] = field(default_factory=list)
+    mean_rate: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def make_model(spec: RunSpec, config: AblationConfig, num_classes: int, in_chans: int) -> nn.Module:
+    """The run's network, initialised from ``config.seed`` (the same weights for every domain and rate),
+    then converted by :func:`freqnets.convert_model` unless the run is an unconverted baseline."""
+    torch.manual_seed(config.seed)
+    model = build_model(spec.model, num_classes, in_chans, config.model_args)
+    if spec.domain != "none":
+        model = convert_model(model, spec.domain, compress_rate=spec.rate if spec.rate is not None else 0.0)
+    return model
+
+
+def _autocast(spec: RunSpec, device: torch.device):
+    if spec.variant == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _epoch_generator(config: AblationConfig, epoch: int, rank: int) -> torch.Generator:
+    """Augmentation randomness of one epoch on one process: a function of (seed, epoch, rank) only."""
+    return torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + rank)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _calibrate(model: nn.Module, pipeline, config: AblationConfig, energy: float) -> None:
+    x, _ = pipeline.plain_train_batch(config.calibration_images)
+    calibrate_rates(model, x, energy)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, pipeline, env: DistEnv, batch_size: int) -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy on the test split (each process scores a strided share)."""
+    model.eval()
+    correct = loss_sum = 0.0
+    indices = list(range(env.rank, pipeline.num_test, env.world_size))
+    for x, y in pipeline.test_batches(indices, batch_size):
+        logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    correct, loss_sum = sum_across(env, [correct, loss_sum])
+    return correct / pipeline.num_test, loss_sum / pipeline.num_test
+
+
+def run_one(
+    spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: Path, progress=None
+) -> dict[str, Any]:
+    """Train ``spec`` to ``config.epochs`` (resuming from its checkpoint), evaluate and measure it.
+
+    Returns:
+        The result row (also written to ``<out>/runs/<run_id>/result.json`` by rank 0).
+
+    Raises:
+        ResumeMismatch: the run's folder holds a checkpoint or result made with other settings.
+        Interrupted: the test hook :data:`STOP_AFTER_EPOCH_ENV` fired.
+    """
+    run_dir = out / "runs" / spec.run_id
+    result_path, checkpoint_path = run_dir / "result.json", run_dir / "checkpoint.pt"
+    fingerprint = training_fingerprint(config, env)
+    if result_path.is_file():
+        row = storage.read_json(result_path)
+        if row.get("fingerprint") != fingerprint:
+            raise ResumeMismatch(
+                f"{result_path} was made with other settings ({row.get('fingerprint')}); use another --out"
+            )
+        return row
+
+    peak = measure.PeakMemory(env.device).start()
+    device = env.device
+    model = make_model(spec, config, pipeline.num_classes, pipeline.in_chans).to(device)
+    core = model
+    if env.distributed:
+        model = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.SGD(
+        core.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+    )
+    sampler = DistributedSampler(
+        range(pipeline.num_train), num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=config.seed,
+        drop_last=True,
+    )  # fmt: skip
+    steps_per_epoch = len(sampler) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the {len(sampler)} training images per process"
+        )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs * steps_per_epoch)
+    history, start_epoch, resumed_from = History(), 0, None
+    if checkpoint_path.is_file():
+        state = storage.load_torch(checkpoint_path, map_location=device)
+        if state["fingerprint"] != fingerprint:
+            raise ResumeMismatch(f"{checkpoint_path} was made with other settings ({state['fingerprint']})")
+        core.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"].cpu())
+        history = History(**state["history"])
+        start_epoch = resumed_from = state["epoch"]
+    autocast = _autocast(spec, device)
+    stop_after = int(os.environ.get(STOP_AFTER_EPOCH_ENV, "0") or 0)
+
+    for epoch in range(start_epoch, config.epochs):
+        if spec.variant == "dynamic":
+            _calibrate(core, pipeline, config, spec.energy)
+        history.mean_rate.append(measure.mean_rate(measure.applied_compression(core)))
+        model.train()
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        generator = _epoch_generator(config, epoch, env.rank)
+        loss_sum, step_times = 0.0, []
+        _synchronize(device)
+        epoch_start = time.perf_counter()
+        for step in range(steps_per_epoch):
+            step_start = time.perf_counter()
+            x, y = pipeline.train_batch(order[step * config.batch_size : (step + 1) * config.batch_size], generator)
+            with autocast():
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item()
+            step_times.append(time.perf_counter() - step_start)
+            if progress is not None:
+                progress.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{steps_per_epoch}")
+        _synchronize(device)
+        history.epoch_seconds.append(time.perf_counter() - epoch_start)
+        history.train_loss.append(sum_across(env, [loss_sum / steps_per_epoch])[0] / env.world_size)
+        history.step_seconds_median.append(statistics.median(step_times))
+        if env.is_main:
+            storage.save_torch(
+                checkpoint_path,
+                {
+                    "model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                    "history": history.to_dict(), "fingerprint": fingerprint, "spec": spec.to_dict(),
+                },
+            )  # fmt: skip
+        barrier(env)
+        if stop_after and epoch + 1 == stop_after:
+            raise Interrupted(f"stopped after epoch {epoch + 1} by {STOP_AFTER_EPOCH_ENV}")
+
+    sync_buffers(env, core)
+    top1, test_loss = evaluate(core, pipeline, env, max(config.batch_size, 256))
+    row = _result_row(spec, config, pipeline, env, core, history, top1, test_loss, peak, autocast, resumed_from)
+    row["fingerprint"] = fingerprint
+    if env.is_main:
+        storage.save_torch(run_dir / "model.pt", core.state_dict())
+        storage.write_json(result_path, row)
+        checkpoint_path.unlink(missing_ok=True)
+    broadcast_flag(env, True)
+    return row
+
+
+def _result_row(spec, config, pipeline, env, core, history, top1, test_loss, peak, autocast, resumed_from) -> dict:
+    x, y = pipeline.plain_train_batch(min(config.batch_size, pipeline.num_train))
+    example = x[:1]
+    layers = measure.applied_compression(core)
+    timed_epochs = history.epoch_seconds[1:] or history.epoch_seconds
+    return spec.to_dict() | {
+        "top1": top1,
+        "test_loss": test_loss,
+        "train_loss": history.train_loss[-1],
+        "epochs": config.epochs,
+        "seconds_per_epoch": statistics.mean(timed_epochs),
+        "seconds_per_step": statistics.median(history.step_seconds_median),
+        "saved_bytes": measure.measure_saved_bytes(core, F.cross_entropy, x, y, autocast),
+        "saved_bytes_batch": len(x),
+        "peak_rss_bytes": peak.peak_bytes(),
+        "rss_growth_bytes": peak.growth_bytes(),
+        "peak_rss_method": peak.method if resumed_from is None else f"{peak.method}, since resume at {resumed_from}",
+        "gpu_peak_bytes": peak.gpu_peak_bytes(),
+        "params": measure.count_parameters(core),
+        "dense_macs": measure.dense_macs(core, example),
+        "executed_macs": measure.executed_macs(core, example),
+        "applied_rate": statistics.mean(history.mean_rate),
+        "converted_layers": sum(r["converted"] for r in layers),
+        "conv_layers": len(layers),
+        "resumed_from_epoch": resumed_from,
+        "device": str(env.device),
+        "world_size": env.world_size,
+        "threads": torch.get_num_threads(),
+        "history": history.to_dict(),
+        "layers": layers,
+        "finite": math.isfinite(history.train_loss[-1]),
+    }
