@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # freqnets developer entry point. Creates .venv in the repository and installs
 # everything on first use, then runs one of:
-#   ./dev.sh run    the main job (for now: the transform demonstration on the bundled data)
+#   ./dev.sh run    the main job: freqnets ablate (quick preset on the bundled data; extra args go to it)
 #   ./dev.sh test   the test suite (pytest) and the linter (ruff)
 # Set FREQNETS_TORCH to install another torch build, e.g. "torch==2.9.1 torchvision==0.24.1" on aarch64.
 set -euo pipefail
@@ -35,7 +35,7 @@ case "${1:-}" in
     run)
         shift
         setup
-        exec "$VENV/bin/freqnets" demo "$@"
+        exec "$VENV/bin/freqnets" ablate "$@"
         ;;
     test)
         shift

@@ -35,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     print(
         "freqnets demo: a demonstration of the transform layer (FFT, DCT, SVD, Winograd) on real images.\n"
-        "The cross-domain ablation (`freqnets ablate`) will replace it as the main job once it exists.\n"
+        "The main job is the cross-domain ablation, `freqnets ablate` (what `./dev.sh run` runs).\n"
     )
     images = load_images(args.data, split=args.split, limit=args.limit)
     print(f"{len(images)} images from {args.data}\n")
