@@ -22,7 +22,9 @@
 //
 // No CUDA headers are included (half and bfloat16 are converted with PTX `cvt` and bit arithmetic), so
 // NVRTC compiles this file without a CUDA toolkit include path. The tile constants are defined by the
-// Python side (freqnets/kernels/sources.py), which also emulates this index arithmetic in NumPy.
+// Python side (freqnets/kernels/sources.py), which also emulates this index arithmetic in NumPy; and
+// host_emulation.cpp compiles this very file for the CPU (one OS thread per CUDA thread, a barrier
+// for __syncthreads) so the tests run the kernel's own code without a GPU.
 
 #ifndef TILE_M
 #error "TILE_M, TILE_N, TILE_K, MICRO_M, MICRO_N and SMEM_PAD are defined by freqnets/kernels/sources.py"
@@ -58,19 +60,24 @@ struct Io<double> {
     static __device__ __forceinline__ void store(double* p, double v) { *p = v; }
 };
 
+#ifndef FREQNETS_HOST_EMULATION  // the host harness (host_emulation.cpp) defines these two without PTX
+__device__ __forceinline__ float half_to_float(unsigned short bits) {
+    float v;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(bits));
+    return v;
+}
+__device__ __forceinline__ unsigned short float_to_half(float v) {
+    unsigned short bits;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(v));
+    return bits;
+}
+#endif
+
 template <>
 struct Io<half_bits> {
     typedef float acc;
-    static __device__ __forceinline__ float load(const half_bits* p) {
-        float v;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(p->bits));
-        return v;
-    }
-    static __device__ __forceinline__ void store(half_bits* p, float v) {
-        unsigned short bits;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(v));
-        p->bits = bits;
-    }
+    static __device__ __forceinline__ float load(const half_bits* p) { return half_to_float(p->bits); }
+    static __device__ __forceinline__ void store(half_bits* p, float v) { p->bits = float_to_half(v); }
 };
 
 template <>
@@ -96,6 +103,7 @@ __device__ __forceinline__ void planar_cgemm_body(
     const T* __restrict__ b, index_t b_plane, index_t b_sf, index_t b_sg, index_t b_sk, index_t b_sn,
     T* __restrict__ c, index_t c_plane, index_t c_sf, index_t c_sg, index_t c_sm, index_t c_sn,
     index_t num_freqs, index_t groups, index_t m, index_t n, index_t r, int conj_a, int conj_b) {
+    // (the same parameters as FREQNETS_PLANAR_CGEMM_PARAMS below)
     typedef typename Io<T>::acc acc_t;
     // Shared tiles, reduction index first. A: real, imaginary, real + imaginary. B: real, imaginary
     // (or imaginary - real for Gauss), real + imaginary.
@@ -229,22 +237,27 @@ __device__ __forceinline__ void planar_cgemm_body(
 }
 
 // One extern "C" entry point per (storage type, product): plain names for cupy.RawModule.get_function.
-#define FREQNETS_PLANAR_CGEMM(NAME, T, GAUSS)                                                                 \
-    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(                                           \
-        const T* __restrict__ a, index_t a_plane, index_t a_sf, index_t a_sg, index_t a_sm, index_t a_sk,   \
-        const T* __restrict__ b, index_t b_plane, index_t b_sf, index_t b_sg, index_t b_sk, index_t b_sn,   \
-        T* __restrict__ c, index_t c_plane, index_t c_sf, index_t c_sg, index_t c_sm, index_t c_sn,         \
-        index_t num_freqs, index_t groups, index_t m, index_t n, index_t r, int conj_a, int conj_b) {       \
-        planar_cgemm_body<T, GAUSS>(a, a_plane, a_sf, a_sg, a_sm, a_sk, b, b_plane, b_sf, b_sg, b_sk, b_sn, \
-                                    c, c_plane, c_sf, c_sg, c_sm, c_sn, num_freqs, groups, m, n, r, conj_a, \
-                                    conj_b);                                                                \
+#define FREQNETS_PLANAR_CGEMM_PARAMS(T)                                                                    \
+    const T* __restrict__ a, index_t a_plane, index_t a_sf, index_t a_sg, index_t a_sm, index_t a_sk,    \
+        const T* __restrict__ b, index_t b_plane, index_t b_sf, index_t b_sg, index_t b_sk, index_t b_sn, \
+        T* __restrict__ c, index_t c_plane, index_t c_sf, index_t c_sg, index_t c_sm, index_t c_sn,       \
+        index_t num_freqs, index_t groups, index_t m, index_t n, index_t r, int conj_a, int conj_b
+#define FREQNETS_PLANAR_CGEMM_ARGS                                                                       \
+    a, a_plane, a_sf, a_sg, a_sm, a_sk, b, b_plane, b_sf, b_sg, b_sk, b_sn, c, c_plane, c_sf, c_sg, c_sm, \
+        c_sn, num_freqs, groups, m, n, r, conj_a, conj_b
+#define FREQNETS_PLANAR_CGEMM(NAME, T, GAUSS)                                                          \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) NAME(FREQNETS_PLANAR_CGEMM_PARAMS(T)) { \
+        planar_cgemm_body<T, GAUSS>(FREQNETS_PLANAR_CGEMM_ARGS);                                     \
     }
 
-FREQNETS_PLANAR_CGEMM(planar_cgemm_float32, float, false)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_float32_gauss, float, true)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_float64, double, false)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_float64_gauss, double, true)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_float16, half_bits, false)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_float16_gauss, half_bits, true)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_bfloat16, bf16_bits, false)
-FREQNETS_PLANAR_CGEMM(planar_cgemm_bfloat16_gauss, bf16_bits, true)
+#define FREQNETS_EACH_KERNEL(X)                        \
+    X(planar_cgemm_float32, float, false)              \
+    X(planar_cgemm_float32_gauss, float, true)         \
+    X(planar_cgemm_float64, double, false)             \
+    X(planar_cgemm_float64_gauss, double, true)        \
+    X(planar_cgemm_float16, half_bits, false)          \
+    X(planar_cgemm_float16_gauss, half_bits, true)     \
+    X(planar_cgemm_bfloat16, bf16_bits, false)         \
+    X(planar_cgemm_bfloat16_gauss, bf16_bits, true)
+
+FREQNETS_EACH_KERNEL(FREQNETS_PLANAR_CGEMM)

@@ -137,8 +137,8 @@ def _c_parameters() -> list[tuple[str, str]]:
     import re
 
     source = sources.read_source()
-    macro = source[source.index("#define FREQNETS_PLANAR_CGEMM") :]
-    params = macro[macro.index("NAME(") + len("NAME(") : macro.index(") {")]
+    start = source.index("#define FREQNETS_PLANAR_CGEMM_PARAMS(T)") + len("#define FREQNETS_PLANAR_CGEMM_PARAMS(T)")
+    params = source[start : source.index("#define FREQNETS_PLANAR_CGEMM_ARGS")]
     params = re.sub(r"\\\s*\n", " ", params)
     out = []
     for param in params.split(","):
