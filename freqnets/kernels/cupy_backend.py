@@ -104,8 +104,8 @@ def launch(ops: ProductOperands, gauss: bool) -> torch.Tensor:
     args = kernel_arguments(ops, gauss)
     device = ops.a.device
     kernel_args = pack_arguments(ops, args)
-    kernel = _module(device.index).get_function(args.name)
     with cupy.cuda.Device(device.index):
+        kernel = _module(device.index).get_function(args.name)  # loaded into this device's context
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
         with stream:
             kernel((args.grid,), (args.block,), kernel_args)
