@@ -17,9 +17,9 @@ setup() {
         python3 -c 'import sys; assert sys.version_info >= (3, 11), "freqnets needs Python >= 3.11"'
         python3 -m venv "$VENV"
     fi
-    # Reinstall when the dependencies or the torch choice change.
+    # Reinstall when the dependencies, the compiled JPEG reader or the torch choice change.
     local want
-    want="$(cat pyproject.toml) $TORCH_SPEC"
+    want="$(cat pyproject.toml setup.py freqnets/jpeg/_jpegc.c) $TORCH_SPEC"
     want=$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)
     if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
         echo "dev.sh: installing into $VENV (first run takes a few minutes)" >&2

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._decode_py import RawCoefficients
 from ._decode_py import decode as decode_python
-from ._markers import JpegHeader
+from ._markers import JpegHeader, quant_table
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
@@ -76,31 +76,33 @@ def coefficient_count(header: JpegHeader) -> int:
     )
 
 
-def decode_libjpeg(data: bytes, header: JpegHeader) -> RawCoefficients:
-    """Decode with libjpeg's ``jpeg_read_coefficients`` (memory capped to what the frame needs)."""
-    # Coefficient arrays (2 bytes each) plus libjpeg's fixed working memory.
-    max_memory = 2 * coefficient_count(header) + (16 << 20)
+def decode_libjpeg(data: bytes, header: JpegHeader, order: str = "natural") -> RawCoefficients:
+    """Decode with libjpeg's ``jpeg_read_coefficients``; the C code dequantises and lays out the planes.
+
+    libjpeg's memory is capped to what the frame's coefficient arrays need.
+    """
+    max_memory = 2 * coefficient_count(header) + (16 << 20)  # int16 arrays + libjpeg's working memory
     try:
-        components, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS)
+        planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, order == "zigzag")
     except RuntimeError as error:
         message, warnings = error.args
-        # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage;
         # libjpeg's JERR_OUT_OF_MEMORY text is "Insufficient memory (case N)".
         if message.startswith("Insufficient memory"):
             frame = header.frame
             raise JpegTooLargeError(f"not enough memory to decode a {frame.width}x{frame.height} JPEG") from None
+        # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage.
         kind = JpegTruncatedError if warnings else JpegError
         raise kind(f"corrupt JPEG (libjpeg: {'; '.join([*warnings, message])})") from None
     frame = header.frame
-    if len(components) != len(frame.components):
-        raise JpegError(f"corrupt JPEG: libjpeg read {len(components)} components, the header {len(frame.components)}")
-    blocks = []
-    for (rows, cols, raw), comp in zip(components, frame.components, strict=True):
+    if len(planes) != len(frame.components):
+        raise JpegError(f"corrupt JPEG: libjpeg read {len(planes)} components, the header {len(frame.components)}")
+    arrays = []
+    for (rows, cols, raw), comp in zip(planes, frame.components, strict=True):
         if (rows, cols) != (comp.height_in_blocks, comp.width_in_blocks):
             raise JpegError("corrupt JPEG: libjpeg's block grid differs from the header's")
-        blocks.append(np.frombuffer(raw, dtype=np.int16).reshape(rows, cols, 64))
-    tables = np.frombuffer(quant, dtype=np.uint16).reshape(len(components), 64).astype(np.int32)
-    return RawCoefficients(tuple(blocks), tables, tuple(warnings))
+        arrays.append(np.frombuffer(raw, dtype=np.float32).reshape(64, rows, cols))
+    tables = np.frombuffer(quant, dtype=np.uint16).reshape(len(planes), 64).astype(np.int32)
+    return RawCoefficients((), tables, tuple(warnings), planes=tuple(arrays), order=order)
 
 
 def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
@@ -123,14 +125,17 @@ def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
             raise JpegError(f"jpeg2dct returned a {band.shape} plane, the header says {comp.height_in_blocks}x"
                             f"{comp.width_in_blocks} blocks")
     # jpeg2dct does not expose the quantisation tables; without DQT between scans they are the header's.
-    tables = np.stack([header.tables.quant[c.tq] for c in header.frame.components]).astype(np.int32)
-    return RawCoefficients(blocks, tables, ())
+    tables = np.stack([quant_table(header.tables.quant[c.tq]) for c in header.frame.components])
+    # jpeg2dct reports no corrupt-data warnings. Entropy-coded data never holds FF D9, so a file whose
+    # EOI marker is missing after the first scan was cut: the one damage freqnets can still see here.
+    warnings = () if data.rfind(b"\xff\xd9") > header.first_scan.data_start else ("Premature end of JPEG file",)
+    return RawCoefficients(blocks, tables, warnings)
 
 
-def decode(data: bytes, header: JpegHeader, backend: str) -> RawCoefficients:
-    """Run the concrete ``backend`` (see :func:`resolve_backend`)."""
+def decode(data: bytes, header: JpegHeader, backend: str, order: str = "natural") -> RawCoefficients:
+    """Run the concrete ``backend`` (see :func:`resolve_backend`); ``order`` is a hint for ``planes``."""
     if backend == "libjpeg":
-        return decode_libjpeg(data, header)
+        return decode_libjpeg(data, header, order)
     if backend == "jpeg2dct":
         return decode_jpeg2dct(data, header)
     return decode_python(data, header)

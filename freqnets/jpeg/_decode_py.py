@@ -34,6 +34,7 @@ from ._markers import (
     TableState,
     next_marker,
     parse_scan,
+    quant_table,
     read_segment,
     segment_payload,
 )
@@ -50,15 +51,21 @@ class RawCoefficients:
     """What every backend decodes: quantised coefficients per component and the tables used.
 
     Attributes:
-        blocks: per component, ``(height_in_blocks, width_in_blocks, 64)`` int16, natural order.
+        blocks: per component, ``(height_in_blocks, width_in_blocks, 64)`` int16, natural order
+            (empty when a backend returns ``planes`` instead).
         quant_tables: ``(n_components, 64)`` int32, natural order (the table latched at each
             component's first scan, as libjpeg does).
         warnings: the corrupt-data conditions met, in order (empty for a valid file).
+        planes: per component, the finished ``(64, height_in_blocks, width_in_blocks)`` float32
+            dequantised planes in ``order``, when the backend computes them itself.
+        order: the channel order of ``planes``.
     """
 
     blocks: tuple[np.ndarray, ...]
     quant_tables: np.ndarray
     warnings: tuple[str, ...]
+    planes: tuple[np.ndarray, ...] | None = None
+    order: str = "natural"
 
 
 class _Corrupt(Exception):
@@ -67,7 +74,17 @@ class _Corrupt(Exception):
 
 @lru_cache(maxsize=64)
 def _lookup(table: HuffmanTable) -> list[int]:
-    """A 16-bit lookahead table: ``(code length << 8) | symbol`` for every 16-bit window, 0 if invalid."""
+    """A 16-bit lookahead table: ``(code length << 8) | symbol`` for every 16-bit window, 0 if invalid.
+
+    Raises:
+        JpegError: the code counts overflow the code space (T.81 C: canonical codes).
+    """
+    code = 0
+    for length, count in enumerate(table.counts, start=1):
+        code += count
+        if code > (1 << length):
+            raise JpegError("corrupt JPEG: DHT code counts exceed the code space")
+        code <<= 1
     lut = [0] * 65536
     code, k = 0, 0
     for length, count in enumerate(table.counts, start=1):
@@ -384,7 +401,7 @@ def decode(data: bytes, header: JpegHeader) -> RawCoefficients:
     while True:
         for ci in scan.components:
             if latched[ci] is None:
-                latched[ci] = tables.quant[frame.components[ci].tq].copy()
+                latched[ci] = quant_table(tables.quant[frame.components[ci].tq])
         if frame.progressive:
             _check_progression(scan, coef_bits, warnings)
         decoder = _ScanDecoder(frame, scan, tables, coefs, cols)
@@ -411,7 +428,7 @@ def decode(data: bytes, header: JpegHeader) -> RawCoefficients:
         if scan is None:
             break
     quant = np.stack([
-        latched[i] if latched[i] is not None else tables.quant.get(c.tq, np.zeros(64, np.int32))
+        latched[i] if latched[i] is not None else quant_table(tables.quant.get(c.tq, bytes(65)))
         for i, c in enumerate(frame.components)
     ]).astype(np.int32)
     blocks = tuple(

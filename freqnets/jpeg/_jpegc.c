@@ -8,7 +8,12 @@
  * Python validates the headers first (freqnets/jpeg/_markers.py); this module only decodes.
  * libjpeg errors never exit the process: error_exit longjmps back here and becomes a Python
  * exception. libjpeg warnings (corrupt or truncated data) are collected and returned, so the
- * caller decides between strict and lenient reading. The GIL is released while decoding.
+ * caller decides between strict and lenient reading. The GIL is released while decoding and
+ * while writing the output planes.
+ *
+ * Output: per component one float32 plane (64, height_in_blocks, width_in_blocks), the
+ * dequantised coefficients (quantised value x step, computed exactly in integers and rounded
+ * once to float32, so equal to NumPy's float32 product) in natural or zigzag channel order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -24,29 +29,33 @@
 #define MAX_WARNINGS 8
 #define FQ_MAX_COMPONENTS 4
 
+/* natural index of the k-th zigzag coefficient (T.81 Figure A.6) */
+static const int zigzag_to_natural[DCTSIZE2] = {
+    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48,
+    41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23,
+    30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+};
+
 struct reader_error {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
     char error[JMSG_LENGTH_MAX];
-    int error_code;
     int n_warnings;
     char warnings[MAX_WARNINGS][JMSG_LENGTH_MAX];
     long n_scans;
     long max_scans;
 };
 
-struct decoded {
-    int n_components;
-    int height_in_blocks[FQ_MAX_COMPONENTS];
-    int width_in_blocks[FQ_MAX_COMPONENTS];
-    JCOEF *coefs[FQ_MAX_COMPONENTS];
-    UINT16 quant[FQ_MAX_COMPONENTS][DCTSIZE2];
+struct session {
+    struct jpeg_decompress_struct cinfo;
+    struct reader_error err;
+    jvirt_barray_ptr *arrays;
+    int created;
 };
 
 static void reader_error_exit(j_common_ptr cinfo) {
     struct reader_error *err = (struct reader_error *)cinfo->err;
     (*cinfo->err->format_message)(cinfo, err->error);
-    err->error_code = cinfo->err->msg_code;
     longjmp(err->jump, 1);
 }
 
@@ -62,7 +71,6 @@ static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
         /* A file with thousands of scans over a large frame is a CPU bomb: cap the scans. */
         if (++err->n_scans > err->max_scans) {
             snprintf(err->error, sizeof err->error, "JPEG has more than %ld scans", err->max_scans);
-            err->error_code = -1;
             longjmp(err->jump, 1);
         }
     }
@@ -70,70 +78,98 @@ static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
 
 static void reader_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
-static void free_decoded(struct decoded *out) {
-    for (int i = 0; i < FQ_MAX_COMPONENTS; i++) {
-        free(out->coefs[i]);
-        out->coefs[i] = NULL;
-    }
-}
-
-/* Decode without the GIL. Returns 1 on success, 0 with err->error set on failure. */
-static int decode_nogil(const unsigned char *data, unsigned long size, unsigned long max_memory,
-                        struct reader_error *err, struct decoded *out) {
-    struct jpeg_decompress_struct cinfo;
-    memset(&cinfo, 0, sizeof cinfo);
-    cinfo.err = jpeg_std_error(&err->pub);
-    err->pub.error_exit = reader_error_exit;
-    err->pub.emit_message = reader_emit_message;
-    err->pub.output_message = reader_output_message;
-    if (setjmp(err->jump)) {
-        jpeg_destroy_decompress(&cinfo);
-        free_decoded(out);
+/* Phase 1, without the GIL: headers and all scans into libjpeg's coefficient arrays. 1 on success. */
+static int decode_coefficients(struct session *s, const unsigned char *data, unsigned long size,
+                               unsigned long max_memory) {
+    s->cinfo.err = jpeg_std_error(&s->err.pub);
+    s->err.pub.error_exit = reader_error_exit;
+    s->err.pub.emit_message = reader_emit_message;
+    s->err.pub.output_message = reader_output_message;
+    if (setjmp(s->err.jump)) {
         return 0;
     }
-    jpeg_create_decompress(&cinfo);
-    cinfo.mem->max_memory_to_use = (long)max_memory;
-    jpeg_mem_src(&cinfo, data, size);
-    jpeg_read_header(&cinfo, TRUE);
-    if (cinfo.num_components > FQ_MAX_COMPONENTS || cinfo.data_precision != 8) {
-        snprintf(err->error, sizeof err->error, "unsupported JPEG (%d components, %d-bit)", cinfo.num_components,
-                 cinfo.data_precision);
-        err->error_code = -1;
-        jpeg_destroy_decompress(&cinfo);
+    jpeg_create_decompress(&s->cinfo);
+    s->created = 1;
+    s->cinfo.mem->max_memory_to_use = (long)max_memory;
+    jpeg_mem_src(&s->cinfo, data, size);
+    jpeg_read_header(&s->cinfo, TRUE);
+    if (s->cinfo.num_components > FQ_MAX_COMPONENTS || s->cinfo.data_precision != 8) {
+        snprintf(s->err.error, sizeof s->err.error, "unsupported JPEG (%d components, %d-bit)",
+                 s->cinfo.num_components, s->cinfo.data_precision);
         return 0;
     }
-    jvirt_barray_ptr *arrays = jpeg_read_coefficients(&cinfo);
-    out->n_components = cinfo.num_components;
-    for (int ci = 0; ci < cinfo.num_components; ci++) {
-        jpeg_component_info *comp = &cinfo.comp_info[ci];
-        JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo.quant_tbl_ptrs[comp->quant_tbl_no];
-        for (int k = 0; k < DCTSIZE2; k++) {
-            out->quant[ci][k] = table != NULL ? table->quantval[k] : 0;
-        }
-        size_t row_len = (size_t)comp->width_in_blocks * DCTSIZE2;
-        out->height_in_blocks[ci] = (int)comp->height_in_blocks;
-        out->width_in_blocks[ci] = (int)comp->width_in_blocks;
-        out->coefs[ci] = malloc(row_len * comp->height_in_blocks * sizeof(JCOEF) + 1);
-        if (out->coefs[ci] == NULL) {
-            snprintf(err->error, sizeof err->error, "out of memory for the DCT coefficients");
-            err->error_code = -1;
-            jpeg_destroy_decompress(&cinfo);
-            free_decoded(out);
-            return 0;
-        }
-        for (JDIMENSION row = 0; row < comp->height_in_blocks; row++) {
-            JBLOCKARRAY rows = (*cinfo.mem->access_virt_barray)((j_common_ptr)&cinfo, arrays[ci], row, 1, FALSE);
-            memcpy(out->coefs[ci] + row * row_len, rows[0][0], row_len * sizeof(JCOEF));
-        }
-    }
-    jpeg_finish_decompress(&cinfo);
-    jpeg_destroy_decompress(&cinfo);
+    s->arrays = jpeg_read_coefficients(&s->cinfo);
     return 1;
 }
 
+/* Phase 2, without the GIL: dequantise and transpose component ci into out (64, h, w) float32. */
+static int write_plane(struct session *s, int ci, float *out, int zigzag) {
+    if (setjmp(s->err.jump)) {
+        return 0;
+    }
+    j_decompress_ptr cinfo = &s->cinfo;
+    jpeg_component_info *comp = &cinfo->comp_info[ci];
+    JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
+    size_t h = comp->height_in_blocks, w = comp->width_in_blocks, plane = h * w;
+    int source[DCTSIZE2];
+    long long step[DCTSIZE2];
+    for (int k = 0; k < DCTSIZE2; k++) {
+        source[k] = zigzag ? zigzag_to_natural[k] : k;
+        step[k] = table != NULL ? table->quantval[source[k]] : 0;
+    }
+    for (JDIMENSION row = 0; row < h; row++) {
+        JBLOCKARRAY rows = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], row, 1, FALSE);
+        JBLOCKROW blocks = rows[0];
+        for (int k = 0; k < DCTSIZE2; k++) {
+            float *dst = out + k * plane + row * w;
+            const int src = source[k];
+            const long long q = step[k];
+            for (size_t x = 0; x < w; x++) {
+                dst[x] = (float)((long long)blocks[x][src] * q);
+            }
+        }
+    }
+    return 1;
+}
+
+static void close_session(struct session *s) {
+    if (s->created) {
+        jpeg_destroy_decompress(&s->cinfo);
+    }
+    free(s);
+}
+
+static PyObject *warnings_list(struct session *s) {
+    PyObject *warnings = PyList_New(0);
+    for (int i = 0; warnings != NULL && i < s->err.n_warnings && i < MAX_WARNINGS; i++) {
+        PyObject *text = PyUnicode_FromString(s->err.warnings[i]);
+        if (text == NULL || PyList_Append(warnings, text) < 0) {
+            Py_XDECREF(text);
+            Py_CLEAR(warnings);
+        } else {
+            Py_DECREF(text);
+        }
+    }
+    return warnings;
+}
+
+static PyObject *raise_libjpeg(struct session *s) {
+    /* RuntimeError(message, warnings before the error): the caller tells truncation from corruption. */
+    PyObject *warnings = warnings_list(s);
+    if (warnings != NULL) {
+        PyObject *error = Py_BuildValue("(sN)", s->err.error, warnings);
+        if (error != NULL) {
+            PyErr_SetObject(PyExc_RuntimeError, error);
+            Py_DECREF(error);
+        }
+    }
+    return NULL;
+}
+
 PyDoc_STRVAR(read_coefficients_doc,
-             "read_coefficients(data, max_memory, max_scans) -> (components, quant_tables, warnings)\n\n"
-             "components: [(height_in_blocks, width_in_blocks, bytes of int16 (h, w, 64) natural order)];\n"
+             "read_coefficients(data, max_memory, max_scans, zigzag) -> (planes, quant_tables, warnings)\n\n"
+             "planes: [(height_in_blocks, width_in_blocks, bytearray of float32 (64, h, w))], dequantised,\n"
+             "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
              "Raises RuntimeError(message, warnings) on a fatal libjpeg error.");
 
@@ -142,72 +178,75 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     Py_buffer buffer;
     unsigned long long max_memory;
     long max_scans;
-    if (!PyArg_ParseTuple(args, "y*Kl", &buffer, &max_memory, &max_scans)) {
+    int zigzag;
+    if (!PyArg_ParseTuple(args, "y*Klp", &buffer, &max_memory, &max_scans, &zigzag)) {
         return NULL;
     }
-    struct reader_error *err = calloc(1, sizeof *err);
-    struct decoded *out = calloc(1, sizeof *out);
-    if (err == NULL || out == NULL) {
-        free(err);
-        free(out);
+    struct session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
         PyBuffer_Release(&buffer);
         return PyErr_NoMemory();
     }
-    err->max_scans = max_scans;
+    s->err.max_scans = max_scans;
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = decode_nogil((const unsigned char *)buffer.buf, (unsigned long)buffer.len, (unsigned long)max_memory, err,
-                      out);
+    ok = decode_coefficients(s, (const unsigned char *)buffer.buf, (unsigned long)buffer.len,
+                             (unsigned long)max_memory);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buffer);
-    PyObject *result = NULL;
-    PyObject *components = NULL, *quant = NULL;
-    PyObject *warnings = PyList_New(0);
-    if (warnings == NULL) {
-        goto done;
-    }
-    for (int i = 0; i < err->n_warnings && i < MAX_WARNINGS; i++) {
-        PyObject *text = PyUnicode_FromString(err->warnings[i]);
-        if (text == NULL || PyList_Append(warnings, text) < 0) {
-            Py_XDECREF(text);
-            goto fail;
-        }
-        Py_DECREF(text);
-    }
     if (!ok) {
-        /* RuntimeError(message, warnings before the error): the caller tells truncation from corruption. */
-        PyObject *error = Py_BuildValue("(sO)", err->error, warnings);
-        if (error != NULL) {
-            PyErr_SetObject(PyExc_RuntimeError, error);
-            Py_DECREF(error);
+        raise_libjpeg(s);
+        close_session(s);
+        return NULL;
+    }
+    int n = s->cinfo.num_components;
+    PyObject *planes = PyList_New(n);
+    UINT16 quant[FQ_MAX_COMPONENTS * DCTSIZE2];
+    if (planes == NULL) {
+        close_session(s);
+        return NULL;
+    }
+    for (int ci = 0; ci < n; ci++) {
+        jpeg_component_info *comp = &s->cinfo.comp_info[ci];
+        JQUANT_TBL *table =
+            comp->quant_table != NULL ? comp->quant_table : s->cinfo.quant_tbl_ptrs[comp->quant_tbl_no];
+        for (int k = 0; k < DCTSIZE2; k++) {
+            quant[ci * DCTSIZE2 + k] = table != NULL ? table->quantval[k] : 0;
         }
-        goto fail;
-    }
-    components = PyList_New(out->n_components);
-    quant = PyBytes_FromStringAndSize((const char *)out->quant, out->n_components * DCTSIZE2 * 2);
-    if (components == NULL || quant == NULL) {
-        goto fail;
-    }
-    for (int ci = 0; ci < out->n_components; ci++) {
-        Py_ssize_t n = (Py_ssize_t)out->height_in_blocks[ci] * out->width_in_blocks[ci] * DCTSIZE2 * sizeof(JCOEF);
-        PyObject *item = Py_BuildValue("(iiy#)", out->height_in_blocks[ci], out->width_in_blocks[ci],
-                                       (const char *)out->coefs[ci], n);
+        Py_ssize_t size = (Py_ssize_t)comp->height_in_blocks * comp->width_in_blocks * DCTSIZE2 * sizeof(float);
+        PyObject *data = PyByteArray_FromStringAndSize(NULL, size);
+        if (data == NULL) {
+            Py_DECREF(planes);
+            close_session(s);
+            return NULL;
+        }
+        float *out = (float *)PyByteArray_AS_STRING(data);
+        Py_BEGIN_ALLOW_THREADS
+        ok = write_plane(s, ci, out, zigzag);
+        Py_END_ALLOW_THREADS
+        PyObject *item = ok ? Py_BuildValue("(iiN)", (int)comp->height_in_blocks, (int)comp->width_in_blocks, data)
+                            : NULL;
         if (item == NULL) {
-            goto fail;
+            if (!ok) {
+                Py_DECREF(data);
+                raise_libjpeg(s);
+            }
+            Py_DECREF(planes);
+            close_session(s);
+            return NULL;
         }
-        PyList_SET_ITEM(components, ci, item);
+        PyList_SET_ITEM(planes, ci, item);
     }
-    result = Py_BuildValue("(NNN)", components, quant, warnings);
-    goto done;
-fail:
-    Py_XDECREF(components);
-    Py_XDECREF(warnings);
-    Py_XDECREF(quant);
-done:
-    free_decoded(out);
-    free(out);
-    free(err);
-    return result;
+    PyObject *warnings = warnings_list(s);
+    PyObject *tables = PyBytes_FromStringAndSize((const char *)quant, (Py_ssize_t)n * DCTSIZE2 * sizeof(UINT16));
+    close_session(s);
+    if (warnings == NULL || tables == NULL) {
+        Py_XDECREF(warnings);
+        Py_XDECREF(tables);
+        Py_DECREF(planes);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", planes, tables, warnings);
 }
 
 static PyMethodDef methods[] = {

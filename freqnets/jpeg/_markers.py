@@ -13,8 +13,8 @@ Python decoder uses it to follow progressive files scan by scan.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,8 +45,7 @@ ZIGZAG_TO_NATURAL = np.array(
 MAX_BLOCKS_IN_MCU = 10
 
 
-@dataclass(frozen=True)
-class Component:
+class Component(NamedTuple):
     """One frame component: its id byte, sampling factors, quantisation table and block grid."""
 
     ident: int
@@ -57,8 +56,7 @@ class Component:
     height_in_blocks: int
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """The SOF segment: coding process, precision, size in pixels and the components."""
 
     process: str  # "baseline", "extended" or "progressive"
@@ -66,38 +64,27 @@ class Frame:
     height: int
     width: int
     components: tuple[Component, ...]
+    h_max: int
+    v_max: int
+    mcus_x: int  # MCUs across an interleaved scan
+    mcus_y: int
 
     @property
     def progressive(self) -> bool:
         return self.process == "progressive"
 
-    @property
-    def h_max(self) -> int:
-        return max(c.h for c in self.components)
 
-    @property
-    def v_max(self) -> int:
-        return max(c.v for c in self.components)
+class HuffmanTable(NamedTuple):
+    """A DHT table: ``counts[i]`` codes of length ``i + 1`` and the symbols in code order.
 
-    @property
-    def mcus_x(self) -> int:
-        return -(-self.width // (8 * self.h_max))
+    Only its size is checked here; the decoders check the code space when they build it.
+    """
 
-    @property
-    def mcus_y(self) -> int:
-        return -(-self.height // (8 * self.v_max))
-
-
-@dataclass(frozen=True)
-class HuffmanTable:
-    """A DHT table: ``counts[i]`` codes of length ``i + 1`` and the symbols in code order."""
-
-    counts: tuple[int, ...]
+    counts: bytes
     symbols: bytes
 
 
-@dataclass(frozen=True)
-class Scan:
+class Scan(NamedTuple):
     """An SOS header: component indices (into the frame), their table ids, spectral band and approximation."""
 
     components: tuple[int, ...]
@@ -110,11 +97,11 @@ class Scan:
     data_start: int  # offset of the first entropy-coded byte
 
 
-@dataclass
+@dataclass(slots=True)
 class TableState:
     """The tables and settings in force at some point of the file (they may change between scans)."""
 
-    quant: dict[int, np.ndarray] = field(default_factory=dict)  # id -> (64,) int32, natural order
+    quant: dict[int, bytes] = field(default_factory=dict)  # id -> the DQT entry (precision byte + zigzag values)
     dc: dict[int, HuffmanTable] = field(default_factory=dict)
     ac: dict[int, HuffmanTable] = field(default_factory=dict)
     restart_interval: int = 0
@@ -122,7 +109,7 @@ class TableState:
     adobe_transform: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class JpegHeader:
     """Everything up to the first scan: the frame, the tables in force and the first scan header."""
 
@@ -172,45 +159,41 @@ def segment_payload(data: bytes, pos: int, marker: int) -> tuple[bytes, int]:
     return data[pos + 2 : end], end
 
 
+def quant_table(entry: bytes) -> np.ndarray:
+    """A DQT entry (precision/id byte, then 64 values in zigzag order) -> ``(64,)`` int32, natural order."""
+    raw = np.frombuffer(entry, dtype=">u2" if entry[0] >> 4 else np.uint8, count=64, offset=1)
+    table = np.empty(64, dtype=np.int32)
+    table[ZIGZAG_TO_NATURAL] = raw
+    return table
+
+
 def _parse_dqt(payload: bytes, tables: TableState) -> None:
-    pos = 0
-    while pos < len(payload):
+    pos, end = 0, len(payload)
+    while pos < end:
         pq, tq = payload[pos] >> 4, payload[pos] & 15
-        pos += 1
-        if pq not in (0, 1) or tq > 3:
+        if pq > 1 or tq > 3:
             raise JpegError(f"corrupt JPEG: DQT table precision {pq} / id {tq} (expected 0-1 / 0-3)")
-        size = 64 * (pq + 1)
-        if pos + size > len(payload):
+        size = 1 + 64 * (pq + 1)
+        if pos + size > end:
             raise JpegError("corrupt JPEG: DQT segment shorter than its tables")
-        raw = np.frombuffer(payload, dtype=">u2" if pq else np.uint8, count=64, offset=pos)
-        table = np.empty(64, dtype=np.int32)
-        table[ZIGZAG_TO_NATURAL] = raw
-        tables.quant[tq] = table
+        tables.quant[tq] = payload[pos : pos + size]
         pos += size
 
 
 def _parse_dht(payload: bytes, tables: TableState) -> None:
-    pos = 0
-    while pos < len(payload):
-        if pos + 17 > len(payload):
+    pos, end = 0, len(payload)
+    while pos < end:
+        if pos + 17 > end:
             raise JpegError("corrupt JPEG: DHT segment shorter than its code counts")
         tc, th = payload[pos] >> 4, payload[pos] & 15
         if tc > 1 or th > 3:
             raise JpegError(f"corrupt JPEG: DHT table class {tc} / id {th} (expected 0-1 / 0-3)")
-        counts = tuple(payload[pos + 1 : pos + 17])
+        counts = payload[pos + 1 : pos + 17]
         total = sum(counts)
         pos += 17
-        if total > 256 or pos + total > len(payload):
+        if total > 256 or pos + total > end:
             raise JpegError(f"corrupt JPEG: DHT table lists {total} symbols, more than the segment holds or 256")
-        # Canonical codes of length L number at most 2^L minus those taken by shorter codes (Kraft).
-        code = 0
-        for length, count in enumerate(counts, start=1):
-            code += count
-            if code > (1 << length):
-                raise JpegError("corrupt JPEG: DHT code counts exceed the code space")
-            code <<= 1
-        table = HuffmanTable(counts, bytes(payload[pos : pos + total]))
-        (tables.ac if tc else tables.dc)[th] = table
+        (tables.ac if tc else tables.dc)[th] = HuffmanTable(counts, payload[pos : pos + total])
         pos += total
 
 
@@ -266,22 +249,25 @@ def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
     if len(payload) != 6 + 3 * n:
         raise JpegError(f"corrupt JPEG: SOF segment length {len(payload)} does not match {n} components")
     raw = []
-    for i in range(n):
-        ident, hv, tq = payload[6 + 3 * i], payload[7 + 3 * i], payload[8 + 3 * i]
+    for i in range(6, 6 + 3 * n, 3):
+        ident, hv, tq = payload[i], payload[i + 1], payload[i + 2]
         h, v = hv >> 4, hv & 15
         if not (1 <= h <= 4 and 1 <= v <= 4):
-            raise JpegError(f"corrupt JPEG: sampling factors {h}x{v} of component {i} (each must be 1-4)")
+            raise JpegError(f"corrupt JPEG: sampling factors {h}x{v} of component {i // 3 - 2} (each must be 1-4)")
         if tq > 3:
-            raise JpegError(f"corrupt JPEG: component {i} uses quantisation table {tq} (must be 0-3)")
-        if any(ident == other[0] for other in raw):
-            raise JpegError(f"corrupt JPEG: duplicate component id {ident}")
+            raise JpegError(f"corrupt JPEG: component {i // 3 - 2} uses quantisation table {tq} (must be 0-3)")
+        for other in raw:
+            if other[0] == ident:
+                raise JpegError(f"corrupt JPEG: duplicate component id {ident}")
         raw.append((ident, h, v, tq))
-    h_max, v_max = max(r[1] for r in raw), max(r[2] for r in raw)
-    components = tuple(
-        Component(ident, h, v, tq, math.ceil(width * h / (8 * h_max)), math.ceil(height * v / (8 * v_max)))
+    h_max = max([r[1] for r in raw])
+    v_max = max([r[2] for r in raw])
+    components = tuple([
+        Component(ident, h, v, tq, -(-width * h // (8 * h_max)), -(-height * v // (8 * v_max)))
         for ident, h, v, tq in raw
-    )
-    return Frame(SOF_HUFFMAN[marker], precision, height, width, components)
+    ])
+    mcus_x, mcus_y = -(-width // (8 * h_max)), -(-height // (8 * v_max))
+    return Frame(SOF_HUFFMAN[marker], precision, height, width, components, h_max, v_max, mcus_x, mcus_y)
 
 
 def check_allocation(frame: Frame, max_pixels: int | None) -> int:
@@ -329,10 +315,10 @@ def parse_scan(payload: bytes, frame: Frame, tables: TableState, data_start: int
         if comp.tq not in tables.quant:
             raise JpegError(f"corrupt JPEG: component {index} uses quantisation table {comp.tq}, never defined")
         needs_dc = ss == 0 and ah == 0  # DC refinement scans carry raw bits only
-        needs_ac = se > 0 and not (frame.progressive and ss == 0)
+        needs_ac = ss > 0 or not frame.progressive  # progressive DC scans code no AC coefficients
         if needs_dc and (dc > 3 or dc not in tables.dc):
             raise JpegError(f"corrupt JPEG: scan uses DC Huffman table {dc}, never defined")
-        if (needs_ac or (frame.progressive and ss > 0)) and (ac > 3 or ac not in tables.ac):
+        if needs_ac and (ac > 3 or ac not in tables.ac):
             raise JpegError(f"corrupt JPEG: scan uses AC Huffman table {ac}, never defined")
     return Scan(tuple(indices), tuple(dc_ids), tuple(ac_ids), ss, se, ah, al, data_start)
 

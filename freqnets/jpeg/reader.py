@@ -73,13 +73,15 @@ def read_dct(
         source: a path, the file's bytes, or a binary file object (read to its end).
         strict: raise :class:`JpegTruncatedError` on truncated or corrupt entropy-coded data;
             with ``False``, return what was decoded (the rest of the damaged restart interval or
-            scan is zero) and record the reasons in ``warnings``.
+            scan is zero) and record the reasons in ``warnings`` (if libjpeg stops at the damage,
+            the Python decoder finishes: ``backend`` is then ``"python"``, noted in ``warnings``).
         max_pixels: reject frames with more than this many pixels before allocating anything
             (:class:`JpegTooLargeError`); default Pillow's ``MAX_IMAGE_PIXELS``; ``None``: no limit.
         backend: ``"auto"`` (``"libjpeg"`` where built, else ``"python"``), ``"libjpeg"`` (compiled,
             libjpeg-turbo), ``"python"`` (pure Python reference) or ``"jpeg2dct"`` (non-commercial
-            licence; 4:2:0 and greyscale files only; no corrupt-data detection). A requested backend
-            that is not available raises :class:`JpegUnsupportedError`; results are identical.
+            licence; 4:2:0 and greyscale files only; detects truncation but not corrupt data). A
+            requested backend that is not available raises :class:`JpegUnsupportedError`; results
+            are identical for every valid file (docs/jpeg.md).
         order: channel order of the 64 frequencies, ``"natural"`` (row-major ``(v, u)``) or ``"zigzag"``.
 
     Returns:
@@ -100,7 +102,7 @@ def read_dct(
     header = parse_header(data, max_pixels)
     try:
         try:
-            raw = _backends.decode(data, header, chosen)
+            raw = _backends.decode(data, header, chosen, order)
         except JpegTruncatedError as error:
             if strict or chosen != "libjpeg":
                 raise
@@ -114,7 +116,10 @@ def read_dct(
         raise JpegTooLargeError(f"not enough memory to decode a {frame.width}x{frame.height} JPEG") from None
     if strict and raw.warnings:
         raise JpegTruncatedError(f"truncated or corrupt JPEG data: {'; '.join(dict.fromkeys(raw.warnings))}")
-    planes = [_plane(blocks, table, order) for blocks, table in zip(raw.blocks, raw.quant_tables, strict=True)]
+    if raw.planes is not None and raw.order == order:
+        planes = [torch.from_numpy(plane) for plane in raw.planes]
+    else:
+        planes = [_plane(blocks, table, order) for blocks, table in zip(raw.blocks, raw.quant_tables, strict=True)]
     frame = header.frame
     return JpegCoefficients(
         y=planes[0],

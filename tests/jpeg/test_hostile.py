@@ -195,9 +195,13 @@ def test_unavailable_backend_raises(monkeypatch) -> None:
 
 
 @pytest.mark.skipif("jpeg2dct" not in available_backends(), reason="jpeg2dct not installed")
-def test_jpeg2dct_refuses_layouts_it_would_reencode() -> None:
+def test_jpeg2dct_refuses_layouts_it_would_reencode_and_sees_truncation() -> None:
     with pytest.raises(JpegUnsupportedError, match="re-encod"):
         read_dct(_jpeg(subsampling=0), backend="jpeg2dct")
+    data = _jpeg((64, 48), subsampling=2)
+    with pytest.raises(JpegTruncatedError):
+        read_dct(data[: len(data) // 2], backend="jpeg2dct")
+    assert read_dct(data[: len(data) // 2], backend="jpeg2dct", strict=False).warnings
 
 
 # --- in a subprocess with a memory limit and a timeout --------------------------------------------------------------

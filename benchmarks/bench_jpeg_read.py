@@ -1,0 +1,112 @@
+"""Side-by-side timings of reading JPEG files: ``read_dct`` per backend vs Pillow's full decode.
+
+    python benchmarks/bench_jpeg_read.py [--cifar data/cifar10-mini.zip] [--imagenet PATH] [--files 500]
+
+Per image, single thread, bytes already in memory (the loader benchmark, with workers and the
+model-ready tensors, is ``benchmarks/bench_jpeg_loader.py``). Rows:
+
+* ``pillow RGB``: ``np.asarray(Image.open(bytes).convert("RGB"))`` (entropy decoding + IDCT +
+  upsampling + colour conversion), the baseline; every ratio is against it on the same files;
+* ``pillow draft YCbCr``: the same without colour conversion (libjpeg's YCbCr output);
+* ``read_dct[libjpeg]``, ``read_dct[jpeg2dct]`` (4:2:0/grey files only), ``read_dct[python]``
+  (on ``--python-files`` files only: it is the slow reference);
+* ``parse_header``: the Python marker parser alone, run before every backend.
+
+The machine may be shared and noisy: compare the ratios, printed against Pillow RGB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from freqnets.jpeg import available_backends, read_dct
+from freqnets.jpeg._markers import parse_header
+
+
+def load_zip(path: Path, count: int) -> list[bytes]:
+    with zipfile.ZipFile(path) as archive:
+        names = sorted(n for n in archive.namelist() if n.lower().endswith((".jpg", ".jpeg")))[:count]
+        return [archive.read(n) for n in names]
+
+
+def per_image(fn, files: list[bytes], repeats: int) -> float:
+    """Median over ``repeats`` passes of the mean seconds per file."""
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for data in files:
+            fn(data)
+        passes.append((time.perf_counter() - start) / len(files))
+    return statistics.median(passes)
+
+
+def pillow_rgb(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def pillow_ycbcr(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    image.draft("YCbCr", None)
+    return np.asarray(image)
+
+
+def bench(name: str, files: list[bytes], repeats: int, python_files: int) -> None:
+    layouts = {}
+    for data in files:
+        header = parse_header(data)
+        key = header.subsampling + (" progressive" if header.frame.progressive else "")
+        layouts[key] = layouts.get(key, 0) + 1
+    pixels = np.mean([parse_header(d).frame.width * parse_header(d).frame.height for d in files])
+    print(f"\n{name}: {len(files)} files, mean {pixels:.0f} pixels, layouts {layouts}")
+    rows = [
+        ("pillow RGB", pillow_rgb, files),
+        ("pillow draft YCbCr", pillow_ycbcr, files),
+        ("parse_header", parse_header, files),
+    ]
+    backends = available_backends()
+    if "libjpeg" in backends:
+        rows.append(("read_dct[libjpeg]", lambda d: read_dct(d, backend="libjpeg"), files))
+    if "jpeg2dct" in backends:
+        subset = [d for d in files if parse_header(d).sampling_factors in (((2, 2), (1, 1), (1, 1)), ((1, 1),))]
+        if subset:
+            rows.append((f"read_dct[jpeg2dct] ({len(subset)} 4:2:0 files)", lambda d: read_dct(d, backend="jpeg2dct"),
+                         subset))  # fmt: skip
+    python_subset = files[:python_files]
+    rows.append((f"read_dct[python] ({len(python_subset)} files)", lambda d: read_dct(d, backend="python"),
+                 python_subset))  # fmt: skip
+    # Every ratio is against Pillow RGB on the same files, timed in the same run.
+    baselines: dict[int, float] = {}
+    print(f"{'':40s} {'ms/image':>10s} {'images/s':>10s} {'speed-up vs pillow RGB':>24s}")
+    for label, fn, subset in rows:
+        if id(subset) not in baselines:
+            baselines[id(subset)] = per_image(pillow_rgb, subset, repeats)
+        seconds = per_image(fn, subset, 1 if "python" in label else repeats)
+        print(f"{label:40s} {seconds * 1e3:10.3f} {1 / seconds:10.0f} {baselines[id(subset)] / seconds:23.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cifar", type=Path, default=Path("data/cifar10-mini.zip"))
+    parser.add_argument("--imagenet", type=Path, default=Path("../shared/data/imagenet-sample/images.zip"))
+    parser.add_argument("--files", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--python-files", type=int, default=20)
+    args = parser.parse_args()
+    print(f"backends here: {available_backends()}")
+    for name, path in (("CIFAR-10 (bundled)", args.cifar), ("ImageNet sample", args.imagenet)):
+        if path.exists():
+            bench(name, load_zip(path, args.files), args.repeats, args.python_files)
+        else:
+            print(f"\n{name}: {path} not found, skipped")
+
+
+if __name__ == "__main__":
+    main()
