@@ -154,3 +154,9 @@ def test_64bit_indexing_past_2_31_elements():
     expected = reference_product("forward", xs, w.double(), len(rows), 1)
     got = y.view(2, batch, 2)[:, rows].double().reshape(2, 1, -1)
     assert_close_relative(got, expected, 2e-3)
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_opcheck_on_cuda(product):
+    first, second = (t.to("cuda").requires_grad_() for t in _operands(product, 3, 6, 4, 2, 5))
+    torch.library.opcheck(OPS[product], (first, second, 3, 2, False))

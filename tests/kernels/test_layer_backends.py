@@ -136,3 +136,15 @@ def test_cupy_on_cpu_tensors_raises_never_falls_back(monkeypatch):
     assert conv.resolved_backend == "cupy"
     with pytest.raises(kernels.BackendUnavailable, match="runs on CUDA tensors, got tensors on cpu"):
         conv(torch.randn(1, 3, 8, 8))
+
+
+def test_cupy_code_path_under_torch_compile(cupy_path_on_cpu, monkeypatch):
+    # The products stay opaque custom ops inside the compiled graphs (their CPU kernel runs here).
+    ran = []
+    run = spectral_product._run
+    monkeypatch.setattr(spectral_product, "_run", lambda product, *args: ran.append(product) or run(product, *args))
+    reference, ours = _pair(BandLimitedConv2d, CONV2D_CONFIGS[1], 0.5, torch.float32)
+    x = torch.randn(2, 4, 13, 17, requires_grad=True)
+    compiled = torch.compile(ours, backend="aot_eager")
+    assert_same_forward_backward(reference, compiled, x, 1e-5)
+    assert ran == ["forward", "grad_input", "grad_weight"]
