@@ -101,6 +101,7 @@ def encode_baseline(
     *,
     interleaved: bool = True,
     restart_interval: int = 0,
+    redefine: dict[int, np.ndarray] | None = None,
 ) -> bytes:
     """Baseline JPEG holding exactly the given quantised coefficients.
 
@@ -112,6 +113,8 @@ def encode_baseline(
         quant: ``(n_components, 64)`` table values (1-255) in natural order, one table per component.
         interleaved: one scan for all components (else one scan per component).
         restart_interval: MCUs between restart markers (0: none).
+        redefine: ``{table id: new table}`` written (DQT) after the first scan; a component whose
+            first scan comes later must be dequantised with the new table (T.81 B.2.4.1).
     """
     height, width = size
     n = len(planes)
@@ -128,7 +131,10 @@ def encode_baseline(
     if restart_interval:
         out += _segment(0xDD, struct.pack(">H", restart_interval))
     scans = [list(range(n))] if interleaved else [[i] for i in range(n)]
-    for scan in scans:
+    for number, scan in enumerate(scans):
+        if number == 1 and redefine:
+            for table_id, table in redefine.items():
+                out += _segment(0xDB, bytes([table_id]) + bytes(int(q) for q in np.asarray(table)[ZIGZAG]))
         sos = bytes([len(scan)]) + b"".join(bytes([i + 1, 0x00]) for i in scan) + bytes([0, 63, 0])
         out += _segment(0xDA, sos)
         if len(scan) == 1:

@@ -266,10 +266,11 @@ def test_metadata_and_shapes() -> None:
     assert read_dct(_jpeg((8, 8), subsampling=0)).subsampling == "4:4:4"
 
 
-def test_zigzag_order_matches_to_order_and_transforms() -> None:
-    data = _jpeg((47, 33), progressive=True)
-    natural = read_dct(data)
-    zigzag = read_dct(data, order="zigzag")
+@pytest.mark.parametrize("backend", available_backends())
+def test_zigzag_order_matches_to_order_and_transforms(backend) -> None:
+    data = _jpeg((47, 33), progressive=backend != "jpeg2dct")
+    natural = read_dct(data, backend=backend)
+    zigzag = read_dct(data, order="zigzag", backend=backend)
     assert zigzag.order == "zigzag"
     index = zigzag_indices(8)
     for a, b in zip(zigzag.planes(), natural.planes(), strict=True):
@@ -312,3 +313,30 @@ def test_lenient_truncation_keeps_decoded_prefix(name) -> None:
             assert torch.equal(result.y[:, 0], full.y[:, 0])
     if not save.get("progressive"):
         _equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("backend", [b for b in available_backends() if b != "jpeg2dct"])
+def test_table_redefined_between_scans_is_latched_per_component(backend) -> None:
+    """A DQT after the Y scan redefines table 1: Cb (first scanned later) uses the new one."""
+    rng = np.random.default_rng(7)
+    factors, size = [(1, 1)] * 3, (16, 24)
+    planes = [random_coefficients(rng, 2, 3) for _ in factors]
+    quant = rng.integers(1, 256, size=(3, 64))
+    new_table = rng.integers(1, 256, size=64)
+    data = encode_baseline(planes, factors, size, quant, interleaved=False, redefine={1: new_table})
+    result = read_dct(data, backend=backend)
+    np.testing.assert_array_equal(result.quant_tables.numpy(), [quant[0], new_table, quant[2]])
+    np.testing.assert_array_equal(result.cb.numpy(), (planes[1] * new_table).transpose(2, 0, 1))
+
+
+@needs_libjpeg
+def test_threads_share_the_compiled_reader() -> None:
+    """The C backend releases the GIL; concurrent reads give the same results as serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [_jpeg((40 + 8 * i, 56), progressive=i % 2 == 1, subsampling=i % 3) for i in range(8)]
+    serial = [read_dct(f) for f in files]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(read_dct, files * 4))
+    for index, result in enumerate(parallel):
+        _equal(result, serial[index % len(files)])
