@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -225,6 +226,8 @@ def test_study_resumes_without_recomputing(tiny_study, monkeypatch):
     resumed = Study(config, progress=False).run()
     assert resumed["sweep"] == state["sweep"]
     assert resumed["adaptive"] == state["adaptive"]
+    with pytest.raises(ValueError, match="other settings"):
+        Study(dataclasses.replace(config, epsilon=4 / 255), progress=False).run()
 
 
 def test_config_and_cli_reject_bad_arguments(capsys):

@@ -81,6 +81,11 @@ def markdown(state: dict[str, Any]) -> str:
                   "| examples | median M1 | median M2 |", "|---|---|---|"]  # fmt: skip
         lines += [f"| {kind} | {statistics.median(m['M1']):.4g} | {statistics.median(m['M2']):.4g} |"
                   for kind, m in measures.items()]  # fmt: skip
+    seconds = state.get("seconds")
+    if seconds:
+        lines += ["", "| stage | wall s | CPU s |", "|---|---|---|"]
+        lines += [f"| {stage} | {t['wall']:.0f} | {t['cpu']:.0f} |" for stage, t in seconds.items()
+                  if isinstance(t, dict)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

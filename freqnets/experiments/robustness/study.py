@@ -52,6 +52,8 @@ DEFAULT_SWEEPS: dict[str, list[float]] = {
     "uniform": [0.03, 0.08, 0.15, 0.3],
     "laplace": [0.02, 0.04, 0.08, 0.15],
 }
+# Settings a resumed study may change: they add work without changing what is already done.
+RESUMABLE_CHANGES = ("out", "stages", "channels")
 STAGES = ("model", "attacks", "sweep", "adaptive", "transfer", "blackbox", "noise", "instability")
 
 
@@ -179,6 +181,8 @@ class Study:
         c = self.config
         path = Path(c.checkpoint) if c.checkpoint else self.out / "model.pt"
         self.model = ImageClassifier(domain_accuracy.small_cnn())
+        if c.checkpoint and not path.exists():
+            raise FileNotFoundError(f"no such checkpoint: {path}")
         if path.exists():
             self.model.load_state_dict(torch.load(path, weights_only=True))
             self._log(f"loaded model from {path}")
@@ -203,7 +207,6 @@ class Study:
             self.adversarial = torch.load(path, weights_only=True)
             return
         results = {}
-        start = time.perf_counter()
         results["pgd"] = attacks.pgd_linf(self.model, self.x_attack, self.y_attack, c.epsilon, c.pgd_steps)
         results["cw"] = attacks.carlini_wagner_l2(self.model, self.x_attack, self.y_attack, c.cw_steps,
                                                   c.cw_binary_steps)  # fmt: skip
@@ -214,7 +217,6 @@ class Study:
                    "images": len(self.x_attack)}
             for name, r in results.items()
         }  # fmt: skip
-        self.state["attacks"]["seconds"] = time.perf_counter() - start
         self._save()
 
     # -- sweep ------------------------------------------------------------------------------------
@@ -361,18 +363,28 @@ class Study:
 
     # -- driver -------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run (or resume) every requested stage and write the outputs; returns the state."""
-        self.state["config"] = asdict(self.config)
+        """Run (or resume) every requested stage and write the outputs; returns the state.
+
+        Raises:
+            ValueError: ``config.out`` holds a study run with other settings (resuming would mix them).
+        """
+        config = json.loads(json.dumps(asdict(self.config), default=_json_default))
+        previous = self.state.get("config")
+        if previous is not None:
+            changed = [k for k in config if k not in RESUMABLE_CHANGES and previous.get(k) != config[k]]
+            if changed:
+                raise ValueError(f"{self.out} holds a study with other settings ({', '.join(changed)}); "
+                                 "use another --out or delete it")  # fmt: skip
+        self.state["config"] = config
         self.load_data()
-        self.stage_model()
-        self.stage_attacks()
-        for stage in ("sweep", "adaptive", "transfer", "blackbox", "noise", "instability"):
-            if stage in self.config.stages:
+        for stage in STAGES:
+            if stage in ("model", "attacks") or stage in self.config.stages:
                 self._log(f"stage {stage}")
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 getattr(self, f"stage_{stage}")()
-                self.state.setdefault("seconds", {})[stage] = self.state.get("seconds", {}).get(
-                    stage, time.perf_counter() - start
+                # Wall and CPU (all threads of this process) seconds; a resumed stage keeps its first timing.
+                self.state.setdefault("seconds", {}).setdefault(
+                    stage, {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
                 )
                 self._save()
         from . import report
