@@ -117,10 +117,7 @@ class JpegHeader:
     tables: TableState
     first_scan: Scan
     subsampling: str
-
-    @property
-    def sampling_factors(self) -> tuple[tuple[int, int], ...]:
-        return tuple((c.h, c.v) for c in self.frame.components)
+    sampling_factors: tuple[tuple[int, int], ...]  # (h, v) per component
 
 
 def _u16(data: bytes, pos: int) -> int:
@@ -197,34 +194,48 @@ def _parse_dht(payload: bytes, tables: TableState) -> None:
         pos += total
 
 
+# Markers that may not appear between segments (RSTn, SOI, EOI are handled by the callers).
+_UNEXPECTED = frozenset([0x00, 0x01, SOI, EOI, *range(RST0, RST7 + 1), *range(0x02, 0xC0)])
+
+
 def read_segment(data: bytes, marker: int, pos: int, tables: TableState) -> int:
     """Parse one table/misc segment (DQT, DHT, DRI, APPn, COM) at ``pos`` into ``tables``; the end.
 
     Raises:
         JpegUnsupportedError: arithmetic coding tables (DAC), DNL, hierarchical EXP.
-        JpegError: any other marker that may not appear here.
+        JpegTruncatedError: the segment runs past the end of the data.
+        JpegError: any other marker that may not appear here, or a corrupt segment.
     """
+    if marker in _UNEXPECTED:
+        raise JpegError(f"corrupt JPEG: unexpected marker 0x{marker:02X} at byte {pos - 2}")
     if marker == DAC:
         raise JpegUnsupportedError("arithmetic-coded JPEG (DAC marker) is not supported")
     if marker == DNL:
         raise JpegUnsupportedError("JPEG with a DNL marker (height defined after the first scan) is not supported")
     if marker == EXP:
         raise JpegUnsupportedError("hierarchical JPEG (EXP marker) is not supported")
-    if marker in (SOI, EOI) or RST0 <= marker <= RST7 or marker in (0x00, 0x01) or marker < 0xC0:
-        raise JpegError(f"corrupt JPEG: unexpected marker 0x{marker:02X} at byte {pos - 2}")
-    payload, end = segment_payload(data, pos, marker)
-    if marker == DQT:
-        _parse_dqt(payload, tables)
-    elif marker == DHT:
-        _parse_dht(payload, tables)
+    n = len(data)
+    if pos + 2 > n:
+        raise JpegTruncatedError(f"JPEG data ends inside the length of marker 0x{marker:02X} (truncated file)")
+    length = (data[pos] << 8) | data[pos + 1]
+    end = pos + length
+    if length < 2:
+        raise JpegError(f"corrupt JPEG: marker 0x{marker:02X} has an invalid length {length}")
+    if end > n:
+        raise JpegTruncatedError(f"JPEG data ends inside the segment of marker 0x{marker:02X} (truncated file)")
+    if marker == DHT:
+        _parse_dht(data[pos + 2 : end], tables)
+    elif marker == DQT:
+        _parse_dqt(data[pos + 2 : end], tables)
     elif marker == DRI:
-        if len(payload) != 2:
+        if length != 4:
             raise JpegError("corrupt JPEG: DRI segment must hold 2 bytes")
-        tables.restart_interval = _u16(payload, 0)
-    elif marker == APP0 and payload[:5] == b"JFIF\x00":
-        tables.jfif = True
-    elif marker == APP14 and payload[:5] == b"Adobe" and len(payload) >= 12:
-        tables.adobe_transform = payload[11]
+        tables.restart_interval = (data[pos + 2] << 8) | data[pos + 3]
+    elif marker == APP0:
+        if data[pos + 2 : pos + 7] == b"JFIF\x00" and length >= 7:
+            tables.jfif = True
+    elif marker == APP14 and length >= 14 and data[pos + 2 : pos + 7] == b"Adobe":
+        tables.adobe_transform = data[pos + 13]
     return end
 
 
@@ -368,10 +379,15 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
         raise JpegError(f"not a JPEG file: starts with {bytes(data[:4])!r}, expected the SOI marker FF D8")
     tables = TableState()
     frame: Frame | None = None
-    pos = 2
+    pos, n = 2, len(data)
     while True:
-        marker, pos = next_marker(data, pos)
-        if marker in SOF_HUFFMAN:
+        if pos + 1 < n and data[pos] == 0xFF and data[pos + 1] != 0xFF:
+            marker, pos = data[pos + 1], pos + 2
+        else:
+            marker, pos = next_marker(data, pos)
+        if marker in (DQT, DHT) or APP0 <= marker <= APP15 or marker == COM:
+            pos = read_segment(data, marker, pos, tables)
+        elif marker in SOF_HUFFMAN:
             if frame is not None:
                 raise JpegError("corrupt JPEG: more than one SOF marker")
             payload, pos = segment_payload(data, pos, marker)
@@ -389,7 +405,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             payload, pos = segment_payload(data, pos, marker)
             _check_colour(frame, tables)
             scan = parse_scan(payload, frame, tables, pos)
-            return JpegHeader(frame, tables, scan, subsampling_name(frame))
+            factors = tuple([(c.h, c.v) for c in frame.components])
+            return JpegHeader(frame, tables, scan, subsampling_name(frame), factors)
         elif marker == EOI:
             raise JpegError("corrupt JPEG: no frame/scan before EOI" if frame is None else "JPEG has no scan")
         else:

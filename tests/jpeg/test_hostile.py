@@ -299,3 +299,15 @@ def test_huge_headers_in_memory_limited_subprocess(sandbox) -> None:
 def test_mutation_fuzz_only_typed_errors(sandbox) -> None:
     assert sandbox["fuzz"]["bad"] == [], sandbox["fuzz"]["bad"][:5]
     assert sandbox["fuzz"]["typed"] > 0 and sandbox["fuzz"]["ok"] > 0
+
+
+def test_header_parse_is_independent_of_the_entropy_data() -> None:
+    """parse_header stops at the first scan header: 20 MB of scan data after it cost nothing."""
+    from freqnets.jpeg._markers import parse_header
+
+    small = _jpeg((8, 8))
+    big = small[:-2] + bytes(20 << 20) + small[-2:]
+    start = time.perf_counter()
+    for _ in range(10):
+        parse_header(big)
+    assert (time.perf_counter() - start) / 10 < 0.005
