@@ -68,3 +68,29 @@ def test_training_step_on_read_coefficients(samples):
     loss = torch.nn.functional.cross_entropy(model(batch), batch.labels)
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+
+
+def test_stored_cifar_statistics_are_those_of_the_bundled_data():
+    """The cfg's CIFAR-10 DCT mean/std, recomputed from data/cifar10-mini.zip train/ as documented."""
+    import zipfile
+    from pathlib import Path
+
+    from freqnets.models._dct_input import CIFAR10_DCT_MEAN, CIFAR10_DCT_STD
+
+    path = Path(__file__).resolve().parents[2] / "data" / "cifar10-mini.zip"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    with zipfile.ZipFile(path) as archive:
+        names = sorted(n for n in archive.namelist() if n.startswith("train/") and n.endswith(".jpg"))
+        first = jpeg.read_dct(archive.read(names[0]))
+        if first.backend == "python":
+            pytest.skip("only the pure-Python JPEG reader is available: too slow for 2000 files")
+        samples = [(jpeg.read_dct(archive.read(n)), 0) for n in names]
+    batch = jpeg.DCTCollate(layout="planes")(samples)
+    planes = [batch.y, batch.cbcr[:, :64], batch.cbcr[:, 64:]]
+    values = [p.double().transpose(0, 1).reshape(64, -1) for p in planes]  # (frequency, every block)
+    mean = torch.cat([v.mean(1) for v in values])
+    std = torch.cat([v.std(1, unbiased=False) for v in values]).clamp_min(1.0)
+    assert len(names) == 2000
+    torch.testing.assert_close(mean, torch.tensor(CIFAR10_DCT_MEAN, dtype=torch.float64), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(std, torch.tensor(CIFAR10_DCT_STD, dtype=torch.float64), rtol=1e-3, atol=1e-3)
