@@ -12,8 +12,8 @@
  * while writing the output planes.
  *
  * Output: per component one float32 plane (64, height_in_blocks, width_in_blocks), the
- * dequantised coefficients (quantised value x step, computed exactly in integers and rounded
- * once to float32, so equal to NumPy's float32 product) in natural or zigzag channel order.
+ * dequantised coefficients (quantised value x step, rounded once to float32, so equal to
+ * NumPy's float32 product) in natural or zigzag channel order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -112,10 +112,10 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag) {
     JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
     size_t h = comp->height_in_blocks, w = comp->width_in_blocks, plane = h * w;
     int source[DCTSIZE2];
-    long long step[DCTSIZE2];
+    float step[DCTSIZE2];
     for (int k = 0; k < DCTSIZE2; k++) {
         source[k] = zigzag ? zigzag_to_natural[k] : k;
-        step[k] = table != NULL ? table->quantval[source[k]] : 0;
+        step[k] = table != NULL ? (float)table->quantval[source[k]] : 0.0f;
     }
     for (JDIMENSION row = 0; row < h; row++) {
         JBLOCKARRAY rows = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], row, 1, FALSE);
@@ -123,9 +123,11 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag) {
         for (int k = 0; k < DCTSIZE2; k++) {
             float *dst = out + k * plane + row * w;
             const int src = source[k];
-            const long long q = step[k];
+            const float q = step[k];
+            /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
+             * exact integer product rounded once, as NumPy's float32 product is. */
             for (size_t x = 0; x < w; x++) {
-                dst[x] = (float)((long long)blocks[x][src] * q);
+                dst[x] = (float)blocks[x][src] * q;
             }
         }
     }
