@@ -112,6 +112,6 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert (out / "results.csv").is_file()
     assert main(["ablate", "--preset", "tiny", "--out", str(out), "--rates", "0,1.5"]) == 2
     assert "rates must be" in capsys.readouterr().err
-    assert main(["ablate", "--preset", "tiny", "--out", str(out), "--inputs", "dct"]) == 2
+    assert main(["ablate", "--preset", "tiny", "--out", str(out), "--inputs", "hsv"]) == 2
     assert main(["ablate", "--preset", "tiny", "--data", str(tmp_path / "nothing"), "--out", str(out / "x")]) == 2
     assert "no such data" in capsys.readouterr().err

@@ -80,8 +80,9 @@ def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool =
         plots: also write the plots.
 
     Returns:
-        ``{"rows": [...], "table": markdown, "out": Path, "complete": bool}`` (rows of every finished
-        run of the grid in ``config.out``, this shard's and others' sharing the folder).
+        ``{"rows": [...], "table": markdown, "out": Path, "complete": bool, "is_main": bool}`` (rows of
+        every finished run of the grid in ``config.out``, this shard's and others' sharing the folder;
+        ``is_main`` is false on the other processes of a torchrun job).
     """
     env = setup(config.device)
     threads_before = torch.get_num_threads()
@@ -104,7 +105,8 @@ def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool =
                 from .plots import write_plots
 
                 write_plots(out, rows)
-        return {"rows": rows, "table": table, "out": out, "complete": len(rows) == len(grid)}
+        complete = len(rows) == len(grid)
+        return {"rows": rows, "table": table, "out": out, "complete": complete, "is_main": env.is_main}
     finally:
         torch.set_num_threads(threads_before)
         teardown(env)

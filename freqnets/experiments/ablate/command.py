@@ -72,6 +72,8 @@ def run_ablate_command(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nfreqnets ablate: interrupted; run the same command again to resume", file=sys.stderr)
             return 130
+    if not result.get("is_main", True):
+        return 0  # the other processes of a torchrun job: rank 0 reports
     if not result["rows"]:
         print("freqnets ablate: no finished runs yet")
         return 0

@@ -47,9 +47,7 @@ def dense_macs(model: nn.Module, example: torch.Tensor) -> int:
                 kernel *= k
             total += output.numel() * (module.in_channels // module.groups) * kernel
 
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear) or _is_convolution(m)
-    ]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear) or _is_convolution(m)]
     was_training = model.training
     try:
         model.eval()

@@ -43,8 +43,10 @@ class ResumeMismatch(ValueError):
 
 
 #: The settings a checkpoint or result depends on: resuming under others would mix two studies.
-_TRAINING_KEYS = ("model_args", "data", "train_per_class", "test_per_class", "image_size", "epochs", "batch_size",
-                  "lr", "momentum", "weight_decay", "seed", "calibration_images", "dct_model")  # fmt: skip
+_TRAINING_KEYS = (
+    "model_args", "data", "train_per_class", "test_per_class", "image_size", "epochs", "batch_size", "lr",
+    "momentum", "weight_decay", "seed", "calibration_images", "dct_model", "dct_model_args",
+)  # fmt: skip
 
 
 def training_fingerprint(config: AblationConfig, env: DistEnv) -> dict[str, Any]:
@@ -69,7 +71,8 @@ def make_model(spec: RunSpec, config: AblationConfig, num_classes: int, in_chans
     """The run's network, initialised from ``config.seed`` (the same weights for every domain and rate),
     then converted by :func:`freqnets.convert_model` unless the run is an unconverted baseline."""
     torch.manual_seed(config.seed)
-    model = build_model(spec.model, num_classes, in_chans, config.model_args)
+    model_args = config.model_args if spec.input == "rgb" else config.dct_model_args
+    model = build_model(spec.model, num_classes, in_chans, model_args)
     if spec.domain != "none":
         model = convert_model(model, spec.domain, compress_rate=spec.rate if spec.rate is not None else 0.0)
     return model
@@ -110,9 +113,7 @@ def evaluate(model: nn.Module, pipeline, env: DistEnv, batch_size: int) -> tuple
     return correct / pipeline.num_test, loss_sum / pipeline.num_test
 
 
-def run_one(
-    spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: Path, progress=None
-) -> dict[str, Any]:
+def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: Path, progress=None) -> dict[str, Any]:
     """Train ``spec`` to ``config.epochs`` (resuming from its checkpoint), evaluate and measure it.
 
     Returns:
