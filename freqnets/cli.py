@@ -64,11 +64,24 @@ def _bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(domain_accuracy.report(*result, description))
         return 0
+    if args.what == "loader":
+        return _bench_loader(args)
     from .experiments import bench_conv
 
     print(f"freqnets bench conv: forward+backward of transform-domain vs framework convolutions on {args.device}\n")
     results = bench_conv.run(args.rates, args.device, args.min_run_time, args.quick, domains=args.domains)
     print(bench_conv.report(results, args.device))
+    return 0
+
+
+def _bench_loader(args: argparse.Namespace) -> int:
+    from .experiments import bench_loader
+
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    print(f"freqnets bench loader: JPEG bytes -> model tensors, read_dct + DCTCollate vs Pillow, workers {workers}\n")
+    sources = bench_loader.default_sources(args.data, args.images)
+    rows, notes = bench_loader.run(sources, workers, args.batch_size, step=not args.quick)
+    print(bench_loader.report(rows, notes))
     return 0
 
 
@@ -148,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     bench = commands.add_parser("bench", help="benchmarks that compare implementations side by side")
     bench.add_argument(
-        "what", choices=["conv", "accuracy"], help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN"
+        "what",
+        choices=["conv", "accuracy", "loader"],
+        help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN; loader: JPEG->DCT vs Pillow loading",
     )
     bench.add_argument("--domains", type=_domains, default=["fft"], help="comma-separated domains (default fft)")
     bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")
@@ -160,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     bench.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
-    bench.add_argument("--quick", action="store_true", help="first layer shape only")
+    bench.add_argument("--quick", action="store_true", help="first layer shape only (loader: no training step)")
+    bench.add_argument("--images", type=int, default=2000, help="loader: most files per data set")
+    bench.add_argument("--batch-size", type=int, default=128, help="loader: batch size (ImageNet: at most 32)")
+    bench.add_argument("--workers", default="0,2", help="loader: comma-separated DataLoader worker counts")
     bench.set_defaults(handler=_bench)
     _add_robustness_parser(commands)
     return parser

@@ -33,13 +33,14 @@ e.g. from :func:`freqnets.jpeg.stats.dct_channel_stats`), from which the selecte
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
 
 from ..transforms import zigzag_indices
 from .coefficients import JpegCoefficients
-from .resample import apply_axis_maps, downsample_map, upsample_map
+from .resample import resample_axis
 
 # (horizontal, vertical) chroma factors of each target layout, relative to luma.
 CHROMA_LAYOUTS = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
@@ -63,23 +64,28 @@ def _chroma_layout(chroma: str) -> tuple[int, int]:
 
 def _source_factors(coeffs: JpegCoefficients) -> tuple[int, int]:
     """Per-axis (horizontal, vertical) subsampling factor of the chroma planes relative to luma."""
-    (hy, vy), (hc, vc) = coeffs.sampling_factors[0], coeffs.sampling_factors[1]
+    return _factors_of(coeffs.sampling_factors)
+
+
+@lru_cache(maxsize=64)
+def _factors_of(sampling_factors: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    (hy, vy), (hc, vc) = sampling_factors[0], sampling_factors[1]
     factors = []
     for luma, chroma in ((hy, hc), (vy, vc)):
         if luma % chroma or luma // chroma not in (1, 2, 4):
-            raise ValueError(f"unsupported sampling factors {coeffs.sampling_factors}: chroma must be luma / 1, 2 or 4")
+            raise ValueError(f"unsupported sampling factors {sampling_factors}: chroma must be luma / 1, 2 or 4")
         factors.append(luma // chroma)
-    if coeffs.sampling_factors[2] != coeffs.sampling_factors[1]:
-        raise ValueError(f"unsupported sampling factors {coeffs.sampling_factors}: Cb and Cr differ")
+    if sampling_factors[2] != sampling_factors[1]:
+        raise ValueError(f"unsupported sampling factors {sampling_factors}: Cb and Cr differ")
     return factors[0], factors[1]
 
 
-def _axis_map(n_blocks: int, source: int, target: int, b: int) -> torch.Tensor | None:
+def _resample(plane: torch.Tensor, source: int, target: int, axis: int) -> torch.Tensor:
     if source == target:
-        return None
+        return plane
     if source < target:
-        return downsample_map(n_blocks, target // source, b)
-    return upsample_map(n_blocks, source // target, b)
+        return resample_axis(plane, target // source, up=False, axis=axis)
+    return resample_axis(plane, source // target, up=True, axis=axis)
 
 
 def _fit(plane: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -112,13 +118,11 @@ def convert_chroma(coeffs: JpegCoefficients, chroma: str = "420") -> tuple[torch
     if (sh, sv) == (fh, fv):
         return _fit(coeffs.cb, *shape[1:]), _fit(coeffs.cr, *shape[1:])
     natural = coeffs.to_order("natural")
-    b = coeffs.block_size
     pair = torch.stack([natural.cb, natural.cr])
-    rows = _axis_map(pair.shape[-2], sv, fv, b)
-    cols = _axis_map(pair.shape[-1], sh, fh, b)
-    pair = _fit(apply_axis_maps(pair, rows, cols), *shape[1:])
+    pair = _resample(_resample(pair, sv, fv, axis=-2), sh, fh, axis=-1)
+    pair = _fit(pair, *shape[1:])
     if coeffs.order != "natural":
-        pair = pair[:, zigzag_indices(b)]
+        pair = pair[:, zigzag_indices(coeffs.block_size)]
     return pair[0], pair[1]
 
 
@@ -201,6 +205,54 @@ class DCTCollate:
             return mean[index], std[index]
         raise ValueError(f"normalize needs {ky + 2 * kc} (selected) or {3 * b2} (all) entries, got {mean.numel()}")
 
+    def _all_in_layout(self, coeffs: list[JpegCoefficients], hy: int, wy: int, hc: int, wc: int) -> bool:
+        """True when every sample already has the batch's grid, the target chroma layout and one order."""
+        order = coeffs[0].order
+        for c in coeffs:
+            if c.order != order or c.y.shape[-2:] != (hy, wy) or c.cb is None or c.cb.shape[-2:] != (hc, wc):
+                return False
+            if _source_factors(c) != self.factors:
+                return False
+        return True
+
+    def _stack(self, coeffs: list[JpegCoefficients], ky: int, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fast path: stack the planes and select channels once for the batch."""
+        b2 = coeffs[0].y.shape[0]
+        if coeffs[0].order == "zigzag":
+            y_index, c_index = torch.arange(ky), torch.arange(kc)
+        else:
+            zigzag = zigzag_indices(coeffs[0].block_size)
+            y_index, c_index = zigzag[:ky], zigzag[:kc]
+        y = torch.stack([c.y for c in coeffs]).float()
+        y = y if ky == b2 and coeffs[0].order == "zigzag" else y.index_select(1, y_index)
+        cb = torch.stack([c.cb for c in coeffs]).float().index_select(1, c_index)
+        cr = torch.stack([c.cr for c in coeffs]).float().index_select(1, c_index)
+        return y, torch.cat([cb, cr], dim=1)
+
+    def _place(
+        self, coeffs: list[JpegCoefficients], ky: int, kc: int, hy: int, wy: int, hc: int, wc: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """General path: chroma conversion and centre crop/pad per sample."""
+        fh, fv = self.factors
+        zigzag = zigzag_indices(coeffs[0].block_size)
+        y_index, c_index = zigzag[:ky], zigzag[:kc]
+        y = torch.zeros(len(coeffs), ky, hy, wy)
+        cbcr = torch.zeros(len(coeffs), 2 * kc, hc, wc)
+        for i, c in enumerate(coeffs):
+            natural = c.to_order("natural")
+            sy, dy, ny = _offsets(natural.y.shape[-2], hy, fv)
+            sx, dx, nx = _offsets(natural.y.shape[-1], wy, fh)
+            y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[y_index, sy : sy + ny, sx : sx + nx]
+            if kc == 0 or natural.cb is None:
+                continue
+            cb, cr = convert_chroma(natural, self.chroma)
+            scy, dcy, scx, dcx = sy // fv, dy // fv, sx // fh, dx // fh
+            ncy, ncx = min(cb.shape[-2] - scy, hc - dcy), min(cb.shape[-1] - scx, wc - dcx)
+            window = (slice(scy, scy + ncy), slice(scx, scx + ncx))
+            cbcr[i, :kc, dcy : dcy + ncy, dcx : dcx + ncx] = cb[(c_index, *window)]
+            cbcr[i, kc:, dcy : dcy + ncy, dcx : dcx + ncx] = cr[(c_index, *window)]
+        return y, cbcr
+
     def __call__(self, samples: Sequence[tuple[JpegCoefficients, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         if len(samples) == 0:
             raise ValueError("cannot collate an empty batch")
@@ -224,29 +276,22 @@ class DCTCollate:
         hy, wy = self.grid if self.grid is not None else grids.pop()
         fh, fv = self.factors
         hc, wc = -(-hy // fv), -(-wy // fh)
-        zigzag = zigzag_indices(b)
-        y_index, c_index = zigzag[:ky], zigzag[:kc]
-        y = torch.zeros(len(coeffs), ky, hy, wy)
-        cbcr = torch.zeros(len(coeffs), 2 * kc, hc, wc)
-        for i, c in enumerate(coeffs):
-            natural = c.to_order("natural")
-            sy, dy, ny = _offsets(natural.y.shape[-2], hy, fv)
-            sx, dx, nx = _offsets(natural.y.shape[-1], wy, fh)
-            y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[y_index, sy : sy + ny, sx : sx + nx]
-            if kc == 0 or natural.cb is None:
-                continue
-            cb, cr = convert_chroma(natural, self.chroma)
-            scy, dcy, scx, dcx = sy // fv, dy // fv, sx // fh, dx // fh
-            ncy, ncx = min(cb.shape[-2] - scy, hc - dcy), min(cb.shape[-1] - scx, wc - dcx)
-            window = (slice(scy, scy + ncy), slice(scx, scx + ncx))
-            cbcr[i, :kc, dcy : dcy + ncy, dcx : dcx + ncx] = cb[(c_index, *window)]
-            cbcr[i, kc:, dcy : dcy + ncy, dcx : dcx + ncx] = cr[(c_index, *window)]
+        if self._all_in_layout(coeffs, hy, wy, hc, wc):
+            y, cbcr = self._stack(coeffs, ky, kc)
+        else:
+            y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc)
         stats = self._select_normalize(b * b)
         if stats is not None:
             mean, std = stats
             y = (y - mean[:ky].view(-1, 1, 1)) / std[:ky].view(-1, 1, 1)
             cbcr = (cbcr - mean[ky:].view(-1, 1, 1)) / std[ky:].view(-1, 1, 1)
+        else:
+            y, cbcr = y.contiguous(), cbcr.contiguous()
         if self.layout == "planes":
             return DCTBatch(y, cbcr, labels)
-        up = cbcr.repeat_interleave(fv, -2).repeat_interleave(fh, -1)[..., :hy, :wy]
-        return torch.cat([y, up], dim=1), labels
+        x = torch.empty(y.shape[0], ky + 2 * kc, hy, wy)
+        x[:, :ky] = y
+        batch, channels = cbcr.shape[:2]
+        up = cbcr[:, :, :, None, :, None].expand(batch, channels, hc, fv, wc, fh)  # nearest, no copy yet
+        x[:, ky:] = up.reshape(batch, channels, hc * fv, wc * fh)[..., :hy, :wy]
+        return x, labels

@@ -8,9 +8,11 @@ row ``j``. Any linear operation ``P`` on the pixels of one axis (``n_in*b`` pixe
     M = blockdiag(D, ..., D) @ P @ blockdiag(D, ..., D)^T      (D: orthonormal b-point DCT-II)
 
 and a separable 2D operation is ``M_v @ X @ M_u^T``: the inverse DCT, the pixel operation and
-the forward DCT folded into one small precomputed (cached) matrix per axis. This module builds
-``P`` for block-wise downsampling (averaging), upsampling (replication) and the block-size-change
-resize of :class:`~freqnets.jpeg.augment.RandomResizedCrop`.
+the forward DCT folded into one precomputed matrix per axis. Operations that act on fixed groups
+of blocks (downsampling by averaging ``f`` pixels, upsampling by replication) are applied group by
+group with one small ``(g_out*b, g_in*b)`` kernel (:func:`resample_axis`, linear in the image size);
+the block-size-change resize of :class:`~freqnets.jpeg.augment.RandomResizedCrop` uses the dense
+map (:func:`resize_map`, :func:`apply_axis_maps`) on the crop.
 """
 
 from __future__ import annotations
@@ -32,25 +34,35 @@ def dct_matrix(n: int) -> np.ndarray:
     return d
 
 
-def _blockdiag_dct(n_blocks: int, b: int) -> np.ndarray:
-    return np.kron(np.eye(n_blocks), dct_matrix(b))
-
-
 def coefficient_map(pixel_map: np.ndarray, b: int) -> np.ndarray:
-    """``(n_out*b, n_in*b)`` pixel map -> the same map on blockwise DCT coefficients (float64)."""
+    """``(n_out*b, n_in*b)`` pixel map -> the same map on blockwise DCT coefficients (float64).
+
+    ``blockdiag(D) @ P @ blockdiag(D)^T``, computed block by block in ``O(n_out n_in b^3)``.
+    """
     n_out, n_in = pixel_map.shape[0] // b, pixel_map.shape[1] // b
     if pixel_map.shape != (n_out * b, n_in * b):
         raise ValueError(f"pixel map shape {pixel_map.shape} is not a multiple of the block size {b}")
-    return _blockdiag_dct(n_out, b) @ pixel_map @ _blockdiag_dct(n_in, b).T
+    d = dct_matrix(b)
+    blocks = pixel_map.reshape(n_out, b, n_in, b)
+    return np.einsum("km,omin,ln->okil", d, blocks, d, optimize=True).reshape(n_out * b, n_in * b)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
+def downsample_kernel(factor: int, b: int = 8) -> torch.Tensor:
+    """``(b, factor*b)`` map: ``factor`` neighbouring blocks -> one block of their ``factor``-pixel averages."""
+    average = np.kron(np.eye(b), np.full((1, factor), 1.0 / factor))
+    return torch.from_numpy(dct_matrix(b) @ average @ np.kron(np.eye(factor), dct_matrix(b)).T)
+
+
+@lru_cache(maxsize=32)
+def upsample_kernel(factor: int, b: int = 8) -> torch.Tensor:
+    """``(factor*b, b)`` map: one block -> ``factor`` blocks with every pixel replicated ``factor`` times."""
+    replicate = np.kron(np.eye(b), np.ones((factor, 1)))
+    return torch.from_numpy(np.kron(np.eye(factor), dct_matrix(b)) @ replicate @ dct_matrix(b).T)
+
+
 def downsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
-    """Average ``factor`` neighbouring pixels: ``n_in`` blocks -> ``ceil(n_in / factor)`` blocks.
-
-    When ``n_in`` is not a multiple of ``factor`` the last block is repeated first (block
-    replication, the same in the pixel domain). Returns a float64 ``(n_out*b, n_in*b)`` map.
-    """
+    """Dense form of :func:`resample_axis` downsampling (``ceil(n_in/factor)*b, n_in*b``), for tests and docs."""
     n_out = -(-n_in // factor)
     pad = np.zeros((n_out * factor * b, n_in * b))
     pad[: n_in * b, : n_in * b] = np.eye(n_in * b)
@@ -60,9 +72,43 @@ def downsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
     return torch.from_numpy(coefficient_map(average @ pad, b))
 
 
-@lru_cache(maxsize=256)
+def resample_axis(plane: torch.Tensor, factor: int, up: bool, axis: int) -> torch.Tensor:
+    """Down- (average) or upsample (replicate) one axis of ``(..., b*b, by, bx)`` natural-order coefficients.
+
+    Args:
+        plane: channel coefficients.
+        factor: 2 or 4 (any positive int).
+        up: ``True`` replicates pixels (``n`` blocks -> ``n * factor``), ``False`` averages ``factor``
+            pixels (``n`` -> ``ceil(n / factor)``, repeating the last block to a multiple first).
+        axis: ``-2`` (vertical) or ``-1`` (horizontal).
+
+    Each group of blocks is one small matrix product (:func:`downsample_kernel`, :func:`upsample_kernel`),
+    so the cost is linear in the number of blocks.
+    """
+    b = math.isqrt(plane.shape[-3])
+    lead = plane.shape[:-3]
+    x = plane.reshape(*lead, b, b, *plane.shape[-2:])  # (..., v, u, by, bx)
+    if axis == -1:  # work on (u, bx): move them to the (v, by) slots
+        x = x.transpose(-4, -3).transpose(-2, -1)
+    n = x.shape[-2]
+    if up:
+        kernel, g_in, g_out = upsample_kernel(factor, b), 1, factor
+    else:
+        kernel, g_in, g_out = downsample_kernel(factor, b), factor, 1
+        pad = -n % factor
+        if pad:
+            x = torch.cat([x, x[..., -1:, :].expand(*x.shape[:-2], pad, x.shape[-1])], dim=-2)
+    groups = x.shape[-2] // g_in
+    x = x.reshape(*lead, b, b, groups, g_in, x.shape[-1])  # (..., v, u, group, i, w)
+    k = kernel.to(x.dtype).reshape(g_out, b, g_in, b)  # (o, q, i, v)
+    out = torch.einsum("oqiv,...vugiw->...qugow", k, x).reshape(*lead, b, b, groups * g_out, x.shape[-1])
+    if axis == -1:
+        out = out.transpose(-4, -3).transpose(-2, -1)
+    return out.reshape(*lead, b * b, *out.shape[-2:])
+
+
 def upsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
-    """Replicate every pixel ``factor`` times: ``n_in`` blocks -> ``n_in * factor`` blocks (float64 map)."""
+    """Dense form of :func:`resample_axis` upsampling (``n_in*factor*b, n_in*b``), for tests and docs."""
     replicate = np.kron(np.eye(n_in * b), np.ones((factor, 1)))
     return torch.from_numpy(coefficient_map(replicate, b))
 

@@ -192,3 +192,17 @@ def test_bad_arguments_raise():
     with pytest.raises(TypeError, match="JpegCoefficients"):
         DCTCollate()([(torch.zeros(3), 0)])
     assert isinstance(sample[0], JpegCoefficients)
+
+
+def test_fast_and_general_paths_agree():
+    base = [(encode_dct(image(24, 40, s)), s) for s in range(4)]
+    natural = DCTCollate(y_channels=12, c_channels=5)(base)  # same layout: stacked in one go
+    zigzag = DCTCollate(y_channels=12, c_channels=5)([(c.to_order("zigzag"), label) for c, label in base])
+    mixed = DCTCollate(y_channels=12, c_channels=5)([(c.to_order("zigzag") if i % 2 else c, label)
+                                                    for i, (c, label) in enumerate(base)])  # fmt: skip
+    for batch in (zigzag, mixed):
+        torch.testing.assert_close(batch.y, natural.y, rtol=0, atol=0)
+        torch.testing.assert_close(batch.cbcr, natural.cbcr, rtol=0, atol=0)
+    for i, (c, _) in enumerate(base):
+        torch.testing.assert_close(natural.y[i], c.y[JPEG_ZIGZAG[:12]])
+        torch.testing.assert_close(natural.cbcr[i], torch.cat([c.cb[JPEG_ZIGZAG[:5]], c.cr[JPEG_ZIGZAG[:5]]]))

@@ -1,0 +1,227 @@
+"""``freqnets bench loader``: JPEG bytes -> model-ready tensors, DCT reading vs Pillow decoding, side by side.
+
+Two pipelines on the same in-memory JPEG files (the zip is read once, so disk speed is out):
+
+* **DCT**: :func:`freqnets.jpeg.read_dct` (default backend) -> :class:`freqnets.jpeg.DCTCollate`
+  (stacked layout, 64 + 2 x 64 channels, chroma converted to 4:2:0 in the DCT domain, per-channel
+  normalisation; ImageNet files centre-cropped/zero-padded to 28 x 28 blocks = 224 px).
+* **Pillow**: ``PIL.Image.open(...).convert("RGB")`` -> (ImageNet: ``CenterCrop(224)``, padding
+  small images) -> ``ToTensor`` -> ``Normalize``, batched by ``torch.stack``.
+
+Each is timed per image (one process, bytes -> a batch of one) and through a ``DataLoader`` with
+0 and 2 workers (the second of two epochs with persistent workers, so worker start-up is out),
+all with one torch thread per process (what ``DataLoader`` workers use).
+The ratio DCT / Pillow is printed for each. Finally one training step (forward, backward, SGD)
+of a DCT-input ResNet-18 (``dct_resnet18_cifar`` / ``dct_resnet18`` in timm) on a loader batch is
+timed, to show whether the loader would be the bottleneck of training on this machine.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from PIL import __version__ as PIL_VERSION
+from torchvision import transforms
+
+from ..jpeg import DCTCollate, read_dct
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@dataclass
+class Source:
+    """In-memory JPEG files to benchmark on."""
+
+    name: str
+    payloads: list[bytes]
+    imagenet: bool  # varied sizes: centre crop / pad to 224 px
+
+
+def load_payloads(path: Path, limit: int, split: str | None = None) -> list[bytes]:
+    """The bytes of the first ``limit`` JPEG members (sorted by name) of a zip archive or folder."""
+    suffixes = (".jpg", ".jpeg")
+    if Path(path).is_dir():
+        files = sorted(p for p in Path(path).rglob("*") if p.name.lower().endswith(suffixes))
+        if split:
+            files = [p for p in files if p.relative_to(path).parts[0] == split]
+        return [p.read_bytes() for p in files[:limit]]
+    with zipfile.ZipFile(path) as archive:
+        names = sorted(n for n in archive.namelist() if n.lower().endswith(suffixes))
+        if split:
+            names = [n for n in names if n.split("/")[0] == split]
+        return [archive.read(n) for n in names[:limit]]
+
+
+def default_sources(cifar: Path, limit: int) -> list[Source]:
+    """The given CIFAR-10 JPEGs, the shared CIFAR-10 set and the ImageNet sample where present."""
+    sources = [Source(f"CIFAR-10 ({cifar.name})", load_payloads(cifar, limit, "train"), False)]
+    shared_cifar = SHARED / "cifar10-jpeg" / "train.zip"
+    if shared_cifar.exists() and shared_cifar.resolve() != Path(cifar).resolve():
+        sources.append(Source("CIFAR-10 (shared train.zip)", load_payloads(shared_cifar, limit), False))
+    imagenet = SHARED / "imagenet-sample" / "images.zip"
+    if imagenet.exists():
+        sources.append(Source("ImageNet sample (500 files)", load_payloads(imagenet, limit), True))
+    return sources
+
+
+class DCTPipeline:
+    """JPEG bytes -> coefficients (per sample) -> stacked, normalised DCT batch."""
+
+    name = "DCT"
+
+    def __init__(self, imagenet: bool, calibration: list[bytes]) -> None:
+        grid = (28, 28) if imagenet else None  # CIFAR files all have the same 4x4 grid
+        x, _ = DCTCollate(layout="stacked", grid=grid)([(read_dct(p), 0) for p in calibration])
+        mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # per-channel statistics
+        self.collate = DCTCollate(layout="stacked", grid=grid, normalize=(mean, std))
+
+    @staticmethod
+    def sample(payload: bytes):
+        return read_dct(payload)
+
+
+class PillowPipeline:
+    """JPEG bytes -> RGB image (Pillow) -> normalised tensor -> stacked batch."""
+
+    name = "Pillow"
+
+    def __init__(self, imagenet: bool) -> None:
+        steps = [transforms.CenterCrop(224)] if imagenet else []
+        self.transform = transforms.Compose(
+            [*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        )
+
+    def sample(self, payload: bytes) -> torch.Tensor:
+        with Image.open(io.BytesIO(payload)) as image:
+            return self.transform(image.convert("RGB"))
+
+    @staticmethod
+    def collate(samples):
+        return torch.stack([s for s, _ in samples]), torch.tensor([label for _, label in samples])
+
+
+class BytesDataset(torch.utils.data.Dataset):
+    """In-memory payloads -> ``(fn(payload), 0)``."""
+
+    def __init__(self, payloads: list[bytes], fn: Callable) -> None:
+        self.payloads, self.fn = payloads, fn
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def __getitem__(self, index: int):
+        return self.fn(self.payloads[index]), 0
+
+
+def per_image_rate(pipeline, payloads: list[bytes], repeats: int = 2) -> float:
+    """Images per second, bytes -> a model-ready batch of one, best of ``repeats`` passes."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for payload in payloads:
+            pipeline.collate([(pipeline.sample(payload), 0)])
+        best = min(best, time.perf_counter() - start)
+    return len(payloads) / best
+
+
+def loader_rate(pipeline, payloads: list[bytes], workers: int, batch_size: int) -> tuple[float, object]:
+    """Images per second through a DataLoader (second epoch), and the last batch."""
+    loader = torch.utils.data.DataLoader(
+        BytesDataset(payloads, pipeline.sample), batch_size=batch_size, num_workers=workers,
+        collate_fn=pipeline.collate, persistent_workers=workers > 0,
+    )  # fmt: skip
+    batch, elapsed = None, 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        for batch in loader:  # noqa: B007  (the last batch is returned)
+            pass
+        elapsed = time.perf_counter() - start
+    return len(payloads) / elapsed, batch
+
+
+def train_step_seconds(x: torch.Tensor, imagenet: bool, repeats: int = 2) -> float:
+    """Seconds of one SGD step (forward, cross-entropy backward, update) of a DCT-input ResNet-18 on ``x``."""
+    import timm
+
+    import freqnets.models  # noqa: F401  (registers the models)
+
+    name = "dct_resnet18" if imagenet else "dct_resnet18_cifar"
+    model = timm.create_model(name, num_classes=1000 if imagenet else 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    labels = torch.zeros(x.shape[0], dtype=torch.long)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@dataclass
+class Row:
+    source: str
+    mode: str
+    dct: float
+    pillow: float
+
+
+def run(sources: list[Source], workers: list[int], batch_size: int, step: bool = True) -> tuple[list[Row], list[str]]:
+    """Measure every source; returns rows of images/s and the training-step lines."""
+    rows, notes = [], []
+    threads = torch.get_num_threads()
+    for source in sources:
+        torch.set_num_threads(1)  # as in DataLoader workers; tiny multi-threaded ops only contend on a busy machine
+        payloads = source.payloads
+        bs = min(batch_size, 32) if source.imagenet else batch_size
+        dct, pil = DCTPipeline(source.imagenet, payloads[:256]), PillowPipeline(source.imagenet)
+        rows.append(Row(source.name, "per image", per_image_rate(dct, payloads), per_image_rate(pil, payloads)))
+        last = None
+        for w in workers:
+            dct_rate, last_batch = loader_rate(dct, payloads, w, bs)
+            pil_rate, _ = loader_rate(pil, payloads, w, bs)
+            rows.append(Row(source.name, f"DataLoader, {w} workers, batch {bs}", dct_rate, pil_rate))
+            last = (last_batch, dct_rate, w)
+        torch.set_num_threads(threads)
+        if step and last is not None:
+            (x, _), rate, w = last
+            step_s = train_step_seconds(x, source.imagenet)
+            load_s = x.shape[0] / rate
+            model = "dct_resnet18" if source.imagenet else "dct_resnet18_cifar"
+            verdict = "not the bottleneck" if load_s < step_s else "THE BOTTLENECK"
+            notes.append(
+                f"{source.name}: DCT loader {load_s * 1e3:.1f} ms per batch of {x.shape[0]} ({w} workers) vs "
+                f"{step_s * 1e3:.0f} ms per training step of {model} "
+                f"on {tuple(x.shape)}: the loader is {verdict} ({step_s / load_s:.1f}x)"
+            )
+    return rows, notes
+
+
+def report(rows: list[Row], notes: list[str]) -> str:
+    """A markdown table of images/s and the DCT / Pillow ratios, then the training-step lines."""
+    lines = [
+        f"Pillow {PIL_VERSION}, torch {torch.__version__}, loaders at 1 torch thread, training step at "
+        f"{torch.get_num_threads()}; read_dct backend: "
+        f"{_backend_name()}",
+        "",
+        "| files | pipeline | DCT images/s | Pillow images/s | DCT / Pillow |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.source} | {r.mode} | {r.dct:,.0f} | {r.pillow:,.0f} | {r.dct / r.pillow:.2f}x |")
+    return "\n".join([*lines, "", *notes])
+
+
+def _backend_name() -> str:
+    from ..jpeg import available_backends
+
+    return available_backends()[0] if available_backends() else "?"

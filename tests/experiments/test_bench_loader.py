@@ -1,0 +1,34 @@
+"""Bookkeeping of `freqnets bench loader` on a few bundled files (timings themselves are not tested)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from freqnets.experiments import bench_loader
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "cifar10-mini.zip"
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="bundled data missing")
+def test_pipelines_and_report():
+    payloads = bench_loader.load_payloads(BUNDLED, 24, "train")
+    assert len(payloads) == 24 and all(p[:2] == b"\xff\xd8" for p in payloads)
+    dct, pil = bench_loader.DCTPipeline(False, payloads), bench_loader.PillowPipeline(False)
+    x, labels = dct.collate([(dct.sample(p), 0) for p in payloads[:5]])
+    assert x.shape == (5, 192, 4, 4) and labels.tolist() == [0] * 5
+    # normalised with the statistics of these files: channel means near 0
+    full, _ = dct.collate([(dct.sample(p), 0) for p in payloads])
+    assert full.mean(dim=(0, 2, 3)).abs().max() < 1e-3
+    rgb, _ = pil.collate([(pil.sample(p), 0) for p in payloads[:5]])
+    assert rgb.shape == (5, 3, 32, 32) and rgb.dtype == torch.float32
+    source = bench_loader.Source("mini", payloads, False)
+    threads = torch.get_num_threads()
+    rows, notes = bench_loader.run([source], [0], 8, step=False)
+    assert torch.get_num_threads() == threads and notes == []
+    assert [r.mode for r in rows] == ["per image", "DataLoader, 0 workers, batch 8"]
+    assert all(r.dct > 0 and r.pillow > 0 for r in rows)
+    text = bench_loader.report(rows, notes)
+    assert text.count("| mini |") == 2 and f"{rows[0].dct / rows[0].pillow:.2f}x" in text
