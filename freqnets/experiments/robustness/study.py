@@ -70,8 +70,8 @@ class StudyConfig:
     attack_images: int = 100
     epsilon: float = 8 / 255
     pgd_steps: int = 20
-    cw_steps: int = 100
-    cw_binary_steps: int = 5
+    cw_steps: int = 50
+    cw_binary_steps: int = 4
     adaptive_steps: int = 20
     eot_draws: int = 8
     vote_draws: int = 8
@@ -195,7 +195,9 @@ class Study:
         self.state.setdefault("model", {})["clean_accuracy"] = accuracy(self.model, self.x_test, self.y_test)
         with torch.no_grad():
             correct = (self.model(self.x_test).argmax(-1) == self.y_test).nonzero().flatten()
-        self.attack_index = correct[: c.attack_images]
+        # A seeded random subset of the correctly classified images, so that every class is represented.
+        order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(c.seed))
+        self.attack_index = correct[order[: c.attack_images]].sort().values
         self.x_attack, self.y_attack = self.x_test[self.attack_index], self.y_test[self.attack_index]
         self._save()
 
