@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from freqnets.cli import main
-from freqnets.experiments.ablate import Interrupted, ResumeMismatch, build_config, merge, run_ablation
+from freqnets.experiments.ablate import (
+    Interrupted,
+    ResumeMismatch,
+    build_config,
+    merge,
+    report_folder,
+    run_ablation,
+)
 from freqnets.experiments.ablate.report import CSV_COLUMNS
 from freqnets.experiments.ablate.runner import STOP_AFTER_EPOCH_ENV
 
@@ -115,3 +122,20 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["ablate", "--preset", "tiny", "--out", str(out), "--inputs", "hsv"]) == 2
     assert main(["ablate", "--preset", "tiny", "--data", str(tmp_path / "nothing"), "--out", str(out / "x")]) == 2
     assert "no such data" in capsys.readouterr().err
+
+
+def test_report_tabulates_runs_of_several_commands(tmp_path, capsys):
+    run_ablation(_tiny(tmp_path), plots=False)
+    run_ablation(_tiny(tmp_path, domains=["svd"], rates=[0.5], baselines=[]), plots=False)
+    assert [r["run_id"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]] == [
+        "small_cnn-rgb-svd-fixed-r0.5"
+    ]
+    assert main(["ablate", "--report", "--out", str(tmp_path), "--no-plots"]) == 0
+    assert "4 runs, complete" in capsys.readouterr().out
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["variant"], r["domain"], r["rate"]) for r in document["runs"]] == [
+        ("conv", "none", 0.0), ("fixed", "fft", 0.0), ("fixed", "fft", 0.5), ("fixed", "svd", 0.5)
+    ]  # fmt: skip
+    assert document["runs"][2]["reference_run"] == "small_cnn-rgb-fft-fixed-r0"
+    with pytest.raises(ValueError, match=r"no results\.json"):
+        report_folder(tmp_path / "empty")

@@ -33,6 +33,7 @@ __all__ = [
     "collect",
     "expand",
     "merge",
+    "report_folder",
     "run_ablation",
 ]
 
@@ -110,6 +111,39 @@ def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool =
     finally:
         torch.set_num_threads(threads_before)
         teardown(env)
+
+
+_VARIANT_ORDER = {"conv": 0, "bf16": 1, "fixed": 2, "dynamic": 3}
+
+
+def report_folder(out: Path, plots: bool = True) -> dict[str, Any]:
+    """Tabulate every finished run in ``out/runs/`` (from any number of commands with the same training
+    settings, e.g. one study extended by another list of domains), and rewrite the results files.
+
+    Raises:
+        ConfigError: ``out`` holds no ``results.json`` or no finished run, or runs of different training settings.
+    """
+    out = Path(out)
+    if not (out / "results.json").is_file():
+        raise ConfigError(f"{out} has no results.json: is it the output folder of freqnets ablate?")
+    rows = [storage.read_json(p) for p in sorted((out / "runs").glob("*/result.json"))]
+    if not rows:
+        raise ConfigError(f"no finished runs in {out / 'runs'}")
+    if any(r["fingerprint"] != rows[0]["fingerprint"] for r in rows):
+        raise ConfigError(f"the runs in {out} were trained with different settings; report them separately")
+    rows.sort(key=lambda r: (r["input"], r["model"], _VARIANT_ORDER.get(r["variant"], 9), r["domain"],
+                             r["rate"] if r["rate"] is not None else -1.0, -(r["energy"] or 0.0)))  # fmt: skip
+    document = storage.read_json(out / "results.json")
+    config = build_config(None, overrides=document["config"])
+    domains = sorted({r["domain"] for r in rows if r["variant"] == "fixed"})
+    rates = sorted({r["rate"] for r in rows if r["variant"] == "fixed"})
+    config.domains, config.rates = domains or config.domains, rates or config.rates
+    write_results(out, config, rows, [r["run_id"] for r in rows], {"reported_from_folder": True})
+    if plots:
+        from .plots import write_plots
+
+        write_plots(out, rows)
+    return {"rows": rows, "table": markdown_table(rows), "out": out, "complete": True}
 
 
 def merge(sources: list[Path], out: Path, plots: bool = True) -> dict[str, Any]:

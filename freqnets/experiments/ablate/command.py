@@ -47,6 +47,7 @@ def add_ablate_command(commands) -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (results, checkpoints, plots)")
     parser.add_argument("--shard", help="i/n: run only shard i of n of the grid (round robin); merge with --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR", help="merge shard output folders into --out")
+    parser.add_argument("--report", action="store_true", help="only tabulate every finished run in --out (no training)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
     parser.set_defaults(handler=run_ablate_command)
     return parser
@@ -57,9 +58,13 @@ _OVERRIDES = ("data", "models", "inputs", "domains", "rates", "baselines", "ener
 
 
 def run_ablate_command(args: argparse.Namespace) -> int:
-    from . import build_config, merge, run_ablation
+    from . import build_config, merge, report_folder, run_ablation
 
-    if args.merge:
+    if args.report:
+        if not args.out:
+            raise ValueError("--report needs --out, the output folder to tabulate")
+        result = report_folder(Path(args.out), plots=not args.no_plots)
+    elif args.merge:
         if not args.out:
             raise ValueError("--merge needs --out, the folder to write the merged results into")
         result = merge(args.merge, Path(args.out), plots=not args.no_plots)

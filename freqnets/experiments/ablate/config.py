@@ -91,7 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # domain converts entirely, every domain and rate and the three baselines, in a few minutes on 2 CPU cores.
     "quick": dict(
         models=["small_cnn"], model_args={"width": 16}, train_per_class=0, test_per_class=0,
-        epochs=2, batch_size=50, lr=0.05, energies=[0.99, 0.9], threads=2, out="runs/ablate",
+        epochs=2, batch_size=50, lr=0.05, energies=[0.99, 0.9], threads=0, out="runs/ablate",
     ),
     # A full study on CIFAR-10 (torchvision's download, or --data ../shared/data/cifar10-jpeg/).
     "cifar10": dict(
