@@ -169,6 +169,7 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
 
     for epoch in range(start_epoch, config.epochs):
         if spec.variant == "dynamic":
+            sync_buffers(env, core)  # every process measures the same network, so all pick the same rates
             _calibrate(core, pipeline, config, spec.energy)
         history.mean_rate.append(measure.mean_rate(measure.applied_compression(core)))
         model.train()
