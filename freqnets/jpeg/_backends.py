@@ -24,6 +24,7 @@ from ._markers import JpegHeader, quant_table
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
+_BENIGN_WARNINGS = ("Warning: unknown JFIF revision", "Unknown Adobe color transform")
 # Scans one file may hold before it is rejected as a CPU bomb (libjpeg-turbo's tools suggest 500).
 MAX_SCANS = 1000
 
@@ -93,6 +94,8 @@ def decode_libjpeg(data: bytes, header: JpegHeader, order: str = "natural") -> R
         # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage.
         kind = JpegTruncatedError if warnings else JpegError
         raise kind(f"corrupt JPEG (libjpeg: {'; '.join([*warnings, message])})") from None
+    # libjpeg's notes on metadata (JWRN_JFIF_MAJOR, JWRN_ADOBE_XFORM) are not damage; the rest are.
+    warnings = [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
     frame = header.frame
     if len(planes) != len(frame.components):
         raise JpegError(f"corrupt JPEG: libjpeg read {len(planes)} components, the header {len(frame.components)}")

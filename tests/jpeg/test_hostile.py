@@ -311,3 +311,16 @@ def test_header_parse_is_independent_of_the_entropy_data() -> None:
     for _ in range(10):
         parse_header(big)
     assert (time.perf_counter() - start) / 10 < 0.005
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+def test_metadata_oddities_are_not_damage(backend) -> None:
+    """An unknown JFIF revision or Adobe transform code is read (libjpeg only notes them)."""
+    app0 = _segments(BASELINE)[0xE0]
+    jfif3 = _patch(BASELINE, app0 + 9, b"\x03")  # FF E0 len "JFIF\0" major
+    reference = read_dct(BASELINE, backend=backend)
+    adobe7 = _patch(_adobe_rgb(), 17, b"\x07")  # FF EE len "Adobe" version flags0 flags1 transform
+    for data in (jfif3, adobe7):
+        result = read_dct(data, backend=backend)
+        assert result.warnings == ()
+        assert all(bool((a == b).all()) for a, b in zip(result.planes(), reference.planes(), strict=True))
