@@ -21,8 +21,9 @@ chroma (Cb = Cr = 128): the same as a colour image with no colour.
 
 Sizes. With ``grid=None`` every sample must have the same luma block grid (a ``ValueError`` says
 which differ). With ``grid=(Hy, Wy)`` (luma blocks) each sample is centre-cropped or zero-padded
-on the block grid to that size; offsets are rounded down to multiples of the chroma factor so
-luma and chroma stay aligned (16-pixel steps for 4:2:0). Zero coefficients are mid-grey pixels.
+on the block grid to that size; offsets are rounded down to whole chroma groups of both the
+file's and the target layout, so luma and chroma stay aligned (16-pixel steps for 4:2:0), and
+only the kept window's chroma is converted. Zero coefficients are mid-grey pixels.
 
 ``normalize=(mean, std)``: per-channel statistics, applied to the whole batch after padding
 (padding and greyscale chroma are normalised like any grey pixels). Each has ``Ky + 2*Kc`` entries
@@ -32,6 +33,7 @@ e.g. from :func:`freqnets.jpeg.stats.dct_channel_stats`), from which the selecte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
@@ -240,17 +242,21 @@ class DCTCollate:
         cbcr = torch.zeros(len(coeffs), 2 * kc, hc, wc)
         for i, c in enumerate(coeffs):
             natural = c.to_order("natural")
-            sy, dy, ny = _offsets(natural.y.shape[-2], hy, fv)
-            sx, dx, nx = _offsets(natural.y.shape[-1], wy, fh)
+            sh, sv = (1, 1) if natural.cb is None else _source_factors(natural)
+            # offsets in whole groups of both the source and the target chroma layout
+            sy, dy, ny = _offsets(natural.y.shape[-2], hy, math.lcm(fv, sv))
+            sx, dx, nx = _offsets(natural.y.shape[-1], wy, math.lcm(fh, sh))
             y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[y_index, sy : sy + ny, sx : sx + nx]
             if kc == 0 or natural.cb is None:
                 continue
-            cb, cr = convert_chroma(natural, self.chroma)
-            scy, dcy, scx, dcx = sy // fv, dy // fv, sx // fh, dx // fh
-            ncy, ncx = min(cb.shape[-2] - scy, hc - dcy), min(cb.shape[-1] - scx, wc - dcx)
-            window = (slice(scy, scy + ncy), slice(scx, scx + ncx))
-            cbcr[i, :kc, dcy : dcy + ncy, dcx : dcx + ncx] = cb[(c_index, *window)]
-            cbcr[i, kc:, dcy : dcy + ncy, dcx : dcx + ncx] = cr[(c_index, *window)]
+            # convert only the window that is kept: chroma rows sy / sv .. ceil((sy + ny) / sv) of the source
+            window = (slice(None), slice(sy // sv, -(-(sy + ny) // sv)), slice(sx // sh, -(-(sx + nx) // sh)))
+            pair = torch.stack([natural.cb[window], natural.cr[window]])
+            pair = _resample(_resample(pair, sv, fv, axis=-2), sh, fh, axis=-1)
+            ncy, ncx = -(-ny // fv), -(-nx // fh)
+            pair = _fit(pair, ncy, ncx)[:, c_index]
+            dcy, dcx = dy // fv, dx // fh
+            cbcr[i, :, dcy : dcy + ncy, dcx : dcx + ncx] = pair.reshape(2 * kc, ncy, ncx)
         return y, cbcr
 
     def __call__(self, samples: Sequence[tuple[JpegCoefficients, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:

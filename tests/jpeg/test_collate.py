@@ -206,3 +206,12 @@ def test_fast_and_general_paths_agree():
     for i, (c, _) in enumerate(base):
         torch.testing.assert_close(natural.y[i], c.y[JPEG_ZIGZAG[:12]])
         torch.testing.assert_close(natural.cbcr[i], torch.cat([c.cb[JPEG_ZIGZAG[:5]], c.cr[JPEG_ZIGZAG[:5]]]))
+
+
+def test_grid_crop_converts_only_the_window():
+    c444 = encode_dct(image(64, 96, 7), subsampling="4:4:4")  # 8x12 luma blocks
+    batch = DCTCollate(grid=(4, 6))([(c444, 0)])
+    cb, cr = convert_chroma(c444, "420")  # whole image (4x6 chroma blocks), then the centre window
+    torch.testing.assert_close(batch.y[0], c444.y[JPEG_ZIGZAG][:, 2:6, 2:8])  # offset 3 -> 2 (even)
+    torch.testing.assert_close(batch.cbcr[0, :64], cb[JPEG_ZIGZAG][:, 1:3, 1:4], rtol=0, atol=1e-3)
+    torch.testing.assert_close(batch.cbcr[0, 64:], cr[JPEG_ZIGZAG][:, 1:3, 1:4], rtol=0, atol=1e-3)
