@@ -20,13 +20,11 @@ import numpy as np
 
 from ._decode_py import RawCoefficients
 from ._decode_py import decode as decode_python
-from ._markers import JpegHeader, quant_table
+from ._markers import MAX_SCANS, JpegHeader, quant_table
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
 _BENIGN_WARNINGS = ("Warning: unknown JFIF revision", "Unknown Adobe color transform")
-# Scans one file may hold before it is rejected as a CPU bomb (libjpeg-turbo's tools suggest 500).
-MAX_SCANS = 1000
 
 try:
     from . import _jpegc

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._markers import (
     EOI,
+    MAX_SCANS,
     RST0,
     RST7,
     SOS,
@@ -398,7 +399,13 @@ def decode(data: bytes, header: JpegHeader) -> RawCoefficients:
     coef_bits = [[-1] * 64 for _ in range(n)]
     warnings: list[str] = []
     scan = header.first_scan
+    # libjpeg's rule: a sequential file whose first scan holds every component has no other scan.
+    single_scan = not frame.progressive and len(scan.components) == n
+    scans = 0
     while True:
+        scans += 1
+        if scans > MAX_SCANS:
+            raise JpegError(f"JPEG has more than {MAX_SCANS} scans")
         for ci in scan.components:
             if latched[ci] is None:
                 latched[ci] = quant_table(tables.quant[frame.components[ci].tq])
@@ -413,6 +420,8 @@ def decode(data: bytes, header: JpegHeader) -> RawCoefficients:
                 if marker == EOI:
                     break
                 if marker == SOS:
+                    if single_scan:
+                        raise JpegError("corrupt JPEG: second scan in a sequential JPEG whose first had all components")
                     payload, pos = segment_payload(data, pos, marker)
                     scan = parse_scan(payload, frame, tables, pos)
                 else:

@@ -43,6 +43,8 @@ ZIGZAG_TO_NATURAL = np.array(
 
 # libjpeg's limit on the blocks of one MCU of an interleaved scan (JPEG's B.2.3 allows 10).
 MAX_BLOCKS_IN_MCU = 10
+# Scans one file may hold before it is rejected as a CPU bomb (libjpeg-turbo's tools suggest 500).
+MAX_SCANS = 1000
 
 
 class Component(NamedTuple):

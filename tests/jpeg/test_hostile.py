@@ -324,3 +324,23 @@ def test_metadata_oddities_are_not_damage(backend) -> None:
         result = read_dct(data, backend=backend)
         assert result.warnings == ()
         assert all(bool((a == b).all()) for a, b in zip(result.planes(), reference.planes(), strict=True))
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+def test_too_many_scans_rejected(backend) -> None:
+    """Over 1000 scans (a progressive file's scans repeated) would let a large frame burn CPU: rejected."""
+    data = _jpeg((8, 8), "L", progressive=True)
+    scan = _segments(data)[0xDA]
+    repeated = data[:scan] + data[scan:-2] * 1001 + data[-2:]
+    start = time.perf_counter()
+    with pytest.raises(JpegError, match="more than 1000 scans"):
+        read_dct(repeated, backend=backend)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+def test_second_scan_after_a_complete_sequential_scan_is_corrupt(backend) -> None:
+    data = _jpeg((8, 8), "L")
+    scan = _segments(data)[0xDA]
+    with pytest.raises(JpegError):
+        read_dct(data[:scan] + data[scan:-2] * 2 + data[-2:], backend=backend)
