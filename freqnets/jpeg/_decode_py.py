@@ -411,7 +411,13 @@ def decode(data: bytes, header: JpegHeader) -> RawCoefficients:
                 latched[ci] = quant_table(tables.quant[frame.components[ci].tq])
         if frame.progressive:
             _check_progression(scan, coef_bits, warnings)
-        decoder = _ScanDecoder(frame, scan, tables, coefs, cols)
+        try:
+            decoder = _ScanDecoder(frame, scan, tables, coefs, cols)
+        except JpegError as error:  # a bad table for a later scan: keep what the earlier scans gave
+            if scan is header.first_scan:
+                raise
+            warnings.append(f"Corrupt JPEG data: {error}")
+            break
         pos = _decode_scan(decoder, data, tables.restart_interval, warnings)
         scan = None
         try:
