@@ -41,8 +41,6 @@ BACKENDS = ("torch", "cupy", "auto")
 #: Whether the CuPy backend uses Gauss's three-multiplication product in its kernels.
 CUPY_GAUSS = False
 
-__all__ = ["BACKENDS", "BandLimitedConv1d", "BandLimitedConv2d", "band_limited_conv2d", "complex_matmul"]
-
 
 def check_backend(backend: str) -> str:
     """Return ``backend`` after checking it is a name of :data:`BACKENDS` that can run on this machine.
