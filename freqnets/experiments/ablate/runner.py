@@ -134,6 +134,9 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
             )
         return row
 
+    if env.is_main and run_dir.is_dir():
+        for stale in run_dir.glob(".*.tmp"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
     peak = measure.PeakMemory(env.device).start()
     device = env.device
     model = make_model(spec, config, pipeline.num_classes, pipeline.in_chans).to(device)
