@@ -17,7 +17,7 @@ from freqnets.experiments.ablate import (
     report_folder,
     run_ablation,
 )
-from freqnets.experiments.ablate.report import CSV_COLUMNS
+from freqnets.experiments.ablate.report import CSV_COLUMNS, markdown_table
 from freqnets.experiments.ablate.runner import STOP_AFTER_EPOCH_ENV
 
 
@@ -137,5 +137,9 @@ def test_report_tabulates_runs_of_several_commands(tmp_path, capsys):
         ("conv", "none", 0.0), ("fixed", "fft", 0.0), ("fixed", "fft", 0.5), ("fixed", "svd", 0.5)
     ]  # fmt: skip
     assert document["runs"][2]["reference_run"] == "small_cnn-rgb-fft-fixed-r0"
+    retimed = report_folder(tmp_path, plots=False, retime_rounds=2)["rows"]
+    assert all(r["retimed_seconds_per_step"] > 0 for r in retimed)
+    assert [r["retimed_time_ratio"] for r in retimed[:2]] == [1.0, 1.0]
+    assert "side-by-side ms/step" in markdown_table(retimed)
     with pytest.raises(ValueError, match=r"no results\.json"):
         report_folder(tmp_path / "empty")

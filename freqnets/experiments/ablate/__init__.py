@@ -116,9 +116,12 @@ def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool =
 _VARIANT_ORDER = {"conv": 0, "bf16": 1, "fixed": 2, "dynamic": 3}
 
 
-def report_folder(out: Path, plots: bool = True) -> dict[str, Any]:
+def report_folder(out: Path, plots: bool = True, retime_rounds: int = 0) -> dict[str, Any]:
     """Tabulate every finished run in ``out/runs/`` (from any number of commands with the same training
     settings, e.g. one study extended by another list of domains), and rewrite the results files.
+
+    ``retime_rounds > 0`` also re-times all trained networks side by side in this process
+    (:mod:`.retime`), adding ``retimed_seconds_per_step`` and ``retimed_time_ratio``.
 
     Raises:
         ConfigError: ``out`` holds no ``results.json`` or no finished run, or runs of different training settings.
@@ -138,6 +141,15 @@ def report_folder(out: Path, plots: bool = True) -> dict[str, Any]:
     domains = sorted({r["domain"] for r in rows if r["variant"] == "fixed"})
     rates = sorted({r["rate"] for r in rows if r["variant"] == "fixed"})
     config.domains, config.rates = domains or config.domains, rates or config.rates
+    config.out = str(out)
+    if retime_rounds:
+        from .distributed import DistEnv, pick_device
+        from .retime import retime_folder
+
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        env = DistEnv(0, 1, 0, pick_device(config.device))
+        rows = retime_folder(out, config, add_ratios(rows), env, retime_rounds)
     write_results(out, config, rows, [r["run_id"] for r in rows], {"reported_from_folder": True})
     if plots:
         from .plots import write_plots

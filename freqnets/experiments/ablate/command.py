@@ -48,6 +48,10 @@ def add_ablate_command(commands) -> argparse.ArgumentParser:
     parser.add_argument("--shard", help="i/n: run only shard i of n of the grid (round robin); merge with --merge")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR", help="merge shard output folders into --out")
     parser.add_argument("--report", action="store_true", help="only tabulate every finished run in --out (no training)")
+    parser.add_argument(
+        "--retime", type=int, default=0, metavar="N",
+        help="with --report: time N training steps of every trained network side by side, interleaved",
+    )  # fmt: skip
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
     parser.set_defaults(handler=run_ablate_command)
     return parser
@@ -63,7 +67,7 @@ def run_ablate_command(args: argparse.Namespace) -> int:
     if args.report:
         if not args.out:
             raise ValueError("--report needs --out, the output folder to tabulate")
-        result = report_folder(Path(args.out), plots=not args.no_plots)
+        result = report_folder(Path(args.out), plots=not args.no_plots, retime_rounds=args.retime)
     elif args.merge:
         if not args.out:
             raise ValueError("--merge needs --out, the folder to write the merged results into")

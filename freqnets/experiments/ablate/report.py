@@ -22,7 +22,8 @@ CSV_COLUMNS = [
     "train_loss", "epochs", "seconds_per_epoch", "seconds_per_step", "saved_bytes", "saved_bytes_batch",
     "peak_rss_bytes", "rss_growth_bytes", "peak_rss_method", "gpu_peak_bytes", "params", "dense_macs", "executed_macs",
     "converted_layers", "conv_layers", "time_ratio", "saved_ratio", "growth_ratio", "reference_run",
-    "top1_delta_vs_conv", "resumed_from_epoch", "device", "world_size", "threads",
+    "top1_delta_vs_conv", "retimed_seconds_per_step", "retimed_time_ratio", "resumed_from_epoch", "device",
+    "world_size", "threads",
 ]  # fmt: skip
 SCHEMA_VERSION = 1
 
@@ -141,11 +142,16 @@ def _ratio(r: float | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One line per run: accuracy, time, memory (ratios to the uncompressed run), cost and applied rate."""
+    """One line per run: accuracy, time, memory (ratios to the uncompressed run), cost and applied rate.
+
+    Rows re-timed side by side (``--retime``) get a column of those step times and ratios.
+    """
+    retimed = any(r.get("retimed_seconds_per_step") is not None for r in rows)
     lines = [
         "| model | input | domain | variant | rate | applied rate | top-1 | vs conv | s/epoch | ms/step "
-        "| saved for backward MiB | RSS growth MiB | params | executed MMACs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        + ("| side-by-side ms/step " if retimed else "")
+        + "| saved for backward MiB | RSS growth MiB | params | executed MMACs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if retimed else ""),
     ]
     for r in rows:
         setting = f"E={r['energy']:g}" if r["energy"] is not None else f"{r['rate']:g}"
@@ -154,7 +160,8 @@ def markdown_table(rows: list[dict]) -> str:
             f"| {r['model']} | {r['input']} | {r['domain']} | {r['variant']} | {setting} | {r['applied_rate']:.3f} "
             f"| {r['top1']:.2%} | {'' if delta is None else f'{delta * 100:+.2f}'} | {r['seconds_per_epoch']:.1f} "
             f"| {r['seconds_per_step'] * 1e3:.0f}{_ratio(r.get('time_ratio'))} "
-            f"| {_mib(r['saved_bytes'])}{_ratio(r.get('saved_ratio'))} "
+            + (f"| {r['retimed_seconds_per_step'] * 1e3:.0f}{_ratio(r.get('retimed_time_ratio'))} " if retimed else "")
+            + f"| {_mib(r['saved_bytes'])}{_ratio(r.get('saved_ratio'))} "
             f"| {_mib(r['rss_growth_bytes'])}{_ratio(r.get('growth_ratio'))} | {r['params']:,} "
             f"| {r['executed_macs'] / 1e6:.2f} |"
         )
