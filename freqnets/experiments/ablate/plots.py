@@ -10,9 +10,9 @@ from . import storage
 #: ``(file name, y column, y label, normalised)`` of each plot.
 PLOTS = [
     ("accuracy.png", "top1", "test top-1 accuracy", False),
-    ("time.png", "time_ratio", "time per training step / uncompressed", True),
-    ("memory.png", "saved_ratio", "bytes saved for backward / uncompressed", True),
-    ("rss_growth.png", "growth_ratio", "growth of resident memory / uncompressed", True),
+    ("time.png", "time_ratio", "step time / uncompressed", True),
+    ("memory.png", "saved_ratio", "saved for backward / uncompressed", True),
+    ("rss_growth.png", "growth_ratio", "memory growth / uncompressed", True),
 ]
 
 
@@ -40,7 +40,7 @@ def write_plots(out: Path, rows: list[dict]) -> list[Path]:
     retimed = any(r.get("retimed_time_ratio") is not None for r in rows)
     for name, y, label, normalised in PLOTS:
         if retimed and y == "time_ratio":  # side-by-side timings are the comparable ones
-            y, label = "retimed_time_ratio", label + " (side by side)"
+            y, label = "retimed_time_ratio", "step time / uncompressed, side by side"
         series = _series(rows, y)
         if not series:
             continue
@@ -56,8 +56,8 @@ def write_plots(out: Path, rows: list[dict]) -> list[Path]:
                 axes.axhline(r[y], color=color, linewidth=0.8, linestyle=":", label=baseline_labels[r["variant"]])
         if normalised:
             axes.axhline(1.0, color="black", linewidth=0.5)
-        axes.set_xlabel("compress rate applied (fraction of coefficients discarded, mean over layers)")
-        axes.set_ylabel(label)
+        axes.set_xlabel("applied compress rate (fraction discarded, mean over layers)", fontsize=9)
+        axes.set_ylabel(label, fontsize=9)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
         figure.tight_layout()
