@@ -170,7 +170,13 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
     autocast = _autocast(spec, device)
     stop_after = int(os.environ.get(STOP_AFTER_EPOCH_ENV, "0") or 0)
 
-    for epoch in range(start_epoch, config.epochs):
+    epochs = range(start_epoch, config.epochs)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc="epochs", unit="epoch", leave=False, position=1, disable=not env.is_main,
+                      initial=start_epoch, total=config.epochs)  # fmt: skip
+    for epoch in epochs:
         if spec.variant == "dynamic":
             sync_buffers(env, core)  # every process measures the same network, so all pick the same rates
             _calibrate(core, pipeline, config, spec.energy)
