@@ -61,17 +61,6 @@ def upsample_kernel(factor: int, b: int = 8) -> torch.Tensor:
     return torch.from_numpy(np.kron(np.eye(factor), dct_matrix(b)) @ replicate @ dct_matrix(b).T)
 
 
-def downsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
-    """Dense form of :func:`resample_axis` downsampling (``ceil(n_in/factor)*b, n_in*b``), for tests and docs."""
-    n_out = -(-n_in // factor)
-    pad = np.zeros((n_out * factor * b, n_in * b))
-    pad[: n_in * b, : n_in * b] = np.eye(n_in * b)
-    for extra in range(n_in, n_out * factor):
-        pad[extra * b : (extra + 1) * b, (n_in - 1) * b : n_in * b] = np.eye(b)
-    average = np.kron(np.eye(n_out * b), np.full((1, factor), 1.0 / factor))
-    return torch.from_numpy(coefficient_map(average @ pad, b))
-
-
 def resample_axis(plane: torch.Tensor, factor: int, up: bool, axis: int) -> torch.Tensor:
     """Down- (average) or upsample (replicate) one axis of ``(..., b*b, by, bx)`` natural-order coefficients.
 
@@ -105,12 +94,6 @@ def resample_axis(plane: torch.Tensor, factor: int, up: bool, axis: int) -> torc
     if axis == -1:
         out = out.transpose(-4, -3).transpose(-2, -1)
     return out.reshape(*lead, b * b, *out.shape[-2:])
-
-
-def upsample_map(n_in: int, factor: int, b: int = 8) -> torch.Tensor:
-    """Dense form of :func:`resample_axis` upsampling (``n_in*factor*b, n_in*b``), for tests and docs."""
-    replicate = np.kron(np.eye(n_in * b), np.ones((factor, 1)))
-    return torch.from_numpy(coefficient_map(replicate, b))
 
 
 @lru_cache(maxsize=512)

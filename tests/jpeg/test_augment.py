@@ -215,3 +215,11 @@ def test_bad_arguments_raise():
         A.GaussianNoise(-1.0)
     with pytest.raises(ValueError, match="height"):
         A.window(c, 0, 0, 0, 16)
+
+
+@pytest.mark.parametrize(("crop", "size"), [(48, 32), (32, 48), (64, 16)])
+def test_resized_crop_keeps_flat_images_flat(crop, size):
+    flat = encode_dct(torch.full((3, 64, 64), 0.7), quality=100, subsampling="4:2:0")
+    out = A.resized_crop(flat, 0, 0, crop, crop, (size, size))
+    for got, ref in zip(decode_planes(out), decode_planes(flat), strict=True):
+        torch.testing.assert_close(got, torch.full_like(got, ref[0, 0].item()), rtol=0, atol=1e-3)
