@@ -337,7 +337,10 @@ class CenterCrop:
 
 
 class RandomCrop(_Random):
-    """Crop ``size`` pixels at a random MCU-aligned position of the image zero-padded by ``padding`` px."""
+    """Crop ``size`` pixels at a random MCU-aligned position of the image zero-padded by ``padding`` px.
+
+    ``size`` and ``padding`` must be multiples of the MCU (8 px, 16 px for 4:2:0); checked per image.
+    """
 
     def __init__(self, size: int | tuple[int, int], padding: int = 0, generator: torch.Generator | None = None):
         super().__init__(generator)
@@ -348,6 +351,8 @@ class RandomCrop(_Random):
     def __call__(self, c: JpegCoefficients) -> JpegCoefficients:
         height, width = _check_size_mcu(self.size, c)
         my, mx = mcu_size(c)
+        if self.padding % my or self.padding % mx:
+            raise ValueError(f"padding {self.padding} must be a multiple of the MCU {my}x{mx} px")
         pad_y, pad_x = self.padding // my, self.padding // mx  # in MCUs
         span_y = max((c.size[0] - height) // my, 0) + 2 * pad_y
         span_x = max((c.size[1] - width) // mx, 0) + 2 * pad_x
@@ -357,7 +362,7 @@ class RandomCrop(_Random):
 
 
 class RandomTranslate(_Random):
-    """Shift the image by up to ``max_shift`` px each way in whole MCUs, keeping its size (zero fill)."""
+    """Shift the image by up to ``max_shift`` px (a multiple of the MCU) each way in whole MCUs, keeping its size."""
 
     def __init__(self, max_shift: int | tuple[int, int], generator: torch.Generator | None = None) -> None:
         super().__init__(generator)
@@ -369,6 +374,8 @@ class RandomTranslate(_Random):
     def __call__(self, c: JpegCoefficients) -> JpegCoefficients:
         c = align_to_mcu(c)
         my, mx = mcu_size(c)
+        if self.max_shift[0] % my or self.max_shift[1] % mx:
+            raise ValueError(f"max_shift {self.max_shift} must be a multiple of the MCU {my}x{mx} px")
         dy = self._randint(-(self.max_shift[0] // my), self.max_shift[0] // my) * my
         dx = self._randint(-(self.max_shift[1] // mx), self.max_shift[1] // mx) * mx
         return window(c, -dy, -dx, c.size[0], c.size[1])

@@ -211,6 +211,10 @@ def test_bad_arguments_raise():
         A.RandomResizedCrop(32, scale=(0.9, 0.1))
     with pytest.raises(ValueError, match="padding"):
         A.RandomCrop(16, padding=-1)
+    with pytest.raises(ValueError, match="padding 8 must be a multiple of the MCU"):
+        A.RandomCrop(16, padding=8)(c)
+    with pytest.raises(ValueError, match="max_shift"):
+        A.RandomTranslate(8)(c)
     with pytest.raises(ValueError, match="std"):
         A.GaussianNoise(-1.0)
     with pytest.raises(ValueError, match="height"):
