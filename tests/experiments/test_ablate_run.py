@@ -59,6 +59,10 @@ def test_finished_runs_are_skipped_and_other_settings_refused(tmp_path):
     assert again["rows"] == first["rows"]
     with pytest.raises(ResumeMismatch, match="other settings"):
         run_ablation(_tiny(tmp_path, lr=0.5), plots=False)
+    with pytest.raises(ResumeMismatch, match="other settings"):
+        run_ablation(_tiny(tmp_path, model_args={"width": 2}), plots=False)
+    # The DCT model's settings do not touch RGB runs: they are still skipped, not refused.
+    assert run_ablation(_tiny(tmp_path, dct_model_args={"depth": 1}), plots=False)["rows"] == first["rows"]
 
 
 def test_result_files_schema_and_measurements(tmp_path):

@@ -22,7 +22,7 @@ from .config import AblationConfig, ConfigError, build_config
 from .distributed import DistEnv, setup, teardown
 from .grid import RunSpec, expand, parse_shard, select_shard
 from .report import add_ratios, markdown_table, write_results
-from .runner import Interrupted, ResumeMismatch, run_one
+from .runner import Interrupted, ResumeMismatch, run_one, same_training
 
 __all__ = [
     "AblationConfig",
@@ -132,7 +132,7 @@ def report_folder(out: Path, plots: bool = True, retime_rounds: int = 0) -> dict
     rows = [storage.read_json(p) for p in sorted((out / "runs").glob("*/result.json"))]
     if not rows:
         raise ConfigError(f"no finished runs in {out / 'runs'}")
-    if any(r["fingerprint"] != rows[0]["fingerprint"] for r in rows):
+    if any(not same_training(r["fingerprint"], rows[0]["fingerprint"], "any") for r in rows):
         raise ConfigError(f"the runs in {out} were trained with different settings; report them separately")
     rows.sort(key=lambda r: (r["input"], r["model"], _VARIANT_ORDER.get(r["variant"], 9), r["domain"],
                              r["rate"] if r["rate"] is not None else -1.0, -(r["energy"] or 0.0)))  # fmt: skip

@@ -49,9 +49,23 @@ _TRAINING_KEYS = (
 )  # fmt: skip
 
 
+#: Settings that do not touch runs of an input: RGB runs ignore the DCT model and vice versa.
+_IRRELEVANT = {"rgb": {"dct_model", "dct_model_args"}, "dct": {"model_args", "image_size"}}
+
+
 def training_fingerprint(config: AblationConfig, env: DistEnv) -> dict[str, Any]:
     values = {key: getattr(config, key) for key in _TRAINING_KEYS}
     return values | {"world_size": env.world_size}
+
+
+def same_training(stored: dict[str, Any] | None, current: dict[str, Any], input_name: str) -> bool:
+    """Whether a stored fingerprint matches ``current`` on every setting that affects runs of ``input_name``
+    (``"any"``: on the settings every run shares)."""
+    if stored is None:
+        return False
+    ignored = set().union(*_IRRELEVANT.values()) if input_name == "any" else _IRRELEVANT.get(input_name, set())
+    keys = (set(stored) | set(current)) - ignored
+    return all(stored.get(k) == current.get(k) for k in keys)
 
 
 @dataclass
@@ -128,7 +142,7 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
     fingerprint = training_fingerprint(config, env)
     if result_path.is_file():
         row = storage.read_json(result_path)
-        if row.get("fingerprint") != fingerprint:
+        if not same_training(row.get("fingerprint"), fingerprint, spec.input):
             raise ResumeMismatch(
                 f"{result_path} was made with other settings ({row.get('fingerprint')}); use another --out"
             )
@@ -159,7 +173,7 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
     history, start_epoch, resumed_from = History(), 0, None
     if checkpoint_path.is_file():
         state = storage.load_torch(checkpoint_path, map_location=device)
-        if state["fingerprint"] != fingerprint:
+        if not same_training(state["fingerprint"], fingerprint, spec.input):
             raise ResumeMismatch(f"{checkpoint_path} was made with other settings ({state['fingerprint']})")
         core.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
