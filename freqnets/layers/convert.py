@@ -94,7 +94,8 @@ def convert_model(
         except Unconvertible as reason:
             row.note = str(reason)
             return None
-        row.converted, row.note = True, f"-> {type(new).__name__}"
+        resolved = getattr(new, "resolved_backend", backend)
+        row.converted, row.note = True, f"-> {type(new).__name__} (backend={resolved})"
         return new
 
     if isinstance(model, _CONVOLUTIONS):

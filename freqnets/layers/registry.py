@@ -59,5 +59,8 @@ def require_plain_conv2d(conv: nn.Module, domain: str) -> None:
 
 
 def require_torch_backend(backend: str, domain: str) -> None:
-    if backend != "torch":
-        raise ValueError(f"domain {domain!r} has only the 'torch' backend, got backend={backend!r}")
+    """Accept ``"torch"`` and ``"auto"`` (which resolves to torch here); refuse any other backend by name."""
+    if backend not in ("torch", "auto"):
+        raise ValueError(
+            f"domain {domain!r} has only the 'torch' backend ('auto' selects it), got backend={backend!r}"
+        )

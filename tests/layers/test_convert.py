@@ -37,7 +37,7 @@ def test_conversion_of_mixed_modules_says_why_it_skipped():
     )
     convert_model(model, compress_rate=0.25, min_kernel_size=1)
     notes = {row.name: (row.converted, row.note) for row in model.freqnets_conversion.rows}
-    assert notes["0"] == (True, "-> BandLimitedConv1d") and isinstance(model[0], BandLimitedConv1d)
+    assert notes["0"] == (True, "-> BandLimitedConv1d (backend=torch)") and isinstance(model[0], BandLimitedConv1d)
     assert notes["1"][0] and model[1].compress_rate == 0.25
     assert notes["2"] == (False, "ConvTranspose2d has no band-limited form (Conv1d and Conv2d do)")
     assert notes["3"][0] is False and notes["4"] == (False, "already band-limited")

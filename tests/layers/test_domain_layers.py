@@ -211,3 +211,4 @@ def test_convert_model_in_every_domain_keeps_the_function_at_rate_zero():
     assert notes["layer2.0.conv1"].startswith("Winograd needs stride 1") and notes["conv1"].startswith("Winograd needs")
     with pytest.raises(ValueError, match="only the 'torch' backend"):
         convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="cupy")
+    assert isinstance(convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="auto", compress_rate=0.0), SVDConv2d)
