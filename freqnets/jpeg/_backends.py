@@ -80,7 +80,8 @@ def decode_libjpeg(data: bytes, header: JpegHeader, order: str = "natural") -> R
 
     libjpeg's memory is capped to what the frame's coefficient arrays need.
     """
-    max_memory = 2 * coefficient_count(header) + (16 << 20)  # int16 arrays + libjpeg's working memory
+    count = header.coefficients or coefficient_count(header)
+    max_memory = 2 * count + (16 << 20)  # int16 arrays + libjpeg's working memory
     try:
         planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, order == "zigzag")
     except RuntimeError as error:

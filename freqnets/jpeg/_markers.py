@@ -120,6 +120,7 @@ class JpegHeader:
     first_scan: Scan
     subsampling: str
     sampling_factors: tuple[tuple[int, int], ...]  # (h, v) per component
+    coefficients: int = 0  # coefficients of the MCU-padded planes (check_allocation)
 
 
 def _u16(data: bytes, pos: int) -> int:
@@ -394,7 +395,7 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
                 raise JpegError("corrupt JPEG: more than one SOF marker")
             payload, pos = segment_payload(data, pos, marker)
             frame = _parse_sof(marker, payload, max_pixels)
-            check_allocation(frame, max_pixels)
+            coefficients = check_allocation(frame, max_pixels)
         elif marker in SOF_ARITHMETIC:
             raise JpegUnsupportedError(f"arithmetic-coded JPEG (SOF{marker - 0xC0}) is not supported")
         elif marker in SOF_LOSSLESS:
@@ -408,8 +409,49 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             _check_colour(frame, tables)
             scan = parse_scan(payload, frame, tables, pos)
             factors = tuple([(c.h, c.v) for c in frame.components])
-            return JpegHeader(frame, tables, scan, subsampling_name(frame), factors)
+            return JpegHeader(frame, tables, scan, subsampling_name(frame), factors, coefficients)
         elif marker == EOI:
             raise JpegError("corrupt JPEG: no frame/scan before EOI" if frame is None else "JPEG has no scan")
         else:
             pos = read_segment(data, marker, pos, tables)
+
+
+class HeaderCache:
+    """:func:`parse_header` results of recent files, keyed on their exact header bytes.
+
+    :func:`parse_header` reads only ``data[:first_scan.data_start]`` (SOI up to the end of the first
+    SOS segment), so a file that starts with exactly the bytes of a header parsed before, under the
+    same ``max_pixels``, has exactly that header: the lookup is exact, never a guess. Data sets whose
+    files share their headers (same encoder, quality, tables and size, e.g. CIFAR-10) then skip the
+    parse. Only successful parses are stored (errors are raised again by every call), only headers
+    of at most ``max_header_bytes``, and at most ``max_entries`` of them (oldest evicted first).
+
+    The returned :class:`JpegHeader` is shared between calls: callers must not modify it (the pure
+    Python decoder changes its ``tables`` while decoding, so it parses its own).
+    """
+
+    def __init__(self, max_entries: int = 64, max_header_bytes: int = 4096, max_shapes: int = 4) -> None:
+        self.max_entries, self.max_header_bytes, self.max_shapes = max_entries, max_header_bytes, max_shapes
+        self._entries: dict[tuple[bytes, int | None], JpegHeader] = {}
+        # (header length, offset of its SOS marker) of recent entries, newest first: where to look.
+        self._shapes: tuple[tuple[int, int], ...] = ()
+
+    def parse(self, data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> JpegHeader:
+        """:func:`parse_header` ``(data, max_pixels)``, from the cache when ``data``'s header bytes were seen."""
+        n = len(data)
+        for end, sos in self._shapes:
+            if n >= end and data[sos] == 0xFF and data[sos + 1] == SOS:
+                header = self._entries.get((data[:end], max_pixels))
+                if header is not None:
+                    return header
+        header = parse_header(data, max_pixels)
+        scan = header.first_scan
+        end = scan.data_start
+        if end <= self.max_header_bytes and self.max_entries > 0:
+            sos = end - (6 + 2 * len(scan.components)) - 2  # FF DA, the length field, the payload
+            if len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[(bytes(data[:end]), max_pixels)] = header
+            if (end, sos) not in self._shapes:
+                self._shapes = ((end, sos), *self._shapes)[: self.max_shapes]
+        return header

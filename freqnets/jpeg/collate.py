@@ -210,11 +210,14 @@ class DCTCollate:
     def _all_in_layout(self, coeffs: list[JpegCoefficients], hy: int, wy: int, hc: int, wc: int) -> bool:
         """True when every sample already has the batch's grid, the target chroma layout and one order."""
         order = coeffs[0].order
+        checked = set()  # sampling factors already found to match the target layout
         for c in coeffs:
             if c.order != order or c.y.shape[-2:] != (hy, wy) or c.cb is None or c.cb.shape[-2:] != (hc, wc):
                 return False
-            if _source_factors(c) != self.factors:
-                return False
+            if c.sampling_factors not in checked:
+                if _source_factors(c) != self.factors:
+                    return False
+                checked.add(c.sampling_factors)
         return True
 
     def _stack(self, coeffs: list[JpegCoefficients], ky: int, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +267,7 @@ class DCTCollate:
             raise ValueError("cannot collate an empty batch")
         try:
             coeffs = [sample[0] for sample in samples]
-            labels = torch.as_tensor([int(sample[1]) for sample in samples], dtype=torch.int64)
+            labels = torch.tensor([int(sample[1]) for sample in samples], dtype=torch.int64)
         except (TypeError, IndexError) as error:
             raise TypeError(f"samples must be (JpegCoefficients, int label) pairs: {error}") from error
         if not all(isinstance(c, JpegCoefficients) for c in coeffs):
@@ -287,17 +290,24 @@ class DCTCollate:
         else:
             y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc)
         stats = self._select_normalize(b * b)
-        if stats is not None:
-            mean, std = stats
-            y = (y - mean[:ky].view(-1, 1, 1)) / std[:ky].view(-1, 1, 1)
-            cbcr = (cbcr - mean[ky:].view(-1, 1, 1)) / std[ky:].view(-1, 1, 1)
-        else:
-            y, cbcr = y.contiguous(), cbcr.contiguous()
         if self.layout == "planes":
-            return DCTBatch(y, cbcr, labels)
-        x = torch.empty(y.shape[0], ky + 2 * kc, hy, wy)
-        x[:, :ky] = y
-        batch, channels = cbcr.shape[:2]
-        up = cbcr[:, :, :, None, :, None].expand(batch, channels, hc, fv, wc, fh)  # nearest, no copy yet
-        x[:, ky:] = up.reshape(batch, channels, hc * fv, wc * fh)[..., :hy, :wy]
-        return x, labels
+            if stats is not None:
+                mean, std = stats
+                y = (y - mean[:ky].view(-1, 1, 1)) / std[:ky].view(-1, 1, 1)
+                cbcr = (cbcr - mean[ky:].view(-1, 1, 1)) / std[ky:].view(-1, 1, 1)
+            return DCTBatch(y.contiguous(), cbcr.contiguous(), labels)
+        x = torch.empty(y.shape[0], ky + 2 * kc, hy * wy)
+        x[:, :ky] = y.reshape(y.shape[0], ky, hy * wy)
+        # nearest-neighbour upsampling as one gather: luma block (r, c) takes chroma block (r // fv, c // fh)
+        x[:, ky:] = cbcr.reshape(*cbcr.shape[:2], hc * wc).index_select(2, _upsample_index(hy, wy, fv, fh))
+        if stats is not None:  # per channel, elementwise: the same values as normalising before upsampling
+            mean, std = stats
+            x.sub_(mean.view(-1, 1)).div_(std.view(-1, 1))
+        return x.view(y.shape[0], ky + 2 * kc, hy, wy), labels
+
+
+@lru_cache(maxsize=64)
+def _upsample_index(hy: int, wy: int, fv: int, fh: int) -> torch.Tensor:
+    """Flat chroma block index of every flat luma block position for chroma factors ``(fv, fh)``."""
+    wc = -(-wy // fh)
+    return (torch.arange(hy)[:, None] // fv * wc + torch.arange(wy)[None, :] // fh).flatten()

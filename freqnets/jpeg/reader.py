@@ -17,12 +17,15 @@ import torch
 
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
-from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, parse_header
+from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, parse_header
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+# Headers of recent files for the backends that only read them (per process; exact, see HeaderCache).
+_HEADERS = HeaderCache()
 
 
 def _read_source(source: Source) -> bytes:
@@ -99,7 +102,8 @@ def read_dct(
     _check_args(strict, max_pixels, order)
     chosen = _backends.resolve_backend(backend)
     data = _read_source(source)
-    header = parse_header(data, max_pixels)
+    # The python decoder updates the header's tables while it reads later scans: it gets its own parse.
+    header = parse_header(data, max_pixels) if chosen == "python" else _HEADERS.parse(data, max_pixels)
     try:
         try:
             raw = _backends.decode(data, header, chosen, order)
@@ -109,6 +113,7 @@ def read_dct(
             # libjpeg stops at some damage (e.g. a table cut by the end of the file) without returning
             # coefficients; the reference decoder keeps what precedes it. Recorded, never silent.
             chosen = "python"
+            header = parse_header(data, max_pixels)
             raw = _backends.decode(data, header, chosen)
             raw = replace(raw, warnings=(f"libjpeg failed ({error}); decoded by the python backend", *raw.warnings))
     except MemoryError:
