@@ -106,7 +106,8 @@ def _robustness(args: argparse.Namespace) -> int:
     stages = ", ".join(s for s in STAGES if s in config.stages and s not in ("model", "attacks"))
     print(f"freqnets robustness: channels {', '.join(config.channels)}; stages model, attacks, {stages}; "
           f"output {args.out}\n")  # fmt: skip
-    study = Study(config, progress=not args.quiet)
+    redo = tuple(s.strip() for s in args.redo.split(",") if s.strip()) if args.redo else ()
+    study = Study(config, progress=not args.quiet, redo=redo)
     study.run()
     print((args.out / "report.md").read_text())
     print(f"wrote results.json, report.md, CSV tables and plots to {args.out}")
@@ -125,6 +126,7 @@ def _add_robustness_parser(commands) -> None:
     robust.add_argument("--channels", default=None, help="comma-separated channels (default: all seven)")
     robust.add_argument("--stages", default=None, help="comma-separated stages after model and attacks")
     robust.add_argument("--epsilon", type=float, default=None, help="L-inf radius in 1/255 units (default 8)")
+    robust.add_argument("--redo", default=None, help="comma-separated finished stages to run again on resume")
     for name, text in (("train-per-class", "training images per class"), ("test-per-class", "test images per class"),
                        ("epochs", "training epochs"), ("attack-images", "images attacked"),
                        ("pgd-steps", "PGD steps"), ("cw-steps", "C&W steps per binary-search step"),

@@ -226,6 +226,14 @@ def test_study_resumes_without_recomputing(tiny_study, monkeypatch):
     resumed = Study(config, progress=False).run()
     assert resumed["sweep"] == state["sweep"]
     assert resumed["adaptive"] == state["adaptive"]
+    calls = []
+    original = instability.input_gradient_norm
+    monkeypatch.setattr(instability, "input_gradient_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    redone = Study(config, progress=False, redo=("instability",)).run()
+    assert len(calls) == 2  # natural and PGD examples, measured again
+    assert redone["instability"] == state["instability"]
+    with pytest.raises(ValueError, match="redo"):
+        Study(config, progress=False, redo=("attacks",))
     with pytest.raises(ValueError, match="other settings"):
         Study(dataclasses.replace(config, epsilon=4 / 255), progress=False).run()
 

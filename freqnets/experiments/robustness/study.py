@@ -10,7 +10,7 @@ output folder resumes, skipping finished stages and finished channels of the swe
 3. ``sweep``: every channel over its sweep of strengths: distortion ``delta_c``, clean accuracy
    (whole test set), accuracy on the adversarial examples with and without the channel.
    Random channels classify by majority :class:`~freqnets.layers.Vote` over ``vote_draws``.
-4. ``adaptive``: at each channel's best setting (highest mean recovered accuracy), our adaptive
+4. ``adaptive``: at each channel's best setting (most non-adaptive PGD examples recovered), our adaptive
    PGD (exact gradient / BPDA, EOT for random channels) against the defended model.
 5. ``transfer``: adaptive examples built against the Laplace channel alone, evaluated against
    every channel at its best setting.
@@ -145,12 +145,19 @@ def defended(model: nn.Module, channel: PerturbationChannel, draws: int) -> nn.M
 class Study:
     """Runs the stages of the study with checkpointing in ``config.out``."""
 
-    def __init__(self, config: StudyConfig, progress: bool = True) -> None:
+    def __init__(self, config: StudyConfig, progress: bool = True, redo: tuple[str, ...] = ()) -> None:
+        """``redo``: stages (after ``attacks``) whose saved results are dropped, so they run again."""
+        bad = [s for s in redo if s not in STAGES[2:]]
+        if bad:
+            raise ValueError(f"redo must name stages among {', '.join(STAGES[2:])}, got {bad}")
         self.config = config
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state_path = self.out / "state.json"
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        for stage in redo:
+            self.state.pop(stage, None)
+            self.state.get("seconds", {}).pop(stage, None)
         self.progress = progress
         torch.manual_seed(config.seed)
 
@@ -244,11 +251,13 @@ class Study:
             self._save()
 
     def best_channels(self) -> dict[str, PerturbationChannel]:
-        """Each channel at the strength with the highest mean recovered accuracy (ties: less distortion)."""
+        """Each channel at the strength that recovers most non-adaptive PGD examples (ties: less distortion).
+
+        PGD, because the adaptive stage repeats PGD with the same budget against that setting.
+        """
         best = {}
         for name, rows in self.state["sweep"].items():
-            recovered = [k for k in rows[0] if k.endswith("_recovered_accuracy")]
-            row = max(rows, key=lambda r: (sum(r[k] for k in recovered) / len(recovered), -r["distortion"]))
+            row = max(rows, key=lambda r: (r["pgd_recovered_accuracy"], -r["distortion"]))
             best[name] = make_channel(name, row["strength"])
         return best
 
