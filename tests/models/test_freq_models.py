@@ -203,3 +203,26 @@ def test_octave_model_has_low_paths_and_merges_them():
     assert sum(c.conv_ll is not None for c in convs) > 5
     with pytest.raises(ValueError, match="alpha"):
         timm.create_model("oct_resnet18_cifar", alpha=1.0)
+
+
+def test_one_grid_multigrid_resnet_is_resnet18():
+    """With one grid at full width every multigrid block is a plain basic block: ResNet-18's parameters."""
+    from freqnets.models._converted import use_cifar_stem
+
+    model = timm.create_model("mg_resnet18_cifar", num_grids=1, grid_widths=(1.0,))
+    reference = timm.create_model("resnet18", num_classes=10)
+    use_cifar_stem(reference, "conv1", "maxpool")
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    shapes = sorted(tuple(p.shape) for p in model.parameters())
+    assert shapes == sorted(tuple(p.shape) for p in reference.parameters())
+    with pytest.raises(ValueError, match="grid_widths"):
+        timm.create_model("mg_resnet18_cifar", num_grids=2, grid_widths=(1.0,))
+
+
+@pytest.mark.parametrize("alpha", [0.25, 0.5])
+def test_octave_resnet50_has_resnet50_parameter_count(alpha):
+    """An octave convolution splits a plain one's weights into four blocks: the total stays the same."""
+    model = timm.create_model("oct_resnet50", alpha=alpha)
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in timm.create_model("resnet50").parameters()
+    )
