@@ -146,9 +146,11 @@ def select_channels(stats: tuple[float, ...], y_channels: int, c_channels: int) 
     return tuple(y[:y_channels]) + tuple(cb[:c_channels]) + tuple(cr[:c_channels])
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= BLOCK_CHANNELS:
-        raise ValueError(f"{name} must be an int in [1, {BLOCK_CHANNELS}] (lowest zigzag frequencies), got {value!r}")
+def _check_count(value, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= BLOCK_CHANNELS:
+        raise ValueError(
+            f"{name} must be an int in [{low}, {BLOCK_CHANNELS}] (lowest zigzag frequencies), got {value!r}"
+        )
     return int(value)
 
 
@@ -156,6 +158,7 @@ def resolve_dct_channels(kwargs: dict) -> tuple[int, int]:
     """Pop ``y_channels``, ``c_channels`` and ``in_chans`` from ``kwargs`` and return ``(Ky, Kc)``.
 
     ``in_chans`` is the total ``Ky + 2*Kc``; given alone it must be divisible by 3 (``Ky = Kc``).
+    ``c_channels=0`` is a luma-only model (``DCTCollate(c_channels=0)``).
     Puts the checked total back as ``kwargs["in_chans"]`` so timm's cfg default does not override it.
     """
     y_channels, c_channels = kwargs.pop("y_channels", None), kwargs.pop("c_channels", None)
@@ -168,7 +171,7 @@ def resolve_dct_channels(kwargs: dict) -> tuple[int, int]:
             )
         y_channels = c_channels = in_chans // 3
     y_channels = _check_count(BLOCK_CHANNELS if y_channels is None else y_channels, "y_channels")
-    c_channels = _check_count(BLOCK_CHANNELS if c_channels is None else c_channels, "c_channels")
+    c_channels = _check_count(BLOCK_CHANNELS if c_channels is None else c_channels, "c_channels", low=0)
     if in_chans is not None and in_chans != y_channels + 2 * c_channels:
         raise ValueError(
             f"in_chans={in_chans} does not match y_channels + 2 * c_channels = {y_channels + 2 * c_channels}"

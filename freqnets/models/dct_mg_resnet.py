@@ -103,6 +103,8 @@ class DCTMultigridResNet(ClassifierHeadMixin, nn.Module):
 def _create(variant: str, pretrained: bool, cifar: bool, **kwargs) -> DCTMultigridResNet:
     refuse_pretrained(variant, pretrained)
     y_channels, c_channels = resolve_dct_channels(kwargs)
+    if c_channels == 0:
+        raise ValueError(f"{variant} needs chroma (c_channels >= 1); use dct_resnet18 for luma-only inputs")
     defaults = dict(strides=(1, 1, 2) if cifar else (1, 2, 2), stats="cifar10" if cifar else "imagenet")
     return build_model_with_cfg(
         DCTMultigridResNet,

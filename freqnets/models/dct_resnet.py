@@ -17,7 +17,7 @@ stage are dropped and the coefficients enter the second stage (``layer2``) with 
 
 ``_cifar`` variants take 32x32 images' 4x4 luma grids: ``layer3`` keeps stride 1, ``layer4`` halves
 to 2x2. Arguments: ``y_channels`` / ``c_channels`` (the lowest k zigzag frequencies per plane, default
-64) or ``in_chans = Ky + 2*Kc``; ``normalize_input`` (default True, see
+64; ``c_channels=0`` reads luma only) or ``in_chans = Ky + 2*Kc``; ``normalize_input`` (default True, see
 :mod:`freqnets.models._dct_input`); ``num_classes``; ``drop_rate``.
 
     >>> import timm, torch, freqnets

@@ -226,3 +226,12 @@ def test_octave_resnet50_has_resnet50_parameter_count(alpha):
     assert sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in timm.create_model("resnet50").parameters()
     )
+
+
+def test_luma_only_dct_resnets():
+    early = timm.create_model("dct_resnet18_cifar", y_channels=16, c_channels=0).eval()
+    assert early(torch.randn(2, 16, 4, 4)).shape == (2, 10)
+    late = timm.create_model("dct_resnet18_late_cifar", y_channels=16, c_channels=0).eval()
+    assert late(torch.randn(2, 16, 4, 4), torch.randn(2, 0, 2, 2)).shape == (2, 10)
+    with pytest.raises(ValueError, match="needs chroma"):
+        timm.create_model("dct_mg_resnet18_cifar", c_channels=0)
