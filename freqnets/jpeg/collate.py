@@ -237,29 +237,35 @@ class DCTCollate:
     def _place(
         self, coeffs: list[JpegCoefficients], ky: int, kc: int, hy: int, wy: int, hc: int, wc: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """General path: chroma conversion and centre crop/pad per sample."""
+        """General path: centre crop/pad per sample; chroma conversion batched over samples of one layout."""
         fh, fv = self.factors
         zigzag = zigzag_indices(coeffs[0].block_size)
         y_index, c_index = zigzag[:ky], zigzag[:kc]
         y = torch.zeros(len(coeffs), ky, hy, wy)
         cbcr = torch.zeros(len(coeffs), 2 * kc, hc, wc)
+        pending: dict[tuple, list] = {}  # (source factors, window shape) -> samples whose chroma to convert
         for i, c in enumerate(coeffs):
             natural = c.to_order("natural")
             sh, sv = (1, 1) if natural.cb is None else _source_factors(natural)
             # offsets in whole groups of both the source and the target chroma layout
             sy, dy, ny = _offsets(natural.y.shape[-2], hy, math.lcm(fv, sv))
             sx, dx, nx = _offsets(natural.y.shape[-1], wy, math.lcm(fh, sh))
-            y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[y_index, sy : sy + ny, sx : sx + nx]
+            # slice (a view) before selecting channels, so only the window is copied
+            y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[:, sy : sy + ny, sx : sx + nx].index_select(0, y_index)
             if kc == 0 or natural.cb is None:
                 continue
             # convert only the window that is kept: chroma rows sy / sv .. ceil((sy + ny) / sv) of the source
-            window = (slice(None), slice(sy // sv, -(-(sy + ny) // sv)), slice(sx // sh, -(-(sx + nx) // sh)))
-            pair = torch.stack([natural.cb[window], natural.cr[window]])
-            pair = _resample(_resample(pair, sv, fv, axis=-2), sh, fh, axis=-1)
-            ncy, ncx = -(-ny // fv), -(-nx // fh)
-            pair = _fit(pair, ncy, ncx)[:, c_index]
-            dcy, dcx = dy // fv, dx // fh
-            cbcr[i, :, dcy : dcy + ncy, dcx : dcx + ncx] = pair.reshape(2 * kc, ncy, ncx)
+            rows, cols = slice(sy // sv, -(-(sy + ny) // sv)), slice(sx // sh, -(-(sx + nx) // sh))
+            window = (natural.cb[:, rows, cols], natural.cr[:, rows, cols])
+            pending.setdefault((sh, sv, window[0].shape), []).append((i, window, ny, nx, dy, dx))
+        for (sh, sv, _), items in pending.items():
+            pairs = torch.stack([torch.stack(window) for _, window, *_ in items])  # (n, 2, b*b, rows, cols)
+            pairs = _resample(_resample(pairs, sv, fv, axis=-2), sh, fh, axis=-1)
+            for pair, (i, _, ny, nx, dy, dx) in zip(pairs, items, strict=True):
+                ncy, ncx = -(-ny // fv), -(-nx // fh)
+                pair = _fit(pair, ncy, ncx).index_select(1, c_index)
+                dcy, dcx = dy // fv, dx // fh
+                cbcr[i, :, dcy : dcy + ncy, dcx : dcx + ncx] = pair.reshape(2 * kc, ncy, ncx)
         return y, cbcr
 
     def __call__(self, samples: Sequence[tuple[JpegCoefficients, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
@@ -296,14 +302,20 @@ class DCTCollate:
                 y = (y - mean[:ky].view(-1, 1, 1)) / std[:ky].view(-1, 1, 1)
                 cbcr = (cbcr - mean[ky:].view(-1, 1, 1)) / std[ky:].view(-1, 1, 1)
             return DCTBatch(y.contiguous(), cbcr.contiguous(), labels)
-        x = torch.empty(y.shape[0], ky + 2 * kc, hy * wy)
-        x[:, :ky] = y.reshape(y.shape[0], ky, hy * wy)
-        # nearest-neighbour upsampling as one gather: luma block (r, c) takes chroma block (r // fv, c // fh)
-        x[:, ky:] = cbcr.reshape(*cbcr.shape[:2], hc * wc).index_select(2, _upsample_index(hy, wy, fv, fh))
+        batch, channels = cbcr.shape[:2]
+        x = torch.empty(batch, ky + 2 * kc, hy * wy)
+        x[:, :ky] = y.reshape(batch, ky, hy * wy)
+        # nearest-neighbour upsampling: luma block (r, c) takes chroma block (r // fv, c // fh). Wide grids
+        # copy through a broadcast view (long contiguous runs); small ones (CIFAR's 2x2) use one gather.
+        if (hy, wy) == (hc * fv, wc * fh) and wc >= 8:
+            up = cbcr[:, :, :, None, :, None].expand(batch, channels, hc, fv, wc, fh)
+            x[:, ky:].view(batch, channels, hc, fv, wc, fh).copy_(up)
+        else:
+            x[:, ky:] = cbcr.reshape(batch, channels, hc * wc).index_select(2, _upsample_index(hy, wy, fv, fh))
         if stats is not None:  # per channel, elementwise: the same values as normalising before upsampling
             mean, std = stats
             x.sub_(mean.view(-1, 1)).div_(std.view(-1, 1))
-        return x.view(y.shape[0], ky + 2 * kc, hy, wy), labels
+        return x.view(batch, ky + 2 * kc, hy, wy), labels
 
 
 @lru_cache(maxsize=64)

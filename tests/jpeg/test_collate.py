@@ -134,6 +134,30 @@ def test_stacked_layout_is_nearest_upsampled_planes():
             torch.testing.assert_close(x[:, 64:, i, j], planes.cbcr[:, :, i // 2, j // 2])
 
 
+@pytest.mark.parametrize(
+    ("sizes", "grid"),
+    [([(40, 24)] * 3, None), ([(176, 144)] * 2, None), ([(176, 144), (200, 232), (90, 70)], (18, 20))],
+    ids=["small-grid", "wide-grid", "mixed-sizes-and-layouts"],
+)
+def test_stacked_equals_planes_repeated_and_normalised(sizes, grid):
+    """Stacked = the planes layout's chroma repeated per luma block (a test-side loop), normalised alike."""
+    layouts = ["4:2:0", "4:4:4", "4:2:2"]
+    samples = [(encode_dct(image(h, w, i), subsampling=layouts[i % 3] if grid else "4:2:0"), i)
+               for i, (h, w) in enumerate(sizes)]  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    mean, std = torch.randn(192, generator=g), torch.rand(192, generator=g) + 0.5
+    planes = DCTCollate(grid=grid)(samples)
+    x, _ = DCTCollate(layout="stacked", grid=grid, normalize=(mean, std))(samples)
+    hy, wy = planes.y.shape[-2:]
+    expected = torch.zeros(len(samples), 192, hy, wy)
+    expected[:, :64] = planes.y
+    for i in range(hy):
+        for j in range(wy):
+            expected[:, 64:, i, j] = planes.cbcr[:, :, i // 2, j // 2]
+    expected = (expected - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+    torch.testing.assert_close(x, expected, rtol=0, atol=0)
+
+
 def test_grid_crop_and_pad_on_block_grid():
     big = encode_dct(image(64, 64, 0))  # 8x8 luma blocks, 4x4 chroma
     small = encode_dct(image(16, 32, 1))  # 2x4 luma blocks, 1x2 chroma
