@@ -88,11 +88,12 @@ def _bench_loader(args: argparse.Namespace) -> int:
 def _robustness(args: argparse.Namespace) -> int:
     import torch
 
-    from .experiments.robustness.study import STAGES, Study, StudyConfig
+    from .experiments.robustness.study import QUICK, STAGES, Study, StudyConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {name: getattr(args, name) for name in (
+    overrides = dict(QUICK) if args.quick else {}
+    overrides |= {name: getattr(args, name) for name in (
         "train_per_class", "test_per_class", "epochs", "attack_images", "pgd_steps", "cw_steps", "adaptive_steps",
         "eot_draws", "vote_draws", "blackbox_images", "finetune_epochs", "instability_images", "seed",
     ) if getattr(args, name) is not None}  # fmt: skip
@@ -138,6 +139,7 @@ def _add_robustness_parser(commands) -> None:
         robust.add_argument(f"--{name}", type=int, default=None, help=text)
     robust.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     robust.add_argument("--quiet", action="store_true", help="no progress bars")
+    robust.add_argument("--quick", action="store_true", help="a smaller preset (fewer images, steps and strengths)")
     robust.set_defaults(handler=_robustness)
 
 

@@ -17,6 +17,7 @@ pytest.importorskip("foolbox")
 from freqnets.cli import main
 from freqnets.experiments.images import DEFAULT_DATA
 from freqnets.experiments.robustness import Study, StudyConfig, attacks, instability
+from freqnets.experiments.robustness.study import QUICK
 from freqnets.layers import ColorDepthChannel, FFTChannel, GaussianNoiseChannel
 from freqnets.transforms import rfft_kept_mask
 
@@ -239,6 +240,8 @@ def test_study_resumes_without_recomputing(tiny_study, monkeypatch):
 
 
 def test_config_and_cli_reject_bad_arguments(capsys):
+    quick = StudyConfig(**QUICK)  # the --quick preset is a valid configuration
+    assert quick.sweeps["jpeg"] == [90, 50, 10]
     with pytest.raises(ValueError, match="channels"):
         StudyConfig(channels=["blur"])
     with pytest.raises(ValueError, match="quality"):

@@ -107,6 +107,15 @@ class StudyConfig:
             raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}")
 
 
+QUICK = {
+    "epochs": 5, "attack_images": 40, "pgd_steps": 10, "cw_steps": 20, "cw_binary_steps": 3, "adaptive_steps": 10,
+    "eot_draws": 4, "vote_draws": 4, "blackbox_images": 20, "blackbox_steps": 100, "noise_rates": [0.0, 0.5],
+    "noise_sigmas": [0.0, 0.1, 0.2, 0.3], "instability_images": 20, "power_iterations": 5,
+    "sweeps": {name: strengths[::2] for name, strengths in DEFAULT_SWEEPS.items()},
+}  # fmt: skip
+"""The ``--quick`` preset: fewer images, steps, draws and strengths (about a fifth of the default work)."""
+
+
 class ImageClassifier(nn.Module):
     """``[0, 1]`` images -> CIFAR normalisation -> ``network``."""
 
