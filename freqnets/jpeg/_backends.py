@@ -24,6 +24,7 @@ from ._markers import MAX_SCANS, JpegHeader, quant_table
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
+Windows = list[tuple[int, int, int, int]]  # per component: first block row, first block column, rows, columns
 _BENIGN_WARNINGS = ("Warning: unknown JFIF revision", "Unknown Adobe color transform")
 
 try:
@@ -75,15 +76,18 @@ def coefficient_count(header: JpegHeader) -> int:
     )
 
 
-def decode_libjpeg(data: bytes, header: JpegHeader, order: str = "natural") -> RawCoefficients:
+def decode_libjpeg(
+    data: bytes, header: JpegHeader, order: str = "natural", windows: Windows | None = None
+) -> RawCoefficients:
     """Decode with libjpeg's ``jpeg_read_coefficients``; the C code dequantises and lays out the planes.
 
-    libjpeg's memory is capped to what the frame's coefficient arrays need.
+    libjpeg's memory is capped to what the frame's coefficient arrays need. ``windows``: per component
+    ``(first row, first column, rows, columns)`` of its block grid to lay out (``None``: all of it).
     """
     count = header.coefficients or coefficient_count(header)
     max_memory = 2 * count + (16 << 20)  # int16 arrays + libjpeg's working memory
     try:
-        planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, order == "zigzag")
+        planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, order == "zigzag", windows)
     except RuntimeError as error:
         message, warnings = error.args
         # libjpeg's JERR_OUT_OF_MEMORY text is "Insufficient memory (case N)".
@@ -99,8 +103,10 @@ def decode_libjpeg(data: bytes, header: JpegHeader, order: str = "natural") -> R
     if len(planes) != len(frame.components):
         raise JpegError(f"corrupt JPEG: libjpeg read {len(planes)} components, the header {len(frame.components)}")
     arrays = []
-    for (rows, cols, raw), comp in zip(planes, frame.components, strict=True):
-        if (rows, cols) != (comp.height_in_blocks, comp.width_in_blocks):
+    if windows is None:
+        windows = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
+    for (rows, cols, raw), window in zip(planes, windows, strict=True):
+        if (rows, cols) != window[2:]:
             raise JpegError("corrupt JPEG: libjpeg's block grid differs from the header's")
         arrays.append(np.frombuffer(raw, dtype=np.float32).reshape(64, rows, cols))
     tables = np.frombuffer(quant, dtype=np.uint16).reshape(len(planes), 64).astype(np.int32)
@@ -134,10 +140,13 @@ def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
     return RawCoefficients(blocks, tables, warnings)
 
 
-def decode(data: bytes, header: JpegHeader, backend: str, order: str = "natural") -> RawCoefficients:
-    """Run the concrete ``backend`` (see :func:`resolve_backend`); ``order`` is a hint for ``planes``."""
+def decode(
+    data: bytes, header: JpegHeader, backend: str, order: str = "natural", windows: Windows | None = None
+) -> RawCoefficients:
+    """Run the concrete ``backend`` (see :func:`resolve_backend`); ``order`` and ``windows`` are hints for
+    ``planes`` (backends returning ``blocks`` return whole grids; the caller cuts the windows)."""
     if backend == "libjpeg":
-        return decode_libjpeg(data, header, order)
+        return decode_libjpeg(data, header, order, windows)
     if backend == "jpeg2dct":
         return decode_jpeg2dct(data, header)
     return decode_python(data, header)

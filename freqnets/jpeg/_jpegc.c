@@ -103,14 +103,16 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
 }
 
 /* Phase 2, without the GIL: dequantise and transpose component ci into out (64, h, w) float32. */
-static int write_plane(struct session *s, int ci, float *out, int zigzag) {
+static int write_plane(struct session *s, int ci, float *out, int zigzag, const long *window) {
     if (setjmp(s->err.jump)) {
         return 0;
     }
     j_decompress_ptr cinfo = &s->cinfo;
     jpeg_component_info *comp = &cinfo->comp_info[ci];
     JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
-    size_t h = comp->height_in_blocks, w = comp->width_in_blocks, plane = h * w;
+    /* window: first block row, first block column, rows, columns of the component's block grid */
+    size_t r0 = (size_t)window[0], c0 = (size_t)window[1], h = (size_t)window[2], w = (size_t)window[3];
+    size_t plane = h * w;
     int source[DCTSIZE2];
     float step[DCTSIZE2];
     for (int k = 0; k < DCTSIZE2; k++) {
@@ -118,8 +120,9 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag) {
         step[k] = table != NULL ? (float)table->quantval[source[k]] : 0.0f;
     }
     for (JDIMENSION row = 0; row < h; row++) {
-        JBLOCKARRAY rows = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], row, 1, FALSE);
-        JBLOCKROW blocks = rows[0];
+        JBLOCKARRAY rows =
+            (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], (JDIMENSION)(r0 + row), 1, FALSE);
+        JBLOCKROW blocks = rows[0] + c0;
         for (int k = 0; k < DCTSIZE2; k++) {
             float *dst = out + k * plane + row * w;
             const int src = source[k];
@@ -169,8 +172,9 @@ static PyObject *raise_libjpeg(struct session *s) {
 }
 
 PyDoc_STRVAR(read_coefficients_doc,
-             "read_coefficients(data, max_memory, max_scans, zigzag) -> (planes, quant_tables, warnings)\n\n"
-             "planes: [(height_in_blocks, width_in_blocks, bytearray of float32 (64, h, w))], dequantised,\n"
+             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None) -> (planes, quant_tables, warnings)\n\n"
+             "windows: None (whole planes) or per component (first row, first column, rows, columns) in blocks.\n"
+             "planes: [(rows, columns, bytearray of float32 (64, rows, columns))], dequantised,\n"
              "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
              "Raises RuntimeError(message, warnings) on a fatal libjpeg error.");
@@ -181,8 +185,33 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     unsigned long long max_memory;
     long max_scans;
     int zigzag;
-    if (!PyArg_ParseTuple(args, "y*Klp", &buffer, &max_memory, &max_scans, &zigzag)) {
+    PyObject *window_arg = Py_None;
+    long windows[FQ_MAX_COMPONENTS][4];
+    int n_windows = 0;
+    if (!PyArg_ParseTuple(args, "y*Klp|O", &buffer, &max_memory, &max_scans, &zigzag, &window_arg)) {
         return NULL;
+    }
+    if (window_arg != Py_None) {
+        /* per component (first row, first column, rows, columns) in blocks; checked after the header */
+        PyObject *seq = PySequence_Fast(window_arg, "windows must be a sequence of 4-tuples");
+        if (seq == NULL || PySequence_Fast_GET_SIZE(seq) > FQ_MAX_COMPONENTS) {
+            if (seq != NULL) {
+                PyErr_SetString(PyExc_ValueError, "windows: at most 4 components");
+            }
+            Py_XDECREF(seq);
+            PyBuffer_Release(&buffer);
+            return NULL;
+        }
+        n_windows = (int)PySequence_Fast_GET_SIZE(seq);
+        for (int i = 0; i < n_windows; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+            if (!PyArg_ParseTuple(item, "llll", &windows[i][0], &windows[i][1], &windows[i][2], &windows[i][3])) {
+                Py_DECREF(seq);
+                PyBuffer_Release(&buffer);
+                return NULL;
+            }
+        }
+        Py_DECREF(seq);
     }
     struct session *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -202,6 +231,27 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         return NULL;
     }
     int n = s->cinfo.num_components;
+    if (window_arg == Py_None) {
+        for (int ci = 0; ci < n; ci++) {
+            windows[ci][0] = windows[ci][1] = 0;
+            windows[ci][2] = (long)s->cinfo.comp_info[ci].height_in_blocks;
+            windows[ci][3] = (long)s->cinfo.comp_info[ci].width_in_blocks;
+        }
+    } else {
+        int bad = n_windows != n;
+        for (int ci = 0; !bad && ci < n; ci++) {
+            const long *wd = windows[ci];
+            jpeg_component_info *comp = &s->cinfo.comp_info[ci];
+            bad = wd[0] < 0 || wd[1] < 0 || wd[2] < 1 || wd[3] < 1 ||
+                  wd[0] + wd[2] > (long)comp->height_in_blocks || wd[1] + wd[3] > (long)comp->width_in_blocks;
+        }
+        if (bad) {
+            snprintf(s->err.error, sizeof s->err.error, "block window outside the component's block grid");
+            raise_libjpeg(s);
+            close_session(s);
+            return NULL;
+        }
+    }
     PyObject *planes = PyList_New(n);
     UINT16 quant[FQ_MAX_COMPONENTS * DCTSIZE2];
     if (planes == NULL) {
@@ -215,7 +265,7 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         for (int k = 0; k < DCTSIZE2; k++) {
             quant[ci * DCTSIZE2 + k] = table != NULL ? table->quantval[k] : 0;
         }
-        Py_ssize_t size = (Py_ssize_t)comp->height_in_blocks * comp->width_in_blocks * DCTSIZE2 * sizeof(float);
+        Py_ssize_t size = (Py_ssize_t)windows[ci][2] * windows[ci][3] * DCTSIZE2 * sizeof(float);
         PyObject *data = PyByteArray_FromStringAndSize(NULL, size);
         if (data == NULL) {
             Py_DECREF(planes);
@@ -224,9 +274,9 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         }
         float *out = (float *)PyByteArray_AS_STRING(data);
         Py_BEGIN_ALLOW_THREADS
-        ok = write_plane(s, ci, out, zigzag);
+        ok = write_plane(s, ci, out, zigzag, windows[ci]);
         Py_END_ALLOW_THREADS
-        PyObject *item = ok ? Py_BuildValue("(iiN)", (int)comp->height_in_blocks, (int)comp->width_in_blocks, data)
+        PyObject *item = ok ? Py_BuildValue("(iiN)", (int)windows[ci][2], (int)windows[ci][3], data)
                             : NULL;
         if (item == NULL) {
             if (!ok) {

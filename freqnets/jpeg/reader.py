@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from typing import BinaryIO
@@ -17,7 +18,7 @@ import torch
 
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
-from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, parse_header
+from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
@@ -42,6 +43,28 @@ def _read_source(source: Source) -> bytes:
             raise TypeError(f"source file object must be opened in binary mode, its read() gave {type(data).__name__}")
         return bytes(data)
     raise TypeError(f"source must be a path, bytes or a binary file object, got {type(source).__name__}")
+
+
+def _centre_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[_backends.Windows, tuple[int, int]]:
+    """Per component block windows of the centre ``crop`` (luma blocks), and the window's size in pixels.
+
+    Offsets are rounded down to whole MCUs and to even block counts (DCTCollate's 4:2:0 alignment),
+    so every component's window starts on a block of its own grid.
+    """
+    frame = header.frame
+    box = []
+    axes = ((-(-frame.height // 8), crop[0], frame.v_max), (-(-frame.width // 8), crop[1], frame.h_max))
+    for blocks, want, mcu in axes:
+        step = math.lcm(2, mcu)
+        box.append(((blocks - want) // 2 // step * step, want) if blocks > want else (0, blocks))
+    (top, rows), (left, cols) = box
+    windows = []
+    for c in frame.components:
+        r0, c0 = top * c.v // frame.v_max, left * c.h // frame.h_max
+        r1 = min(-(-(top + rows) * c.v // frame.v_max), c.height_in_blocks)
+        c1 = min(-(-(left + cols) * c.h // frame.h_max), c.width_in_blocks)
+        windows.append((r0, c0, r1 - r0, c1 - c0))
+    return windows, (min(frame.height - 8 * top, 8 * rows), min(frame.width - 8 * left, 8 * cols))
 
 
 def _check_args(strict: bool, max_pixels: int | None, order: str) -> None:
@@ -69,6 +92,7 @@ def read_dct(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     backend: str = "auto",
     order: str = "natural",
+    crop: tuple[int, int] | None = None,
 ) -> JpegCoefficients:
     """The dequantised DCT coefficients of a JPEG file, per plane at its own resolution.
 
@@ -86,6 +110,11 @@ def read_dct(
             requested backend that is not available raises :class:`JpegUnsupportedError`; results
             are identical for every valid file (docs/jpeg.md).
         order: channel order of the 64 frequencies, ``"natural"`` (row-major ``(v, u)``) or ``"zigzag"``.
+        crop: ``None`` (whole planes) or ``(Hy, Wy)``: return only the centre window of at most ``Hy x Wy``
+            luma blocks, offsets rounded down to whole MCUs and even block counts (the window
+            ``DCTCollate(grid=(Hy, Wy))`` keeps for a 4:2:0 target, so its batches are unchanged). The
+            result is that window as an image of its own (``size`` is the window's); the libjpeg backend
+            then lays out only the window. Every scan is still decoded and checked.
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
@@ -100,13 +129,24 @@ def read_dct(
             lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
     """
     _check_args(strict, max_pixels, order)
+    if crop is not None and (
+        not isinstance(crop, tuple | list) or len(crop) != 2
+        or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in crop)
+    ):  # fmt: skip
+        raise ValueError(f"crop must be None or (Hy, Wy) positive luma block counts, got {crop!r}")
     chosen = _backends.resolve_backend(backend)
     data = _read_source(source)
     # The python decoder updates the header's tables while it reads later scans: it gets its own parse.
     header = parse_header(data, max_pixels) if chosen == "python" else _HEADERS.parse(data, max_pixels)
+    frame = header.frame
+    windows, size = None, (frame.height, frame.width)
+    if crop is not None:
+        windows, size = _centre_windows(header, crop)
+        whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
+        windows = None if windows == whole else windows
     try:
         try:
-            raw = _backends.decode(data, header, chosen, order)
+            raw = _backends.decode(data, header, chosen, order, windows)
         except JpegTruncatedError as error:
             if strict or chosen != "libjpeg":
                 raise
@@ -122,16 +162,18 @@ def read_dct(
     if strict and raw.warnings:
         raise JpegTruncatedError(f"truncated or corrupt JPEG data: {'; '.join(dict.fromkeys(raw.warnings))}")
     if raw.planes is not None and raw.order == order:
-        planes = [torch.from_numpy(plane) for plane in raw.planes]
+        planes = [torch.from_numpy(plane) for plane in raw.planes]  # already cut to the windows
     else:
-        planes = [_plane(blocks, table, order) for blocks, table in zip(raw.blocks, raw.quant_tables, strict=True)]
-    frame = header.frame
+        blocks = raw.blocks
+        if windows is not None:
+            blocks = [b[r0 : r0 + n, c0 : c0 + m] for b, (r0, c0, n, m) in zip(blocks, windows, strict=True)]
+        planes = [_plane(b, table, order) for b, table in zip(blocks, raw.quant_tables, strict=True)]
     return JpegCoefficients(
         y=planes[0],
         cb=planes[1] if len(planes) == 3 else None,
         cr=planes[2] if len(planes) == 3 else None,
         quant_tables=torch.from_numpy(np.ascontiguousarray(raw.quant_tables, dtype=np.int32)),
-        size=(frame.height, frame.width),
+        size=size,
         subsampling=header.subsampling,
         sampling_factors=header.sampling_factors,
         order=order,
