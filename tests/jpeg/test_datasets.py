@@ -76,6 +76,14 @@ def test_zip_equals_folder(tree):
         assert torch.equal(a.y, b.to_order("natural").y)
 
 
+def test_crop_is_passed_to_read_dct(tree):
+    cropped = JpegFolderDataset(tree / "split", crop=(1, 2))
+    for i in range(len(cropped)):
+        coeffs, _ = cropped[i]
+        expected = read_dct((tree / cropped.samples[i][0]).read_bytes(), crop=(1, 2))
+        assert coeffs.y.shape[-2:] == (1, 2) and torch.equal(coeffs.y, expected.y) and coeffs.size == expected.size
+
+
 def test_zip_handle_is_per_process_and_loader_workers_agree(tree):
     dataset = JpegFolderDataset(tree / "tree.zip", split="split", target_transform=int)
     dataset[0]
