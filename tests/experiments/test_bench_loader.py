@@ -32,3 +32,17 @@ def test_pipelines_and_report():
     assert all(r.dct > 0 and r.pillow > 0 for r in rows)
     text = bench_loader.report(rows, notes)
     assert text.count("| mini |") == 2 and f"{rows[0].dct / rows[0].pillow:.2f}x" in text
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="bundled data missing")
+def test_imagenet_mode_adds_the_crop_variant_with_identical_batches():
+    payloads = bench_loader.load_payloads(BUNDLED, 6, "train")
+    full, crop = bench_loader.DCTPipeline(True, payloads), bench_loader.DCTPipeline(True, payloads, crop=True)
+    a, _ = full.collate([(full.sample(p), 0) for p in payloads])
+    b, _ = crop.collate([(crop.sample(p), 0) for p in payloads])
+    assert a.shape == (6, 192, 28, 28) and torch.equal(a, b)
+    rows, _ = bench_loader.run([bench_loader.Source("in", payloads, True)], [0], 4, step=False)
+    assert [r.mode for r in rows] == [
+        "per image", "per image, read_dct crop", "DataLoader, 0 workers, batch 4",
+        "DataLoader, 0 workers, batch 4, read_dct crop",
+    ]  # fmt: skip
