@@ -44,14 +44,85 @@ struct reader_error {
     char warnings[MAX_WARNINGS][JMSG_LENGTH_MAX];
     long n_scans;
     long max_scans;
+    int stopped; /* the window source ended the data on purpose: later warnings are not damage */
+};
+
+/* A memory source that can end the data (a fake EOI, as libjpeg's memory source does at the real end)
+ * once the iMCU rows a block window needs are decoded: used for single-scan sequential files with a
+ * window, where nothing after those rows is returned. Data is handed over in chunks so the check runs
+ * every WINDOW_CHUNK bytes. */
+#define WINDOW_CHUNK 4096
+struct window_source {
+    struct jpeg_source_mgr pub;
+    const JOCTET *data;
+    size_t size, pos;
+    long stop_after; /* stop once input_iMCU_row > stop_after; -1: never */
 };
 
 struct session {
     struct jpeg_decompress_struct cinfo;
     struct reader_error err;
+    struct window_source source;
     jvirt_barray_ptr *arrays;
     int created;
+    int has_windows;
+    long windows[FQ_MAX_COMPONENTS][4]; /* per component: first row, first column, rows, columns */
 };
+
+static const JOCTET fake_eoi[2] = {0xFF, JPEG_EOI};
+
+static void window_init_source(j_decompress_ptr cinfo) { (void)cinfo; }
+
+static boolean window_fill_input_buffer(j_decompress_ptr cinfo) {
+    struct window_source *src = (struct window_source *)cinfo->src;
+    int stop = src->stop_after >= 0 && (long)cinfo->input_iMCU_row > src->stop_after;
+    if (stop || src->pos >= src->size) {
+        if (stop) {
+            ((struct reader_error *)cinfo->err)->stopped = 1;
+        } else {
+            WARNMS(cinfo, JWRN_JPEG_EOF);
+        }
+        src->pub.next_input_byte = fake_eoi;
+        src->pub.bytes_in_buffer = 2;
+        return TRUE;
+    }
+    size_t n = src->size - src->pos < WINDOW_CHUNK ? src->size - src->pos : WINDOW_CHUNK;
+    src->pub.next_input_byte = src->data + src->pos;
+    src->pub.bytes_in_buffer = n;
+    src->pos += n;
+    return TRUE;
+}
+
+static void window_skip_input_data(j_decompress_ptr cinfo, long num_bytes) {
+    struct jpeg_source_mgr *src = cinfo->src;
+    if (num_bytes <= 0) {
+        return;
+    }
+    while (num_bytes > (long)src->bytes_in_buffer) {
+        num_bytes -= (long)src->bytes_in_buffer;
+        (void)(*src->fill_input_buffer)(cinfo);
+    }
+    src->next_input_byte += num_bytes;
+    src->bytes_in_buffer -= (size_t)num_bytes;
+}
+
+static void window_term_source(j_decompress_ptr cinfo) { (void)cinfo; }
+
+static void window_src(struct session *s, const unsigned char *data, unsigned long size) {
+    struct window_source *src = &s->source;
+    src->pub.init_source = window_init_source;
+    src->pub.fill_input_buffer = window_fill_input_buffer;
+    src->pub.skip_input_data = window_skip_input_data;
+    src->pub.resync_to_restart = jpeg_resync_to_restart;
+    src->pub.term_source = window_term_source;
+    src->pub.bytes_in_buffer = 0;
+    src->pub.next_input_byte = NULL;
+    src->data = data;
+    src->size = size;
+    src->pos = 0;
+    src->stop_after = -1;
+    s->cinfo.src = &src->pub;
+}
 
 static void reader_error_exit(j_common_ptr cinfo) {
     struct reader_error *err = (struct reader_error *)cinfo->err;
@@ -62,6 +133,9 @@ static void reader_error_exit(j_common_ptr cinfo) {
 static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
     struct reader_error *err = (struct reader_error *)cinfo->err;
     if (msg_level < 0) {
+        if (err->stopped) {
+            return; /* after a window's deliberate end of data: the missing rest is not damage */
+        }
         if (err->n_warnings < MAX_WARNINGS) {
             (*cinfo->err->format_message)(cinfo, err->warnings[err->n_warnings]);
         }
@@ -91,12 +165,35 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
     jpeg_create_decompress(&s->cinfo);
     s->created = 1;
     s->cinfo.mem->max_memory_to_use = (long)max_memory;
-    jpeg_mem_src(&s->cinfo, data, size);
+    if (s->has_windows) {
+        window_src(s, data, size);
+    } else {
+        jpeg_mem_src(&s->cinfo, data, size);
+    }
     jpeg_read_header(&s->cinfo, TRUE);
     if (s->cinfo.num_components > FQ_MAX_COMPONENTS || s->cinfo.data_precision != 8) {
         snprintf(s->err.error, sizeof s->err.error, "unsupported JPEG (%d components, %d-bit)",
                  s->cinfo.num_components, s->cinfo.data_precision);
         return 0;
+    }
+    if (s->has_windows) {
+        /* the windows must lie in the block grids; the last iMCU row any of them needs */
+        long last = 0;
+        for (int ci = 0; ci < s->cinfo.num_components; ci++) {
+            const long *wd = s->windows[ci];
+            jpeg_component_info *comp = &s->cinfo.comp_info[ci];
+            if (wd[0] < 0 || wd[1] < 0 || wd[2] < 1 || wd[3] < 1 || wd[0] + wd[2] > (long)comp->height_in_blocks ||
+                wd[1] + wd[3] > (long)comp->width_in_blocks) {
+                snprintf(s->err.error, sizeof s->err.error, "block window outside the component's block grid");
+                return 0;
+            }
+            long row = (wd[0] + wd[2] - 1) / comp->v_samp_factor;
+            last = row > last ? row : last;
+        }
+        /* Only a single sequential scan holding every component decodes the rows in order, once. */
+        if (!s->cinfo.progressive_mode && s->cinfo.comps_in_scan == s->cinfo.num_components) {
+            s->source.stop_after = last;
+        }
     }
     s->arrays = jpeg_read_coefficients(&s->cinfo);
     return 1;
@@ -186,7 +283,7 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     long max_scans;
     int zigzag;
     PyObject *window_arg = Py_None;
-    long windows[FQ_MAX_COMPONENTS][4];
+    long windows[FQ_MAX_COMPONENTS][4] = {{0}};
     int n_windows = 0;
     if (!PyArg_ParseTuple(args, "y*Klp|O", &buffer, &max_memory, &max_scans, &zigzag, &window_arg)) {
         return NULL;
@@ -219,6 +316,10 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     s->err.max_scans = max_scans;
+    if (window_arg != Py_None) {
+        s->has_windows = 1;
+        memcpy(s->windows, windows, sizeof windows);
+    }
     int ok;
     Py_BEGIN_ALLOW_THREADS
     ok = decode_coefficients(s, (const unsigned char *)buffer.buf, (unsigned long)buffer.len,
@@ -237,20 +338,11 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
             windows[ci][2] = (long)s->cinfo.comp_info[ci].height_in_blocks;
             windows[ci][3] = (long)s->cinfo.comp_info[ci].width_in_blocks;
         }
-    } else {
-        int bad = n_windows != n;
-        for (int ci = 0; !bad && ci < n; ci++) {
-            const long *wd = windows[ci];
-            jpeg_component_info *comp = &s->cinfo.comp_info[ci];
-            bad = wd[0] < 0 || wd[1] < 0 || wd[2] < 1 || wd[3] < 1 ||
-                  wd[0] + wd[2] > (long)comp->height_in_blocks || wd[1] + wd[3] > (long)comp->width_in_blocks;
-        }
-        if (bad) {
-            snprintf(s->err.error, sizeof s->err.error, "block window outside the component's block grid");
-            raise_libjpeg(s);
-            close_session(s);
-            return NULL;
-        }
+    } else if (n_windows != n) {
+        snprintf(s->err.error, sizeof s->err.error, "block window outside the component's block grid");
+        raise_libjpeg(s);
+        close_session(s);
+        return NULL;
     }
     PyObject *planes = PyList_New(n);
     UINT16 quant[FQ_MAX_COMPONENTS * DCTSIZE2];

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from freqnets.jpeg import DCTCollate, available_backends, read_dct
+from freqnets.jpeg import DCTCollate, JpegTruncatedError, available_backends, read_dct
 
 DECODERS = [b for b in available_backends() if b != "jpeg2dct"]
 LAYOUTS = [  # (Pillow subsampling, mode, progressive)
@@ -116,3 +116,51 @@ def test_extension_rejects_windows_outside_the_grid(window) -> None:
     header = parse_header(data)
     with pytest.raises(JpegError, match="block window outside"):
         _backends.decode_libjpeg(data, header, windows=[(0, 0, 4, 4), window, (0, 0, 2, 2)])
+
+
+def _large(subsampling: int, mode: str = "RGB", **save) -> bytes:
+    """~100-300 kB of noise (many 4 kB chunks of the C extension's windowed source)."""
+    pixels = np.random.default_rng(5).integers(0, 256, size=(360, 296, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=90, subsampling=subsampling, **save)
+    return buffer.getvalue()
+
+
+LARGE = [(2, "RGB", {}), (0, "RGB", {}), (2, "RGB", {"restart_marker_blocks": 3}), (0, "L", {})]
+
+
+@pytest.mark.skipif("libjpeg" not in DECODERS, reason="the compiled backend is not built")
+@pytest.mark.parametrize(("subsampling", "mode", "save"), LARGE, ids=["420", "444", "420-restarts", "gray"])
+def test_sequential_crop_stops_after_the_window_rows(subsampling, mode, save) -> None:
+    data = _large(subsampling, mode, **save)
+    assert len(data) > 10 * 4096
+    crop = (12, 20)  # rows 14..25 of 45 luma block rows: the data after ~60 % of the file is not needed
+    full, part = read_dct(data, backend="python"), read_dct(data, crop=crop)
+    top, left = _offset(full.y, part.y)
+    assert torch.equal(part.y, full.y[:, top : top + 12, left : left + 20])
+    reference = read_dct(data, crop=crop, backend="python")
+    for x, y in zip(part.planes(), reference.planes(), strict=True):
+        assert torch.equal(x, y)
+    # Cut at 80 %: the full read (and the python backend's crop) sees the truncation; the windowed
+    # libjpeg read has stopped before it and returns the same window, without warnings.
+    cut = data[: int(len(data) * 0.8)]
+    with pytest.raises(JpegTruncatedError):
+        read_dct(cut)
+    with pytest.raises(JpegTruncatedError):
+        read_dct(cut, crop=crop, backend="python")
+    stopped = read_dct(cut, crop=crop)
+    assert stopped.warnings == () and torch.equal(stopped.y, part.y)
+    # Cut at 30 %: inside the window's rows, an error as without crop.
+    with pytest.raises(JpegTruncatedError):
+        read_dct(data[: int(len(data) * 0.3)], crop=crop)
+
+
+@pytest.mark.skipif("libjpeg" not in DECODERS, reason="the compiled backend is not built")
+def test_progressive_crop_reads_every_scan() -> None:
+    data = _large(2, progressive=True)
+    cut = data[: int(len(data) * 0.95)]
+    with pytest.raises(JpegTruncatedError):
+        read_dct(cut, crop=(12, 20))
+    full, part = read_dct(data), read_dct(data, crop=(12, 20))
+    top, left = _offset(full.y, part.y)
+    assert torch.equal(part.y, full.y[:, top : top + 12, left : left + 20])
