@@ -219,10 +219,13 @@ _SANDBOX = textwrap.dedent(
     for group, cases in json.loads(sys.stdin.read()).items():
         outcome = outcomes[group] = {"ok": 0, "typed": 0, "bad": []}
         for backend in [b for b in available_backends() if b != "jpeg2dct"]:
-            for index, (data, max_pixels) in enumerate(cases):
+            for index, (data, max_pixels, crop) in enumerate(cases):
+                if crop is not None and backend != "libjpeg":
+                    continue  # windowed cases exercise the C extension's windowed source
                 for strict in (True, False):
                     try:
-                        read_dct(bytes.fromhex(data), backend=backend, strict=strict, max_pixels=max_pixels)
+                        read_dct(bytes.fromhex(data), backend=backend, strict=strict, max_pixels=max_pixels,
+                                 crop=None if crop is None else tuple(crop))
                         outcome["ok"] += 1
                     except JpegError:
                         outcome["typed"] += 1
@@ -276,13 +279,27 @@ def _fuzz_cases() -> list[tuple[bytes, int]]:
     return [(m, 1 << 20) for seed in seeds for m in _mutations(seed, rng, 100)]
 
 
+def _windowed_fuzz_cases() -> list[tuple[bytes, int]]:
+    """Mutations of files spanning many 4 kB chunks, read with ``crop`` (the early-stopping source)."""
+    rng = np.random.default_rng(77)
+    noise = rng.integers(0, 256, size=(200, 160, 3), dtype=np.uint8)
+    seeds = []
+    for save in ({"subsampling": 2, "restart_marker_blocks": 4}, {"subsampling": 0}):
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, "JPEG", quality=90, **save)
+        seeds.append(buffer.getvalue())
+    return [(m, 1 << 20) for seed in seeds for m in _mutations(seed, rng, 40)]
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> dict:
     """Huge headers and 300 mutations, every backend, strict and lenient: one memory-limited subprocess."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the memory-limited sandbox uses /proc and RLIMIT_AS (Linux)")
     groups = {"huge": _huge_headers(), "fuzz": _fuzz_cases()}
-    payload = json.dumps({k: [[d.hex(), m] for d, m in v] for k, v in groups.items()})
+    cases = {k: [[d.hex(), m, None] for d, m in v] for k, v in groups.items()}
+    cases["windowed"] = [[d.hex(), m, [4, 6]] for d, m in _windowed_fuzz_cases()]
+    payload = json.dumps(cases)
     result = subprocess.run(
         [sys.executable, "-c", _SANDBOX], input=payload, capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -298,6 +315,12 @@ def test_huge_headers_in_memory_limited_subprocess(sandbox) -> None:
 
 def test_mutation_fuzz_only_typed_errors(sandbox) -> None:
     assert sandbox["fuzz"]["bad"] == [], sandbox["fuzz"]["bad"][:5]
+
+
+def test_windowed_mutation_fuzz_only_typed_errors(sandbox) -> None:
+    assert sandbox["windowed"]["bad"] == [], sandbox["windowed"]["bad"][:5]
+    if "libjpeg" in DECODERS:
+        assert sandbox["windowed"]["ok"] + sandbox["windowed"]["typed"] == 2 * 80
     assert sandbox["fuzz"]["typed"] > 0 and sandbox["fuzz"]["ok"] > 0
 
 
