@@ -53,7 +53,10 @@ def write_plots(out: Path, rows: list[dict]) -> list[Path]:
         for r in rows:
             if r["variant"] in baseline_labels and r.get(y) is not None:
                 color = "grey" if r["variant"] == "conv" else "tab:brown"
-                axes.axhline(r[y], color=color, linewidth=0.8, linestyle=":", label=baseline_labels[r["variant"]])
+                several = len({(q["model"], q["input"]) for q in rows}) > 1
+                prefix = f"{r['model']} {r['input']} " if several else ""
+                label_text = prefix + baseline_labels[r["variant"]]
+                axes.axhline(r[y], color=color, linewidth=0.8, linestyle=":", label=label_text)
         if normalised:
             axes.axhline(1.0, color="black", linewidth=0.5)
         axes.set_xlabel("applied compress rate (fraction discarded, mean over layers)", fontsize=9)
