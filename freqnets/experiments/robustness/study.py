@@ -59,7 +59,7 @@ STAGES = ("model", "attacks", "sweep", "adaptive", "transfer", "blackbox", "nois
 
 @dataclass
 class StudyConfig:
-    """Settings of the study; the defaults finish in minutes on 2 CPU cores with the bundled data."""
+    """Settings of the study. The defaults take about 20 CPU-minutes on the bundled data (:data:`QUICK`: 1.5)."""
 
     data: Path = DEFAULT_DATA
     out: Path = Path("runs/robustness")
