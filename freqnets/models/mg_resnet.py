@@ -23,11 +23,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import MultigridBasicBlock
-from ._converted import imagenet_cfg, refuse_pretrained, resnet_cifar_cfg
-from ._head import ClassifierHeadMixin, init_weights
+from ._converted import imagenet_cfg, resnet_cifar_cfg
+from ._head import ClassifierHeadMixin, ResNetStemMixin, create_unpretrained, init_weights
 
 __all__ = ["MultigridResNet", "merge_grids", "mg_resnet18", "mg_resnet18_cifar"]
 
@@ -38,7 +38,7 @@ def merge_grids(grids: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([grids[0]] + [F.interpolate(g, size=size, mode="nearest") for g in grids[1:]], dim=1)
 
 
-class MultigridResNet(ClassifierHeadMixin, nn.Module):
+class MultigridResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
     """ResNet with multigrid basic blocks (see the module docstring).
 
     Args:
@@ -67,13 +67,7 @@ class MultigridResNet(ClassifierHeadMixin, nn.Module):
         if len(grid_widths) != num_grids or any(not 0 < w <= 4 for w in grid_widths):
             raise ValueError(f"grid_widths needs {num_grids} multipliers in (0, 4], got {grid_widths!r}")
         self.num_grids, self.in_chans = num_grids, in_chans
-        if cifar:
-            self.conv1 = nn.Conv2d(in_chans, 64, 3, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.bn1, self.act1 = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        self.init_stem(in_chans, cifar)
         channels = (64,) * num_grids
         for index, (width, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             widths = tuple(max(1, round(width * m)) for m in grid_widths)
@@ -88,7 +82,7 @@ class MultigridResNet(ClassifierHeadMixin, nn.Module):
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The stem's map and its 2x2-average-pooled copies, finest first."""
-        grids = [self.maxpool(self.act1(self.bn1(self.conv1(x))))]
+        grids = [self.forward_stem(x)]
         for _ in range(1, self.num_grids):
             grids.append(F.avg_pool2d(grids[-1], 2, ceil_mode=True))
         return grids
@@ -100,13 +94,9 @@ class MultigridResNet(ClassifierHeadMixin, nn.Module):
             grids = stage(grids)
         return merge_grids(grids)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 def _create(variant: str, pretrained: bool, **kwargs) -> MultigridResNet:
-    refuse_pretrained(variant, pretrained)
-    return build_model_with_cfg(MultigridResNet, variant, pretrained=False, **kwargs)
+    return create_unpretrained(MultigridResNet, variant, pretrained, **kwargs)
 
 
 default_cfgs = generate_default_cfgs(

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import OctaveMap, OctaveTensors, OctConv2d
 from ..layers.octave_conv import octave_add
-from ._converted import imagenet_cfg, refuse_pretrained
+from ._converted import imagenet_cfg
 from ._converted import resnet_cifar_cfg as _resnet_cifar_cfg
-from ._head import ClassifierHeadMixin, init_weights
+from ._head import ClassifierHeadMixin, ResNetStemMixin, create_unpretrained, init_weights
 
 __all__ = ["OctResNet", "oct_resnet18", "oct_resnet18_cifar", "oct_resnet50", "oct_resnet50_cifar"]
 
@@ -93,7 +93,7 @@ class OctaveBlock(nn.Module):
         return self.act(octave_add(out, shortcut))
 
 
-class OctResNet(ClassifierHeadMixin, nn.Module):
+class OctResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
     """ResNet with octave convolutions in its stages (see the module docstring).
 
     Args:
@@ -119,13 +119,7 @@ class OctResNet(ClassifierHeadMixin, nn.Module):
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1) (the low-frequency channel fraction), got {alpha!r}")
         self.alpha, self.in_chans = alpha, in_chans
-        if cifar:
-            self.conv1 = nn.Conv2d(in_chans, 64, 3, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.bn1, self.act1 = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        self.init_stem(in_chans, cifar)
         expansion = 4 if bottleneck else 1
         inplanes = 64
         for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
@@ -143,17 +137,13 @@ class OctResNet(ClassifierHeadMixin, nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W)`` -> ``(B, num_features, H/32, W/32)`` (``H/8`` with the CIFAR stem)."""
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        x = self.forward_stem(x)
         out = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return out.high
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 def _create(variant: str, pretrained: bool, **kwargs) -> OctResNet:
-    refuse_pretrained(variant, pretrained)
-    return build_model_with_cfg(OctResNet, variant, pretrained=False, **kwargs)
+    return create_unpretrained(OctResNet, variant, pretrained, **kwargs)
 
 
 default_cfgs = generate_default_cfgs(
