@@ -24,8 +24,9 @@ import numbers
 
 import torch
 import torch.nn as nn
+from timm.models import build_model_with_cfg
 
-from ._converted import imagenet_cfg
+from ._converted import imagenet_cfg, refuse_pretrained
 
 BLOCK_CHANNELS = 64  # coefficients per 8x8 block and plane
 
@@ -178,6 +179,47 @@ def resolve_dct_channels(kwargs: dict) -> tuple[int, int]:
         )
     kwargs["in_chans"] = y_channels + 2 * c_channels
     return y_channels, c_channels
+
+
+def check_in_chans(in_chans: int | None, y_channels: int, c_channels: int) -> int:
+    """``Ky + 2*Kc``; raises ValueError when a given ``in_chans`` is another number."""
+    total = y_channels + 2 * c_channels
+    if in_chans is not None and in_chans != total:
+        raise ValueError(f"in_chans={in_chans} != y_channels + 2 * c_channels = {total}")
+    return total
+
+
+def create_dct_model(
+    model_cls: type[nn.Module],
+    variant: str,
+    pretrained: bool,
+    kwargs: dict,
+    defaults: dict,
+    min_c_channels: int = 0,
+    **fixed,
+) -> nn.Module:
+    """A DCT-input model built by timm with ``variant``'s cfg, frequency counts resolved from ``kwargs``.
+
+    ``pretrained=True`` raises ValueError (no weights yet); ``y_channels`` / ``c_channels`` / ``in_chans``
+    are checked by :func:`resolve_dct_channels`, ``c_channels`` also against ``min_c_channels``.
+    ``defaults`` are constructor arguments that ``kwargs`` may override, ``fixed`` ones they may not.
+    """
+    refuse_pretrained(variant, pretrained)
+    y_channels, c_channels = resolve_dct_channels(kwargs)
+    if c_channels < min_c_channels:
+        raise ValueError(
+            f"{variant} needs chroma (c_channels >= {min_c_channels}), got c_channels={c_channels}; "
+            "use dct_resnet18 for luma-only inputs"
+        )
+    return build_model_with_cfg(
+        model_cls,
+        variant,
+        pretrained=False,
+        y_channels=y_channels,
+        c_channels=c_channels,
+        **fixed,
+        **(defaults | kwargs),
+    )
 
 
 class DCTNormalize(nn.Module):

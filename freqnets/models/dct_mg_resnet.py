@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import YCbCrExchangeBlock, as_ycbcr_pair
-from ._converted import refuse_pretrained
-from ._dct_input import dct_cfg, dct_plane_normalizers, resolve_dct_channels
+from ._dct_input import check_in_chans, create_dct_model, dct_cfg, dct_plane_normalizers
 from ._head import ClassifierHeadMixin, init_weights
 from .mg_resnet import merge_grids
 
@@ -63,11 +62,10 @@ class DCTMultigridResNet(ClassifierHeadMixin, nn.Module):
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
-        if in_chans is not None and in_chans != y_channels + 2 * c_channels:
-            raise ValueError(f"in_chans={in_chans} != y_channels + 2 * c_channels = {y_channels + 2 * c_channels}")
         if not (c_width > 0 and y_width > 0):
             raise ValueError(f"y_width and c_width must be positive, got {y_width!r}, {c_width!r}")
-        self.y_channels, self.c_channels, self.in_chans = y_channels, c_channels, y_channels + 2 * c_channels
+        self.y_channels, self.c_channels = y_channels, c_channels
+        self.in_chans = check_in_chans(in_chans, y_channels, c_channels)
         self.normalize_y, self.normalize_cbcr = dct_plane_normalizers(stats, y_channels, c_channels, normalize_input)
         y_in, c_in = y_channels, 2 * c_channels
         self.stages = nn.ModuleList()
@@ -96,24 +94,10 @@ class DCTMultigridResNet(ClassifierHeadMixin, nn.Module):
                 y, cbcr = block(y, cbcr)
         return merge_grids([y, cbcr])
 
-    def forward(self, x, cbcr: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x, cbcr))
-
 
 def _create(variant: str, pretrained: bool, cifar: bool, **kwargs) -> DCTMultigridResNet:
-    refuse_pretrained(variant, pretrained)
-    y_channels, c_channels = resolve_dct_channels(kwargs)
-    if c_channels == 0:
-        raise ValueError(f"{variant} needs chroma (c_channels >= 1); use dct_resnet18 for luma-only inputs")
     defaults = dict(strides=(1, 1, 2) if cifar else (1, 2, 2), stats="cifar10" if cifar else "imagenet")
-    return build_model_with_cfg(
-        DCTMultigridResNet,
-        variant,
-        pretrained=False,
-        y_channels=y_channels,
-        c_channels=c_channels,
-        **(defaults | kwargs),
-    )
+    return create_dct_model(DCTMultigridResNet, variant, pretrained, kwargs, defaults, min_c_channels=1)
 
 
 _FIRST_CONVS = ("stages.0.0.block.conv1.convs.0", "stages.0.0.block.conv1.convs.1")

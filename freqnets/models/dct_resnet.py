@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck
 
 from ..layers import as_ycbcr_pair
-from ._converted import refuse_pretrained
-from ._dct_input import dct_cfg, dct_normalizer, dct_plane_normalizers, resolve_dct_channels
+from ._dct_input import check_in_chans, create_dct_model, dct_cfg, dct_normalizer, dct_plane_normalizers
 from ._head import ClassifierHeadMixin, init_weights
 
 __all__ = [
@@ -102,10 +101,8 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
         super().__init__()
         if fusion not in ("early", "late"):
             raise ValueError(f"fusion must be 'early' or 'late', got {fusion!r}")
-        if in_chans is not None and in_chans != y_channels + 2 * c_channels:
-            raise ValueError(f"in_chans={in_chans} != y_channels + 2 * c_channels = {y_channels + 2 * c_channels}")
         self.fusion, self.y_channels, self.c_channels = fusion, y_channels, c_channels
-        self.in_chans = y_channels + 2 * c_channels
+        self.in_chans = check_in_chans(in_chans, y_channels, c_channels)
         if fusion == "early":
             self.normalize = dct_normalizer(stats, y_channels, c_channels, normalize_input)
         else:
@@ -149,25 +146,12 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
             x = self.layer3(x)
         return self.layer4(x)
 
-    def forward(self, x, cbcr: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x, cbcr))
-
 
 def _create(variant: str, pretrained: bool, block, layers, fusion: str, cifar: bool, **kwargs) -> DCTResNet:
-    refuse_pretrained(variant, pretrained)
-    y_channels, c_channels = resolve_dct_channels(kwargs)
     defaults = dict(last_stride=2 if fusion == "early" or not cifar else 1, third_stride=1 if cifar else 2)
-    return build_model_with_cfg(
-        DCTResNet,
-        variant,
-        pretrained=False,
-        block=block,
-        layers=layers,
-        fusion=fusion,
-        y_channels=y_channels,
-        c_channels=c_channels,
-        stats="cifar10" if cifar else "imagenet",
-        **(defaults | kwargs),
+    stats = "cifar10" if cifar else "imagenet"
+    return create_dct_model(
+        DCTResNet, variant, pretrained, kwargs, defaults, block=block, layers=layers, fusion=fusion, stats=stats
     )
 
 
