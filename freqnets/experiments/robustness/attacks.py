@@ -70,16 +70,22 @@ def _result(x: torch.Tensor, adversarial: torch.Tensor) -> AttackResult:
     return AttackResult(adversarial, (adversarial - x).flatten(1).norm(dim=1))
 
 
-def _foolbox_model(model: nn.Module):
-    import foolbox as fb
+def _foolbox():
+    try:
+        import foolbox
+    except ImportError as error:
+        raise ImportError("the foolbox attacks need foolbox 3: pip install 'freqnets[robust]'") from error
+    return foolbox
 
-    return fb.PyTorchModel(model.eval(), bounds=(0, 1))
+
+def _foolbox_model(model: nn.Module):
+    return _foolbox().PyTorchModel(model.eval(), bounds=(0, 1))
 
 
 def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float = 8 / 255, steps: int = 20,
              rel_stepsize: float = 0.1) -> AttackResult:  # fmt: skip
     """foolbox ``LinfPGD`` with a random start: ``||x_adv - x||_inf <= epsilon``."""
-    import foolbox as fb
+    fb = _foolbox()
 
     _check(model, x, y)
     attack = fb.attacks.LinfPGD(rel_stepsize=rel_stepsize, steps=_steps(steps, "steps"))
@@ -91,7 +97,7 @@ def carlini_wagner_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps:
                       binary_search_steps: int = 5, stepsize: float = 0.01, confidence: float = 0.0,
                       initial_const: float = 0.01) -> AttackResult:  # fmt: skip
     """foolbox ``L2CarliniWagnerAttack``: the smallest L2 perturbation it finds (unbounded)."""
-    import foolbox as fb
+    fb = _foolbox()
 
     _check(model, x, y)
     attack = fb.attacks.L2CarliniWagnerAttack(
@@ -120,7 +126,7 @@ def blackbox_min_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     Returns:
         An :class:`AttackResult` whose ``distortion`` is ``inf`` where the attack failed.
     """
-    import foolbox as fb
+    fb = _foolbox()
 
     _check(model, x, y)
     fmodel = _foolbox_model(model)
