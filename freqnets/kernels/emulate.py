@@ -56,28 +56,12 @@ def emulate_kernel(args: KernelArguments, a_mem: np.ndarray, b_mem: np.ndarray, 
         b_fg = args.b_offset + f * b_sf + g * b_sg
         acc = np.zeros((3, sources.MICRO_M, sources.MICRO_N, threads))
         for k0 in range(0, r, tk):
-            a_re, a_im = np.zeros((tk, tm + sources.SMEM_PAD)), np.zeros((tk, tm + sources.SMEM_PAD))
-            b_re, b_im = np.zeros((tk, tn + sources.SMEM_PAD)), np.zeros((tk, tn + sources.SMEM_PAD))
-            for slot in range(-(-tm * tk // threads)):
-                e = tid + slot * threads
-                live = e < tm * tk
-                kk = np.where(a_sk == 1, e % tk, e // tm)[live]
-                mm = np.where(a_sk == 1, e // tk, e % tm)[live]
-                row, red = row0 + mm, k0 + kk
-                inside = (row < m) & (red < r)
-                offset = a_fg + row * a_sm + red * a_sk
-                a_re[kk, mm] = np.where(inside, a_mem[np.where(inside, offset, 0)], 0.0)
-                a_im[kk, mm] = np.where(inside, sign_a * a_mem[np.where(inside, offset + a_plane, 0)], 0.0)
-            for slot in range(-(-tk * tn // threads)):
-                e = tid + slot * threads
-                live = e < tk * tn
-                nn = np.where(b_sn == 1, e % tn, e // tk)[live]
-                kk = np.where(b_sn == 1, e // tn, e % tk)[live]
-                col, red = col0 + nn, k0 + kk
-                inside = (col < n) & (red < r)
-                offset = b_fg + red * b_sk + col * b_sn
-                b_re[kk, nn] = np.where(inside, b_mem[np.where(inside, offset, 0)], 0.0)
-                b_im[kk, nn] = np.where(inside, sign_b * b_mem[np.where(inside, offset + b_plane, 0)], 0.0)
+            a_re, a_im = _load_tile(
+                a_mem, a_fg, a_plane, sign_a, a_sk, a_sm, k0, r, row0, m, tm, a_sk == 1, tid, threads
+            )
+            b_re, b_im = _load_tile(
+                b_mem, b_fg, b_plane, sign_b, b_sk, b_sn, k0, r, col0, n, tn, b_sn != 1, tid, threads
+            )
             for kk in range(tk):
                 for i in range(sources.MICRO_M):
                     ar, ai = a_re[kk, ty + i * THREADS_M], a_im[kk, ty + i * THREADS_M]
@@ -100,6 +84,43 @@ def emulate_kernel(args: KernelArguments, a_mem: np.ndarray, b_mem: np.ndarray, 
                 im = acc[0, i, j] + acc[1, i, j] if gauss else acc[1, i, j]
                 c_mem[offset] = re[inside]
                 c_mem[offset + c_plane] = im[inside]
+
+
+def _load_tile(
+    mem: np.ndarray,
+    base: int,
+    plane: int,
+    sign: float,
+    k_stride: int,
+    x_stride: int,
+    k0: int,
+    r: int,
+    x0: int,
+    limit: int,
+    size: int,
+    k_fastest: bool,
+    tid: np.ndarray,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One shared tile ``(TILE_K, size + SMEM_PAD)`` (real, imaginary) as the kernel loads it, slot by slot.
+
+    Element ``e = tid + slot * threads`` goes to ``(kk, x) = (e % TILE_K, e // TILE_K)`` when the reduction
+    index is the contiguous one (``k_fastest``), else ``(e // size, e % size)``; it reads
+    ``mem[base + (x0 + x) * x_stride + (k0 + kk) * k_stride]`` (imaginary part ``plane`` further, times
+    ``sign``), zero outside ``x0 + x < limit`` and ``k0 + kk < r``. The A operand is ``x = row``
+    (``size = TILE_M``), B is ``x = column`` (``size = TILE_N``).
+    """
+    tk = sources.TILE_K
+    re, im = np.zeros((tk, size + sources.SMEM_PAD)), np.zeros((tk, size + sources.SMEM_PAD))
+    for slot in range(-(-size * tk // threads)):
+        e = tid + slot * threads
+        e = e[e < size * tk]
+        kk, x = (e % tk, e // tk) if k_fastest else (e // size, e % size)
+        inside = (x0 + x < limit) & (k0 + kk < r)
+        offset = base + (x0 + x) * x_stride + (k0 + kk) * k_stride
+        re[kk, x] = np.where(inside, mem[np.where(inside, offset, 0)], 0.0)
+        im[kk, x] = np.where(inside, sign * mem[np.where(inside, offset + plane, 0)], 0.0)
+    return re, im
 
 
 def _grid_stride(grid: int, total_blocks: int):
