@@ -245,11 +245,12 @@ class DCTNormalize(nn.Module):
 
 def dct_normalizer(stats: str, y_channels: int, c_channels: int, enabled: bool) -> nn.Module:
     """The input normalisation of a DCT model: ``"imagenet"`` or ``"cifar10"`` statistics, or the identity."""
+    tables = {"imagenet": (IMAGENET_DCT_MEAN, IMAGENET_DCT_STD), "cifar10": (CIFAR10_DCT_MEAN, CIFAR10_DCT_STD)}
+    if stats not in tables:
+        raise ValueError(f"stats must be 'imagenet' or 'cifar10' (DCT statistics of that data), got {stats!r}")
     if not enabled:
         return nn.Identity()
-    mean, std = {"imagenet": (IMAGENET_DCT_MEAN, IMAGENET_DCT_STD), "cifar10": (CIFAR10_DCT_MEAN, CIFAR10_DCT_STD)}[
-        stats
-    ]
+    mean, std = tables[stats]
     return DCTNormalize(select_channels(mean, y_channels, c_channels), select_channels(std, y_channels, c_channels))
 
 

@@ -62,6 +62,8 @@ class DCTMultigridResNet(ClassifierHeadMixin, nn.Module):
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
+        if len(layers) != 3 or len(strides) != 3:
+            raise ValueError(f"layers and strides need 3 entries (stages 2-4), got {layers!r} and {strides!r}")
         if not (c_width > 0 and y_width > 0):
             raise ValueError(f"y_width and c_width must be positive, got {y_width!r}, {c_width!r}")
         self.y_channels, self.c_channels = y_channels, c_channels

@@ -235,3 +235,11 @@ def test_luma_only_dct_resnets():
     assert late(torch.randn(2, 16, 4, 4), torch.randn(2, 0, 2, 2)).shape == (2, 10)
     with pytest.raises(ValueError, match="needs chroma"):
         timm.create_model("dct_mg_resnet18_cifar", c_channels=0)
+
+
+@pytest.mark.parametrize("normalize_input", [True, False])
+def test_bad_dct_statistics_and_stage_counts_raise_value_errors(normalize_input):
+    with pytest.raises(ValueError, match="stats must be"):
+        timm.create_model("dct_mg_resnet18_cifar", stats="mnist", normalize_input=normalize_input)
+    with pytest.raises(ValueError, match="layers and strides need 3"):
+        timm.create_model("dct_mg_resnet18_cifar", layers=(2, 2))
