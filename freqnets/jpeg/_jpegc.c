@@ -11,6 +11,9 @@
  * caller decides between strict and lenient reading. The GIL is released while decoding and
  * while writing the output planes.
  *
+ * Optionally only a block window of each component is laid out; with a window, single-scan
+ * sequential files stop decoding after the window's last iMCU row (see window_source).
+ *
  * Output: per component one float32 plane (64, height_in_blocks, width_in_blocks), the
  * dequantised coefficients (quantised value x step, rounded once to float32, so equal to
  * NumPy's float32 product) in natural or zigzag channel order.

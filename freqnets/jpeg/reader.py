@@ -114,7 +114,9 @@ def read_dct(
             luma blocks, offsets rounded down to whole MCUs and even block counts (the window
             ``DCTCollate(grid=(Hy, Wy))`` keeps for a 4:2:0 target, so its batches are unchanged). The
             result is that window as an image of its own (``size`` is the window's); the libjpeg backend
-            then lays out only the window. Every scan is still decoded and checked.
+            then lays out only the window and, for single-scan sequential files, stops entropy decoding
+            after the window's last MCU row, so damage below the window is not detected (not even with
+            ``strict=True``); progressive and multi-scan files are decoded completely.
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
