@@ -66,6 +66,8 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     if args.what == "loader":
         return _bench_loader(args)
+    if args.what == "kernels":
+        return _bench_kernels(args)
     from .experiments import bench_conv
 
     print(f"freqnets bench conv: forward+backward of transform-domain vs framework convolutions on {args.device}\n")
@@ -83,6 +85,21 @@ def _bench_loader(args: argparse.Namespace) -> int:
     rows, notes = bench_loader.run(sources, workers, args.batch_size, step=not args.quick)
     print(bench_loader.report(rows, notes))
     return 0
+
+
+def _bench_kernels(args: argparse.Namespace) -> int:
+    """Run benchmarks/bench_kernels.py (CuPy kernel vs torch path vs cuDNN) of this source checkout."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    if not script.is_file():
+        raise SystemExit(f"freqnets bench kernels needs the source checkout's {script} (not installed)")
+    spec = importlib.util.spec_from_file_location("bench_kernels", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--rates", ",".join(str(r) for r in args.rates), "--min-run-time", str(args.min_run_time)]
+    argv += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    return module.main(argv)
 
 
 def _robustness(args: argparse.Namespace) -> int:
@@ -166,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks that compare implementations side by side")
     bench.add_argument(
         "what",
-        choices=["conv", "accuracy", "loader"],
-        help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN; loader: JPEG->DCT vs Pillow loading",
+        choices=["conv", "accuracy", "loader", "kernels"],
+        help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN; loader: JPEG->DCT vs Pillow loading; "
+        "kernels: CuPy band-limited product vs torch path vs cuDNN (benchmarks/bench_kernels.py, batch 32)",
     )
     bench.add_argument("--domains", type=_domains, default=["fft"], help="comma-separated domains (default fft)")
     bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")
