@@ -19,7 +19,7 @@ from freqnets.layers.spectral_product import (
 )
 from tests.conftest import assert_close_relative
 from tests.kernels.test_products import PRODUCTS, SHAPES, _operands, numpy_product
-from tests.layers.test_band_limited_conv import CONV2D_CONFIGS
+from tests.layers.test_band_limited_conv import CONV2D_CONFIGS, assert_same_layer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -45,15 +45,7 @@ def test_layer_grid_matches_the_torch_path(config, rate, dtype):
     reference, ours = _layers(config, rate, dtype)
     x = torch.randn(3, config[0], *config[-1], device="cuda", dtype=dtype, requires_grad=True)
     before = kernels.launch_count()
-    out = ours(x)
-    expected = reference(x)
-    rtol = 1e-4 if dtype == torch.float32 else 1e-10
-    assert_close_relative(out, expected, rtol)
-    grad = torch.randn_like(expected)
-    got = torch.autograd.grad(out, (x, ours.weight, ours.bias), grad)
-    want = torch.autograd.grad(expected, (x, reference.weight, reference.bias), grad)
-    for a, b in zip(got, want, strict=True):
-        assert_close_relative(a, b, rtol)
+    assert_same_layer(ours, reference, x, rtol=1e-4 if dtype == torch.float32 else 1e-10)
     assert kernels.launch_count() - before == 3  # forward, input gradient, weight gradient
 
 
