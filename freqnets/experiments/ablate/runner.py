@@ -179,6 +179,8 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"].cpu())
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         history = History(**state["history"])
         start_epoch = resumed_from = state["epoch"]
     autocast = _autocast(spec, device)
@@ -226,7 +228,7 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
                     "model": core.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
                     "history": history.to_dict(), "fingerprint": fingerprint, "spec": spec.to_dict(),
-                },
+                } | ({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
             )  # fmt: skip
         barrier(env)
         if stop_after and epoch + 1 == stop_after:
