@@ -259,7 +259,11 @@ class DCTCollate:
             window = (natural.cb[:, rows, cols], natural.cr[:, rows, cols])
             pending.setdefault((sh, sv, window[0].shape), []).append((i, window, ny, nx, dy, dx))
         for (sh, sv, _), items in pending.items():
-            pairs = torch.stack([torch.stack(window) for _, window, *_ in items])  # (n, 2, b*b, rows, cols)
+            first = items[0][1][0]
+            pairs = first.new_empty(len(items), 2, *first.shape)  # (n, 2, b*b, rows, cols), one copy of each window
+            for k, (_, (cb, cr), *_) in enumerate(items):
+                pairs[k, 0].copy_(cb)
+                pairs[k, 1].copy_(cr)
             pairs = _resample(_resample(pairs, sv, fv, axis=-2), sh, fh, axis=-1)
             for pair, (i, _, ny, nx, dy, dx) in zip(pairs, items, strict=True):
                 ncy, ncx = -(-ny // fv), -(-nx // fh)
