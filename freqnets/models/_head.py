@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -66,6 +68,18 @@ def create_unpretrained(model_cls: type[nn.Module], variant: str, pretrained: bo
     """``model_cls`` built by timm with ``variant``'s cfg; ``pretrained=True`` raises ValueError (no weights yet)."""
     refuse_pretrained(variant, pretrained)
     return build_model_with_cfg(model_cls, variant, pretrained=False, **kwargs)
+
+
+def check_layers(layers: Sequence[int], stages: int) -> tuple[int, ...]:
+    """``layers`` as a tuple of ``stages`` positive block counts; ValueError naming ``layers`` otherwise."""
+    if (
+        not isinstance(layers, Sequence)
+        or isinstance(layers, str)
+        or len(layers) != stages
+        or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in layers)
+    ):
+        raise ValueError(f"layers must be {stages} positive ints (blocks per stage), got {layers!r}")
+    return tuple(layers)
 
 
 def init_weights(model: nn.Module, zero_init_last: bool = True) -> None:

@@ -27,7 +27,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..layers import YCbCrExchangeBlock, as_ycbcr_pair
 from ._dct_input import check_in_chans, create_dct_model, dct_cfg, dct_plane_normalizers
-from ._head import ClassifierHeadMixin, init_weights
+from ._head import ClassifierHeadMixin, check_layers, init_weights
 from .mg_resnet import merge_grids
 
 __all__ = ["DCTMultigridResNet", "dct_mg_resnet18", "dct_mg_resnet18_cifar"]
@@ -62,8 +62,9 @@ class DCTMultigridResNet(ClassifierHeadMixin, nn.Module):
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
-        if len(layers) != 3 or len(strides) != 3:
-            raise ValueError(f"layers and strides need 3 entries (stages 2-4), got {layers!r} and {strides!r}")
+        layers = check_layers(layers, 3)
+        if len(strides) != 3 or any(s not in (1, 2) for s in strides):
+            raise ValueError(f"strides must be 3 entries of 1 or 2 (stages 2-4), got {strides!r}")
         if not (c_width > 0 and y_width > 0):
             raise ValueError(f"y_width and c_width must be positive, got {y_width!r}, {c_width!r}")
         self.y_channels, self.c_channels = y_channels, c_channels

@@ -35,7 +35,7 @@ from timm.models.resnet import BasicBlock, Bottleneck
 
 from ..layers import as_ycbcr_pair
 from ._dct_input import check_in_chans, create_dct_model, dct_cfg, dct_normalizer, dct_plane_normalizers
-from ._head import ClassifierHeadMixin, init_weights
+from ._head import ClassifierHeadMixin, check_layers, init_weights
 
 __all__ = [
     "DCTResNet",
@@ -101,6 +101,7 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
         super().__init__()
         if fusion not in ("early", "late"):
             raise ValueError(f"fusion must be 'early' or 'late', got {fusion!r}")
+        layers = check_layers(layers, 4)
         self.fusion, self.y_channels, self.c_channels = fusion, y_channels, c_channels
         self.in_chans = check_in_chans(in_chans, y_channels, c_channels)
         if fusion == "early":

@@ -27,7 +27,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..layers import MultigridBasicBlock
 from ._converted import imagenet_cfg, resnet_cifar_cfg
-from ._head import ClassifierHeadMixin, ResNetStemMixin, create_unpretrained, init_weights
+from ._head import ClassifierHeadMixin, ResNetStemMixin, check_layers, create_unpretrained, init_weights
 
 __all__ = ["MultigridResNet", "merge_grids", "mg_resnet18", "mg_resnet18_cifar"]
 
@@ -66,6 +66,7 @@ class MultigridResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
         grid_widths = tuple(grid_widths)[:num_grids]
         if len(grid_widths) != num_grids or any(not 0 < w <= 4 for w in grid_widths):
             raise ValueError(f"grid_widths needs {num_grids} multipliers in (0, 4], got {grid_widths!r}")
+        layers = check_layers(layers, 4)
         self.num_grids, self.in_chans = num_grids, in_chans
         self.init_stem(in_chans, cifar)
         channels = (64,) * num_grids

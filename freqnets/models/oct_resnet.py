@@ -25,7 +25,7 @@ from ..layers import OctaveMap, OctaveTensors, OctConv2d
 from ..layers.octave_conv import octave_add
 from ._converted import imagenet_cfg
 from ._converted import resnet_cifar_cfg as _resnet_cifar_cfg
-from ._head import ClassifierHeadMixin, ResNetStemMixin, create_unpretrained, init_weights
+from ._head import ClassifierHeadMixin, ResNetStemMixin, check_layers, create_unpretrained, init_weights
 
 __all__ = ["OctResNet", "oct_resnet18", "oct_resnet18_cifar", "oct_resnet50", "oct_resnet50_cifar"]
 
@@ -118,6 +118,7 @@ class OctResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
         super().__init__()
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1) (the low-frequency channel fraction), got {alpha!r}")
+        layers = check_layers(layers, 4)
         self.alpha, self.in_chans = alpha, in_chans
         self.init_stem(in_chans, cifar)
         expansion = 4 if bottleneck else 1

@@ -7,9 +7,13 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
+from timm.models.resnet import BasicBlock
 
 import freqnets  # noqa: F401  (registers the models)
 from freqnets.models._dct_input import DCTNormalize, select_channels
+from freqnets.models.dct_resnet import DCTResNet
+from freqnets.models.mg_resnet import MultigridResNet
+from freqnets.models.oct_resnet import OctResNet
 
 OCTAVE = ["oct_resnet18", "oct_resnet50", "oct_resnet18_cifar", "oct_resnet50_cifar"]
 MULTIGRID = ["mg_resnet18", "mg_resnet18_cifar"]
@@ -241,5 +245,20 @@ def test_luma_only_dct_resnets():
 def test_bad_dct_statistics_and_stage_counts_raise_value_errors(normalize_input):
     with pytest.raises(ValueError, match="stats must be"):
         timm.create_model("dct_mg_resnet18_cifar", stats="mnist", normalize_input=normalize_input)
-    with pytest.raises(ValueError, match="layers and strides need 3"):
+    with pytest.raises(ValueError, match="layers must be 3 positive ints"):
         timm.create_model("dct_mg_resnet18_cifar", layers=(2, 2))
+    with pytest.raises(ValueError, match="strides must be 3"):
+        timm.create_model("dct_mg_resnet18_cifar", strides=(1, 3, 2))
+
+
+@pytest.mark.parametrize(
+    ("cls", "args"),
+    [
+        (OctResNet, dict(layers=(2, 2, 2))),
+        (MultigridResNet, dict(layers=(2, 0, 2, 2))),
+        (DCTResNet, dict(block=BasicBlock, layers=(2, 2, 2, 2.5))),
+    ],
+)
+def test_bad_stage_counts_raise_value_errors(cls, args):
+    with pytest.raises(ValueError, match="layers must be 4 positive ints"):
+        cls(**args)
