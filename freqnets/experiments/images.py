@@ -14,7 +14,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data" / "cifar10-mini.zip"
 
 
-def _decode(payload: bytes, name: str, size: int) -> np.ndarray:
+def decode_rgb(payload: bytes, name: str, size: int) -> np.ndarray:
+    """Image bytes -> ``(size, size, 3)`` uint8 RGB (bilinear resize if needed); ``ValueError`` names the file."""
     try:
         with Image.open(io.BytesIO(payload)) as image:
             image = image.convert("RGB")
@@ -48,11 +49,11 @@ def load_images(source: str | Path, split: str | None = "test", limit: int = 500
     arrays = []
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if wanted(p.relative_to(source).as_posix()))[:limit]
-        arrays = [_decode(p.read_bytes(), str(p), size) for p in files]
+        arrays = [decode_rgb(p.read_bytes(), str(p), size) for p in files]
     else:
         with zipfile.ZipFile(source) as archive:
             names = sorted(n for n in archive.namelist() if wanted(n))[:limit]
-            arrays = [_decode(archive.read(n), n, size) for n in names]
+            arrays = [decode_rgb(archive.read(n), n, size) for n in names]
     if not arrays:
         raise ValueError(f"no images{'' if split is None else f' under {split}/'} in {source}")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).double() / 255.0

@@ -17,7 +17,6 @@ Accepted ``data`` values:
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import zipfile
 from collections import defaultdict
@@ -28,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from ..images import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES, decode_rgb
 
 SPLITS = ("train", "test")
 
@@ -47,17 +45,6 @@ class ImageSplit:
         return len(self.labels)
 
 
-def _decode(payload: bytes, name: str, size: int) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(payload)) as image:
-            image = image.convert("RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot decode image {name!r}: {error}") from error
-
-
 def _pick(by_class: dict[str, list[str]], per_class: int) -> list[tuple[str, int]]:
     classes = sorted(by_class)
     return [(name, label) for label, c in enumerate(classes) for name in sorted(by_class[c])[: per_class or None]]
@@ -68,7 +55,7 @@ def _build(
 ) -> ImageSplit:
     if not chosen:
         raise ValueError(f"no images found in {where}")
-    arrays = [_decode(read(name), name, size) for name, _ in chosen]
+    arrays = [decode_rgb(read(name), name, size) for name, _ in chosen]
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return ImageSplit(images, torch.tensor([label for _, label in chosen], dtype=torch.int64), classes)
 
