@@ -22,6 +22,7 @@ import torch
 
 from .config import AblationConfig
 from .distributed import DistEnv
+from .inputs import SplitSizes
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _hflip_planes(plane: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class DCTInput:
+class DCTInput(SplitSizes):
     """JPEG DCT coefficients as early-fusion input ``(B, 192, Hy, Wy)``; training batches flipped at random."""
 
     train: DCTSplit
@@ -126,20 +127,8 @@ class DCTInput:
     name = "dct"
 
     @property
-    def num_classes(self) -> int:
-        return len(self.train.classes)
-
-    @property
     def in_chans(self) -> int:
         return self.train.y.shape[1] + self.train.cbcr.shape[1]
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train)
-
-    @property
-    def num_test(self) -> int:
-        return len(self.test)
 
     def train_batch(self, indices: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.tensor(indices, dtype=torch.long)

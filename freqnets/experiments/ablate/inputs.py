@@ -10,14 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .data import ImageSplit, augment, channel_stats, normalise
 
 
+class SplitSizes:
+    """Class and sample counts of an input representation with ``train`` and ``test`` splits."""
+
+    train: Any
+    test: Any
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test)
+
+
 @dataclass
-class RGBInput:
+class RGBInput(SplitSizes):
     """Standardised RGB pixels; training batches are augmented (random crops, flips).
 
     Attributes:
@@ -35,20 +55,8 @@ class RGBInput:
         self.mean, self.std = channel_stats(self.train.images)
 
     @property
-    def num_classes(self) -> int:
-        return len(self.train.classes)
-
-    @property
     def in_chans(self) -> int:
         return self.train.images.shape[1]
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train)
-
-    @property
-    def num_test(self) -> int:
-        return len(self.test)
 
     def train_batch(self, indices: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, S, S)`` float32 augmented inputs and ``(B,)`` labels for training ``indices``."""
