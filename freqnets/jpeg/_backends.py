@@ -15,13 +15,16 @@ All three return identical coefficients for every valid file (tested).
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 
 import numpy as np
+import torch
 
 from ._decode_py import RawCoefficients
 from ._decode_py import decode as decode_python
 from ._markers import MAX_SCANS, JpegHeader, quant_table
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+from .resample import downsample_kernel
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
 Windows = list[tuple[int, int, int, int]]  # per component: first block row, first block column, rows, columns
@@ -77,17 +80,26 @@ def coefficient_count(header: JpegHeader) -> int:
 
 
 def decode_libjpeg(
-    data: bytes, header: JpegHeader, order: str = "natural", windows: Windows | None = None
+    data: bytes,
+    header: JpegHeader,
+    order: str = "natural",
+    windows: Windows | None = None,
+    downsample: tuple[int, int] | None = None,
 ) -> RawCoefficients:
     """Decode with libjpeg's ``jpeg_read_coefficients``; the C code dequantises and lays out the planes.
 
     libjpeg's memory is capped to what the frame's coefficient arrays need. ``windows``: per component
     ``(first row, first column, rows, columns)`` of its block grid to lay out (``None``: all of it).
+    ``downsample``: ``None`` or ``(dh, dv)`` in {1, 2}: average the chroma planes (components 1, 2) by
+    ``dh x dv`` pixels in the DCT domain while writing them (:func:`~.resample.downsample_kernel`).
     """
     count = header.coefficients or coefficient_count(header)
     max_memory = 2 * count + (16 << 20)  # int16 arrays + libjpeg's working memory
     try:
-        planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, order == "zigzag", windows)
+        down = None if downsample is None else (*downsample, _kernel_bytes())
+        planes, quant, warnings = _jpegc.read_coefficients(
+            data, max_memory, MAX_SCANS, order == "zigzag", windows, down
+        )  # fmt: skip
     except RuntimeError as error:
         message, warnings = error.args
         # libjpeg's JERR_OUT_OF_MEMORY text is "Insufficient memory (case N)".
@@ -105,12 +117,20 @@ def decode_libjpeg(
     arrays = []
     if windows is None:
         windows = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
-    for (rows, cols, raw), window in zip(planes, windows, strict=True):
+    for index, ((rows, cols, raw), window) in enumerate(zip(planes, windows, strict=True)):
+        if index and downsample is not None:
+            window = (*window[:2], -(-window[2] // downsample[1]), -(-window[3] // downsample[0]))
         if (rows, cols) != window[2:]:
             raise JpegError("corrupt JPEG: libjpeg's block grid differs from the header's")
         arrays.append(np.frombuffer(raw, dtype=np.float32).reshape(64, rows, cols))
     tables = np.frombuffer(quant, dtype=np.uint16).reshape(len(planes), 64).astype(np.int32)
     return RawCoefficients((), tables, tuple(warnings), planes=tuple(arrays), order=order)
+
+
+@lru_cache(maxsize=1)
+def _kernel_bytes() -> bytes:
+    """The 2-pixel DCT-domain averaging map ``(8, 16)`` as float32 bytes, for the C reader."""
+    return downsample_kernel(2).to(torch.float32).numpy().tobytes()
 
 
 def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
@@ -130,8 +150,10 @@ def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
     blocks = tuple(np.asarray(band, dtype=np.int16) for band in bands[:channels])
     for band, comp in zip(blocks, header.frame.components, strict=True):
         if band.shape != (comp.height_in_blocks, comp.width_in_blocks, 64):
-            raise JpegError(f"jpeg2dct returned a {band.shape} plane, the header says {comp.height_in_blocks}x"
-                            f"{comp.width_in_blocks} blocks")
+            raise JpegError(
+                f"jpeg2dct returned a {band.shape} plane, the header says {comp.height_in_blocks}x"
+                f"{comp.width_in_blocks} blocks"
+            )
     # jpeg2dct does not expose the quantisation tables; without DQT between scans they are the header's.
     tables = np.stack([quant_table(header.tables.quant[c.tq]) for c in header.frame.components])
     # jpeg2dct reports no corrupt-data warnings. Entropy-coded data never holds FF D9, so a file whose
@@ -141,12 +163,18 @@ def decode_jpeg2dct(data: bytes, header: JpegHeader) -> RawCoefficients:
 
 
 def decode(
-    data: bytes, header: JpegHeader, backend: str, order: str = "natural", windows: Windows | None = None
+    data: bytes,
+    header: JpegHeader,
+    backend: str,
+    order: str = "natural",
+    windows: Windows | None = None,
+    downsample: tuple[int, int] | None = None,
 ) -> RawCoefficients:
     """Run the concrete ``backend`` (see :func:`resolve_backend`); ``order`` and ``windows`` are hints for
-    ``planes`` (backends returning ``blocks`` return whole grids; the caller cuts the windows)."""
+    ``planes`` (backends returning ``blocks`` return whole grids; the caller cuts the windows).
+    ``downsample`` is for the libjpeg backend only (see :func:`decode_libjpeg`)."""
     if backend == "libjpeg":
-        return decode_libjpeg(data, header, order, windows)
+        return decode_libjpeg(data, header, order, windows, downsample)
     if backend == "jpeg2dct":
         return decode_jpeg2dct(data, header)
     return decode_python(data, header)

@@ -14,6 +14,9 @@
  * Optionally only a block window of each component is laid out; with a window, single-scan
  * sequential files stop decoding after the window's last iMCU row (see window_source).
  *
+ * Optionally the chroma planes are downsampled by 2 per axis in the DCT domain while they are written
+ * (4:4:4 -> 4:2:0 and the like, see write_plane_downsampled).
+ *
  * Output: per component one float32 plane (64, height_in_blocks, width_in_blocks), the
  * dequantised coefficients (quantised value x step, rounded once to float32, so equal to
  * NumPy's float32 product) in natural or zigzag channel order.
@@ -237,6 +240,105 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag, const 
     return 1;
 }
 
+/* Phase 2 with chroma downsampling, without the GIL: like write_plane, but every dv x dh group of the
+ * window's blocks (dv, dh in {1, 2}; the last block row/column repeated when the window's count is odd)
+ * becomes one block of their dv x dh pixel averages, computed in the DCT domain with the separable
+ * 8x16 map `kernel` (freqnets.jpeg.resample.downsample_kernel(2)): columns first (vertical), then rows.
+ * All-zero coefficient rows of the input are skipped (most of a chroma block's high frequencies). */
+static int write_plane_downsampled(struct session *s, int ci, float *out, int zigzag, const long *window,
+                                   int dh, int dv, const float *kernel) {
+    if (setjmp(s->err.jump)) {
+        return 0;
+    }
+    j_decompress_ptr cinfo = &s->cinfo;
+    jpeg_component_info *comp = &cinfo->comp_info[ci];
+    JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
+    const long r0 = window[0], c0 = window[1], h = window[2], w = window[3];
+    const long oh = (h + dv - 1) / dv, ow = (w + dh - 1) / dh;
+    const size_t plane = (size_t)oh * (size_t)ow;
+    float step[DCTSIZE2], kt[16][8]; /* kt: the kernel transposed, (input index, output frequency) */
+    int target[DCTSIZE2];            /* output channel of natural frequency k */
+    for (int k = 0; k < DCTSIZE2; k++) {
+        step[k] = table != NULL ? (float)table->quantval[k] : 0.0f;
+        target[zigzag ? zigzag_to_natural[k] : k] = k;
+    }
+    for (int i = 0; i < 16; i++) {
+        for (int q = 0; q < 8; q++) {
+            kt[i][q] = kernel[q * 16 + i];
+        }
+    }
+    for (long row = 0; row < oh; row++) {
+        const long top = r0 + row * dv;
+        const long rows = (dv == 2 && row * 2 + 1 < h) ? 2 : 1;
+        /* one row per access (libjpeg allows at most v_samp_factor rows); the arrays are wholly in memory
+         * (max_memory covers them and there is no backing store), so earlier row pointers stay valid */
+        JBLOCKROW blocks[2];
+        for (long j = 0; j < rows; j++) {
+            blocks[j] = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci],
+                                                          (JDIMENSION)(top + j), 1, FALSE)[0];
+        }
+        for (long col = 0; col < ow; col++) {
+            const long left = c0 + col * dh;
+            const long cols = (dh == 2 && col * 2 + 1 < w) ? 2 : 1;
+            /* vertical: t[i][q][u] = sum_j,v K[q][8j + v] x[j][i][v][u] (j, i: block row, column) */
+            float t[2][8][8];
+            for (long i = 0; i < (dh == 2 ? 2 : 1); i++) {
+                const long column = left + (i < cols ? i : cols - 1);
+                memset(t[i], 0, sizeof t[i]);
+                for (long j = 0; j < (dv == 2 ? 2 : 1); j++) {
+                    const JCOEF *block = blocks[j < rows ? j : rows - 1][column];
+                    for (int v = 0; v < 8; v++) {
+                        const JCOEF *line = block + 8 * v;
+                        if (!(line[0] | line[1] | line[2] | line[3] | line[4] | line[5] | line[6] | line[7])) {
+                            continue;
+                        }
+                        float x[8];
+                        for (int u = 0; u < 8; u++) {
+                            x[u] = (float)line[u] * step[8 * v + u];
+                        }
+                        if (dv == 1) {
+                            memcpy(t[i][v], x, sizeof x);
+                            continue;
+                        }
+                        for (int q = 0; q < 8; q++) {
+                            const float k = kt[8 * j + v][q];
+                            for (int u = 0; u < 8; u++) {
+                                t[i][q][u] += k * x[u];
+                            }
+                        }
+                    }
+                }
+            }
+            /* horizontal: y[q][p] = sum_i,u K[p][8i + u] t[i][q][u] */
+            float y[8][8];
+            if (dh == 1) {
+                memcpy(y, t[0], sizeof y);
+            } else {
+                memset(y, 0, sizeof y);
+                for (int q = 0; q < 8; q++) {
+                    for (int i = 0; i < 2; i++) {
+                        for (int u = 0; u < 8; u++) {
+                            const float value = t[i][q][u];
+                            if (value == 0.0f) {
+                                continue;
+                            }
+                            for (int p = 0; p < 8; p++) {
+                                y[q][p] += kt[8 * i + u][p] * value;
+                            }
+                        }
+                    }
+                }
+            }
+            float *dst = out + (size_t)row * (size_t)ow + (size_t)col;
+            const float *flat = &y[0][0];
+            for (int k = 0; k < DCTSIZE2; k++) {
+                dst[(size_t)target[k] * plane] = flat[k];
+            }
+        }
+    }
+    return 1;
+}
+
 static void close_session(struct session *s) {
     if (s->created) {
         jpeg_destroy_decompress(&s->cinfo);
@@ -272,8 +374,12 @@ static PyObject *raise_libjpeg(struct session *s) {
 }
 
 PyDoc_STRVAR(read_coefficients_doc,
-             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None) -> (planes, quant_tables, warnings)\n\n"
+             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None, downsample=None)\n"
+             "    -> (planes, quant_tables, warnings)\n\n"
              "windows: None (whole planes) or per component (first row, first column, rows, columns) in blocks.\n"
+             "downsample: None or (dh, dv, kernel): the planes of components 1.. are downsampled by dh, dv in {1, 2}\n"
+             "(horizontal, vertical; 2x2 pixel averages in the DCT domain, the window's last odd row/column repeated)\n"
+             "with kernel, bytes of float32 (8, 16) (freqnets.jpeg.resample.downsample_kernel(2)).\n"
              "planes: [(rows, columns, bytearray of float32 (64, rows, columns))], dequantised,\n"
              "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
@@ -285,11 +391,31 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     unsigned long long max_memory;
     long max_scans;
     int zigzag;
-    PyObject *window_arg = Py_None;
+    PyObject *window_arg = Py_None, *down_arg = Py_None;
     long windows[FQ_MAX_COMPONENTS][4] = {{0}};
     int n_windows = 0;
-    if (!PyArg_ParseTuple(args, "y*Klp|O", &buffer, &max_memory, &max_scans, &zigzag, &window_arg)) {
+    int dh = 1, dv = 1;
+    float kernel[8 * 16];
+    if (!PyArg_ParseTuple(args, "y*Klp|OO", &buffer, &max_memory, &max_scans, &zigzag, &window_arg, &down_arg)) {
         return NULL;
+    }
+    if (down_arg != Py_None) {
+        Py_buffer kbuf;
+        if (!PyArg_ParseTuple(down_arg, "iiy*", &dh, &dv, &kbuf)) {
+            PyBuffer_Release(&buffer);
+            return NULL;
+        }
+        int bad = (dh != 1 && dh != 2) || (dv != 1 && dv != 2) || kbuf.len != (Py_ssize_t)sizeof kernel;
+        if (!bad) {
+            memcpy(kernel, kbuf.buf, sizeof kernel);
+        }
+        PyBuffer_Release(&kbuf);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "downsample must be (dh, dv, kernel) with dh, dv in {1, 2} and "
+                                              "kernel 512 bytes of float32 (8, 16)");
+            PyBuffer_Release(&buffer);
+            return NULL;
+        }
     }
     if (window_arg != Py_None) {
         /* per component (first row, first column, rows, columns) in blocks; checked after the header */
@@ -360,7 +486,10 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         for (int k = 0; k < DCTSIZE2; k++) {
             quant[ci * DCTSIZE2 + k] = table != NULL ? table->quantval[k] : 0;
         }
-        Py_ssize_t size = (Py_ssize_t)windows[ci][2] * windows[ci][3] * DCTSIZE2 * sizeof(float);
+        const int down = ci > 0 && (dh > 1 || dv > 1);
+        const long out_rows = down ? (windows[ci][2] + dv - 1) / dv : windows[ci][2];
+        const long out_cols = down ? (windows[ci][3] + dh - 1) / dh : windows[ci][3];
+        Py_ssize_t size = (Py_ssize_t)out_rows * out_cols * DCTSIZE2 * sizeof(float);
         PyObject *data = PyByteArray_FromStringAndSize(NULL, size);
         if (data == NULL) {
             Py_DECREF(planes);
@@ -369,9 +498,10 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         }
         float *out = (float *)PyByteArray_AS_STRING(data);
         Py_BEGIN_ALLOW_THREADS
-        ok = write_plane(s, ci, out, zigzag, windows[ci]);
+        ok = down ? write_plane_downsampled(s, ci, out, zigzag, windows[ci], dh, dv, kernel)
+                  : write_plane(s, ci, out, zigzag, windows[ci]);
         Py_END_ALLOW_THREADS
-        PyObject *item = ok ? Py_BuildValue("(iiN)", (int)windows[ci][2], (int)windows[ci][3], data)
+        PyObject *item = ok ? Py_BuildValue("(iiN)", (int)out_rows, (int)out_cols, data)
                             : NULL;
         if (item == NULL) {
             if (!ok) {

@@ -18,6 +18,10 @@ Coefficient layout (one contract for every backend):
 * ``size``: ``(height, width)`` in pixels; ``subsampling``: ``"4:4:4"``,
   ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"``, ``"gray"`` or
   ``"other"``; ``sampling_factors``: ``((h, v), ...)`` per component.
+* ``stored_subsampling``: ``None`` when the planes are as the file stores them; the file's
+  subsampling when ``read_dct(..., chroma=...)`` converted the chroma planes to another layout
+  in the DCT domain (then ``subsampling`` and ``sampling_factors`` describe the returned planes,
+  while ``quant_tables`` stay the file's).
 * The block grid of a plane covers its component's pixel area,
   ``ceil(ceil(W * h_i / h_max) / 8)`` blocks across (and the same down): the
   MCU padding blocks past it are dropped.
@@ -61,6 +65,7 @@ class JpegCoefficients:
     block_size: int = 8
     backend: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    stored_subsampling: str | None = None
 
     @property
     def is_gray(self) -> bool:

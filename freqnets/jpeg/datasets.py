@@ -43,8 +43,10 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         split: a top-level folder of ``root`` to use (e.g. ``"train"``), or ``None`` for ``root`` itself.
         transform: applied to the :class:`JpegCoefficients` (e.g. a :mod:`freqnets.jpeg.augment` pipeline).
         target_transform: applied to the integer label.
-        strict, max_pixels, backend, order, crop: passed to :func:`~freqnets.jpeg.read_dct` (``crop=(Hy, Wy)``
-            reads only the centre window that ``DCTCollate(grid=(Hy, Wy))`` keeps; faster on large files).
+        strict, max_pixels, backend, order, crop, chroma: passed to :func:`~freqnets.jpeg.read_dct`
+            (``crop=(Hy, Wy)`` reads only the centre window that ``DCTCollate(grid=(Hy, Wy))`` keeps;
+            ``chroma="420"`` converts chroma while reading, in the worker, so that the collate only
+            stacks: both faster on large files).
         extensions: file-name endings (case-insensitive) that count as JPEG files.
 
     Attributes:
@@ -68,6 +70,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         backend: str = "auto",
         order: str = "natural",
         crop: tuple[int, int] | None = None,
+        chroma: str | None = None,
         extensions: tuple[str, ...] = JPEG_EXTENSIONS,
     ) -> None:
         self.root = Path(root)
@@ -78,6 +81,8 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         self.read_options = {"strict": strict, "max_pixels": max_pixels, "backend": backend, "order": order}
         if crop is not None:
             self.read_options["crop"] = crop
+        if chroma is not None:
+            self.read_options["chroma"] = chroma
         self.extensions = tuple(e.lower() for e in extensions)
         self.is_zip = self.root.is_file()
         files = self._list_zip() if self.is_zip else self._list_folder()

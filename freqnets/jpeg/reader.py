@@ -19,7 +19,8 @@ import torch
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
-from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
+from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
+from .collate import CHROMA_LAYOUTS, convert_chroma
 
 __all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
 
@@ -76,6 +77,43 @@ def _check_args(strict: bool, max_pixels: int | None, order: str) -> None:
         raise ValueError(f"order must be 'natural' or 'zigzag', got {order!r}")
 
 
+# target chroma factors (fh, fv) -> the layout's key in CHROMA_LAYOUTS, its name and its sampling factors
+_TARGETS = {
+    factors: (key, f"{key[0]}:{key[1]}:{key[2]}", (factors, (1, 1), (1, 1))) for key, factors in CHROMA_LAYOUTS.items()
+}
+
+
+def _chroma_target(chroma: str | None) -> tuple[int, int] | None:
+    """``(fh, fv)`` chroma factors of the target layout ``chroma`` (``"420"``, ``"4:2:0"``, ...), or ``None``."""
+    if chroma is None:
+        return None
+    key = chroma.replace(":", "") if isinstance(chroma, str) else chroma
+    if key not in CHROMA_LAYOUTS:
+        raise ValueError(f"chroma must be None or one of {sorted(CHROMA_LAYOUTS)} (or '4:2:0', ...), got {chroma!r}")
+    return CHROMA_LAYOUTS[key]
+
+
+def _downsample_factors(header: JpegHeader, target: tuple[int, int]) -> tuple[int, int] | None:
+    """Per-axis ``(dh, dv)`` in {1, 2} that takes the file's chroma planes to ``target``, or ``None``.
+
+    ``None`` when the conversion needs anything else (upsampling, factor 4, Cb and Cr sampled
+    differently): the caller then converts after reading (:func:`~freqnets.jpeg.collate.convert_chroma`).
+    """
+    factors = header.sampling_factors
+    if len(factors) != 3 or factors[1] != factors[2]:
+        return None
+    (hy, vy), (hc, vc) = factors[0], factors[1]
+    out = []
+    for luma, chroma, want in ((hy, hc, target[0]), (vy, vc, target[1])):
+        if luma % chroma:
+            return None
+        ratio, have = divmod(want, luma // chroma)
+        if have or ratio not in (1, 2):
+            return None
+        out.append(ratio)
+    return out[0], out[1]
+
+
 def _plane(blocks: np.ndarray, table: np.ndarray, order: str) -> torch.Tensor:
     """``(by, bx, 64)`` int16 quantised -> ``(64, by, bx)`` float32 dequantised, in ``order``."""
     if order == "zigzag":
@@ -93,6 +131,7 @@ def read_dct(
     backend: str = "auto",
     order: str = "natural",
     crop: tuple[int, int] | None = None,
+    chroma: str | None = None,
 ) -> JpegCoefficients:
     """The dequantised DCT coefficients of a JPEG file, per plane at its own resolution.
 
@@ -117,6 +156,14 @@ def read_dct(
             then lays out only the window and, for single-scan sequential files, stops entropy decoding
             after the window's last MCU row, so damage below the window is not detected (not even with
             ``strict=True``); progressive and multi-scan files are decoded completely.
+        chroma: ``None`` (the chroma planes as the file stores them) or a target layout ``"420"``,
+            ``"422"`` or ``"444"`` (also ``"4:2:0"``, ...): the chroma planes are converted to it in
+            the DCT domain with the exact maps of :func:`~freqnets.jpeg.collate.convert_chroma` (2x2,
+            2x1, ... pixel averages; replication to upsample), the values of
+            ``DCTCollate(chroma=...)`` to float32 rounding. The libjpeg backend averages while it
+            writes the planes (4:4:4, 4:2:2, 4:4:0 -> 4:2:0 and the like), so samples reach the
+            collate in its layout; ``subsampling``/``sampling_factors`` then describe the returned
+            planes and ``stored_subsampling`` the file's. Greyscale files stay greyscale.
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
@@ -131,6 +178,7 @@ def read_dct(
             lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
     """
     _check_args(strict, max_pixels, order)
+    target = _chroma_target(chroma)
     if crop is not None and (
         not isinstance(crop, tuple | list) or len(crop) != 2
         or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in crop)
@@ -146,9 +194,12 @@ def read_dct(
         windows, size = _centre_windows(header, crop)
         whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
         windows = None if windows == whole else windows
+    downsample = None
+    if target is not None and chosen == "libjpeg" and header.subsampling != "gray":
+        downsample = _downsample_factors(header, target)
     try:
         try:
-            raw = _backends.decode(data, header, chosen, order, windows)
+            raw = _backends.decode(data, header, chosen, order, windows, downsample)
         except JpegTruncatedError as error:
             if strict or chosen != "libjpeg":
                 raise
@@ -170,7 +221,7 @@ def read_dct(
         if windows is not None:
             blocks = [b[r0 : r0 + n, c0 : c0 + m] for b, (r0, c0, n, m) in zip(blocks, windows, strict=True)]
         planes = [_plane(b, table, order) for b, table in zip(blocks, raw.quant_tables, strict=True)]
-    return JpegCoefficients(
+    coeffs = JpegCoefficients(
         y=planes[0],
         cb=planes[1] if len(planes) == 3 else None,
         cr=planes[2] if len(planes) == 3 else None,
@@ -183,3 +234,29 @@ def read_dct(
         backend=chosen,
         warnings=tuple(dict.fromkeys(raw.warnings)),
     )
+    if target is None or coeffs.cb is None:
+        return coeffs
+    return _with_chroma(coeffs, target, converted=downsample is not None and chosen == "libjpeg")
+
+
+def _with_chroma(coeffs: JpegCoefficients, target: tuple[int, int], converted: bool) -> JpegCoefficients:
+    """``coeffs`` with chroma planes in the ``target`` layout (``converted``: the reader already did it)."""
+    if len(coeffs.sampling_factors) != 3 or coeffs.sampling_factors[1] != coeffs.sampling_factors[2]:
+        raise JpegUnsupportedError(
+            f"cannot convert the chroma of a JPEG with sampling factors {coeffs.sampling_factors} (Cb and Cr differ)"
+        )
+    key, name, factors = _TARGETS[target]
+    if converted:
+        cb, cr = coeffs.cb, coeffs.cr
+        by, bx = coeffs.y.shape[-2:]
+        if cb.shape[-2:] != (-(-by // target[1]), -(-bx // target[0])):
+            raise JpegUnsupportedError(f"converted chroma grid {tuple(cb.shape[-2:])} does not fit luma {(by, bx)}")
+    else:
+        try:
+            cb, cr = convert_chroma(coeffs, key)
+        except ValueError as error:  # sampling factors the maps do not cover (e.g. chroma / 3)
+            raise JpegUnsupportedError(f"cannot convert the chroma of this JPEG: {error}") from None
+    return replace(
+        coeffs, cb=cb, cr=cr, subsampling=name, sampling_factors=factors,
+        stored_subsampling=coeffs.subsampling,
+    )  # fmt: skip
