@@ -163,7 +163,8 @@ def read_dct(
             ``DCTCollate(chroma=...)`` to float32 rounding. The libjpeg backend averages while it
             writes the planes (4:4:4, 4:2:2, 4:4:0 -> 4:2:0 and the like), so samples reach the
             collate in its layout; ``subsampling``/``sampling_factors`` then describe the returned
-            planes and ``stored_subsampling`` the file's. Greyscale files stay greyscale.
+            planes and ``stored_subsampling`` the file's. Files already in the target layout and
+            greyscale files are returned as stored (``stored_subsampling`` stays ``None``).
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
@@ -194,12 +195,11 @@ def read_dct(
         windows, size = _centre_windows(header, crop)
         whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
         windows = None if windows == whole else windows
-    downsample = None
-    if target is not None and chosen == "libjpeg" and header.subsampling != "gray":
-        downsample = _downsample_factors(header, target)
+    # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
+    downsample = None if target is None or header.subsampling == "gray" else _downsample_factors(header, target)
     try:
         try:
-            raw = _backends.decode(data, header, chosen, order, windows, downsample)
+            raw = _backends.decode(data, header, chosen, order, windows, downsample if chosen == "libjpeg" else None)
         except JpegTruncatedError as error:
             if strict or chosen != "libjpeg":
                 raise
@@ -234,7 +234,7 @@ def read_dct(
         backend=chosen,
         warnings=tuple(dict.fromkeys(raw.warnings)),
     )
-    if target is None or coeffs.cb is None:
+    if target is None or coeffs.cb is None or downsample == (1, 1):
         return coeffs
     return _with_chroma(coeffs, target, converted=downsample is not None and chosen == "libjpeg")
 

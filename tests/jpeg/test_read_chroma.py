@@ -73,6 +73,11 @@ def test_chroma_matches_converting_the_stored_planes(backend, name, target, orde
     got = read_dct(data, backend=backend, order=order, chroma=target)
     assert torch.equal(got.y, stored.y)
     assert torch.equal(got.quant_tables, stored.quant_tables)
+    (hy, vy), (hc, vc) = stored.sampling_factors[:2]
+    if (hy // hc, vy // vc) == TARGETS[target]:  # already in the target layout: returned as stored
+        assert got.stored_subsampling is None and got.sampling_factors == stored.sampling_factors
+        assert torch.equal(got.cb, stored.cb) and torch.equal(got.cr, stored.cr)
+        return
     assert got.subsampling == NAMES[target] and got.stored_subsampling == stored.subsampling
     assert got.sampling_factors == (TARGETS[target], (1, 1), (1, 1))
     cb, cr = convert_chroma(stored, target)
