@@ -2,9 +2,10 @@
 
 Two pipelines on the same in-memory JPEG files (the zip is read once, so disk speed is out):
 
-* **DCT**: :func:`freqnets.jpeg.read_dct` (default backend) -> :class:`freqnets.jpeg.DCTCollate`
-  (stacked layout, 64 + 2 x 64 channels, chroma converted to 4:2:0 in the DCT domain, per-channel
-  normalisation; ImageNet files centre-cropped/zero-padded to 28 x 28 blocks = 224 px). For ImageNet a
+* **DCT**: :func:`freqnets.jpeg.read_dct` (default backend, ``chroma="420"``: chroma planes of 4:4:4,
+  4:2:2, ... files converted to 4:2:0 in the DCT domain while reading, per sample) ->
+  :class:`freqnets.jpeg.DCTCollate` (stacked layout, 64 + 2 x 64 channels, per-channel normalisation;
+  ImageNet files centre-cropped/zero-padded to 28 x 28 blocks = 224 px). For ImageNet a
   second row reads with ``read_dct(..., crop=(28, 28))`` (only the window that the collate keeps is laid
   out; the batches are identical, tested in ``tests/jpeg/test_crop.py``).
 * **Pillow**: ``PIL.Image.open(...).convert("RGB")`` -> (ImageNet: ``CenterCrop(224)``, padding
@@ -82,12 +83,12 @@ class DCTPipeline:
     def __init__(self, imagenet: bool, calibration: list[bytes], crop: bool = False) -> None:
         grid = (28, 28) if imagenet else None  # CIFAR files all have the same 4x4 grid
         self.crop = grid if crop else None
-        x, _ = DCTCollate(layout="stacked", grid=grid)([(read_dct(p), 0) for p in calibration])
+        x, _ = DCTCollate(layout="stacked", grid=grid)([(read_dct(p, chroma="420"), 0) for p in calibration])
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # per-channel statistics
         self.collate = DCTCollate(layout="stacked", grid=grid, normalize=(mean, std))
 
     def sample(self, payload: bytes):
-        return read_dct(payload, crop=self.crop)
+        return read_dct(payload, crop=self.crop, chroma="420")
 
 
 class PillowPipeline:
