@@ -153,3 +153,16 @@ def test_collate_batches_agree_with_reading_stored_planes(layout) -> None:
             assert torch.equal(a, b)
         else:
             _close(a, b)
+
+
+def test_folder_dataset_passes_chroma(tmp_path) -> None:
+    from freqnets.jpeg import JpegFolderDataset
+
+    for label, name in enumerate(("a", "b")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.jpg").write_bytes(_pillow_jpeg((24 + 8 * label, 40), 0))
+    dataset = JpegFolderDataset(tmp_path, chroma="420")
+    for (sample, label), (path, want_label) in zip(dataset, dataset.samples, strict=True):
+        want = read_dct(path, chroma="420")
+        assert label == want_label and sample.stored_subsampling == "4:4:4" and sample.subsampling == "4:2:0"
+        assert torch.equal(sample.cb, want.cb) and torch.equal(sample.y, want.y)
