@@ -115,12 +115,15 @@ def decode_libjpeg(
     if len(planes) != len(frame.components):
         raise JpegError(f"corrupt JPEG: libjpeg read {len(planes)} components, the header {len(frame.components)}")
     arrays = []
-    if windows is None:
-        windows = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
-    for index, ((rows, cols, raw), window) in enumerate(zip(planes, windows, strict=True)):
+    for index, (rows, cols, raw) in enumerate(planes):
+        if windows is None:
+            comp = frame.components[index]
+            want = comp.height_in_blocks, comp.width_in_blocks
+        else:
+            want = windows[index][2:]
         if index and downsample is not None:
-            window = (*window[:2], -(-window[2] // downsample[1]), -(-window[3] // downsample[0]))
-        if (rows, cols) != window[2:]:
+            want = -(-want[0] // downsample[1]), -(-want[1] // downsample[0])
+        if (rows, cols) != want:
             raise JpegError("corrupt JPEG: libjpeg's block grid differs from the header's")
         arrays.append(np.frombuffer(raw, dtype=np.float32).reshape(64, rows, cols))
     tables = np.frombuffer(quant, dtype=np.uint16).reshape(len(planes), 64).astype(np.int32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import replace
+from functools import lru_cache
 from typing import BinaryIO
 
 import numpy as np
@@ -93,13 +94,13 @@ def _chroma_target(chroma: str | None) -> tuple[int, int] | None:
     return CHROMA_LAYOUTS[key]
 
 
-def _downsample_factors(header: JpegHeader, target: tuple[int, int]) -> tuple[int, int] | None:
-    """Per-axis ``(dh, dv)`` in {1, 2} that takes the file's chroma planes to ``target``, or ``None``.
+@lru_cache(maxsize=256)
+def _downsample_factors(factors: tuple[tuple[int, int], ...], target: tuple[int, int]) -> tuple[int, int] | None:
+    """Per-axis ``(dh, dv)`` in {1, 2} that takes chroma planes of sampling ``factors`` to ``target``, or ``None``.
 
     ``None`` when the conversion needs anything else (upsampling, factor 4, Cb and Cr sampled
     differently): the caller then converts after reading (:func:`~freqnets.jpeg.collate.convert_chroma`).
     """
-    factors = header.sampling_factors
     if len(factors) != 3 or factors[1] != factors[2]:
         return None
     (hy, vy), (hc, vc) = factors[0], factors[1]
@@ -196,7 +197,9 @@ def read_dct(
         whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
         windows = None if windows == whole else windows
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
-    downsample = None if target is None or header.subsampling == "gray" else _downsample_factors(header, target)
+    downsample = None
+    if target is not None and header.subsampling != "gray":
+        downsample = _downsample_factors(header.sampling_factors, target)
     try:
         try:
             raw = _backends.decode(data, header, chosen, order, windows, downsample if chosen == "libjpeg" else None)
@@ -225,7 +228,9 @@ def read_dct(
         y=planes[0],
         cb=planes[1] if len(planes) == 3 else None,
         cr=planes[2] if len(planes) == 3 else None,
-        quant_tables=torch.from_numpy(np.ascontiguousarray(raw.quant_tables, dtype=np.int32)),
+        quant_tables=torch.from_numpy(
+            raw.quant_tables if raw.quant_tables.dtype == np.int32 else raw.quant_tables.astype(np.int32)
+        ),
         size=size,
         subsampling=header.subsampling,
         sampling_factors=header.sampling_factors,
