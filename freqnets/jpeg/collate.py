@@ -29,6 +29,9 @@ only the kept window's chroma is converted. Zero coefficients are mid-grey pixel
 (padding and greyscale chroma are normalised like any grey pixels). Each has ``Ky + 2*Kc`` entries
 (y, cb, cr channels as output) or ``3 * b*b`` entries (all channels of y, cb, cr in zigzag order,
 e.g. from :func:`freqnets.jpeg.stats.dct_channel_stats`), from which the selected ones are taken.
+
+Inside a :class:`~torch.utils.data.DataLoader` worker the output tensors are allocated in shared memory
+(as ``default_collate`` does), so sending a batch to the main process does not copy it again.
 """
 
 from __future__ import annotations
@@ -220,29 +223,55 @@ class DCTCollate:
                 checked.add(c.sampling_factors)
         return True
 
-    def _stack(self, coeffs: list[JpegCoefficients], ky: int, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fast path: stack the planes and select channels once for the batch."""
-        b2 = coeffs[0].y.shape[0]
-        if coeffs[0].order == "zigzag":
-            y_index, c_index = torch.arange(ky), torch.arange(kc)
+    def _fast(
+        self, coeffs: list[JpegCoefficients], ky: int, kc: int, stats: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Fast path (every sample in the batch's grid and chroma layout): the output written in few passes.
+
+        Returns ``(out, y, cbcr)``: for ``layout="planes"`` ``out`` is ``None`` and ``y``, ``cbcr`` are the
+        (normalised) outputs; for ``"stacked"`` ``out`` is ``x`` with ``y`` (normalised) already in place and
+        ``cbcr`` the normalised chroma at its own grid, still to be upsampled into ``x``.
+        """
+        batch = len(coeffs)
+        hy, wy = coeffs[0].y.shape[-2:]
+        hc, wc = coeffs[0].cb.shape[-2:]
+        if coeffs[0].order == "zigzag":  # the lowest frequencies are the first channels: slices, no gather
+            y_index = c_index = None
         else:
             zigzag = zigzag_indices(coeffs[0].block_size)
             y_index, c_index = zigzag[:ky], zigzag[:kc]
-        y = torch.stack([c.y for c in coeffs]).float()
-        y = y if ky == b2 and coeffs[0].order == "zigzag" else y.index_select(1, y_index)
-        cb = torch.stack([c.cb for c in coeffs]).float().index_select(1, c_index)
-        cr = torch.stack([c.cr for c in coeffs]).float().index_select(1, c_index)
-        return y, torch.cat([cb, cr], dim=1)
+        y_stats = c_stats = None
+        if stats is not None:
+            mean, std = stats
+            y_stats = mean[:ky].view(-1, 1, 1), std[:ky].view(-1, 1, 1)
+            c_stats = mean[ky:].view(-1, 1, 1), std[ky:].view(-1, 1, 1)
+        if self.layout == "stacked":
+            x = _new_output(batch, ky + 2 * kc, hy, wy)
+            y, cbcr = x[:, :ky], None
+        else:
+            x, y = None, _new_output(batch, ky, hy, wy)
+            cbcr = _new_output(batch, 2 * kc, hc, wc)
+        _write_luma(y, coeffs, ky, y_index, y_stats)
+        if kc:
+            cbcr = _gather_chroma(coeffs, kc, c_index, cbcr)
+            if c_stats is not None:
+                cbcr.sub_(c_stats[0]).div_(c_stats[1])
+        elif cbcr is None:
+            cbcr = torch.empty(batch, 0, hc, wc)
+        return x, y, cbcr
 
     def _place(
-        self, coeffs: list[JpegCoefficients], ky: int, kc: int, hy: int, wy: int, hc: int, wc: int
+        self, coeffs: list[JpegCoefficients], ky: int, kc: int, hy: int, wy: int, hc: int, wc: int, shared: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """General path: centre crop/pad per sample; chroma conversion batched over samples of one layout."""
+        """General path: centre crop/pad per sample; chroma conversion batched over samples of one layout.
+
+        ``shared``: allocate ``y`` and ``cbcr`` as outputs (see :func:`_new_output`)."""
         fh, fv = self.factors
         zigzag = zigzag_indices(coeffs[0].block_size)
         y_index, c_index = zigzag[:ky], zigzag[:kc]
-        y = torch.zeros(len(coeffs), ky, hy, wy)
-        cbcr = torch.zeros(len(coeffs), 2 * kc, hc, wc)
+        new = _new_output if shared else torch.empty
+        y = new(len(coeffs), ky, hy, wy).zero_()
+        cbcr = new(len(coeffs), 2 * kc, hc, wc).zero_()
         pending: dict[tuple, list] = {}  # (source factors, window shape) -> samples whose chroma to convert
         for i, c in enumerate(coeffs):
             natural = c.to_order("natural")
@@ -295,31 +324,135 @@ class DCTCollate:
         hy, wy = self.grid if self.grid is not None else grids.pop()
         fh, fv = self.factors
         hc, wc = -(-hy // fv), -(-wy // fh)
-        if self._all_in_layout(coeffs, hy, wy, hc, wc):
-            y, cbcr = self._stack(coeffs, ky, kc)
-        else:
-            y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc)
         stats = self._select_normalize(b * b)
-        if self.layout == "planes":
-            if stats is not None:
-                mean, std = stats
-                y = (y - mean[:ky].view(-1, 1, 1)) / std[:ky].view(-1, 1, 1)
-                cbcr = (cbcr - mean[ky:].view(-1, 1, 1)) / std[ky:].view(-1, 1, 1)
-            return DCTBatch(y.contiguous(), cbcr.contiguous(), labels)
-        batch, channels = cbcr.shape[:2]
-        x = torch.empty(batch, ky + 2 * kc, hy * wy)
-        x[:, :ky] = y.reshape(batch, ky, hy * wy)
-        # nearest-neighbour upsampling: luma block (r, c) takes chroma block (r // fv, c // fh). Wide grids
-        # copy through a broadcast view (long contiguous runs); small ones (CIFAR's 2x2) use one gather.
-        if (hy, wy) == (hc * fv, wc * fh) and wc >= 8:
-            up = cbcr[:, :, :, None, :, None].expand(batch, channels, hc, fv, wc, fh)
-            x[:, ky:].view(batch, channels, hc, fv, wc, fh).copy_(up)
+        if self._all_in_layout(coeffs, hy, wy, hc, wc):
+            x, y, cbcr = self._fast(coeffs, ky, kc, stats)
+            if x is None:
+                return DCTBatch(y, cbcr, labels)
         else:
-            x[:, ky:] = cbcr.reshape(batch, channels, hc * wc).index_select(2, _upsample_index(hy, wy, fv, fh))
-        if stats is not None:  # per channel, elementwise: the same values as normalising before upsampling
-            mean, std = stats
-            x.sub_(mean.view(-1, 1)).div_(std.view(-1, 1))
-        return x.view(batch, ky + 2 * kc, hy, wy), labels
+            y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc, shared=self.layout == "planes")
+            if self.layout == "planes":
+                if stats is not None:  # in place: the same values as (y - mean) / std
+                    mean, std = stats
+                    y.sub_(mean[:ky].view(-1, 1, 1)).div_(std[:ky].view(-1, 1, 1))
+                    cbcr.sub_(mean[ky:].view(-1, 1, 1)).div_(std[ky:].view(-1, 1, 1))
+                return DCTBatch(y, cbcr, labels)
+            x = _new_output(len(coeffs), ky + 2 * kc, hy, wy)
+            if stats is not None:  # per channel, elementwise: the same values as normalising after upsampling
+                mean, std = stats
+                torch.sub(y, mean[:ky].view(-1, 1, 1), out=x[:, :ky]).div_(std[:ky].view(-1, 1, 1))
+                cbcr.sub_(mean[ky:].view(-1, 1, 1)).div_(std[ky:].view(-1, 1, 1))
+            else:
+                x[:, :ky] = y
+        _upsample_into(x[:, ky:], cbcr, fv, fh)
+        return x, labels
+
+
+def _new_output(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An uninitialised output tensor; inside a DataLoader worker in shared memory, as ``default_collate``
+    allocates its batches, so that sending the batch to the main process does not copy it again."""
+    if torch.utils.data.get_worker_info() is not None and math.prod(shape) > 0:
+        try:  # private API (torch.utils.data._utils.collate.collate_tensor_fn); a normal tensor if it changes
+            template = torch.empty(0, dtype=dtype)
+            storage = template._typed_storage()._new_shared(math.prod(shape), device=template.device)
+            return template.new(storage).view(*shape)
+        except (AttributeError, RuntimeError, TypeError):
+            pass
+    return torch.empty(*shape, dtype=dtype)
+
+
+def _float32(plane: torch.Tensor) -> torch.Tensor:
+    return plane if plane.dtype == torch.float32 else plane.float()
+
+
+def _first(plane: torch.Tensor, channels: int) -> torch.Tensor:
+    """The first ``channels`` channels (the plane itself when all: a slice costs more than the small copies)."""
+    return plane if plane.shape[0] == channels else plane[:channels]
+
+
+def _write_luma(
+    out: torch.Tensor,
+    coeffs: list[JpegCoefficients],
+    ky: int,
+    index: torch.Tensor | None,
+    stats: tuple[torch.Tensor, torch.Tensor] | None,
+) -> None:
+    """``out (B, ky, Hy, Wy)`` (a view of the output) <- the kept luma channels, normalised.
+
+    ``index``: channels to gather (natural order), ``None`` for the first ``ky`` (zigzag order).
+    Large grids are written sample by sample (one pass, normalised while in cache); small ones (CIFAR's
+    4x4) are stacked first, as per-sample calls would cost more than the copies.
+    """
+    hy, wy = out.shape[-2:]
+    if hy * wy >= 64:
+        for dest, c in zip(out, coeffs, strict=True):
+            source = _float32(c.y)
+            if index is not None:
+                torch.index_select(source, 0, index, out=dest)
+                if stats is not None:
+                    dest.sub_(stats[0]).div_(stats[1])
+            elif stats is not None:
+                torch.sub(source[:ky], stats[0], out=dest).div_(stats[1])
+            else:
+                dest.copy_(source[:ky])
+        return
+    if index is None:
+        direct = stats is None and out.is_contiguous()  # planes layout: stack straight into the output
+        y = out if direct else torch.empty(out.shape)
+        torch.stack([_first(c.y, ky) for c in coeffs], out=y)
+        if direct:
+            return
+    else:
+        y = torch.stack([c.y for c in coeffs]).float().index_select(1, index)
+    if stats is not None:
+        y.sub_(stats[0]).div_(stats[1])
+    out.copy_(y)
+
+
+def _gather_chroma(
+    coeffs: list[JpegCoefficients], kc: int, index: torch.Tensor | None, out: torch.Tensor | None
+) -> torch.Tensor:
+    """``(B, 2*kc, Hc, Wc)``: the kept Cb then Cr channels of each sample (into ``out`` when given).
+
+    ``index``: channels to gather (natural order), ``None`` for the first ``kc`` (zigzag order).
+    """
+    batch = len(coeffs)
+    hc, wc = coeffs[0].cb.shape[-2:]
+    if out is None:
+        out = torch.empty(batch, 2 * kc, hc, wc)
+    planes = out.view(2 * batch, kc, hc, wc)
+    if index is None:
+        torch.stack([_first(p, kc) for c in coeffs for p in (c.cb, c.cr)], out=planes)
+    else:
+        stacked = torch.stack([p for c in coeffs for p in (c.cb, c.cr)]).float()
+        torch.index_select(stacked, 1, index, out=planes)
+    return out
+
+
+def _upsample_into(out: torch.Tensor, cbcr: torch.Tensor, fv: int, fh: int) -> None:
+    """Nearest-neighbour upsampling: luma block ``(r, c)`` of ``out (B, C, Hy, Wy)`` (a view of the
+    output) takes chroma block ``(r // fv, c // fh)`` of ``cbcr (B, C, Hc, Wc)``."""
+    batch, channels, hc, wc = cbcr.shape
+    hy, wy = out.shape[-2:]
+    if channels == 0:
+        return
+    if (hy, wy) != (hc * fv, wc * fh) or fv > 2 or fh > 2:
+        flat = cbcr.reshape(batch, channels, hc * wc).index_select(2, _upsample_index(hy, wy, fv, fh))
+        out.copy_(flat.view(batch, channels, hy, wy))
+        return
+    rows = cbcr
+    if fv == 2:  # each row twice: copies of whole rows
+        rows = cbcr.new_empty(batch, channels, hc, 2, wc)
+        rows[:, :, :, 0] = cbcr
+        rows[:, :, :, 1] = cbcr
+        rows = rows.view(batch, channels, hy, wc)
+    if fh == 2:
+        # each value twice along a row: a complex number whose real and imaginary parts are both the value
+        # is the value repeated in memory, so one contiguous elementwise pass writes the output (copying
+        # through a broadcast view with an inner stride-0 axis of 2 is several times slower)
+        torch.complex(rows, rows, out=torch.view_as_complex(out.view(batch, channels, hy, wc, 2)))
+    else:
+        out.copy_(rows)
 
 
 @lru_cache(maxsize=64)

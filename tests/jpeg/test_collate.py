@@ -239,3 +239,108 @@ def test_grid_crop_converts_only_the_window():
     torch.testing.assert_close(batch.y[0], c444.y[JPEG_ZIGZAG][:, 2:6, 2:8])  # offset 3 -> 2 (even)
     torch.testing.assert_close(batch.cbcr[0, :64], cb[JPEG_ZIGZAG][:, 1:3, 1:4], rtol=0, atol=1e-3)
     torch.testing.assert_close(batch.cbcr[0, 64:], cr[JPEG_ZIGZAG][:, 1:3, 1:4], rtol=0, atol=1e-3)
+
+
+def reference_batch(coeffs, layout, ky, kc, chroma, stats):
+    """DCTCollate's output for samples already in the target layout and grid, written plainly per sample."""
+    fh, fv = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}[chroma]
+    ys, cbcrs, xs = [], [], []
+    for c in coeffs:
+        pick_y = list(range(ky)) if c.order == "zigzag" else JPEG_ZIGZAG[:ky]
+        pick_c = list(range(kc)) if c.order == "zigzag" else JPEG_ZIGZAG[:kc]
+        y, cbcr = c.y[pick_y], torch.cat([c.cb[pick_c], c.cr[pick_c]])
+        if stats is not None:
+            mean, std = stats
+            y = (y - mean[:ky, None, None]) / std[:ky, None, None]
+            cbcr = (cbcr - mean[ky:, None, None]) / std[ky:, None, None]
+        ys.append(y)
+        cbcrs.append(cbcr)
+        hy, wy = y.shape[1:]
+        up = cbcr.repeat_interleave(fv, dim=1).repeat_interleave(fh, dim=2)[:, :hy, :wy]
+        xs.append(torch.cat([y, up]))
+    if layout == "planes":
+        return torch.stack(ys), torch.stack(cbcrs)
+    return (torch.stack(xs),)
+
+
+@pytest.mark.parametrize("layout", ["planes", "stacked"])
+@pytest.mark.parametrize("order", ["natural", "zigzag"])
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize(
+    ("size", "subsampling", "chroma", "channels"),
+    [
+        ((64, 96), "4:2:0", "420", (64, 64)),  # 8x12 luma blocks: written sample by sample
+        ((64, 96), "4:2:0", "420", (10, 3)),
+        ((32, 32), "4:2:0", "420", (64, 64)),  # 4x4 (CIFAR): stacked over the batch
+        ((32, 32), "4:2:0", "420", (6, 0)),
+        ((40, 24), "4:2:0", "420", (64, 5)),  # 5x3 blocks: the chroma grid overhangs the luma grid
+        ((64, 80), "4:2:2", "422", (20, 64)),
+        ((72, 64), "4:4:4", "444", (64, 7)),
+    ],
+)
+def test_fast_path_equals_plain_reference_and_general_path(
+    monkeypatch, layout, order, normalize, size, subsampling, chroma, channels
+):
+    ky, kc = channels
+    coeffs = [encode_dct(image(*size, s), subsampling=subsampling).to_order(order) for s in range(3)]
+    samples = [(c, i) for i, c in enumerate(coeffs)]
+    stats = (torch.randn(ky + 2 * kc), torch.rand(ky + 2 * kc) + 0.5) if normalize else None
+    collate = DCTCollate(layout=layout, y_channels=ky, c_channels=kc, chroma=chroma, normalize=stats)
+    calls = []
+    fast = collate._fast
+    monkeypatch.setattr(collate, "_fast", lambda *args: calls.append(1) or fast(*args))
+    batch = collate(samples)
+    assert calls, "the fast path was not taken"
+    exact = {"rtol": 0, "atol": 0} if stats is None else {}
+    expected = reference_batch(coeffs, layout, ky, kc, chroma, stats)
+    for got, want in zip(batch[:-1], expected, strict=True):
+        assert got.dtype == torch.float32 and got.is_contiguous()
+        torch.testing.assert_close(got, want, **exact)
+    assert batch[-1].tolist() == [0, 1, 2]
+    # the general path (crop/pad per sample) gives the same batch
+    monkeypatch.setattr(collate, "_all_in_layout", lambda *args: False)
+    general = collate(samples)
+    for got, want in zip(batch, general, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_fast_path_with_full_statistics_and_mixed_orders():
+    coeffs = [encode_dct(image(64, 64, s)) for s in range(2)]
+    mean, std = torch.randn(192), torch.rand(192) + 0.5
+    pick = torch.tensor([*range(5), *range(64, 66), *range(128, 130)])
+    collate = DCTCollate(layout="stacked", y_channels=5, c_channels=2, normalize=(mean, std))
+    x, _ = collate([(c.to_order("zigzag"), 0) for c in coeffs])
+    (want,) = reference_batch(coeffs, "stacked", 5, 2, "420", (mean[pick], std[pick]))
+    torch.testing.assert_close(x, want)
+    mixed, _ = collate([(coeffs[0], 0), (coeffs[1].to_order("zigzag"), 0)])  # general path
+    torch.testing.assert_close(mixed, x, rtol=0, atol=0)
+
+
+class _CollateInWorker:
+    """Runs DCTCollate and records whether each output tensor was allocated in shared memory."""
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, samples):
+        batch = self.collate(samples)
+        return batch, torch.tensor([t.is_shared() for t in batch])
+
+
+@pytest.mark.parametrize(("layout", "grid"), [("planes", None), ("stacked", None), ("stacked", (6, 6))])
+def test_dataloader_worker_output_equals_main_process_and_is_shared(layout, grid):
+    coeffs = [encode_dct(image(64, 80 if s % 2 else 64, s)) for s in range(6)]  # grid (6, 6): general path
+    if grid is None:
+        coeffs = [encode_dct(image(64, 64, s)) for s in range(6)]
+    data = [(c, s) for s, c in enumerate(coeffs)]
+    collate = DCTCollate(layout=layout, y_channels=20, c_channels=6, grid=grid, normalize=([0.5] * 32, [2.0] * 32))
+    main = [collate(data[i : i + 4]) for i in (0, 4)]
+    assert not any(t.is_shared() for batch in main for t in batch)  # a normal allocation outside workers
+    loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=1, collate_fn=_CollateInWorker(collate))
+    batches = list(loader)
+    assert len(batches) == 2
+    for (batch, shared), expected in zip(batches, main, strict=True):
+        assert type(batch) is type(expected)
+        for got, want in zip(batch, expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        assert shared[:-1].all()  # y/cbcr or x were written straight into shared memory (labels: torch.tensor)
