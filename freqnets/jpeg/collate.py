@@ -50,6 +50,8 @@ from .resample import resample_axis
 # (horizontal, vertical) chroma factors of each target layout, relative to luma.
 CHROMA_LAYOUTS = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
 LAYOUTS = ("planes", "stacked")
+# luma grids of at least this many blocks are written sample by sample (smaller ones: batched ops)
+_PER_SAMPLE_BLOCKS = 64
 
 
 class DCTBatch(NamedTuple):
@@ -210,32 +212,45 @@ class DCTCollate:
             return mean[index], std[index]
         raise ValueError(f"normalize needs {ky + 2 * kc} (selected) or {3 * b2} (all) entries, got {mean.numel()}")
 
-    def _all_in_layout(self, coeffs: list[JpegCoefficients], hy: int, wy: int, hc: int, wc: int) -> bool:
-        """True when every sample already has the batch's grid, the target chroma layout and one order."""
+    def _in_layout(self, coeffs: list[JpegCoefficients], hy: int, wy: int, hc: int, wc: int) -> list[bool]:
+        """Per sample: True when it already has the batch's grid, the target chroma layout and the first
+        sample's order (then it is written directly; the others go through :meth:`_place`)."""
         order = coeffs[0].order
-        checked = set()  # sampling factors already found to match the target layout
+        layouts: dict[tuple, bool] = {}  # sampling factors -> the target chroma layout?
+        fits = []
         for c in coeffs:
-            if c.order != order or c.y.shape[-2:] != (hy, wy) or c.cb is None or c.cb.shape[-2:] != (hc, wc):
-                return False
-            if c.sampling_factors not in checked:
-                if _source_factors(c) != self.factors:
-                    return False
-                checked.add(c.sampling_factors)
-        return True
+            fit = c.order == order and c.cb is not None and c.y.shape[-2:] == (hy, wy) and c.cb.shape[-2:] == (hc, wc)
+            if fit:
+                fit = layouts.get(c.sampling_factors)
+                if fit is None:
+                    fit = layouts[c.sampling_factors] = _source_factors(c) == self.factors
+            fits.append(fit)
+        return fits
 
     def _fast(
-        self, coeffs: list[JpegCoefficients], ky: int, kc: int, stats: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Fast path (every sample in the batch's grid and chroma layout): the output written in few passes.
+        self,
+        coeffs: list[JpegCoefficients],
+        fits: list[bool],
+        ky: int,
+        kc: int,
+        hy: int,
+        wy: int,
+        hc: int,
+        wc: int,
+        stats: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Fast path: samples in the batch's grid and chroma layout (``fits``) written in few passes, the
+        others (if any) through :meth:`_place` and then copied in.
 
-        Returns ``(out, y, cbcr)``: for ``layout="planes"`` ``out`` is ``None`` and ``y``, ``cbcr`` are the
-        (normalised) outputs; for ``"stacked"`` ``out`` is ``x`` with ``y`` (normalised) already in place and
-        ``cbcr`` the normalised chroma at its own grid, still to be upsampled into ``x``.
+        Returns ``(x, y, cbcr)``: for ``layout="planes"`` ``x`` is ``None`` and ``y``, ``cbcr`` are the
+        (normalised) outputs; for ``"stacked"`` ``x`` has ``y`` (normalised) already in place and ``cbcr``
+        is the normalised chroma at its own grid, still to be upsampled into ``x``.
         """
         batch = len(coeffs)
-        hy, wy = coeffs[0].y.shape[-2:]
-        hc, wc = coeffs[0].cb.shape[-2:]
-        if coeffs[0].order == "zigzag":  # the lowest frequencies are the first channels: slices, no gather
+        index = [i for i, fit in enumerate(fits) if fit]
+        rest = [i for i, fit in enumerate(fits) if not fit]
+        order = coeffs[index[0]].order
+        if order == "zigzag":  # the lowest frequencies are the first channels: slices, no gather
             y_index = c_index = None
         else:
             zigzag = zigzag_indices(coeffs[0].block_size)
@@ -251,9 +266,24 @@ class DCTCollate:
         else:
             x, y = None, _new_output(batch, ky, hy, wy)
             cbcr = _new_output(batch, 2 * kc, hc, wc)
-        _write_luma(y, coeffs, ky, y_index, y_stats)
+        if not rest:
+            _write_luma(y, coeffs, ky, y_index, y_stats)
+            if kc:
+                cbcr = _gather_chroma(coeffs, kc, c_index, cbcr)
+        else:  # per sample (large grids only), the others from _place (natural order, channels selected)
+            place_y, place_c = self._place([coeffs[i] for i in rest], ky, kc, hy, wy, hc, wc, shared=False)
+            sources = dict(zip(rest, place_y, strict=True))
+            for i, dest in enumerate(y):
+                if i in sources:
+                    _write_luma_sample(dest, sources[i], ky, None, y_stats)
+                else:
+                    _write_luma_sample(dest, coeffs[i].y, ky, y_index, y_stats)
+            if kc:
+                cbcr = torch.empty(batch, 2 * kc, hc, wc) if cbcr is None else cbcr
+                cbcr.index_copy_(0, torch.tensor(rest), place_c)
+                fitting = _gather_chroma([coeffs[i] for i in index], kc, c_index, None)
+                cbcr.index_copy_(0, torch.tensor(index), fitting)
         if kc:
-            cbcr = _gather_chroma(coeffs, kc, c_index, cbcr)
             if c_stats is not None:
                 cbcr.sub_(c_stats[0]).div_(c_stats[1])
         elif cbcr is None:
@@ -325,8 +355,9 @@ class DCTCollate:
         fh, fv = self.factors
         hc, wc = -(-hy // fv), -(-wy // fh)
         stats = self._select_normalize(b * b)
-        if self._all_in_layout(coeffs, hy, wy, hc, wc):
-            x, y, cbcr = self._fast(coeffs, ky, kc, stats)
+        fits = self._in_layout(coeffs, hy, wy, hc, wc)
+        if all(fits) or (any(fits) and hy * wy >= _PER_SAMPLE_BLOCKS):
+            x, y, cbcr = self._fast(coeffs, fits, ky, kc, hy, wy, hc, wc, stats)
             if x is None:
                 return DCTBatch(y, cbcr, labels)
         else:
@@ -370,6 +401,25 @@ def _first(plane: torch.Tensor, channels: int) -> torch.Tensor:
     return plane if plane.shape[0] == channels else plane[:channels]
 
 
+def _write_luma_sample(
+    dest: torch.Tensor,
+    source: torch.Tensor,
+    ky: int,
+    index: torch.Tensor | None,
+    stats: tuple[torch.Tensor, torch.Tensor] | None,
+) -> None:
+    """``dest (ky, Hy, Wy)`` <- the kept channels of ``source`` (``index``, or the first ``ky`` when ``None``),
+    normalised while in cache."""
+    if index is not None:
+        torch.index_select(_float32(source), 0, index, out=dest)
+        if stats is not None:
+            dest.sub_(stats[0]).div_(stats[1])
+    elif stats is not None:
+        torch.sub(_first(source, ky), stats[0], out=dest).div_(stats[1])
+    else:
+        dest.copy_(_first(source, ky))
+
+
 def _write_luma(
     out: torch.Tensor,
     coeffs: list[JpegCoefficients],
@@ -384,17 +434,9 @@ def _write_luma(
     4x4) are stacked first, as per-sample calls would cost more than the copies.
     """
     hy, wy = out.shape[-2:]
-    if hy * wy >= 64:
+    if hy * wy >= _PER_SAMPLE_BLOCKS:
         for dest, c in zip(out, coeffs, strict=True):
-            source = _float32(c.y)
-            if index is not None:
-                torch.index_select(source, 0, index, out=dest)
-                if stats is not None:
-                    dest.sub_(stats[0]).div_(stats[1])
-            elif stats is not None:
-                torch.sub(source[:ky], stats[0], out=dest).div_(stats[1])
-            else:
-                dest.copy_(source[:ky])
+            _write_luma_sample(dest, c.y, ky, index, stats)
         return
     if index is None:
         direct = stats is None and out.is_contiguous()  # planes layout: stack straight into the output

@@ -298,7 +298,7 @@ def test_fast_path_equals_plain_reference_and_general_path(
         torch.testing.assert_close(got, want, **exact)
     assert batch[-1].tolist() == [0, 1, 2]
     # the general path (crop/pad per sample) gives the same batch
-    monkeypatch.setattr(collate, "_all_in_layout", lambda *args: False)
+    monkeypatch.setattr(collate, "_in_layout", lambda coeffs, *args: [False] * len(coeffs))
     general = collate(samples)
     for got, want in zip(batch, general, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
@@ -344,3 +344,37 @@ def test_dataloader_worker_output_equals_main_process_and_is_shared(layout, grid
         for got, want in zip(batch, expected, strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
         assert shared[:-1].all()  # y/cbcr or x were written straight into shared memory (labels: torch.tensor)
+
+
+@pytest.mark.parametrize("layout", ["planes", "stacked"])
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("order", ["natural", "zigzag"])
+def test_mixed_batch_fast_samples_and_general_samples(monkeypatch, layout, normalize, order):
+    """Samples already in the grid and layout are written directly, the others through the general path."""
+    grey = encode_dct(image(64, 64, 9))
+    grey = replace(grey, cb=None, cr=None, sampling_factors=((1, 1),), subsampling="gray")
+    coeffs = [
+        encode_dct(image(64, 64, 0)).to_order(order),  # in layout (8x8 luma blocks, 4:2:0)
+        encode_dct(image(64, 64, 1), subsampling="4:4:4").to_order(order),  # other chroma layout
+        encode_dct(image(80, 96, 2)).to_order(order),  # other grid: cropped
+        encode_dct(image(64, 64, 3)).to_order(order),
+        grey,  # greyscale: zero chroma
+        encode_dct(image(64, 64, 4)).to_order("natural" if order == "zigzag" else "zigzag"),  # other order
+    ]
+    samples = [(c, i) for i, c in enumerate(coeffs)]
+    ky, kc = 12, 9
+    stats = (torch.randn(ky + 2 * kc), torch.rand(ky + 2 * kc) + 0.5) if normalize else None
+    collate = DCTCollate(layout=layout, y_channels=ky, c_channels=kc, grid=(8, 8), normalize=stats)
+    fits = collate._in_layout(coeffs, 8, 8, 4, 4)
+    assert fits == [True, False, False, True, False, False]
+    batch = collate(samples)
+    monkeypatch.setattr(collate, "_in_layout", lambda coeffs, *args: [False] * len(coeffs))
+    general = collate(samples)
+    for got, want in zip(batch, general, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    expected = reference_batch([coeffs[0], coeffs[3]], layout, ky, kc, "420", stats)
+    for got, want in zip(batch[:-1], expected, strict=True):
+        torch.testing.assert_close(got[[0, 3]], want, **({"rtol": 0, "atol": 0} if stats is None else {}))
+    zero = torch.zeros(2 * kc, 4, 4) if stats is None else (-stats[0][ky:] / stats[1][ky:])[:, None, None]
+    grey_chroma = batch[1][4] if layout == "planes" else batch[0][4, ky:, ::2, ::2]
+    torch.testing.assert_close(grey_chroma, zero.expand(2 * kc, 4, 4))
