@@ -55,14 +55,17 @@ struct reader_error {
 
 /* A memory source that can end the data (a fake EOI, as libjpeg's memory source does at the real end)
  * once the iMCU rows a block window needs are decoded: used for single-scan sequential files with a
- * window, where nothing after those rows is returned. Data is handed over in chunks so the check runs
- * every WINDOW_CHUNK bytes. */
-#define WINDOW_CHUNK 4096
+ * window, where nothing after those rows is returned. The whole buffer is handed over at once (so
+ * libjpeg's Huffman decoder keeps its fast path); libjpeg's progress monitor, called before every
+ * iMCU row of jpeg_read_coefficients, empties the buffer after the window's last row, and the next
+ * fill returns the fake EOI. */
 struct window_source {
     struct jpeg_source_mgr pub;
+    struct jpeg_progress_mgr progress;
     const JOCTET *data;
     size_t size, pos;
     long stop_after; /* stop once input_iMCU_row > stop_after; -1: never */
+    int ended;       /* the progress monitor ended the data on purpose */
 };
 
 struct session {
@@ -81,9 +84,8 @@ static void window_init_source(j_decompress_ptr cinfo) { (void)cinfo; }
 
 static boolean window_fill_input_buffer(j_decompress_ptr cinfo) {
     struct window_source *src = (struct window_source *)cinfo->src;
-    int stop = src->stop_after >= 0 && (long)cinfo->input_iMCU_row > src->stop_after;
-    if (stop || src->pos >= src->size) {
-        if (stop) {
+    if (src->ended || src->pos >= src->size) {
+        if (src->ended) {
             ((struct reader_error *)cinfo->err)->stopped = 1;
         } else {
             WARNMS(cinfo, JWRN_JPEG_EOF);
@@ -92,11 +94,21 @@ static boolean window_fill_input_buffer(j_decompress_ptr cinfo) {
         src->pub.bytes_in_buffer = 2;
         return TRUE;
     }
-    size_t n = src->size - src->pos < WINDOW_CHUNK ? src->size - src->pos : WINDOW_CHUNK;
     src->pub.next_input_byte = src->data + src->pos;
-    src->pub.bytes_in_buffer = n;
-    src->pos += n;
+    src->pub.bytes_in_buffer = src->size - src->pos;
+    src->pos = src->size;
     return TRUE;
+}
+
+/* Between iMCU rows (the entropy decoder reloads its input position from cinfo->src for every MCU). */
+static void window_progress(j_common_ptr common) {
+    j_decompress_ptr cinfo = (j_decompress_ptr)common;
+    struct window_source *src = (struct window_source *)cinfo->src;
+    if (src->stop_after >= 0 && !src->ended && (long)cinfo->input_iMCU_row > src->stop_after) {
+        src->ended = 1;
+        src->pub.bytes_in_buffer = 0;
+        src->pos = src->size;
+    }
 }
 
 static void window_skip_input_data(j_decompress_ptr cinfo, long num_bytes) {
@@ -127,7 +139,10 @@ static void window_src(struct session *s, const unsigned char *data, unsigned lo
     src->size = size;
     src->pos = 0;
     src->stop_after = -1;
+    src->ended = 0;
+    src->progress.progress_monitor = window_progress;
     s->cinfo.src = &src->pub;
+    s->cinfo.progress = &src->progress;
 }
 
 static void reader_error_exit(j_common_ptr cinfo) {

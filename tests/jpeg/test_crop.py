@@ -119,7 +119,7 @@ def test_extension_rejects_windows_outside_the_grid(window) -> None:
 
 
 def _large(subsampling: int, mode: str = "RGB", **save) -> bytes:
-    """~100-300 kB of noise (many 4 kB chunks of the C extension's windowed source)."""
+    """~100-300 kB of noise: many MCU rows after the window."""
     pixels = np.random.default_rng(5).integers(0, 256, size=(360, 296, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=90, subsampling=subsampling, **save)
