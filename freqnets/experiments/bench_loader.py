@@ -7,7 +7,9 @@ Two pipelines on the same in-memory JPEG files (the zip is read once, so disk sp
   :class:`freqnets.jpeg.DCTCollate` (stacked layout, 64 + 2 x 64 channels, per-channel normalisation;
   ImageNet files centre-cropped/zero-padded to 28 x 28 blocks = 224 px). For ImageNet a
   second row reads with ``read_dct(..., crop=(28, 28))`` (only the window that the collate keeps is laid
-  out; the batches are identical, tested in ``tests/jpeg/test_crop.py``).
+  out; the batches are identical, tested in ``tests/jpeg/test_crop.py``), and a third the same in
+  ``layout="planes"`` (luma ``(B, 64, 28, 28)`` and chroma ``(B, 128, 14, 14)``: the input of the
+  late-fusion and multigrid DCT models, half the bytes of the stacked layout).
 * **Pillow**: ``PIL.Image.open(...).convert("RGB")`` -> (ImageNet: ``CenterCrop(224)``, padding
   small images) -> ``ToTensor`` -> ``Normalize``, batched by torch's ``default_collate`` (which, in
   DataLoader workers, stacks straight into shared memory, as ``DCTCollate`` does).
@@ -82,12 +84,13 @@ class DCTPipeline:
 
     name = "DCT"
 
-    def __init__(self, imagenet: bool, calibration: list[bytes], crop: bool = False) -> None:
+    def __init__(self, imagenet: bool, calibration: list[bytes], crop: bool = False, layout: str = "stacked") -> None:
         grid = (28, 28) if imagenet else None  # CIFAR files all have the same 4x4 grid
         self.crop = grid if crop else None
         x, _ = DCTCollate(layout="stacked", grid=grid)([(self._read(p), 0) for p in calibration])
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # per-channel statistics
-        self.collate = DCTCollate(layout="stacked", grid=grid, normalize=(mean, std))
+        self.layout = layout
+        self.collate = DCTCollate(layout=layout, grid=grid, normalize=(mean, std))
 
     def _read(self, payload: bytes, crop: tuple[int, int] | None = None):
         # zigzag: the collate's channel order, so it copies channel runs instead of gathering
@@ -207,6 +210,9 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
         variants = [("", DCTPipeline(source.imagenet, payloads[:256]))]
         if source.imagenet:
             variants.append((", read_dct crop", DCTPipeline(source.imagenet, payloads[:256], crop=True)))
+            # the late-fusion / multigrid models' input: luma and 4:2:0 chroma planes, chroma not repeated
+            planes = DCTPipeline(source.imagenet, payloads[:256], crop=True, layout="planes")
+            variants.append((", read_dct crop, planes layout", planes))
         pil_rate = per_image_rate(pil, payloads)
         for suffix, dct in variants:
             rows.append(Row(source.name, f"per image{suffix}", per_image_rate(dct, payloads), pil_rate))
@@ -216,7 +222,8 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
             for suffix, dct in variants:
                 dct_rate, last_batch = loader_rate(dct, payloads, w, bs)
                 rows.append(Row(source.name, f"DataLoader, {w} workers, batch {bs}{suffix}", dct_rate, pil_rate))
-                last = (last_batch, dct_rate, w)
+                if dct.layout == "stacked":  # the training step below runs the stacked-input model
+                    last = (last_batch, dct_rate, w)
         torch.set_num_threads(threads)
         if step and last is not None:
             (x, _), rate, w = last

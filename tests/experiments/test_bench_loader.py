@@ -41,8 +41,14 @@ def test_imagenet_mode_adds_the_crop_variant_with_identical_batches():
     a, _ = full.collate([(full.sample(p), 0) for p in payloads])
     b, _ = crop.collate([(crop.sample(p), 0) for p in payloads])
     assert a.shape == (6, 192, 28, 28) and torch.equal(a, b)
+    planes = bench_loader.DCTPipeline(True, payloads, crop=True, layout="planes")
+    y, cbcr, _ = planes.collate([(planes.sample(p), 0) for p in payloads])
+    assert y.shape == (6, 64, 28, 28) and cbcr.shape == (6, 128, 14, 14)
+    assert torch.equal(y, a[:, :64])  # the same values; stacked repeats each chroma block 2x2
+    assert torch.equal(cbcr.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), a[:, 64:])
     rows, _ = bench_loader.run([bench_loader.Source("in", payloads, True)], [0], 4, step=False)
     assert [r.mode for r in rows] == [
-        "per image", "per image, read_dct crop", "DataLoader, 0 workers, batch 4",
-        "DataLoader, 0 workers, batch 4, read_dct crop",
+        "per image", "per image, read_dct crop", "per image, read_dct crop, planes layout",
+        "DataLoader, 0 workers, batch 4", "DataLoader, 0 workers, batch 4, read_dct crop",
+        "DataLoader, 0 workers, batch 4, read_dct crop, planes layout",
     ]  # fmt: skip
