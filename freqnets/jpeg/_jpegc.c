@@ -255,11 +255,108 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag, const 
     return 1;
 }
 
+/* The 2-pixel averaging map K (8 x 16: output frequency q <- frequency v of block j, column 8j + v) is
+ * mirror-symmetric: reflecting the 16 input pixels swaps the blocks and multiplies frequency v by (-1)^v,
+ * and reflects the 8 output pixels, multiplying q by (-1)^q, so K[q][8 + v] = (-1)^(q + v) K[q][v].
+ * With P[v] = x0[v] + (-1)^v x1[v] and M[v] = x0[v] - (-1)^v x1[v] (x0, x1: the two blocks), one
+ * output frequency is then sum_v A[q][v] P[v] for even q and sum_v A[q][v] M[v] for odd q, A = K[:, :8]:
+ * half the multiplications of the plain product. */
+
+/* Vertical pass over one column: rows v of blocks x0 (top) and x1 (bottom, NULL: no second block) ->
+ * t[q][u], dequantised with step. All-zero row pairs are skipped (most of a chroma block's high
+ * frequencies). x1 == x0 repeats the last block of an odd count, as the Python maps do. */
+static void downsample_vertical(const JCOEF *x0, const JCOEF *x1, const float *step, const float a[8][8],
+                                float t[8][8]) {
+    for (int q = 0; q < 8; q++) {
+        for (int u = 0; u < 8; u++) {
+            t[q][u] = 0.0f; /* a loop, not memset: the compiler writes it with a few vector stores */
+        }
+    }
+    for (int v = 0; v < 8; v++) {
+        const JCOEF *r0 = x0 + 8 * v;
+        const JCOEF *r1 = x1 != NULL ? x1 + 8 * v : NULL;
+        int nonzero = r0[0] | r0[1] | r0[2] | r0[3] | r0[4] | r0[5] | r0[6] | r0[7];
+        if (r1 != NULL) {
+            nonzero |= r1[0] | r1[1] | r1[2] | r1[3] | r1[4] | r1[5] | r1[6] | r1[7];
+        }
+        if (!nonzero) {
+            continue;
+        }
+        const float *sv = step + 8 * v;
+        float even[8], odd[8]; /* the inputs of even and odd output frequencies: P and M above */
+        if (r1 == NULL) {
+            for (int u = 0; u < 8; u++) {
+                t[v][u] = (float)r0[u] * sv[u];
+            }
+            continue;
+        }
+        const float sign = (v & 1) ? -1.0f : 1.0f;
+        for (int u = 0; u < 8; u++) {
+            const float a0 = (float)r0[u] * sv[u], a1 = sign * ((float)r1[u] * sv[u]);
+            even[u] = a0 + a1;
+            odd[u] = a0 - a1;
+        }
+        for (int q = 0; q < 8; q += 2) {
+            const float ke = a[q][v], ko = a[q + 1][v];
+            for (int u = 0; u < 8; u++) {
+                t[q][u] += ke * even[u];
+                t[q + 1][u] += ko * odd[u];
+            }
+        }
+    }
+}
+
+/* Horizontal pass: t0, t1 (left, right; t1 NULL: no second block) -> y[q][p] = sum_i,u K[p][8i + u] t_i[q][u].
+ * With GCC/clang vector types each output row accumulates in two 4-float registers (a plain float[8]
+ * accumulator stays in memory at -O2 and every update waits for the previous store). */
+#if defined(__GNUC__)
+typedef float fq_v4 __attribute__((vector_size(16)));
+static inline fq_v4 fq_load4(const float *p) {
+    fq_v4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#endif
+
+static void downsample_horizontal(const float t0[8][8], const float t1[8][8], const float kt[16][8],
+                                  float y[8][8]) {
+    if (t1 == NULL) {
+        memcpy(y, t0, 8 * sizeof y[0]);
+        return;
+    }
+#if defined(__GNUC__)
+    fq_v4 lo[16], hi[16];
+    for (int i = 0; i < 16; i++) {
+        lo[i] = fq_load4(kt[i]);
+        hi[i] = fq_load4(kt[i] + 4);
+    }
+    for (int q = 0; q < 8; q++) {
+        fq_v4 acc_lo = {0.0f, 0.0f, 0.0f, 0.0f}, acc_hi = acc_lo;
+        for (int u = 0; u < 8; u++) {
+            const float left = t0[q][u], right = t1[q][u];
+            acc_lo += lo[u] * left + lo[8 + u] * right;
+            acc_hi += hi[u] * left + hi[8 + u] * right;
+        }
+        memcpy(y[q], &acc_lo, sizeof acc_lo);
+        memcpy(y[q] + 4, &acc_hi, sizeof acc_hi);
+    }
+#else
+    for (int q = 0; q < 8; q++) {
+        for (int p = 0; p < 8; p++) {
+            float acc = 0.0f;
+            for (int u = 0; u < 8; u++) {
+                acc += kt[u][p] * t0[q][u] + kt[8 + u][p] * t1[q][u];
+            }
+            y[q][p] = acc;
+        }
+    }
+#endif
+}
+
 /* Phase 2 with chroma downsampling, without the GIL: like write_plane, but every dv x dh group of the
  * window's blocks (dv, dh in {1, 2}; the last block row/column repeated when the window's count is odd)
  * becomes one block of their dv x dh pixel averages, computed in the DCT domain with the separable
- * 8x16 map `kernel` (freqnets.jpeg.resample.downsample_kernel(2)): columns first (vertical), then rows.
- * All-zero coefficient rows of the input are skipped (most of a chroma block's high frequencies). */
+ * 8x16 map `kernel` (freqnets.jpeg.resample.downsample_kernel(2)): columns first (vertical), then rows. */
 static int write_plane_downsampled(struct session *s, int ci, float *out, int zigzag, const long *window,
                                    int dh, int dv, const float *kernel) {
     if (setjmp(s->err.jump)) {
@@ -271,8 +368,8 @@ static int write_plane_downsampled(struct session *s, int ci, float *out, int zi
     const long r0 = window[0], c0 = window[1], h = window[2], w = window[3];
     const long oh = (h + dv - 1) / dv, ow = (w + dh - 1) / dh;
     const size_t plane = (size_t)oh * (size_t)ow;
-    float step[DCTSIZE2], kt[16][8]; /* kt: the kernel transposed, (input index, output frequency) */
-    int target[DCTSIZE2];            /* output channel of natural frequency k */
+    float step[DCTSIZE2], kt[16][8], a[8][8]; /* kt: the kernel transposed; a: its left half */
+    int target[DCTSIZE2];                     /* output channel of natural frequency k */
     for (int k = 0; k < DCTSIZE2; k++) {
         step[k] = table != NULL ? (float)table->quantval[k] : 0.0f;
         target[zigzag ? zigzag_to_natural[k] : k] = k;
@@ -280,6 +377,9 @@ static int write_plane_downsampled(struct session *s, int ci, float *out, int zi
     for (int i = 0; i < 16; i++) {
         for (int q = 0; q < 8; q++) {
             kt[i][q] = kernel[q * 16 + i];
+            if (i < 8) {
+                a[q][i] = kernel[q * 16 + i];
+            }
         }
     }
     for (long row = 0; row < oh; row++) {
@@ -295,55 +395,15 @@ static int write_plane_downsampled(struct session *s, int ci, float *out, int zi
         for (long col = 0; col < ow; col++) {
             const long left = c0 + col * dh;
             const long cols = (dh == 2 && col * 2 + 1 < w) ? 2 : 1;
-            /* vertical: t[i][q][u] = sum_j,v K[q][8j + v] x[j][i][v][u] (j, i: block row, column) */
-            float t[2][8][8];
-            for (long i = 0; i < (dh == 2 ? 2 : 1); i++) {
+            float t[2][8][8], y[8][8];
+            for (long i = 0; i < dh; i++) {
                 const long column = left + (i < cols ? i : cols - 1);
-                memset(t[i], 0, sizeof t[i]);
-                for (long j = 0; j < (dv == 2 ? 2 : 1); j++) {
-                    const JCOEF *block = blocks[j < rows ? j : rows - 1][column];
-                    for (int v = 0; v < 8; v++) {
-                        const JCOEF *line = block + 8 * v;
-                        if (!(line[0] | line[1] | line[2] | line[3] | line[4] | line[5] | line[6] | line[7])) {
-                            continue;
-                        }
-                        float x[8];
-                        for (int u = 0; u < 8; u++) {
-                            x[u] = (float)line[u] * step[8 * v + u];
-                        }
-                        if (dv == 1) {
-                            memcpy(t[i][v], x, sizeof x);
-                            continue;
-                        }
-                        for (int q = 0; q < 8; q++) {
-                            const float k = kt[8 * j + v][q];
-                            for (int u = 0; u < 8; u++) {
-                                t[i][q][u] += k * x[u];
-                            }
-                        }
-                    }
-                }
+                const JCOEF *x0 = blocks[0][column];
+                const JCOEF *x1 = dv == 2 ? blocks[rows - 1][column] : NULL;
+                downsample_vertical(x0, x1, step, (const float(*)[8])a, t[i]);
             }
-            /* horizontal: y[q][p] = sum_i,u K[p][8i + u] t[i][q][u] */
-            float y[8][8];
-            if (dh == 1) {
-                memcpy(y, t[0], sizeof y);
-            } else {
-                memset(y, 0, sizeof y);
-                for (int q = 0; q < 8; q++) {
-                    for (int i = 0; i < 2; i++) {
-                        for (int u = 0; u < 8; u++) {
-                            const float value = t[i][q][u];
-                            if (value == 0.0f) {
-                                continue;
-                            }
-                            for (int p = 0; p < 8; p++) {
-                                y[q][p] += kt[8 * i + u][p] * value;
-                            }
-                        }
-                    }
-                }
-            }
+            downsample_horizontal((const float(*)[8])t[0], dh == 2 ? (const float(*)[8])t[1] : NULL,
+                                  (const float(*)[8])kt, y);
             float *dst = out + (size_t)row * (size_t)ow + (size_t)col;
             const float *flat = &y[0][0];
             for (int k = 0; k < DCTSIZE2; k++) {
