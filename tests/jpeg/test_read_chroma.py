@@ -166,3 +166,12 @@ def test_folder_dataset_passes_chroma(tmp_path) -> None:
         want = read_dct(path, chroma="420")
         assert label == want_label and sample.stored_subsampling == "4:4:4" and sample.subsampling == "4:2:0"
         assert torch.equal(sample.cb, want.cb) and torch.equal(sample.y, want.y)
+
+
+def test_averaging_map_is_mirror_symmetric() -> None:
+    """The C reader relies on K[q][8 + v] = (-1)^(q + v) K[q][v] for the 2-pixel averaging map."""
+    from freqnets.jpeg.resample import downsample_kernel
+
+    kernel = downsample_kernel(2)
+    sign = (-1.0) ** (torch.arange(8)[:, None] + torch.arange(8)[None, :]).double()
+    torch.testing.assert_close(kernel[:, 8:], sign * kernel[:, :8], rtol=0, atol=1e-15)
