@@ -10,12 +10,14 @@ from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTr
 from .collate import DCTBatch, DCTCollate, convert_chroma
 from .datasets import EncodedImageDataset, JpegFolderDataset
 from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
+from .read_collate import DCTReadCollate
 from .reader import DEFAULT_MAX_PIXELS, available_backends, read_dct
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DCTBatch",
     "DCTCollate",
+    "DCTReadCollate",
     "EncodedImageDataset",
     "JpegCoefficients",
     "JpegError",

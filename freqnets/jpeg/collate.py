@@ -362,19 +362,31 @@ class DCTCollate:
                 return DCTBatch(y, cbcr, labels)
         else:
             y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc, shared=self.layout == "planes")
-            if self.layout == "planes":
-                if stats is not None:  # in place: the same values as (y - mean) / std
-                    mean, std = stats
-                    y.sub_(mean[:ky].view(-1, 1, 1)).div_(std[:ky].view(-1, 1, 1))
-                    cbcr.sub_(mean[ky:].view(-1, 1, 1)).div_(std[ky:].view(-1, 1, 1))
-                return DCTBatch(y, cbcr, labels)
-            x = _new_output(len(coeffs), ky + 2 * kc, hy, wy)
-            if stats is not None:  # per channel, elementwise: the same values as normalising after upsampling
+            return self.finish(y, cbcr, labels, b)
+        _upsample_into(x[:, ky:], cbcr, fv, fh)
+        return x, labels
+
+    def finish(
+        self, y: torch.Tensor, cbcr: torch.Tensor, labels: torch.Tensor, block_size: int = 8
+    ) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
+        """The batch from its unnormalised planes: ``y (B, Ky, Hy, Wy)`` and ``cbcr (B, 2*Kc, Hc, Wc)``
+        (zigzag channels, the target chroma layout), normalised in place and laid out as configured."""
+        ky = y.shape[1]
+        stats = self._select_normalize(block_size * block_size)
+        if self.layout == "planes":
+            if stats is not None:  # in place: the same values as (y - mean) / std
                 mean, std = stats
-                torch.sub(y, mean[:ky].view(-1, 1, 1), out=x[:, :ky]).div_(std[:ky].view(-1, 1, 1))
+                y.sub_(mean[:ky].view(-1, 1, 1)).div_(std[:ky].view(-1, 1, 1))
                 cbcr.sub_(mean[ky:].view(-1, 1, 1)).div_(std[ky:].view(-1, 1, 1))
-            else:
-                x[:, :ky] = y
+            return DCTBatch(y, cbcr, labels)
+        fh, fv = self.factors
+        x = _new_output(y.shape[0], ky + cbcr.shape[1], *y.shape[-2:])
+        if stats is not None:  # per channel, elementwise: the same values as normalising after upsampling
+            mean, std = stats
+            torch.sub(y, mean[:ky].view(-1, 1, 1), out=x[:, :ky]).div_(std[:ky].view(-1, 1, 1))
+            cbcr.sub_(mean[ky:].view(-1, 1, 1)).div_(std[ky:].view(-1, 1, 1))
+        else:
+            x[:, :ky] = y
         _upsample_into(x[:, ky:], cbcr, fv, fh)
         return x, labels
 

@@ -47,6 +47,8 @@ class JpegFolderDataset(torch.utils.data.Dataset):
             (``crop=(Hy, Wy)`` reads only the centre window that ``DCTCollate(grid=(Hy, Wy))`` keeps;
             ``chroma="420"`` converts chroma while reading, in the worker, so that the collate only
             stacks: both faster on large files).
+        raw: return the files' bytes instead of reading them (the read options are then unused), for
+            :class:`~freqnets.jpeg.DCTReadCollate`, which reads a whole batch at once (faster on small files).
         extensions: file-name endings (case-insensitive) that count as JPEG files.
 
     Attributes:
@@ -71,6 +73,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         order: str = "natural",
         crop: tuple[int, int] | None = None,
         chroma: str | None = None,
+        raw: bool = False,
         extensions: tuple[str, ...] = JPEG_EXTENSIONS,
     ) -> None:
         self.root = Path(root)
@@ -83,6 +86,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
             self.read_options["crop"] = crop
         if chroma is not None:
             self.read_options["chroma"] = chroma
+        self.raw = raw
         self.extensions = tuple(e.lower() for e in extensions)
         self.is_zip = self.root.is_file()
         files = self._list_zip() if self.is_zip else self._list_folder()
@@ -160,8 +164,13 @@ class JpegFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         name, label = self.samples[index]
+        if self.raw:
+            sample: Any = self.read_bytes(index)
+            if self.transform is not None:
+                sample = self.transform(sample)
+            return sample, (label if self.target_transform is None else self.target_transform(label))
         try:
-            sample: Any = read_dct(self.read_bytes(index), **self.read_options)
+            sample = read_dct(self.read_bytes(index), **self.read_options)
         except JpegError as error:
             raise type(error)(f"{name}: {error}") from error
         if self.transform is not None:

@@ -1,0 +1,152 @@
+"""Read and batch in one step: a ``collate_fn`` over JPEG bytes that writes each file into the batch.
+
+:class:`DCTCollate` batches :class:`JpegCoefficients`; for small images (CIFAR-10's 32x32) building
+one result object with its tensors per file costs more than decoding it. :class:`DCTReadCollate`
+takes ``(JPEG bytes, label)`` samples instead (e.g. ``JpegFolderDataset(root, raw=True)``), reads
+every file with the compiled libjpeg backend (chroma converted while reading, channels in zigzag
+order, only the ``grid`` window) and copies its planes straight into the batch, then normalises and
+lays out the batch as the wrapped :class:`DCTCollate` does. The batches are identical to
+``collate([(read_dct(data, crop=grid, chroma=chroma, order="zigzag"), label), ...])`` (tested).
+
+Files the fast path does not take (the libjpeg backend not built, chroma layouts that need
+upsampling, damaged files, ...) are read by :func:`~freqnets.jpeg.read_dct` with the same options,
+which raises its typed errors (``strict``) or recovers what it can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import _backends
+from .collate import DCTBatch, DCTCollate, _new_output, _offsets
+from .reader import _HEADERS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
+
+__all__ = ["DCTReadCollate"]
+
+
+class DCTReadCollate:
+    """``collate_fn`` for ``(JPEG bytes, label)`` samples: read straight into the batch of ``collate``.
+
+    Args:
+        collate: the :class:`DCTCollate` whose batches to produce (layout, channels, chroma layout,
+            normalisation, ``grid``; with ``grid=None`` all files must have one luma block grid).
+        strict, max_pixels: as for :func:`~freqnets.jpeg.read_dct`.
+
+    Example:
+        >>> loader = DataLoader(JpegFolderDataset(root, raw=True), batch_size=128,
+        ...                     collate_fn=DCTReadCollate(DCTCollate(layout="stacked")))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, collate: DCTCollate, *, strict: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> None:
+        if not isinstance(collate, DCTCollate):
+            raise TypeError(f"collate must be a DCTCollate, got {type(collate).__name__}")
+        if collate.y_channels > 64 or collate.c_channels > 64:
+            raise ValueError("JPEG files have 64 channels per plane: y_channels and c_channels must be <= 64")
+        self.collate, self.strict, self.max_pixels = collate, strict, max_pixels
+        fh, fv = collate.factors
+        self.chroma = {(2, 2): "420", (2, 1): "422", (1, 1): "444"}[(fh, fv)]
+
+    def __repr__(self) -> str:
+        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels})"
+
+    def _read_options(self, grid: tuple[int, int] | None) -> dict:
+        return {"strict": self.strict, "max_pixels": self.max_pixels, "order": "zigzag", "crop": grid,
+                "chroma": self.chroma}  # fmt: skip
+
+    def _planes(self, data: bytes, grid: tuple[int, int] | None) -> list[np.ndarray] | None:
+        """The file's planes (zigzag, chroma in the target layout, the ``grid`` window), or ``None`` when
+        read_dct must handle it."""
+        header = _HEADERS.parse(data, self.max_pixels)
+        if header.subsampling == "gray":
+            down = None
+        else:
+            down = _downsample_factors(header.sampling_factors, self.collate.factors)
+            if down is None:
+                return None
+        windows = None
+        if grid is not None:
+            windows, _ = _centre_windows(header, grid)
+            if windows == [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]:
+                windows = None
+        # the libjpeg call of _backends.decode_libjpeg, without its result objects: anything unusual
+        # (an error, a corrupt-data warning, an unexpected grid) goes to read_dct, which reports it
+        max_memory = 2 * (header.coefficients or _backends.coefficient_count(header)) + (16 << 20)
+        down_arg = None if down is None or down == (1, 1) else (*down, _backends._kernel_bytes())
+        try:
+            planes, _, warnings = _backends._jpegc.read_coefficients(
+                data, max_memory, _backends.MAX_SCANS, True, windows, down_arg
+            )  # fmt: skip
+        except RuntimeError:
+            return None
+        if any(not w.startswith(_backends._BENIGN_WARNINGS) for w in warnings):
+            return None
+        luma = header.frame.components[0]
+        want = (luma.height_in_blocks, luma.width_in_blocks) if windows is None else windows[0][2:]
+        if len(planes) != len(header.frame.components) or tuple(planes[0][:2]) != tuple(want):
+            return None
+        return [np.frombuffer(raw, dtype=np.float32).reshape(64, rows, cols) for rows, cols, raw in planes]
+
+    def __call__(self, samples: Sequence[tuple[bytes, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
+        if len(samples) == 0:
+            raise ValueError("cannot collate an empty batch")
+        try:
+            payloads = [sample[0] for sample in samples]
+            labels = torch.tensor([int(sample[1]) for sample in samples], dtype=torch.int64)
+        except (TypeError, IndexError) as error:
+            raise TypeError(f"samples must be (JPEG bytes, int label) pairs: {error}") from error
+        if not all(isinstance(p, bytes | bytearray | memoryview) for p in payloads):
+            raise TypeError(f"samples must hold the JPEG files' bytes, got {type(payloads[0]).__name__}")
+        grid = self.collate.grid
+        if not _backends.has_libjpeg():
+            options = self._read_options(grid)
+            coeffs = [read_dct(bytes(p), **options) for p in payloads]
+            return self.collate(list(zip(coeffs, labels.tolist(), strict=True)))
+        planes = [self._planes(bytes(p), grid) for p in payloads]
+        if grid is None:
+            grids = set()
+            for p, data in zip(planes, payloads, strict=True):
+                if p is None:
+                    frame = _HEADERS.parse(bytes(data), self.max_pixels).frame
+                    grids.add((-(-frame.height // 8), -(-frame.width // 8)))
+                else:
+                    grids.add(p[0].shape[1:])
+            if len(grids) != 1:
+                raise ValueError(f"files have different block grids {sorted(grids)}: pass grid=(Hy, Wy) to crop/pad")
+            hy, wy = grids.pop()
+        else:
+            hy, wy = grid
+        fh, fv = self.collate.factors
+        hc, wc = -(-hy // fv), -(-wy // fh)
+        ky, kc = self.collate.y_channels, self.collate.c_channels
+        y = _new_output(len(samples), ky, hy, wy).zero_()
+        cbcr = _new_output(len(samples), 2 * kc, hc, wc).zero_()
+        y_out, c_out = y.numpy(), cbcr.numpy()
+        rest = []
+        for i, sample in enumerate(planes):
+            if sample is None or sample[0].shape[1] > hy or sample[0].shape[2] > wy:
+                rest.append(i)
+                continue
+            rows, cols = sample[0].shape[1:]
+            _, dy, _ = _offsets(rows, hy, fv)  # where DCTCollate places a smaller window
+            _, dx, _ = _offsets(cols, wy, fh)
+            y_out[i, :, dy : dy + rows, dx : dx + cols] = sample[0][:ky]
+            if len(sample) == 3 and kc:
+                crows, ccols = sample[1].shape[1:]
+                top, left = dy // fv, dx // fh
+                c_out[i, :kc, top : top + crows, left : left + ccols] = sample[1][:kc]
+                c_out[i, kc:, top : top + crows, left : left + ccols] = sample[2][:kc]
+        if rest:
+            options = self._read_options(grid)
+            coeffs = [(read_dct(bytes(payloads[i]), **options), 0) for i in rest]
+            # the same planes from read_dct's results (not normalised: finish() does that for all)
+            fallback = DCTCollate("planes", ky, kc, self.chroma, grid=(hy, wy))
+            rest_y, rest_c, _ = fallback(coeffs)
+            index = torch.tensor(rest)
+            y.index_copy_(0, index, rest_y)
+            cbcr.index_copy_(0, index, rest_c)
+        return self.collate.finish(y, cbcr, labels)

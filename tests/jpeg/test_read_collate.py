@@ -1,0 +1,165 @@
+"""``DCTReadCollate``: JPEG bytes read straight into the batch, identical to read_dct + DCTCollate."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from freqnets.jpeg import (
+    DCTCollate,
+    DCTReadCollate,
+    JpegError,
+    JpegFolderDataset,
+    JpegTooLargeError,
+    JpegTruncatedError,
+    available_backends,
+    read_dct,
+)
+
+from .jpeg_writer import encode_baseline, random_coefficients
+from .test_hostile import HOSTILE
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "cifar10-mini.zip"
+
+
+def _jpeg(size, subsampling=2, mode="RGB", progressive=False, quality=85) -> bytes:
+    rng = np.random.default_rng(size[0] * 31 + size[1] + subsampling)
+    ramp = np.linspace(0, 255, size[0] * size[1] * 3).reshape(*size, 3)
+    pixels = np.clip(ramp + rng.normal(0, 30, size=(*size, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(
+        buffer, "JPEG", quality=quality, subsampling=subsampling, progressive=progressive
+    )  # fmt: skip
+    return buffer.getvalue()
+
+
+def _jpeg_411(size) -> bytes:
+    """4:1:1 (chroma / 4 horizontally): converted by read_dct, not by the fast path."""
+    rng = np.random.default_rng(7)
+    factors = [(4, 1), (1, 1), (1, 1)]
+    mcus_x, mcus_y = -(-size[1] // 32), -(-size[0] // 8)
+    planes = [random_coefficients(rng, mcus_y * v, mcus_x * h) for h, v in factors]
+    return encode_baseline(planes, factors, size, rng.integers(1, 64, size=(3, 64)))
+
+
+MIXED = [
+    _jpeg((75, 61), 0),  # 4:4:4, odd size, smaller than the grid on one axis
+    _jpeg((120, 96), 1),  # 4:2:2, larger than the grid
+    _jpeg((64, 80), 2, progressive=True),  # 4:2:0 progressive
+    _jpeg((40, 56), 2, mode="L"),  # greyscale
+    _jpeg((100, 100), 0, quality=95),
+    _jpeg_411((40, 72)),  # falls back to read_dct
+]
+
+
+def _two_step(collate: DCTCollate, payloads, labels, **options):
+    chroma = {(2, 2): "420", (2, 1): "422", (1, 1): "444"}[collate.factors]
+    coeffs = [read_dct(p, order="zigzag", chroma=chroma, crop=collate.grid, **options) for p in payloads]
+    return collate(list(zip(coeffs, labels, strict=True)))
+
+
+def _assert_same(got, want) -> None:
+    assert type(got) is type(want) and len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("layout", ["stacked", "planes"])
+@pytest.mark.parametrize("chroma", ["420", "422", "444"])
+@pytest.mark.parametrize(("ky", "kc"), [(64, 64), (10, 3), (6, 0)])
+def test_mixed_files_match_read_dct_then_collate(layout, chroma, ky, kc) -> None:
+    stats = torch.linspace(-3, 3, 192), torch.linspace(0.5, 4, 192)  # all 3 x 64 channels
+    collate = DCTCollate(layout, ky, kc, chroma, normalize=stats, grid=(8, 10))
+    labels = list(range(len(MIXED)))
+    _assert_same(DCTReadCollate(collate)([(p, i) for p, i in zip(MIXED, labels, strict=True)]),
+                 _two_step(collate, MIXED, labels))  # fmt: skip
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="bundled data missing")
+@pytest.mark.parametrize("layout", ["stacked", "planes"])
+def test_cifar_batches_match_without_grid(layout, monkeypatch) -> None:
+    dataset = JpegFolderDataset(BUNDLED, split="train", raw=True)
+    samples = [dataset[i] for i in range(0, 640, 5)]
+    assert isinstance(samples[0][0], bytes)
+    collate = DCTCollate(layout, normalize=(torch.rand(192), torch.rand(192) + 0.5))
+    payloads, labels = zip(*samples, strict=True)
+    want = _two_step(collate, payloads, labels)
+    if "libjpeg" in available_backends():  # every file takes the fast path: read_dct is never called
+        import freqnets.jpeg.read_collate as module
+
+        monkeypatch.setattr(module, "read_dct", lambda *a, **k: pytest.fail("fell back to read_dct"))
+    _assert_same(DCTReadCollate(collate)(samples), want)
+
+
+def test_different_grids_without_grid_raise() -> None:
+    with pytest.raises(ValueError, match="different block grids"):
+        DCTReadCollate(DCTCollate())([(_jpeg((32, 32)), 0), (_jpeg((48, 32)), 1)])
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="DCTCollate"):
+        DCTReadCollate("planes")
+    reader = DCTReadCollate(DCTCollate())
+    with pytest.raises(ValueError, match="empty"):
+        reader([])
+    with pytest.raises(TypeError, match="bytes"):
+        reader([(torch.zeros(3), 0)])
+    with pytest.raises(TypeError, match="pairs"):
+        reader([b"x"])
+
+
+def test_truncated_file_strict_and_lenient() -> None:
+    data = _jpeg((64, 64), 0, quality=95)
+    cut = data[: len(data) * 2 // 3]
+    collate = DCTCollate("planes", grid=(8, 8))
+    with pytest.raises(JpegTruncatedError):
+        DCTReadCollate(collate)([(data, 0), (cut, 1)])
+    got = DCTReadCollate(collate, strict=False)([(data, 0), (cut, 1)])
+    _assert_same(got, _two_step(collate, [data, cut], [0, 1], strict=False))
+
+
+@pytest.mark.parametrize(("data", "error", "reason"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_files_raise_typed_errors(data, error, reason) -> None:
+    with pytest.raises(error, match=reason) as caught:
+        DCTReadCollate(DCTCollate(grid=(4, 4)))([(_jpeg((32, 32)), 0), (data, 1)])
+    assert isinstance(caught.value, JpegError)
+
+
+def test_huge_header_uses_max_pixels() -> None:
+    import struct
+
+    from .test_hostile import SOF, _patch
+
+    data = _patch(_jpeg((8, 8)), SOF + 5, struct.pack(">HH", 65500, 65500))
+    with pytest.raises(JpegTooLargeError):
+        DCTReadCollate(DCTCollate(grid=(1, 1)))([(data, 0)])
+
+
+def test_in_a_dataloader_worker(tmp_path) -> None:
+    for label, name in enumerate(("a", "b")):
+        (tmp_path / name).mkdir()
+        for k in range(3):
+            (tmp_path / name / f"{k}.jpg").write_bytes(_jpeg((40 + 8 * k, 48), 2 * label))
+    dataset = JpegFolderDataset(tmp_path, raw=True)
+    reader = DCTReadCollate(DCTCollate("stacked", grid=(5, 6)))
+    here = reader([dataset[i] for i in range(len(dataset))])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), num_workers=1, collate_fn=reader)
+    (there,) = list(loader)
+    _assert_same(there, here)
+
+
+def test_without_the_compiled_backend(monkeypatch) -> None:
+    from freqnets.jpeg import _backends
+
+    monkeypatch.setattr(_backends, "has_libjpeg", lambda: False)
+    collate = DCTCollate("stacked", 16, 8, grid=(6, 6))
+    got = DCTReadCollate(collate)([(p, 0) for p in MIXED])
+    want = _two_step(collate, MIXED, [0] * len(MIXED))
+    assert all(read_dct(p).backend == "python" for p in MIXED[:2])
+    _assert_same(got, want)
