@@ -9,7 +9,9 @@ Two pipelines on the same in-memory JPEG files (the zip is read once, so disk sp
   second row reads with ``read_dct(..., crop=(28, 28))`` (only the window that the collate keeps is laid
   out; the batches are identical, tested in ``tests/jpeg/test_crop.py``), and a third the same in
   ``layout="planes"`` (luma ``(B, 64, 28, 28)`` and chroma ``(B, 128, 14, 14)``: the input of the
-  late-fusion and multigrid DCT models, half the bytes of the stacked layout).
+  late-fusion and multigrid DCT models, half the bytes of the stacked layout). Rows marked
+  ``DCTReadCollate`` give the DataLoader the files' bytes and read them in the collate function,
+  straight into the batch (:class:`freqnets.jpeg.DCTReadCollate`; for ImageNet with the 28 x 28 window).
 * **Pillow**: ``PIL.Image.open(...).convert("RGB")`` -> (ImageNet: ``CenterCrop(224)``, padding
   small images) -> ``ToTensor`` -> ``Normalize``, batched by torch's ``default_collate`` (which, in
   DataLoader workers, stacks straight into shared memory, as ``DCTCollate`` does).
@@ -37,7 +39,7 @@ from PIL import __version__ as PIL_VERSION
 from torch.utils.data import default_collate
 from torchvision import transforms
 
-from ..jpeg import DCTCollate, read_dct
+from ..jpeg import DCTCollate, DCTReadCollate, read_dct
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -84,20 +86,29 @@ class DCTPipeline:
 
     name = "DCT"
 
-    def __init__(self, imagenet: bool, calibration: list[bytes], crop: bool = False, layout: str = "stacked") -> None:
+    def __init__(
+        self,
+        imagenet: bool,
+        calibration: list[bytes],
+        crop: bool = False,
+        layout: str = "stacked",
+        in_collate: bool = False,
+    ) -> None:
         grid = (28, 28) if imagenet else None  # CIFAR files all have the same 4x4 grid
         self.crop = grid if crop else None
         x, _ = DCTCollate(layout="stacked", grid=grid)([(self._read(p), 0) for p in calibration])
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # per-channel statistics
-        self.layout = layout
+        self.layout, self.in_collate = layout, in_collate
         self.collate = DCTCollate(layout=layout, grid=grid, normalize=(mean, std))
+        if in_collate:  # the dataset yields bytes; files are read straight into the batch (crop = grid)
+            self.collate = DCTReadCollate(self.collate)
 
     def _read(self, payload: bytes, crop: tuple[int, int] | None = None):
         # zigzag: the collate's channel order, so it copies channel runs instead of gathering
         return read_dct(payload, crop=crop, chroma="420", order="zigzag")
 
     def sample(self, payload: bytes):
-        return self._read(payload, self.crop)
+        return payload if self.in_collate else self._read(payload, self.crop)
 
 
 class PillowPipeline:
@@ -208,11 +219,15 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
         bs = min(batch_size, 32) if source.imagenet else batch_size
         pil = PillowPipeline(source.imagenet)
         variants = [("", DCTPipeline(source.imagenet, payloads[:256]))]
+        if not source.imagenet:
+            variants.append((", DCTReadCollate", DCTPipeline(False, payloads[:256], in_collate=True)))
         if source.imagenet:
             variants.append((", read_dct crop", DCTPipeline(source.imagenet, payloads[:256], crop=True)))
             # the late-fusion / multigrid models' input: luma and 4:2:0 chroma planes, chroma not repeated
             planes = DCTPipeline(source.imagenet, payloads[:256], crop=True, layout="planes")
             variants.append((", read_dct crop, planes layout", planes))
+            reader = DCTPipeline(source.imagenet, payloads[:256], crop=True, in_collate=True)
+            variants.append((", DCTReadCollate (crop)", reader))
         pil_rate = per_image_rate(pil, payloads)
         for suffix, dct in variants:
             rows.append(Row(source.name, f"per image{suffix}", per_image_rate(dct, payloads), pil_rate))

@@ -28,10 +28,16 @@ def test_pipelines_and_report():
     threads = torch.get_num_threads()
     rows, notes = bench_loader.run([source], [0], 8, step=False)
     assert torch.get_num_threads() == threads and notes == []
-    assert [r.mode for r in rows] == ["per image", "DataLoader, 0 workers, batch 8"]
+    assert [r.mode for r in rows] == [
+        "per image", "per image, DCTReadCollate", "DataLoader, 0 workers, batch 8",
+        "DataLoader, 0 workers, batch 8, DCTReadCollate",
+    ]  # fmt: skip
     assert all(r.dct > 0 and r.pillow > 0 for r in rows)
     text = bench_loader.report(rows, notes)
-    assert text.count("| mini |") == 2 and f"{rows[0].dct / rows[0].pillow:.2f}x" in text
+    assert text.count("| mini |") == 4 and f"{rows[0].dct / rows[0].pillow:.2f}x" in text
+    # reading in the collate gives the same batch
+    reader = bench_loader.DCTPipeline(False, payloads, in_collate=True)
+    assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], full)
 
 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="bundled data missing")
@@ -49,6 +55,10 @@ def test_imagenet_mode_adds_the_crop_variant_with_identical_batches():
     rows, _ = bench_loader.run([bench_loader.Source("in", payloads, True)], [0], 4, step=False)
     assert [r.mode for r in rows] == [
         "per image", "per image, read_dct crop", "per image, read_dct crop, planes layout",
+        "per image, DCTReadCollate (crop)",
         "DataLoader, 0 workers, batch 4", "DataLoader, 0 workers, batch 4, read_dct crop",
         "DataLoader, 0 workers, batch 4, read_dct crop, planes layout",
+        "DataLoader, 0 workers, batch 4, DCTReadCollate (crop)",
     ]  # fmt: skip
+    reader = bench_loader.DCTPipeline(True, payloads, crop=True, in_collate=True)
+    assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], b)
