@@ -18,7 +18,8 @@ Two pipelines on the same in-memory JPEG files (the zip is read once, so disk sp
 
 Each is timed per image (one process, bytes -> a batch of one) and through a ``DataLoader`` with
 0 and 2 workers (the second of two epochs with persistent workers, so worker start-up is out; an
-epoch is the files repeated to 10,000 samples for CIFAR-10 and 1,000 for ImageNet),
+epoch is the files repeated to 10,000 samples for CIFAR-10 and 1,000 for ImageNet; worker rows
+once with torch's default sharing strategy and once with each other one, e.g. ``file_system``),
 all with one torch thread per process (what ``DataLoader`` workers use).
 The ratio DCT / Pillow is printed for each. Finally one training step (forward, backward, SGD)
 of a DCT-input ResNet-18 (``dct_resnet18_cifar`` / ``dct_resnet18`` in timm) on a loader batch is
@@ -31,6 +32,7 @@ import io
 import time
 import zipfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,6 +211,37 @@ def train_step_seconds(x: torch.Tensor, imagenet: bool, repeats: int = 2) -> tup
     return best, best_threads
 
 
+_DEFAULT_SHARING = torch.multiprocessing.get_sharing_strategy()
+
+
+def _sharing_strategies() -> list[str]:
+    """torch's default way of sending worker batches, then the others this platform has.
+
+    Linux's default, ``file_descriptor``, passes every tensor's shared-memory descriptor through a
+    socket; ``file_system`` sends its name instead: for small, fast batches that per-tensor cost decides
+    the worker rows (measured side by side, for both pipelines)."""
+    others = sorted(torch.multiprocessing.get_all_sharing_strategies() - {_DEFAULT_SHARING})
+    return [_DEFAULT_SHARING, *others]
+
+
+def _sharing_label(sharing: str | None) -> str:
+    return "" if sharing in (None, _DEFAULT_SHARING) else f" ({sharing} sharing)"
+
+
+@contextmanager
+def _sharing_strategy(sharing: str | None):
+    """Use torch's ``sharing`` strategy for DataLoader workers started inside (``None``: leave it)."""
+    if sharing is None:
+        yield
+        return
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy(sharing)
+    try:
+        yield
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
+
+
 @dataclass
 class Row:
     source: str
@@ -240,13 +273,15 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
         for suffix, dct in variants:
             rows.append(Row(source.name, f"per image{suffix}", per_image_rate(dct, payloads), pil_rate))
         last = None
-        for w in workers:
-            pil_rate, _ = loader_rate(pil, payloads, w, bs, source.epoch)
-            for suffix, dct in variants:
-                dct_rate, last_batch = loader_rate(dct, payloads, w, bs, source.epoch)
-                rows.append(Row(source.name, f"DataLoader, {w} workers, batch {bs}{suffix}", dct_rate, pil_rate))
-                if dct.layout == "stacked":  # the training step below runs the stacked-input model
-                    last = (last_batch, dct_rate, w)
+        for w, sharing in [(n, s) for n in workers for s in (_sharing_strategies() if n else [None])]:
+            with _sharing_strategy(sharing):
+                label = f"DataLoader, {w} workers{_sharing_label(sharing)}, batch {bs}"
+                pil_rate, _ = loader_rate(pil, payloads, w, bs, source.epoch)
+                for suffix, dct in variants:
+                    dct_rate, last_batch = loader_rate(dct, payloads, w, bs, source.epoch)
+                    rows.append(Row(source.name, f"{label}{suffix}", dct_rate, pil_rate))
+                    if dct.layout == "stacked" and sharing in (None, _DEFAULT_SHARING):  # the step's model input
+                        last = (last_batch, dct_rate, w)
         torch.set_num_threads(threads)
         if step and last is not None:
             (x, _), rate, w = last

@@ -123,8 +123,11 @@ class DCTReadCollate:
         fh, fv = self.collate.factors
         hc, wc = -(-hy // fv), -(-wy // fh)
         ky, kc = self.collate.y_channels, self.collate.c_channels
-        y = _new_output(len(samples), ky, hy, wy).zero_()
-        cbcr = _new_output(len(samples), 2 * kc, hc, wc).zero_()
+        # the planes layout returns these (in shared memory inside a DataLoader worker); the stacked
+        # layout copies them into its output, so they stay in ordinary memory
+        new = _new_output if self.collate.layout == "planes" else torch.empty
+        y = new(len(samples), ky, hy, wy).zero_()
+        cbcr = new(len(samples), 2 * kc, hc, wc).zero_()
         y_out, c_out = y.numpy(), cbcr.numpy()
         rest = []
         for i, sample in enumerate(planes):

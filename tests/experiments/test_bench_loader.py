@@ -62,3 +62,14 @@ def test_imagenet_mode_adds_the_crop_variant_with_identical_batches():
     ]  # fmt: skip
     reader = bench_loader.DCTPipeline(True, payloads, crop=True, in_collate=True)
     assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], b)
+
+
+def test_sharing_strategy_is_restored():
+    default = torch.multiprocessing.get_sharing_strategy()
+    strategies = bench_loader._sharing_strategies()
+    assert strategies[0] == default and set(strategies) == torch.multiprocessing.get_all_sharing_strategies()
+    for strategy in strategies:
+        with bench_loader._sharing_strategy(strategy):
+            assert torch.multiprocessing.get_sharing_strategy() == strategy
+        assert torch.multiprocessing.get_sharing_strategy() == default
+    assert bench_loader._sharing_label(default) == "" and "file_system" in bench_loader._sharing_label("file_system")
