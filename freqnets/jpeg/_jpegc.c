@@ -220,8 +220,16 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
     return 1;
 }
 
-/* Phase 2, without the GIL: dequantise and transpose component ci into out (64, h, w) float32. */
-static int write_plane(struct session *s, int ci, float *out, int zigzag, const long *window) {
+/* Where a component's planes go: channel k (the first `channels` in the output order), block row r,
+ * block column c of the window is base[k * plane_stride + r * row_stride + c]. */
+struct plane_out {
+    float *base;
+    size_t plane_stride, row_stride;
+    int channels;
+};
+
+/* Phase 2, without the GIL: dequantise and transpose component ci's window into o (float32). */
+static int write_plane(struct session *s, int ci, const struct plane_out *o, int zigzag, const long *window) {
     if (setjmp(s->err.jump)) {
         return 0;
     }
@@ -230,7 +238,6 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag, const 
     JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
     /* window: first block row, first block column, rows, columns of the component's block grid */
     size_t r0 = (size_t)window[0], c0 = (size_t)window[1], h = (size_t)window[2], w = (size_t)window[3];
-    size_t plane = h * w;
     int source[DCTSIZE2];
     float step[DCTSIZE2];
     for (int k = 0; k < DCTSIZE2; k++) {
@@ -241,8 +248,8 @@ static int write_plane(struct session *s, int ci, float *out, int zigzag, const 
         JBLOCKARRAY rows =
             (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], (JDIMENSION)(r0 + row), 1, FALSE);
         JBLOCKROW blocks = rows[0] + c0;
-        for (int k = 0; k < DCTSIZE2; k++) {
-            float *dst = out + k * plane + row * w;
+        for (int k = 0; k < o->channels; k++) {
+            float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride;
             const int src = source[k];
             const float q = step[k];
             /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
@@ -357,8 +364,8 @@ static void downsample_horizontal(const float t0[8][8], const float t1[8][8], co
  * window's blocks (dv, dh in {1, 2}; the last block row/column repeated when the window's count is odd)
  * becomes one block of their dv x dh pixel averages, computed in the DCT domain with the separable
  * 8x16 map `kernel` (freqnets.jpeg.resample.downsample_kernel(2)): columns first (vertical), then rows. */
-static int write_plane_downsampled(struct session *s, int ci, float *out, int zigzag, const long *window,
-                                   int dh, int dv, const float *kernel) {
+static int write_plane_downsampled(struct session *s, int ci, const struct plane_out *o, int zigzag,
+                                   const long *window, int dh, int dv, const float *kernel) {
     if (setjmp(s->err.jump)) {
         return 0;
     }
@@ -367,7 +374,6 @@ static int write_plane_downsampled(struct session *s, int ci, float *out, int zi
     JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
     const long r0 = window[0], c0 = window[1], h = window[2], w = window[3];
     const long oh = (h + dv - 1) / dv, ow = (w + dh - 1) / dh;
-    const size_t plane = (size_t)oh * (size_t)ow;
     float step[DCTSIZE2], kt[16][8], a[8][8]; /* kt: the kernel transposed; a: its left half */
     int target[DCTSIZE2];                     /* output channel of natural frequency k */
     for (int k = 0; k < DCTSIZE2; k++) {
@@ -404,10 +410,12 @@ static int write_plane_downsampled(struct session *s, int ci, float *out, int zi
             }
             downsample_horizontal((const float(*)[8])t[0], dh == 2 ? (const float(*)[8])t[1] : NULL,
                                   (const float(*)[8])kt, y);
-            float *dst = out + (size_t)row * (size_t)ow + (size_t)col;
+            float *dst = o->base + (size_t)row * o->row_stride + (size_t)col;
             const float *flat = &y[0][0];
             for (int k = 0; k < DCTSIZE2; k++) {
-                dst[(size_t)target[k] * plane] = flat[k];
+                if (target[k] < o->channels) {
+                    dst[(size_t)target[k] * o->plane_stride] = flat[k];
+                }
             }
         }
     }
@@ -448,13 +456,97 @@ static PyObject *raise_libjpeg(struct session *s) {
     return NULL;
 }
 
+/* Caller-given outputs: per component a writable buffer and where the window goes in it (float32 units). */
+struct given_outs {
+    int n;
+    Py_buffer buffers[FQ_MAX_COMPONENTS];
+    Py_ssize_t offset[FQ_MAX_COMPONENTS], channels[FQ_MAX_COMPONENTS];
+    Py_ssize_t plane_stride[FQ_MAX_COMPONENTS], row_stride[FQ_MAX_COMPONENTS];
+};
+
+static void release_outs(struct given_outs *g) {
+    for (int i = 0; i < g->n; i++) {
+        PyBuffer_Release(&g->buffers[i]);
+    }
+    g->n = 0;
+}
+
+/* outs: one (buffer, offset, channels, plane_stride, row_stride) per component of the file. */
+static int parse_outs(PyObject *arg, int n_components, struct given_outs *g) {
+    g->n = 0;
+    PyObject *seq = PySequence_Fast(arg, "outs must be a sequence of (buffer, offset, channels, plane_stride, "
+                                         "row_stride) tuples");
+    if (seq == NULL) {
+        return 0;
+    }
+    if (PySequence_Fast_GET_SIZE(seq) != n_components) {
+        PyErr_Format(PyExc_ValueError, "outs: %d entries for a JPEG with %d components",
+                     (int)PySequence_Fast_GET_SIZE(seq), n_components);
+        Py_DECREF(seq);
+        return 0;
+    }
+    for (int i = 0; i < n_components; i++) {
+        int k = g->n;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "w*nnnn", &g->buffers[k], &g->offset[k],
+                              &g->channels[k], &g->plane_stride[k], &g->row_stride[k])) {
+            Py_DECREF(seq);
+            release_outs(g);
+            return 0;
+        }
+        g->n++;
+        if (g->offset[k] < 0 || g->channels[k] < 0 || g->channels[k] > DCTSIZE2 || g->plane_stride[k] < 0 ||
+            g->row_stride[k] < 0) {
+            PyErr_SetString(PyExc_ValueError, "outs: negative offset or stride, or channels outside 0..64");
+            Py_DECREF(seq);
+            release_outs(g);
+            return 0;
+        }
+    }
+    Py_DECREF(seq);
+    return 1;
+}
+
+/* The output of component ci for a rows x cols block window, after checking that every element written
+ * lies inside the caller's buffer (with the GIL: raises ValueError and returns 0 otherwise). */
+static int out_fits(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o) {
+    const Py_ssize_t size = g->buffers[ci].len / (Py_ssize_t)sizeof(float);
+    if (g->channels[ci] == 0) { /* nothing is written */
+        o->base = (float *)g->buffers[ci].buf;
+        o->plane_stride = o->row_stride = 0;
+        o->channels = 0;
+        return 1;
+    }
+    /* With every factor below 2^40 (the buffer) or 2^20 (block counts, channels) the sum cannot overflow. */
+    const Py_ssize_t limit = (Py_ssize_t)1 << 40;
+    int fits = rows >= 1 && cols >= 1 && rows <= (1L << 20) && cols <= (1L << 20) && size < limit &&
+               g->offset[ci] < size && g->plane_stride[ci] < size && g->row_stride[ci] < size;
+    if (fits) {
+        Py_ssize_t last = g->offset[ci] + (g->channels[ci] - 1) * g->plane_stride[ci] +
+                          ((Py_ssize_t)rows - 1) * g->row_stride[ci] + ((Py_ssize_t)cols - 1);
+        fits = last < size;
+    }
+    if (!fits) {
+        PyErr_Format(PyExc_ValueError, "outs[%d]: a %ldx%ld block window does not fit its buffer", ci, rows, cols);
+        return 0;
+    }
+    o->base = (float *)g->buffers[ci].buf + g->offset[ci];
+    o->plane_stride = (size_t)g->plane_stride[ci];
+    o->row_stride = (size_t)g->row_stride[ci];
+    o->channels = (int)g->channels[ci];
+    return 1;
+}
+
 PyDoc_STRVAR(read_coefficients_doc,
-             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None, downsample=None)\n"
+             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None, downsample=None, outs=None)\n"
              "    -> (planes, quant_tables, warnings)\n\n"
              "windows: None (whole planes) or per component (first row, first column, rows, columns) in blocks.\n"
              "downsample: None or (dh, dv, kernel): the planes of components 1.. are downsampled by dh, dv in {1, 2}\n"
              "(horizontal, vertical; 2x2 pixel averages in the DCT domain, the window's last odd row/column repeated)\n"
              "with kernel, bytes of float32 (8, 16) (freqnets.jpeg.resample.downsample_kernel(2)).\n"
+             "outs: None (new bytearrays) or per component (buffer, offset, channels, plane_stride, row_stride):\n"
+             "write the first `channels` (0..64) channels of the window straight into the writable float32 buffer at\n"
+             "buffer[offset + k * plane_stride + row * row_stride + column] (bounds checked); the planes then\n"
+             "hold None instead of bytearrays.\n"
              "planes: [(rows, columns, bytearray of float32 (64, rows, columns))], dequantised,\n"
              "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
@@ -466,12 +558,13 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     unsigned long long max_memory;
     long max_scans;
     int zigzag;
-    PyObject *window_arg = Py_None, *down_arg = Py_None;
+    PyObject *window_arg = Py_None, *down_arg = Py_None, *outs_arg = Py_None;
     long windows[FQ_MAX_COMPONENTS][4] = {{0}};
     int n_windows = 0;
     int dh = 1, dv = 1;
     float kernel[8 * 16];
-    if (!PyArg_ParseTuple(args, "y*Klp|OO", &buffer, &max_memory, &max_scans, &zigzag, &window_arg, &down_arg)) {
+    if (!PyArg_ParseTuple(args, "y*Klp|OOO", &buffer, &max_memory, &max_scans, &zigzag, &window_arg, &down_arg,
+                          &outs_arg)) {
         return NULL;
     }
     if (down_arg != Py_None) {
@@ -548,9 +641,17 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         close_session(s);
         return NULL;
     }
+    struct given_outs given;
+    if (outs_arg != Py_None && !parse_outs(outs_arg, n, &given)) {
+        close_session(s);
+        return NULL;
+    }
     PyObject *planes = PyList_New(n);
     UINT16 quant[FQ_MAX_COMPONENTS * DCTSIZE2];
     if (planes == NULL) {
+        if (outs_arg != Py_None) {
+            release_outs(&given);
+        }
         close_session(s);
         return NULL;
     }
@@ -564,17 +665,38 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         const int down = ci > 0 && (dh > 1 || dv > 1);
         const long out_rows = down ? (windows[ci][2] + dv - 1) / dv : windows[ci][2];
         const long out_cols = down ? (windows[ci][3] + dh - 1) / dh : windows[ci][3];
-        Py_ssize_t size = (Py_ssize_t)out_rows * out_cols * DCTSIZE2 * sizeof(float);
-        PyObject *data = PyByteArray_FromStringAndSize(NULL, size);
-        if (data == NULL) {
-            Py_DECREF(planes);
-            close_session(s);
-            return NULL;
+        PyObject *data;
+        struct plane_out o;
+        if (outs_arg == Py_None) {
+            Py_ssize_t size = (Py_ssize_t)out_rows * out_cols * DCTSIZE2 * sizeof(float);
+            data = PyByteArray_FromStringAndSize(NULL, size);
+            if (data == NULL) {
+                Py_DECREF(planes);
+                close_session(s);
+                return NULL;
+            }
+            o.base = (float *)PyByteArray_AS_STRING(data);
+            o.plane_stride = (size_t)out_rows * (size_t)out_cols;
+            o.row_stride = (size_t)out_cols;
+            o.channels = DCTSIZE2;
+        } else {
+            data = Py_NewRef(Py_None);
+            ok = out_fits(&given, ci, out_rows, out_cols, &o);
+            if (!ok) {
+                Py_DECREF(data);
+                Py_DECREF(planes);
+                release_outs(&given);
+                close_session(s);
+                return NULL;
+            }
         }
-        float *out = (float *)PyByteArray_AS_STRING(data);
         Py_BEGIN_ALLOW_THREADS
-        ok = down ? write_plane_downsampled(s, ci, out, zigzag, windows[ci], dh, dv, kernel)
-                  : write_plane(s, ci, out, zigzag, windows[ci]);
+        if (o.channels == 0) {
+            ok = 1;
+        } else {
+            ok = down ? write_plane_downsampled(s, ci, &o, zigzag, windows[ci], dh, dv, kernel)
+                      : write_plane(s, ci, &o, zigzag, windows[ci]);
+        }
         Py_END_ALLOW_THREADS
         PyObject *item = ok ? Py_BuildValue("(iiN)", (int)out_rows, (int)out_cols, data)
                             : NULL;
@@ -584,10 +706,16 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
                 raise_libjpeg(s);
             }
             Py_DECREF(planes);
+            if (outs_arg != Py_None) {
+                release_outs(&given);
+            }
             close_session(s);
             return NULL;
         }
         PyList_SET_ITEM(planes, ci, item);
+    }
+    if (outs_arg != Py_None) {
+        release_outs(&given);
     }
     PyObject *warnings = warnings_list(s);
     PyObject *tables = PyBytes_FromStringAndSize((const char *)quant, (Py_ssize_t)n * DCTSIZE2 * sizeof(UINT16));

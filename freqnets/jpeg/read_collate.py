@@ -58,38 +58,49 @@ class DCTReadCollate:
         return {"strict": self.strict, "max_pixels": self.max_pixels, "order": "zigzag", "crop": grid,
                 "chroma": self.chroma}  # fmt: skip
 
-    def _planes(self, data: bytes, grid: tuple[int, int] | None) -> list[np.ndarray] | None:
-        """The file's planes (zigzag, chroma in the target layout, the ``grid`` window), or ``None`` when
-        read_dct must handle it."""
-        header = _HEADERS.parse(data, self.max_pixels)
+    def _read_into(
+        self, data: bytes, header, grid, shape: tuple[int, int, int, int], index: int, y: np.ndarray, cbcr: np.ndarray
+    ) -> bool:
+        """Write the file's planes (zigzag, chroma in the target layout, the ``grid`` window) into sample
+        ``index`` of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` (``shape``:
+        ``(Hy, Wy, Hc, Wc)``), where :class:`DCTCollate` places them. False when read_dct must handle it."""
         if header.subsampling == "gray":
             down = None
         else:
             down = _downsample_factors(header.sampling_factors, self.collate.factors)
             if down is None:
-                return None
-        windows = None
+                return False
+        luma = header.frame.components[0]
+        windows, (rows, cols) = None, (luma.height_in_blocks, luma.width_in_blocks)
         if grid is not None:
             windows, _ = _centre_windows(header, grid)
+            rows, cols = windows[0][2:]
             if windows == [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]:
                 windows = None
-        # the libjpeg call of _backends.decode_libjpeg, without its result objects: anything unusual
-        # (an error, a corrupt-data warning, an unexpected grid) goes to read_dct, which reports it
+        hy, wy, hc, wc = shape
+        if rows > hy or cols > wy:
+            return False
+        ky, kc = self.collate.y_channels, self.collate.c_channels
+        fh, fv = self.collate.factors
+        _, dy, _ = _offsets(rows, hy, fv)  # where DCTCollate places a smaller window
+        _, dx, _ = _offsets(cols, wy, fh)
+        outs = [(y, index * ky * hy * wy + dy * wy + dx, ky, hy * wy, wy)]
+        if header.subsampling != "gray":
+            chroma = index * 2 * kc * hc * wc + (dy // fv) * wc + dx // fh
+            outs += [(cbcr, chroma, kc, hc * wc, wc), (cbcr, chroma + kc * hc * wc, kc, hc * wc, wc)]
+        # the libjpeg call of _backends.decode_libjpeg, writing into the batch: anything unusual (an
+        # error, a corrupt-data warning, an unexpected grid) goes to read_dct, which reports it
         max_memory = 2 * (header.coefficients or _backends.coefficient_count(header)) + (16 << 20)
         down_arg = None if down is None or down == (1, 1) else (*down, _backends._kernel_bytes())
         try:
             planes, _, warnings = _backends._jpegc.read_coefficients(
-                data, max_memory, _backends.MAX_SCANS, True, windows, down_arg
+                data, max_memory, _backends.MAX_SCANS, True, windows, down_arg, outs
             )  # fmt: skip
-        except RuntimeError:
-            return None
+        except (RuntimeError, ValueError):
+            return False
         if any(not w.startswith(_backends._BENIGN_WARNINGS) for w in warnings):
-            return None
-        luma = header.frame.components[0]
-        want = (luma.height_in_blocks, luma.width_in_blocks) if windows is None else windows[0][2:]
-        if len(planes) != len(header.frame.components) or tuple(planes[0][:2]) != tuple(want):
-            return None
-        return [np.frombuffer(raw, dtype=np.float32).reshape(64, rows, cols) for rows, cols, raw in planes]
+            return False
+        return len(planes) == len(outs) and tuple(planes[0][:2]) == (rows, cols)
 
     def __call__(self, samples: Sequence[tuple[bytes, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         if len(samples) == 0:
@@ -106,15 +117,10 @@ class DCTReadCollate:
             options = self._read_options(grid)
             coeffs = [read_dct(bytes(p), **options) for p in payloads]
             return self.collate(list(zip(coeffs, labels.tolist(), strict=True)))
-        planes = [self._planes(bytes(p), grid) for p in payloads]
+        payloads = [bytes(p) for p in payloads]
+        headers = [_HEADERS.parse(p, self.max_pixels) for p in payloads]
         if grid is None:
-            grids = set()
-            for p, data in zip(planes, payloads, strict=True):
-                if p is None:
-                    frame = _HEADERS.parse(bytes(data), self.max_pixels).frame
-                    grids.add((-(-frame.height // 8), -(-frame.width // 8)))
-                else:
-                    grids.add(p[0].shape[1:])
+            grids = {(-(-h.frame.height // 8), -(-h.frame.width // 8)) for h in headers}
             if len(grids) != 1:
                 raise ValueError(f"files have different block grids {sorted(grids)}: pass grid=(Hy, Wy) to crop/pad")
             hy, wy = grids.pop()
@@ -128,21 +134,12 @@ class DCTReadCollate:
         new = _new_output if self.collate.layout == "planes" else torch.empty
         y = new(len(samples), ky, hy, wy).zero_()
         cbcr = new(len(samples), 2 * kc, hc, wc).zero_()
-        y_out, c_out = y.numpy(), cbcr.numpy()
-        rest = []
-        for i, sample in enumerate(planes):
-            if sample is None or sample[0].shape[1] > hy or sample[0].shape[2] > wy:
-                rest.append(i)
-                continue
-            rows, cols = sample[0].shape[1:]
-            _, dy, _ = _offsets(rows, hy, fv)  # where DCTCollate places a smaller window
-            _, dx, _ = _offsets(cols, wy, fh)
-            y_out[i, :, dy : dy + rows, dx : dx + cols] = sample[0][:ky]
-            if len(sample) == 3 and kc:
-                crows, ccols = sample[1].shape[1:]
-                top, left = dy // fv, dx // fh
-                c_out[i, :kc, top : top + crows, left : left + ccols] = sample[1][:kc]
-                c_out[i, kc:, top : top + crows, left : left + ccols] = sample[2][:kc]
+        y_flat, c_flat = y.numpy().reshape(-1), cbcr.numpy().reshape(-1)
+        rest = [
+            i
+            for i, (data, header) in enumerate(zip(payloads, headers, strict=True))
+            if not self._read_into(data, header, grid, (hy, wy, hc, wc), i, y_flat, c_flat)
+        ]
         if rest:
             options = self._read_options(grid)
             coeffs = [(read_dct(bytes(payloads[i]), **options), 0) for i in rest]

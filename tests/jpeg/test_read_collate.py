@@ -163,3 +163,33 @@ def test_without_the_compiled_backend(monkeypatch) -> None:
     want = _two_step(collate, MIXED, [0] * len(MIXED))
     assert all(read_dct(p).backend == "python" for p in MIXED[:2])
     _assert_same(got, want)
+
+
+@pytest.mark.skipif("libjpeg" not in available_backends(), reason="the compiled backend is not built")
+def test_extension_writes_into_given_buffers_within_bounds() -> None:
+    from freqnets.jpeg import _backends
+
+    data = _jpeg((40, 56), 2)  # luma 5x7 blocks, chroma 3x4
+    planes, _, _ = _backends._jpegc.read_coefficients(data, 1 << 26, 100, True)
+    y = np.full(2 * 64 * 6 * 9, -1.0, dtype=np.float32)  # sample 1 of a (2, 64, 6, 9) batch, at row 1, column 2
+    c = np.full(2 * 64 * 3 * 4, -1.0, dtype=np.float32)
+    outs = [(y, 64 * 54 + 9 + 2, 20, 54, 9), (c, 0, 5, 12, 4), (c, 5 * 12, 0, 12, 4)]
+    got, _, _ = _backends._jpegc.read_coefficients(data, 1 << 26, 100, True, None, None, outs)
+    assert [g[2] for g in got] == [None, None, None]
+    batch = y.reshape(2, 64, 6, 9)
+    want = np.frombuffer(planes[0][2], dtype=np.float32).reshape(64, 5, 7)
+    np.testing.assert_array_equal(batch[1, :20, 1:6, 2:9], want[:20])
+    assert (batch[0] == -1).all() and (batch[1, 20:] == -1).all() and (batch[1, :, 0] == -1).all()
+    cb = np.frombuffer(planes[1][2], dtype=np.float32).reshape(64, 3, 4)
+    np.testing.assert_array_equal(c[: 5 * 12].reshape(5, 3, 4), cb[:5])
+    assert (c[5 * 12 :] == -1).all()  # Cr with 0 channels writes nothing
+    for bad, match in [
+        ([(y, 64 * 54 + 9 + 3, 64, 54, 9), *outs[1:]], "does not fit"),  # the last element one past the end
+        ([(y[:100], 0, 64, 54, 9), *outs[1:]], "does not fit"),
+        ([(y, -1, 20, 54, 9), *outs[1:]], "negative"),
+        ([(y, 0, 65, 54, 9), *outs[1:]], "channels"),
+        (outs[:2], "3 components"),
+        ([(b"read-only" * 100, 0, 1, 1, 1), *outs[1:]], None),
+    ]:
+        with pytest.raises((ValueError, TypeError, BufferError), match=match):
+            _backends._jpegc.read_coefficients(data, 1 << 26, 100, True, None, None, bad)
