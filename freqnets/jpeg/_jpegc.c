@@ -203,8 +203,10 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
         for (int ci = 0; ci < s->cinfo.num_components; ci++) {
             const long *wd = s->windows[ci];
             jpeg_component_info *comp = &s->cinfo.comp_info[ci];
-            if (wd[0] < 0 || wd[1] < 0 || wd[2] < 1 || wd[3] < 1 || wd[0] + wd[2] > (long)comp->height_in_blocks ||
-                wd[1] + wd[3] > (long)comp->width_in_blocks) {
+            const long height = (long)comp->height_in_blocks, width = (long)comp->width_in_blocks;
+            /* subtractions, not sums: no overflow for any long the caller passes */
+            if (wd[0] < 0 || wd[1] < 0 || wd[2] < 1 || wd[3] < 1 || wd[0] > height || wd[1] > width ||
+                wd[2] > height - wd[0] || wd[3] > width - wd[1]) {
                 snprintf(s->err.error, sizeof s->err.error, "block window outside the component's block grid");
                 return 0;
             }
@@ -471,24 +473,53 @@ static void release_outs(struct given_outs *g) {
     g->n = 0;
 }
 
-/* outs: one (buffer, offset, channels, plane_stride, row_stride) per component of the file. */
+/* A writable, C-contiguous, 4-byte aligned float32 buffer of obj, or 0 with an exception. */
+static int get_float_buffer(PyObject *obj, Py_buffer *view) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return 0;
+    }
+    const char *format = view->format != NULL ? view->format : "B";
+    if (format[0] == '<' || format[0] == '=' || format[0] == '@') {
+        format++;
+    }
+    if (strcmp(format, "f") != 0 || view->itemsize != (Py_ssize_t)sizeof(float) ||
+        ((uintptr_t)view->buf % sizeof(float)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "outs: buffers must be writable, aligned, C-contiguous float32");
+        PyBuffer_Release(view);
+        return 0;
+    }
+    return 1;
+}
+
+/* outs: one (buffer, offset, channels, plane_stride, row_stride) per component of the file. The
+ * sequence and each entry are copied to tuples first, so that Python code run while converting the
+ * numbers (__index__) cannot free what is being parsed. */
 static int parse_outs(PyObject *arg, int n_components, struct given_outs *g) {
     g->n = 0;
-    PyObject *seq = PySequence_Fast(arg, "outs must be a sequence of (buffer, offset, channels, plane_stride, "
-                                         "row_stride) tuples");
+    PyObject *seq = PySequence_Tuple(arg);
     if (seq == NULL) {
         return 0;
     }
-    if (PySequence_Fast_GET_SIZE(seq) != n_components) {
-        PyErr_Format(PyExc_ValueError, "outs: %d entries for a JPEG with %d components",
-                     (int)PySequence_Fast_GET_SIZE(seq), n_components);
+    if (PyTuple_GET_SIZE(seq) != n_components) {
+        PyErr_Format(PyExc_ValueError, "outs: %d entries for a JPEG with %d components", (int)PyTuple_GET_SIZE(seq),
+                     n_components);
         Py_DECREF(seq);
         return 0;
     }
     for (int i = 0; i < n_components; i++) {
         int k = g->n;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "w*nnnn", &g->buffers[k], &g->offset[k],
-                              &g->channels[k], &g->plane_stride[k], &g->row_stride[k])) {
+        PyObject *buffer_obj;
+        PyObject *item = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+        if (item == NULL || !PyArg_ParseTuple(item, "Onnnn", &buffer_obj, &g->offset[k], &g->channels[k],
+                                              &g->plane_stride[k], &g->row_stride[k])) {
+            Py_XDECREF(item);
+            Py_DECREF(seq);
+            release_outs(g);
+            return 0;
+        }
+        int ok = get_float_buffer(buffer_obj, &g->buffers[k]);
+        Py_DECREF(item); /* the buffer view keeps its object alive */
+        if (!ok) {
             Py_DECREF(seq);
             release_outs(g);
             return 0;
@@ -569,10 +600,13 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     }
     if (down_arg != Py_None) {
         Py_buffer kbuf;
-        if (!PyArg_ParseTuple(down_arg, "iiy*", &dh, &dv, &kbuf)) {
+        PyObject *down = PySequence_Tuple(down_arg);
+        if (down == NULL || !PyArg_ParseTuple(down, "iiy*", &dh, &dv, &kbuf)) {
+            Py_XDECREF(down);
             PyBuffer_Release(&buffer);
             return NULL;
         }
+        Py_DECREF(down); /* kbuf holds the kernel's object */
         int bad = (dh != 1 && dh != 2) || (dv != 1 && dv != 2) || kbuf.len != (Py_ssize_t)sizeof kernel;
         if (!bad) {
             memcpy(kernel, kbuf.buf, sizeof kernel);
@@ -587,8 +621,9 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     }
     if (window_arg != Py_None) {
         /* per component (first row, first column, rows, columns) in blocks; checked after the header */
-        PyObject *seq = PySequence_Fast(window_arg, "windows must be a sequence of 4-tuples");
-        if (seq == NULL || PySequence_Fast_GET_SIZE(seq) > FQ_MAX_COMPONENTS) {
+        /* copies (tuples): Python code run while converting the numbers cannot free what is parsed */
+        PyObject *seq = PySequence_Tuple(window_arg);
+        if (seq == NULL || PyTuple_GET_SIZE(seq) > FQ_MAX_COMPONENTS) {
             if (seq != NULL) {
                 PyErr_SetString(PyExc_ValueError, "windows: at most 4 components");
             }
@@ -596,14 +631,17 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
             PyBuffer_Release(&buffer);
             return NULL;
         }
-        n_windows = (int)PySequence_Fast_GET_SIZE(seq);
+        n_windows = (int)PyTuple_GET_SIZE(seq);
         for (int i = 0; i < n_windows; i++) {
-            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-            if (!PyArg_ParseTuple(item, "llll", &windows[i][0], &windows[i][1], &windows[i][2], &windows[i][3])) {
+            PyObject *item = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+            if (item == NULL ||
+                !PyArg_ParseTuple(item, "llll", &windows[i][0], &windows[i][1], &windows[i][2], &windows[i][3])) {
+                Py_XDECREF(item);
                 Py_DECREF(seq);
                 PyBuffer_Release(&buffer);
                 return NULL;
             }
+            Py_DECREF(item);
         }
         Py_DECREF(seq);
     }
@@ -642,9 +680,22 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         return NULL;
     }
     struct given_outs given;
-    if (outs_arg != Py_None && !parse_outs(outs_arg, n, &given)) {
-        close_session(s);
-        return NULL;
+    struct plane_out checked[FQ_MAX_COMPONENTS]; /* every output validated before anything is written */
+    if (outs_arg != Py_None) {
+        if (!parse_outs(outs_arg, n, &given)) {
+            close_session(s);
+            return NULL;
+        }
+        for (int ci = 0; ci < n; ci++) {
+            const int down = ci > 0 && (dh > 1 || dv > 1);
+            const long rows = down ? (windows[ci][2] + dv - 1) / dv : windows[ci][2];
+            const long cols = down ? (windows[ci][3] + dh - 1) / dh : windows[ci][3];
+            if (!out_fits(&given, ci, rows, cols, &checked[ci])) {
+                release_outs(&given);
+                close_session(s);
+                return NULL;
+            }
+        }
     }
     PyObject *planes = PyList_New(n);
     UINT16 quant[FQ_MAX_COMPONENTS * DCTSIZE2];
@@ -681,14 +732,7 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
             o.channels = DCTSIZE2;
         } else {
             data = Py_NewRef(Py_None);
-            ok = out_fits(&given, ci, out_rows, out_cols, &o);
-            if (!ok) {
-                Py_DECREF(data);
-                Py_DECREF(planes);
-                release_outs(&given);
-                close_session(s);
-                return NULL;
-            }
+            o = checked[ci];
         }
         Py_BEGIN_ALLOW_THREADS
         if (o.channels == 0) {

@@ -193,3 +193,58 @@ def test_extension_writes_into_given_buffers_within_bounds() -> None:
     ]:
         with pytest.raises((ValueError, TypeError, BufferError), match=match):
             _backends._jpegc.read_coefficients(data, 1 << 26, 100, True, None, None, bad)
+
+
+@pytest.mark.skipif("libjpeg" not in available_backends(), reason="the compiled backend is not built")
+def test_extension_rejects_wrong_buffers_before_writing_anything() -> None:
+    from freqnets.jpeg import _backends
+
+    data = _jpeg((40, 56), 2)  # luma 5x7 blocks, chroma 3x4
+    read = _backends._jpegc.read_coefficients
+    y, c = np.full(64 * 35, -1.0, dtype=np.float32), np.full(2 * 64 * 12, -1.0, dtype=np.float32)
+    good = [[y, 0, 64, 35, 7], [c, 0, 64, 12, 4], [c, 64 * 12, 64, 12, 4]]  # lists work as well as tuples
+    read(data, 1 << 26, 100, True, [[0, 0, 5, 7], [0, 0, 3, 4], [0, 0, 3, 4]], None, good)
+    assert (y != -1).any()
+    y[:] = -1
+    too_small = [good[0], good[1], [c[:-1], 64 * 12, 64, 12, 4]]  # the last component does not fit
+    with pytest.raises(ValueError, match="does not fit"):
+        read(data, 1 << 26, 100, True, None, None, too_small)
+    assert (y == -1).all()  # nothing was written before the check failed
+    unaligned = np.zeros(64 * 35 + 1, dtype=np.float32).view(np.uint8)[1 : 1 + 4 * 64 * 35].view(np.float32)
+    for buffer in (np.zeros(64 * 35, dtype=np.float64), np.zeros(4 * 64 * 35, dtype=np.uint8), unaligned):
+        with pytest.raises(ValueError, match="float32"):
+            read(data, 1 << 26, 100, True, None, None, [[buffer, 0, 64, 35, 7], *good[1:]])
+
+
+@pytest.mark.skipif("libjpeg" not in available_backends(), reason="the compiled backend is not built")
+@pytest.mark.parametrize("window", [(0, 2**63 - 1, 1, 1), (2**63 - 1, 0, 1, 1), (1, 0, 2**63 - 1, 1)])
+def test_extension_window_bounds_do_not_overflow(window) -> None:
+    from freqnets.jpeg import _backends
+
+    with pytest.raises(RuntimeError, match="outside"):
+        _backends._jpegc.read_coefficients(_jpeg((40, 56), 0), 1 << 26, 100, True, [window] * 3)
+
+
+@pytest.mark.skipif("libjpeg" not in available_backends(), reason="the compiled backend is not built")
+def test_extension_survives_arguments_that_change_while_parsed() -> None:
+    """``__index__`` emptying the argument lists while they are parsed (a use-after-free before)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import numpy as np
+from freqnets.jpeg import _backends
+class Evil:
+    def __init__(self, target): self.target = target
+    def __index__(self): self.target.clear(); return 0
+data = {_jpeg((40, 56), 0)!r}
+outs = []
+outs += [(np.zeros(64 * 35, np.float32), Evil(outs), 64, 35, 7) for _ in range(3)]
+_backends._jpegc.read_coefficients(data, 1 << 26, 100, 1, [(0, 0, 5, 7)] * 3, None, outs)
+windows = []
+windows += [(Evil(windows), 0, 5, 7) for _ in range(3)]
+_backends._jpegc.read_coefficients(data, 1 << 26, 100, 1, windows)
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-500:]
