@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import _backends
+from .coefficients import JpegError
 from .collate import DCTBatch, DCTCollate, _new_output, _offsets
 from .reader import _HEADERS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
 
@@ -118,7 +119,12 @@ class DCTReadCollate:
             coeffs = [read_dct(bytes(p), **options) for p in payloads]
             return self.collate(list(zip(coeffs, labels.tolist(), strict=True)))
         payloads = [bytes(p) for p in payloads]
-        headers = [_HEADERS.parse(p, self.max_pixels) for p in payloads]
+        headers = []
+        for i, data in enumerate(payloads):
+            try:
+                headers.append(_HEADERS.parse(data, self.max_pixels))
+            except JpegError as error:
+                raise type(error)(f"sample {i} of the batch: {error}") from error
         if grid is None:
             grids = {(-(-h.frame.height // 8), -(-h.frame.width // 8)) for h in headers}
             if len(grids) != 1:
@@ -142,7 +148,12 @@ class DCTReadCollate:
         ]
         if rest:
             options = self._read_options(grid)
-            coeffs = [(read_dct(bytes(payloads[i]), **options), 0) for i in rest]
+            coeffs = []
+            for i in rest:
+                try:
+                    coeffs.append((read_dct(payloads[i], **options), 0))
+                except JpegError as error:  # the collate does not know file names: say which sample
+                    raise type(error)(f"sample {i} of the batch: {error}") from error
             # the same planes from read_dct's results (not normalised: finish() does that for all)
             fallback = DCTCollate("planes", ky, kc, self.chroma, grid=(hy, wy))
             rest_y, rest_c, _ = fallback(coeffs)

@@ -118,7 +118,7 @@ def test_truncated_file_strict_and_lenient() -> None:
     data = _jpeg((64, 64), 0, quality=95)
     cut = data[: len(data) * 2 // 3]
     collate = DCTCollate("planes", grid=(8, 8))
-    with pytest.raises(JpegTruncatedError):
+    with pytest.raises(JpegTruncatedError, match="sample 1 of the batch"):
         DCTReadCollate(collate)([(data, 0), (cut, 1)])
     got = DCTReadCollate(collate, strict=False)([(data, 0), (cut, 1)])
     _assert_same(got, _two_step(collate, [data, cut], [0, 1], strict=False))
@@ -128,7 +128,7 @@ def test_truncated_file_strict_and_lenient() -> None:
 def test_hostile_files_raise_typed_errors(data, error, reason) -> None:
     with pytest.raises(error, match=reason) as caught:
         DCTReadCollate(DCTCollate(grid=(4, 4)))([(_jpeg((32, 32)), 0), (data, 1)])
-    assert isinstance(caught.value, JpegError)
+    assert isinstance(caught.value, JpegError) and "sample 1 of the batch" in str(caught.value)
 
 
 def test_huge_header_uses_max_pixels() -> None:
