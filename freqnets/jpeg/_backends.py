@@ -79,6 +79,25 @@ def coefficient_count(header: JpegHeader) -> int:
     )
 
 
+def read_libjpeg(
+    data: bytes,
+    header: JpegHeader,
+    zigzag: bool,
+    windows: Windows | None = None,
+    downsample: tuple[int, int] | None = None,
+    outs: list | None = None,
+) -> tuple[list, bytes, list[str]]:
+    """The C extension's ``read_coefficients`` with libjpeg's memory capped to what the frame's
+    coefficient arrays need; returns its ``(planes, quant_tables, warnings)`` without libjpeg's notes on
+    metadata (JWRN_JFIF_MAJOR, JWRN_ADOBE_XFORM: not damage). Raises its ``RuntimeError(message, warnings)``.
+    ``downsample`` ``(1, 1)`` is no downsampling; ``outs``: see ``_jpegc.read_coefficients``."""
+    count = header.coefficients or coefficient_count(header)
+    max_memory = 2 * count + (16 << 20)  # int16 arrays + libjpeg's working memory
+    down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
+    planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, zigzag, windows, down, outs)
+    return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
+
+
 def decode_libjpeg(
     data: bytes,
     header: JpegHeader,
@@ -93,13 +112,8 @@ def decode_libjpeg(
     ``downsample``: ``None`` or ``(dh, dv)`` in {1, 2}: average the chroma planes (components 1, 2) by
     ``dh x dv`` pixels in the DCT domain while writing them (:func:`~.resample.downsample_kernel`).
     """
-    count = header.coefficients or coefficient_count(header)
-    max_memory = 2 * count + (16 << 20)  # int16 arrays + libjpeg's working memory
     try:
-        down = None if downsample is None else (*downsample, _kernel_bytes())
-        planes, quant, warnings = _jpegc.read_coefficients(
-            data, max_memory, MAX_SCANS, order == "zigzag", windows, down
-        )  # fmt: skip
+        planes, quant, warnings = read_libjpeg(data, header, order == "zigzag", windows, downsample)
     except RuntimeError as error:
         message, warnings = error.args
         # libjpeg's JERR_OUT_OF_MEMORY text is "Insufficient memory (case N)".
@@ -109,8 +123,6 @@ def decode_libjpeg(
         # A fatal error after corrupt-data warnings (e.g. a table cut by the end of the file) is damage.
         kind = JpegTruncatedError if warnings else JpegError
         raise kind(f"corrupt JPEG (libjpeg: {'; '.join([*warnings, message])})") from None
-    # libjpeg's notes on metadata (JWRN_JFIF_MAJOR, JWRN_ADOBE_XFORM) are not damage; the rest are.
-    warnings = [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
     frame = header.frame
     if len(planes) != len(frame.components):
         raise JpegError(f"corrupt JPEG: libjpeg read {len(planes)} components, the header {len(frame.components)}")

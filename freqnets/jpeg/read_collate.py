@@ -23,7 +23,7 @@ import torch
 from . import _backends
 from .coefficients import JpegError
 from .collate import DCTBatch, DCTCollate, _new_output, _offsets
-from .reader import _HEADERS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
+from .reader import _HEADERS, _TARGETS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
 
 __all__ = ["DCTReadCollate"]
 
@@ -49,8 +49,7 @@ class DCTReadCollate:
         if collate.y_channels > 64 or collate.c_channels > 64:
             raise ValueError("JPEG files have 64 channels per plane: y_channels and c_channels must be <= 64")
         self.collate, self.strict, self.max_pixels = collate, strict, max_pixels
-        fh, fv = collate.factors
-        self.chroma = {(2, 2): "420", (2, 1): "422", (1, 1): "444"}[(fh, fv)]
+        self.chroma = _TARGETS[collate.factors][0]  # the layout's key, e.g. "420"
 
     def __repr__(self) -> str:
         return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels})"
@@ -89,19 +88,13 @@ class DCTReadCollate:
         if header.subsampling != "gray":
             chroma = index * 2 * kc * hc * wc + (dy // fv) * wc + dx // fh
             outs += [(cbcr, chroma, kc, hc * wc, wc), (cbcr, chroma + kc * hc * wc, kc, hc * wc, wc)]
-        # the libjpeg call of _backends.decode_libjpeg, writing into the batch: anything unusual (an
-        # error, a corrupt-data warning, an unexpected grid) goes to read_dct, which reports it
-        max_memory = 2 * (header.coefficients or _backends.coefficient_count(header)) + (16 << 20)
-        down_arg = None if down is None or down == (1, 1) else (*down, _backends._kernel_bytes())
+        # writing into the batch: anything unusual (an error, a corrupt-data warning, an unexpected
+        # grid) goes to read_dct, which reports it
         try:
-            planes, _, warnings = _backends._jpegc.read_coefficients(
-                data, max_memory, _backends.MAX_SCANS, True, windows, down_arg, outs
-            )  # fmt: skip
+            planes, _, warnings = _backends.read_libjpeg(data, header, True, windows, down, outs)
         except (RuntimeError, ValueError):
             return False
-        if any(not w.startswith(_backends._BENIGN_WARNINGS) for w in warnings):
-            return False
-        return len(planes) == len(outs) and tuple(planes[0][:2]) == (rows, cols)
+        return not warnings and len(planes) == len(outs) and tuple(planes[0][:2]) == (rows, cols)
 
     def __call__(self, samples: Sequence[tuple[bytes, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         if len(samples) == 0:

@@ -21,7 +21,7 @@ from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
-from .collate import CHROMA_LAYOUTS, convert_chroma
+from .collate import CHROMA_LAYOUTS, _chroma_layout, convert_chroma
 
 __all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
 
@@ -86,12 +86,7 @@ _TARGETS = {
 
 def _chroma_target(chroma: str | None) -> tuple[int, int] | None:
     """``(fh, fv)`` chroma factors of the target layout ``chroma`` (``"420"``, ``"4:2:0"``, ...), or ``None``."""
-    if chroma is None:
-        return None
-    key = chroma.replace(":", "") if isinstance(chroma, str) else chroma
-    if key not in CHROMA_LAYOUTS:
-        raise ValueError(f"chroma must be None or one of {sorted(CHROMA_LAYOUTS)} (or '4:2:0', ...), got {chroma!r}")
-    return CHROMA_LAYOUTS[key]
+    return None if chroma is None else _chroma_layout(chroma)
 
 
 @lru_cache(maxsize=256)
