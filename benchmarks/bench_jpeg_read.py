@@ -3,7 +3,8 @@
     python benchmarks/bench_jpeg_read.py [--cifar data/cifar10-mini.zip] [--imagenet PATH] [--files 500]
 
 Per image, single thread, bytes already in memory (the loader benchmark, with workers and the
-model-ready tensors, is ``benchmarks/bench_jpeg_loader.py``). Rows:
+model-ready tensors, is ``freqnets bench loader``; the stages of the cropped pipeline,
+``benchmarks/bench_jpeg_stages.py``). Rows:
 
 * ``pillow RGB``: ``np.asarray(Image.open(bytes).convert("RGB"))`` (entropy decoding + IDCT +
   upsampling + colour conversion), the baseline; every ratio is against it on the same files;
