@@ -71,14 +71,6 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def coefficient_count(header: JpegHeader) -> int:
-    """Coefficients held by libjpeg's MCU-padded arrays for ``header``'s frame."""
-    frame = header.frame
-    return sum(
-        (-(-c.width_in_blocks // c.h) * c.h) * (-(-c.height_in_blocks // c.v) * c.v) * 64 for c in frame.components
-    )
-
-
 def read_libjpeg(
     data: bytes,
     header: JpegHeader,
@@ -91,8 +83,8 @@ def read_libjpeg(
     coefficient arrays need; returns its ``(planes, quant_tables, warnings)`` without libjpeg's notes on
     metadata (JWRN_JFIF_MAJOR, JWRN_ADOBE_XFORM: not damage). Raises its ``RuntimeError(message, warnings)``.
     ``downsample`` ``(1, 1)`` is no downsampling; ``outs``: see ``_jpegc.read_coefficients``."""
-    count = header.coefficients or coefficient_count(header)
-    max_memory = 2 * count + (16 << 20)  # int16 arrays + libjpeg's working memory
+    # int16 MCU-padded coefficient arrays (counted by the header parser) + libjpeg's working memory
+    max_memory = 2 * header.coefficients + (16 << 20)
     down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
     planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, zigzag, windows, down, outs)
     return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]

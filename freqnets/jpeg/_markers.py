@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..transforms import zigzag_indices
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 # Pillow's Image.MAX_IMAGE_PIXELS: the default decompression-bomb limit.
@@ -34,12 +35,7 @@ DAC = 0xCC  # arithmetic conditioning tables
 EXP = 0xDF  # hierarchical expand reference components
 
 # ZIGZAG_TO_NATURAL[k]: the row-major index of the k-th coefficient a JPEG file stores.
-ZIGZAG_TO_NATURAL = np.array(
-    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-     28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61,
-     54, 47, 55, 62, 63],
-    dtype=np.int64,
-)  # fmt: skip
+ZIGZAG_TO_NATURAL = zigzag_indices(8).numpy()
 
 # libjpeg's limit on the blocks of one MCU of an interleaved scan (JPEG's B.2.3 allows 10).
 MAX_BLOCKS_IN_MCU = 10
@@ -276,10 +272,12 @@ def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
         raw.append((ident, h, v, tq))
     h_max = max([r[1] for r in raw])
     v_max = max([r[2] for r in raw])
-    components = tuple([
-        Component(ident, h, v, tq, -(-width * h // (8 * h_max)), -(-height * v // (8 * v_max)))
-        for ident, h, v, tq in raw
-    ])
+    components = tuple(
+        [
+            Component(ident, h, v, tq, -(-width * h // (8 * h_max)), -(-height * v // (8 * v_max)))
+            for ident, h, v, tq in raw
+        ]
+    )
     mcus_x, mcus_y = -(-width // (8 * h_max)), -(-height // (8 * v_max))
     return Frame(SOF_HUFFMAN[marker], precision, height, width, components, h_max, v_max, mcus_x, mcus_y)
 

@@ -23,7 +23,7 @@ import torch
 from . import _backends
 from .coefficients import JpegError
 from .collate import DCTBatch, DCTCollate, _new_output, _offsets
-from .reader import _HEADERS, _TARGETS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
+from .reader import _HEADERS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
 
 __all__ = ["DCTReadCollate"]
 
@@ -49,7 +49,7 @@ class DCTReadCollate:
         if collate.y_channels > 64 or collate.c_channels > 64:
             raise ValueError("JPEG files have 64 channels per plane: y_channels and c_channels must be <= 64")
         self.collate, self.strict, self.max_pixels = collate, strict, max_pixels
-        self.chroma = _TARGETS[collate.factors][0]  # the layout's key, e.g. "420"
+        self.chroma = collate.chroma  # read_dct takes the same spellings
 
     def __repr__(self) -> str:
         return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels})"

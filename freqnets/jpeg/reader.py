@@ -21,7 +21,7 @@ from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
-from .collate import CHROMA_LAYOUTS, _chroma_layout, convert_chroma
+from .collate import CHROMA_LAYOUTS, _chroma_layout, _factors_of, convert_chroma
 
 __all__ = ["DEFAULT_MAX_PIXELS", "available_backends", "read_dct"]
 
@@ -96,18 +96,16 @@ def _downsample_factors(factors: tuple[tuple[int, int], ...], target: tuple[int,
     ``None`` when the conversion needs anything else (upsampling, factor 4, Cb and Cr sampled
     differently): the caller then converts after reading (:func:`~freqnets.jpeg.collate.convert_chroma`).
     """
-    if len(factors) != 3 or factors[1] != factors[2]:
+    if len(factors) != 3:
         return None
-    (hy, vy), (hc, vc) = factors[0], factors[1]
-    out = []
-    for luma, chroma, want in ((hy, hc, target[0]), (vy, vc, target[1])):
-        if luma % chroma:
-            return None
-        ratio, have = divmod(want, luma // chroma)
-        if have or ratio not in (1, 2):
-            return None
-        out.append(ratio)
-    return out[0], out[1]
+    try:
+        source = _factors_of(factors)  # (horizontal, vertical) chroma factors of the file
+    except ValueError:
+        return None
+    ratios = [divmod(want, have) for want, have in zip(target, source, strict=True)]
+    if any(rest or ratio not in (1, 2) for ratio, rest in ratios):
+        return None
+    return ratios[0][0], ratios[1][0]
 
 
 def _plane(blocks: np.ndarray, table: np.ndarray, order: str) -> torch.Tensor:
@@ -223,9 +221,7 @@ def read_dct(
         y=planes[0],
         cb=planes[1] if len(planes) == 3 else None,
         cr=planes[2] if len(planes) == 3 else None,
-        quant_tables=torch.from_numpy(
-            raw.quant_tables if raw.quant_tables.dtype == np.int32 else raw.quant_tables.astype(np.int32)
-        ),
+        quant_tables=torch.from_numpy(raw.quant_tables),  # int32 from every backend
         size=size,
         subsampling=header.subsampling,
         sampling_factors=header.sampling_factors,

@@ -23,15 +23,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ..transforms.dct import _dct_matrix
 
-@lru_cache(maxsize=32)
+
 def dct_matrix(n: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix ``(n, n)`` in float64: ``D[k, j] = s_k cos(pi k (2j + 1) / 2n)``."""
-    k = np.arange(n)[:, None]
-    j = np.arange(n)[None, :]
-    d = np.cos(np.pi * k * (2 * j + 1) / (2 * n)) * np.sqrt(2.0 / n)
-    d[0] /= np.sqrt(2.0)
-    return d
+    """Orthonormal DCT-II matrix ``(n, n)`` in float64 (the transform layer's, as NumPy)."""
+    return _dct_matrix(n, torch.device("cpu"), torch.float64).numpy()
 
 
 def coefficient_map(pixel_map: np.ndarray, b: int) -> np.ndarray:
@@ -50,15 +47,13 @@ def coefficient_map(pixel_map: np.ndarray, b: int) -> np.ndarray:
 @lru_cache(maxsize=32)
 def downsample_kernel(factor: int, b: int = 8) -> torch.Tensor:
     """``(b, factor*b)`` map: ``factor`` neighbouring blocks -> one block of their ``factor``-pixel averages."""
-    average = np.kron(np.eye(b), np.full((1, factor), 1.0 / factor))
-    return torch.from_numpy(dct_matrix(b) @ average @ np.kron(np.eye(factor), dct_matrix(b)).T)
+    return torch.from_numpy(coefficient_map(np.kron(np.eye(b), np.full((1, factor), 1.0 / factor)), b))
 
 
 @lru_cache(maxsize=32)
 def upsample_kernel(factor: int, b: int = 8) -> torch.Tensor:
     """``(factor*b, b)`` map: one block -> ``factor`` blocks with every pixel replicated ``factor`` times."""
-    replicate = np.kron(np.eye(b), np.ones((factor, 1)))
-    return torch.from_numpy(np.kron(np.eye(factor), dct_matrix(b)) @ replicate @ dct_matrix(b).T)
+    return torch.from_numpy(coefficient_map(np.kron(np.eye(b), np.ones((factor, 1))), b))
 
 
 def resample_axis(plane: torch.Tensor, factor: int, up: bool, axis: int) -> torch.Tensor:
