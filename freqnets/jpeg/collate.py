@@ -362,17 +362,21 @@ class DCTCollate:
                 return DCTBatch(y, cbcr, labels)
         else:
             y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc, shared=self.layout == "planes")
-            return self.finish(y, cbcr, labels, b)
+            return self.finish(y, cbcr, labels, stats)
         _upsample_into(x[:, ky:], cbcr, fv, fh)
         return x, labels
 
     def finish(
-        self, y: torch.Tensor, cbcr: torch.Tensor, labels: torch.Tensor, block_size: int = 8
+        self,
+        y: torch.Tensor,
+        cbcr: torch.Tensor,
+        labels: torch.Tensor,
+        stats: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         """The batch from its unnormalised planes: ``y (B, Ky, Hy, Wy)`` and ``cbcr (B, 2*Kc, Hc, Wc)``
-        (zigzag channels, the target chroma layout), normalised in place and laid out as configured."""
+        (zigzag channels, the target chroma layout), normalised in place with ``stats``
+        (:meth:`_select_normalize`) and laid out as configured."""
         ky = y.shape[1]
-        stats = self._select_normalize(block_size * block_size)
         if self.layout == "planes":
             if stats is not None:  # in place: the same values as (y - mean) / std
                 mean, std = stats

@@ -153,4 +153,4 @@ class DCTReadCollate:
             index = torch.tensor(rest)
             y.index_copy_(0, index, rest_y)
             cbcr.index_copy_(0, index, rest_c)
-        return self.collate.finish(y, cbcr, labels)
+        return self.collate.finish(y, cbcr, labels, self.collate._select_normalize(64))
