@@ -318,29 +318,15 @@ class ColorDepthChannel(PerturbationChannel):
         return torch.round(x.clamp(0, 1) * levels) / levels
 
 
-# ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), natural (row-major) order.
-_LUMA_TABLE = (
-    (16, 11, 10, 16, 24, 40, 51, 61), (12, 12, 14, 19, 26, 58, 60, 55),
-    (14, 13, 16, 24, 40, 57, 69, 56), (14, 17, 22, 29, 51, 87, 80, 62),
-    (18, 22, 37, 56, 68, 109, 103, 77), (24, 35, 55, 64, 81, 104, 113, 92),
-    (49, 64, 78, 87, 103, 121, 120, 101), (72, 92, 95, 98, 112, 100, 103, 99),
-)  # fmt: skip
-_CHROMA_TABLE = (
-    (17, 18, 24, 47, 99, 99, 99, 99), (18, 21, 26, 66, 99, 99, 99, 99),
-    (24, 26, 56, 99, 99, 99, 99, 99), (47, 66, 99, 99, 99, 99, 99, 99),
-) + ((99,) * 8,) * 4  # fmt: skip
-
-
 def jpeg_quant_tables(quality: int) -> torch.Tensor:
     """IJG (libjpeg) quantisation tables at ``quality``: ``(3, 8, 8)`` for Y, Cb, Cr (float64).
 
-    libjpeg's scaling: ``s = 5000 / q`` below 50, else ``200 - 2 q``; each entry
-    ``floor((t * s + 50) / 100)`` clipped to ``[1, 255]`` (baseline tables).
+    The Annex K tables scaled as libjpeg does (:func:`freqnets.jpeg.quant_tables_for_quality`).
     """
     quality = StrengthRange(1, 100, integer=True).check(quality, "quality")
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    base = torch.tensor([_LUMA_TABLE, _CHROMA_TABLE, _CHROMA_TABLE], dtype=torch.float64)
-    return torch.floor((base * scale + 50) / 100).clamp(1, 255)
+    from ..jpeg.encode import quant_tables_for_quality  # here: `import freqnets` does not load the JPEG package
+
+    return quant_tables_for_quality(quality)[[0, 1, 1]].view(3, 8, 8).to(torch.float64)
 
 
 class JPEGChannel(PerturbationChannel):
