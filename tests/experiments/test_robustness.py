@@ -221,6 +221,8 @@ def test_study_resumes_without_recomputing(tiny_study, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
+    original_adaptive = attacks.adaptive_pgd
+
     monkeypatch.setattr(attacks, "pgd_linf", fail)
     monkeypatch.setattr(attacks, "adaptive_pgd", fail)
     monkeypatch.setattr(attacks, "blackbox_min_l2", fail)
@@ -233,6 +235,11 @@ def test_study_resumes_without_recomputing(tiny_study, monkeypatch):
     redone = Study(config, progress=False, redo=("instability",)).run()
     assert len(calls) == 2  # natural and PGD examples, measured again
     assert redone["instability"] == state["instability"]
+    adaptive_calls = []
+    monkeypatch.setattr(attacks, "adaptive_pgd", lambda *a, **k: adaptive_calls.append(1) or original_adaptive(*a, **k))
+    again = Study(config, progress=False, redo=("adaptive", "transfer")).run()
+    assert len(adaptive_calls) == len(config.channels)  # the transfer stage reuses the adaptive Laplace attack
+    assert again["adaptive"] == state["adaptive"] and again["transfer"] == state["transfer"]
     with pytest.raises(ValueError, match="redo"):
         Study(config, progress=False, redo=("attacks",))
     with pytest.raises(ValueError, match="other settings"):

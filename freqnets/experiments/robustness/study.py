@@ -168,6 +168,8 @@ class Study:
             self.state.pop(stage, None)
             self.state.get("seconds", {}).pop(stage, None)
         self.progress = progress
+        # adaptive attacks of this process, by channel: the transfer stage reuses the adaptive stage's
+        self._adaptive_results: dict[tuple, attacks.AttackResult] = {}
         torch.manual_seed(config.seed)
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -272,9 +274,15 @@ class Study:
 
     # -- adaptive attacks and transfer --------------------------------------------------------------
     def _adaptive(self, channel: PerturbationChannel) -> attacks.AttackResult:
-        c = self.config
-        return attacks.adaptive_pgd(self.model, channel, self.x_attack, self.y_attack, c.epsilon, c.adaptive_steps,
-                                    eot_draws=c.eot_draws, seed=c.seed)  # fmt: skip
+        """Adaptive PGD against ``channel`` (deterministic: computed once per channel and process)."""
+        key = (type(channel).__name__, channel.strength, channel.backward)
+        if key not in self._adaptive_results:
+            c = self.config
+            self._adaptive_results[key] = attacks.adaptive_pgd(
+                self.model, channel, self.x_attack, self.y_attack, c.epsilon, c.adaptive_steps,
+                eot_draws=c.eot_draws, seed=c.seed,
+            )  # fmt: skip
+        return self._adaptive_results[key]
 
     def _defended_accuracy(self, channel: PerturbationChannel, x: torch.Tensor) -> float:
         channel = copy.deepcopy(channel)
