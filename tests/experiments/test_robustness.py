@@ -206,6 +206,8 @@ def test_study_writes_every_output(tiny_study):
     results = json.loads((out / "results.json").read_text())
     assert [r["strength"] for r in results["sweep"]["jpeg"]] == [75, 10]
     assert set(results["transfer"]["targets"]) == {"fft", "jpeg", "laplace"}
+    assert all(0 <= row["clean_accuracy"] <= 1 for row in results["adaptive"].values())
+    assert "| channel alone, clean |" in (out / "report.md").read_text()
     for rows in results["sweep"].values():
         for row in rows:
             assert 0 <= row["pgd_recovered_accuracy"] <= 1 and row["distortion"] > 0

@@ -42,9 +42,10 @@ def markdown(state: dict[str, Any]) -> str:
     adaptive = state.get("adaptive", {})
     if adaptive:
         lines += ["", "Best setting of each channel: non-adaptive PGD recovered vs adaptive PGD (BPDA/exact, EOT):", "",
-                  "| channel | strength | backward | EOT draws | non-adaptive PGD recovered | adaptive PGD accuracy "
-                  "| adaptive delta_adv |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| channel | strength | backward | EOT draws | channel alone, clean | non-adaptive PGD recovered "
+                  "| adaptive PGD accuracy | adaptive delta_adv |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         lines += [f"| {r['channel']} | {r['strength']} | {r['backward']} | {r['eot_draws']} | "
+                  f"{_percent(r['clean_accuracy']) if 'clean_accuracy' in r else '-'} | "  # older runs lack it
                   f"{_percent(r['non_adaptive_pgd_recovered'])} | {_percent(r['adaptive_accuracy'])} | "
                   f"{r['delta_adv']:.3f} |" for r in adaptive.values()]  # fmt: skip
     transfer = state.get("transfer")

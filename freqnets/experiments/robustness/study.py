@@ -298,6 +298,8 @@ class Study:
             rows[name] = {
                 "channel": name, "strength": channel.strength, "backward": channel.backward,
                 "eot_draws": self.config.eot_draws if channel.random else 1,
+                # the channel alone on the clean attacked images: the ceiling for any "recovered" share
+                "clean_accuracy": self._defended_accuracy(channel, self.x_attack),
                 "non_adaptive_pgd_recovered": self._defended_accuracy(channel, self.adversarial["pgd"]),
                 "adaptive_accuracy": self._defended_accuracy(channel, result.adversarial),
                 "delta_adv": result.delta_adv,
