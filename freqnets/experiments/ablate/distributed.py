@@ -74,15 +74,6 @@ def sum_across(env: DistEnv, values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
-def broadcast_flag(env: DistEnv, flag: bool) -> bool:
-    """Rank 0's ``flag`` on every process."""
-    if not env.distributed:
-        return flag
-    tensor = torch.tensor([int(flag)], device=env.device)
-    dist.broadcast(tensor, 0)
-    return bool(tensor.item())
-
-
 def sync_buffers(env: DistEnv, module: torch.nn.Module) -> None:
     """Give every process rank 0's buffers (batch-norm statistics), as the saved model has them."""
     if env.distributed:

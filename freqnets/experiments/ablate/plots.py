@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from . import storage
-
 #: ``(file name, y column, y label, normalised)`` of each plot.
 PLOTS = [
     ("accuracy.png", "top1", "test top-1 accuracy", False),
@@ -71,8 +69,3 @@ def write_plots(out: Path, rows: list[dict]) -> list[Path]:
         tmp.replace(path)
         written.append(path)
     return written
-
-
-def write_plots_from(results_json: Path) -> list[Path]:
-    """Re-draw the plots of an existing ``results.json``."""
-    return write_plots(results_json.parent, storage.read_json(results_json)["runs"])

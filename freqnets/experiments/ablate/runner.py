@@ -26,7 +26,7 @@ from torch.utils.data import DistributedSampler
 from ...layers import calibrate_rates, convert_model
 from . import measure, storage
 from .config import AblationConfig
-from .distributed import DistEnv, barrier, broadcast_flag, sum_across, sync_buffers
+from .distributed import DistEnv, barrier, sum_across, sync_buffers
 from .grid import RunSpec
 from .models import build_model
 
@@ -242,7 +242,7 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
         storage.save_torch(run_dir / "model.pt", core.state_dict())
         storage.write_json(result_path, row)
         checkpoint_path.unlink(missing_ok=True)
-    broadcast_flag(env, True)
+    barrier(env)  # every process returns after rank 0 has written the run's files
     return row
 
 
