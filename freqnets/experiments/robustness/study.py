@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -426,8 +425,6 @@ class Study:
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
