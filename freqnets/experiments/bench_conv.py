@@ -40,15 +40,10 @@ class Measurement:
 
 
 def _saved_bytes(step) -> int:
-    storages: dict[int, int] = {}
+    """Bytes autograd keeps for backward in one forward pass of ``step`` (the ablation's counter)."""
+    from .ablate.measure import saved_for_backward_bytes
 
-    def pack(t: torch.Tensor):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step(backward=False)
-    return sum(storages.values())
+    return saved_for_backward_bytes(lambda: step(backward=False))
 
 
 _PEAK_SCRIPT = """
