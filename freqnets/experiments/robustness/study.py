@@ -39,6 +39,7 @@ import torch.nn as nn
 from ...layers import CHANNELS, Vote, convert_model, make_channel
 from ...layers.perturbation import PerturbationChannel
 from .. import domain_accuracy
+from ..ablate import data as ablate_data
 from ..images import DEFAULT_DATA
 from . import attacks, instability
 
@@ -129,9 +130,9 @@ class ImageClassifier(nn.Module):
 
 
 def load_split(data: Path, split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[0, 1]`` images ``(N, 3, 32, 32)`` and labels of a CIFAR-10 JPEG zip (see ``load_cifar_zip``)."""
-    x, y = domain_accuracy.load_cifar_zip(Path(data), split, per_class)
-    return (x * domain_accuracy.CIFAR10_STD + domain_accuracy.CIFAR10_MEAN).clamp(0, 1), y
+    """``[0, 1]`` images ``(N, 3, 32, 32)`` and labels of a CIFAR-10 JPEG zip or folder."""
+    images = ablate_data.load_split(data, split, per_class)
+    return images.images.float() / 255, images.labels
 
 
 @torch.no_grad()
