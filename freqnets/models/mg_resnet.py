@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from timm.models import generate_default_cfgs, register_model
 
 from ..layers import MultigridBasicBlock
-from ._converted import imagenet_cfg, resnet_cifar_cfg
+from ._converted import resnet_cfg, resnet_cifar_cfg
 from ._head import ClassifierHeadMixin, ResNetStemMixin, check_layers, create_unpretrained, init_weights
 
 __all__ = ["MultigridResNet", "merge_grids", "mg_resnet18", "mg_resnet18_cifar"]
@@ -102,7 +102,7 @@ def _create(variant: str, pretrained: bool, **kwargs) -> MultigridResNet:
 
 default_cfgs = generate_default_cfgs(
     {
-        "mg_resnet18": imagenet_cfg(first_conv="conv1", classifier="fc"),
+        "mg_resnet18": resnet_cfg(),
         "mg_resnet18_cifar": resnet_cifar_cfg(),
     }
 )

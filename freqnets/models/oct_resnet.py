@@ -23,8 +23,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..layers import OctaveMap, OctaveTensors, OctConv2d
 from ..layers.octave_conv import octave_add
-from ._converted import imagenet_cfg
-from ._converted import resnet_cifar_cfg as _resnet_cifar_cfg
+from ._converted import resnet_cfg, resnet_cifar_cfg
 from ._head import ClassifierHeadMixin, ResNetStemMixin, check_layers, create_unpretrained, init_weights
 
 __all__ = ["OctResNet", "oct_resnet18", "oct_resnet18_cifar", "oct_resnet50", "oct_resnet50_cifar"]
@@ -149,10 +148,10 @@ def _create(variant: str, pretrained: bool, **kwargs) -> OctResNet:
 
 default_cfgs = generate_default_cfgs(
     {
-        "oct_resnet18": imagenet_cfg(first_conv="conv1", classifier="fc"),
-        "oct_resnet50": imagenet_cfg(first_conv="conv1", classifier="fc"),
-        "oct_resnet18_cifar": _resnet_cifar_cfg(),
-        "oct_resnet50_cifar": _resnet_cifar_cfg(),
+        "oct_resnet18": resnet_cfg(),
+        "oct_resnet50": resnet_cfg(),
+        "oct_resnet18_cifar": resnet_cifar_cfg(),
+        "oct_resnet50_cifar": resnet_cifar_cfg(),
     }
 )
 
