@@ -54,16 +54,18 @@ def load_cifar_zip(path: Path, split: str, per_class: int) -> tuple[torch.Tensor
     return (x - CIFAR10_MEAN) / CIFAR10_STD, torch.tensor(labels)
 
 
-def small_cnn(num_classes: int = 10) -> nn.Sequential:
-    """Five 3x3 stride-1 convolutions with batch norm, max-pool downsampling, a linear head."""
+def small_cnn(num_classes: int = 10, in_chans: int = 3, width: int = 32) -> nn.Sequential:
+    """Five 3x3 stride-1 convolutions (``width, width, 2w, 2w, 4w`` channels) with batch norm, max-pool
+    downsampling and a linear head: every domain can convert every convolution."""
 
     def block(c_in: int, c_out: int) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
+    w = width
     return nn.Sequential(
-        *block(3, 32), *block(32, 32), nn.MaxPool2d(2),
-        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
-        *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes),
+        *block(in_chans, w), *block(w, w), nn.MaxPool2d(2),
+        *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
+        *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),
     )  # fmt: skip
 
 
