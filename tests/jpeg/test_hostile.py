@@ -330,10 +330,12 @@ def test_header_parse_is_independent_of_the_entropy_data() -> None:
 
     small = _jpeg((8, 8))
     big = small[:-2] + bytes(20 << 20) + small[-2:]
-    start = time.perf_counter()
+    times = []
     for _ in range(10):
+        start = time.perf_counter()
         parse_header(big)
-    assert (time.perf_counter() - start) / 10 < 0.005
+        times.append(time.perf_counter() - start)
+    assert min(times) < 0.005  # the fastest of 10: a busy machine delays some calls, never all
 
 
 @pytest.mark.parametrize("backend", DECODERS)
