@@ -24,23 +24,17 @@ import io
 import multiprocessing as mp
 import os
 import time
-import zipfile
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from freqnets.experiments.bench_loader import load_payloads
 from freqnets.jpeg import DCTCollate, DCTReadCollate, read_dct
 from freqnets.jpeg._backends import _jpegc, _kernel_bytes
 from freqnets.jpeg.reader import _HEADERS, _centre_windows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_zip(path: Path, split: str | None = None) -> list[bytes]:
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(n for n in archive.namelist() if n.lower().endswith((".jpg", ".jpeg")))
-        return [archive.read(n) for n in names if split is None or n.startswith(split + "/")]
 
 
 def best_ms(fn, count: int, repeats: int) -> float:
@@ -162,11 +156,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.imagenet.exists():
-        stages(load_zip(args.imagenet), args.repeats)
+        stages(load_payloads(args.imagenet, 10**9), args.repeats)
     else:
         print(f"{args.imagenet} not found: ImageNet stages skipped")
     print(f"CIFAR-10 ({args.cifar.name}, train files), DCTReadCollate stacked, batch 128:")
-    worker_overhead(load_zip(args.cifar, "train"))
+    worker_overhead(load_payloads(args.cifar, 10**9, "train"))
 
 
 if __name__ == "__main__":
