@@ -125,12 +125,7 @@ def _table(name: str, values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=sorted(DATA), nargs="+", default=sorted(DATA))
-    default_source = "read_dct"
-    try:
-        from freqnets.jpeg import read_dct  # noqa: F401
-    except ImportError:
-        default_source = "reencode"
-    parser.add_argument("--source", choices=("read_dct", "reencode"), default=default_source)
+    parser.add_argument("--source", choices=("read_dct", "reencode"), default="read_dct")
     parser.add_argument("--limit", type=int, default=None, help="first N images only (for a quick look)")
     args = parser.parse_args(argv)
     for key in args.data:
