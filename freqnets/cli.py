@@ -102,6 +102,19 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     return module.main(argv)
 
 
+# Integer options of `freqnets robustness` that override the StudyConfig field of the same name.
+_ROBUSTNESS_INT_OPTIONS = (
+    ("train-per-class", "training images per class"), ("test-per-class", "test images per class"),
+    ("epochs", "training epochs"), ("attack-images", "images attacked"),
+    ("pgd-steps", "PGD steps"), ("cw-steps", "C&W steps per binary-search step"),
+    ("adaptive-steps", "adaptive PGD steps"), ("eot-draws", "EOT draws per adaptive step"),
+    ("vote-draws", "majority-vote draws of random channels"),
+    ("blackbox-images", "images for black-box attacks"),
+    ("finetune-epochs", "fine-tune epochs of band-limited models"),
+    ("instability-images", "images for M1/M2"), ("seed", "random seed"),
+)  # fmt: skip
+
+
 def _robustness(args: argparse.Namespace) -> int:
     import torch
 
@@ -110,10 +123,11 @@ def _robustness(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = dict(QUICK) if args.quick else {}
-    overrides |= {name: getattr(args, name) for name in (
-        "train_per_class", "test_per_class", "epochs", "attack_images", "pgd_steps", "cw_steps", "adaptive_steps",
-        "eot_draws", "vote_draws", "blackbox_images", "finetune_epochs", "instability_images", "seed",
-    ) if getattr(args, name) is not None}  # fmt: skip
+    overrides |= {
+        flag.replace("-", "_"): getattr(args, flag.replace("-", "_"))
+        for flag, _ in _ROBUSTNESS_INT_OPTIONS
+        if getattr(args, flag.replace("-", "_")) is not None
+    }
     if args.epsilon is not None:
         overrides["epsilon"] = args.epsilon / 255
     if args.channels:
@@ -145,14 +159,7 @@ def _add_robustness_parser(commands) -> None:
     robust.add_argument("--stages", default=None, help="comma-separated stages after model and attacks")
     robust.add_argument("--epsilon", type=float, default=None, help="L-inf radius in 1/255 units (default 8)")
     robust.add_argument("--redo", default=None, help="comma-separated finished stages to run again on resume")
-    for name, text in (("train-per-class", "training images per class"), ("test-per-class", "test images per class"),
-                       ("epochs", "training epochs"), ("attack-images", "images attacked"),
-                       ("pgd-steps", "PGD steps"), ("cw-steps", "C&W steps per binary-search step"),
-                       ("adaptive-steps", "adaptive PGD steps"), ("eot-draws", "EOT draws per adaptive step"),
-                       ("vote-draws", "majority-vote draws of random channels"),
-                       ("blackbox-images", "images for black-box attacks"),
-                       ("finetune-epochs", "fine-tune epochs of band-limited models"),
-                       ("instability-images", "images for M1/M2"), ("seed", "random seed")):  # fmt: skip
+    for name, text in _ROBUSTNESS_INT_OPTIONS:
         robust.add_argument(f"--{name}", type=int, default=None, help=text)
     robust.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     robust.add_argument("--quiet", action="store_true", help="no progress bars")
