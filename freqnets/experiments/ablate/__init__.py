@@ -101,16 +101,22 @@ def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool =
         rows = add_ratios(collect(out, grid))
         table = markdown_table(rows) if rows else "(no finished runs)"
         if env.is_main and rows:
-            write_results(out, config, rows, [r.run_id for r in grid], {"shard": shard, "world_size": env.world_size})
-            if plots:
-                from .plots import write_plots
-
-                write_plots(out, rows)
+            extra = {"shard": shard, "world_size": env.world_size}
+            _write_outputs(out, config, rows, [r.run_id for r in grid], extra, plots)
         complete = len(rows) == len(grid)
         return {"rows": rows, "table": table, "out": out, "complete": complete, "is_main": env.is_main}
     finally:
         torch.set_num_threads(threads_before)
         teardown(env)
+
+
+def _write_outputs(out: Path, config: AblationConfig, rows: list[dict], grid: list[str], extra: dict, plots: bool):
+    """The results files (:func:`write_results`) and, with ``plots``, the figures."""
+    write_results(out, config, rows, grid, extra)
+    if plots:
+        from .plots import write_plots
+
+        write_plots(out, rows)
 
 
 _VARIANT_ORDER = {"conv": 0, "bf16": 1, "fixed": 2, "dynamic": 3}
@@ -150,11 +156,7 @@ def report_folder(out: Path, plots: bool = True, retime_rounds: int = 0) -> dict
             torch.set_num_threads(config.threads)
         env = DistEnv(0, 1, 0, pick_device(config.device))
         rows = retime_folder(out, config, add_ratios(rows), env, retime_rounds)
-    write_results(out, config, rows, [r["run_id"] for r in rows], {"reported_from_folder": True})
-    if plots:
-        from .plots import write_plots
-
-        write_plots(out, rows)
+    _write_outputs(out, config, rows, [r["run_id"] for r in rows], {"reported_from_folder": True}, plots)
     return {"rows": rows, "table": markdown_table(rows), "out": out, "complete": True}
 
 
@@ -190,9 +192,6 @@ def merge(sources: list[Path], out: Path, plots: bool = True) -> dict[str, Any]:
                         shutil.copyfile(run_dir / name, target / name)
     grid = expand(config)
     rows = collect(Path(out), grid)
-    write_results(Path(out), config, rows, [r.run_id for r in grid], {"merged_from": [str(s) for s in sources]})
-    if plots:
-        from .plots import write_plots
-
-        write_plots(Path(out), rows)
+    extra = {"merged_from": [str(s) for s in sources]}
+    _write_outputs(Path(out), config, rows, [r.run_id for r in grid], extra, plots)
     return {"rows": rows, "table": markdown_table(rows), "out": Path(out), "complete": len(rows) == len(grid)}
