@@ -161,3 +161,20 @@ def test_dct_input_runs_next_to_rgb(tmp_path):
     conv_weights = 9 * (4 * 192 + 4 * 4 + 8 * 4 + 8 * 8 + 16 * 8)
     assert dct_rows[0]["params"] == conv_weights + 2 * (4 + 4 + 8 + 8 + 16) + 16 * 10 + 10
     assert dct_rows[1]["applied_rate"] == 0.5 and dct_rows[1]["converted_layers"] == 5
+
+
+def test_cached_builds_once_then_loads(tmp_path):
+    from freqnets.experiments.ablate import storage
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"x": torch.arange(5), "names": ["a", "b"]}
+
+    first = storage.cached(tmp_path / "cache", "train", "stamp-1", build)
+    second = storage.cached(tmp_path / "cache", "train", "stamp-1", build)
+    other = storage.cached(tmp_path / "cache", "train", "stamp-2", build)  # another stamp: built again
+    assert len(calls) == 2 and torch.equal(second["x"], first["x"]) and second["names"] == ["a", "b"]
+    assert torch.equal(other["x"], first["x"])
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == ["train", "train"]

@@ -16,7 +16,6 @@ Accepted ``data`` values:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from collections import defaultdict
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..images import IMAGE_SUFFIXES, decode_rgb
+from . import storage
 
 SPLITS = ("train", "test")
 
@@ -130,16 +130,13 @@ def load_cached(data: str | Path, split: str, per_class: int, size: int, cache_d
     if isinstance(source, Path) and source.exists():
         stat = source.stat()
         stamp += f"|{stat.st_size}|{stat.st_mtime_ns}"
-    path = cache_dir / f"{split}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return ImageSplit(saved["images"], saved["labels"], list(saved["classes"]))
-    loaded = load_split(data, split, per_class, size)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"images": loaded.images, "labels": loaded.labels, "classes": loaded.classes}, tmp)
-    os.replace(tmp, path)
-    return loaded
+
+    def build() -> dict:
+        loaded = load_split(data, split, per_class, size)
+        return {"images": loaded.images, "labels": loaded.labels, "classes": loaded.classes}
+
+    saved = storage.cached(cache_dir, split, stamp, build)
+    return ImageSplit(saved["images"], saved["labels"], list(saved["classes"]))
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

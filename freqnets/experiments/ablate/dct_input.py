@@ -12,14 +12,13 @@ frequencies negated); the model normalises its input itself.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from . import storage
 from .config import AblationConfig
 from .distributed import DistEnv
 from .inputs import SplitSizes
@@ -94,16 +93,13 @@ def _cached(data: str, split: str, per_class: int, cache_dir: Path) -> DCTSplit:
     source = Path(data).resolve()
     stat = source.stat()
     stamp = f"dct|{source}|{split}|{per_class}|{stat.st_size}|{stat.st_mtime_ns}"
-    path = cache_dir / f"dct-{split}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return DCTSplit(saved["y"], saved["cbcr"], saved["labels"], list(saved["classes"]))
-    loaded = load_dct_split(data, split, per_class)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"y": loaded.y, "cbcr": loaded.cbcr, "labels": loaded.labels, "classes": loaded.classes}, tmp)
-    os.replace(tmp, path)
-    return loaded
+
+    def build() -> dict:
+        loaded = load_dct_split(data, split, per_class)
+        return {"y": loaded.y, "cbcr": loaded.cbcr, "labels": loaded.labels, "classes": loaded.classes}
+
+    saved = storage.cached(cache_dir, f"dct-{split}", stamp, build)
+    return DCTSplit(saved["y"], saved["cbcr"], saved["labels"], list(saved["classes"]))
 
 
 def _hflip_planes(plane: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,11 @@ new one, never a half-written one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +53,15 @@ def save_torch(path: Path, value: Any) -> None:
 def load_torch(path: Path, map_location: torch.device | str = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``: tensors, numbers, strings, lists and dicts only."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def cached(cache_dir: Path, prefix: str, stamp: str, build: Callable[[], dict]) -> dict:
+    """``build()`` (a dict of tensors, numbers, strings, lists) kept in ``cache_dir``: built and saved
+    atomically the first time, loaded (``weights_only``) afterwards. ``stamp`` names what it depends on
+    (its hash is in the file name, ``<prefix>-<hash>.pt``)."""
+    path = Path(cache_dir) / f"{prefix}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.pt"
+    if path.is_file():
+        return load_torch(path)
+    value = build()
+    save_torch(path, value)
+    return value
