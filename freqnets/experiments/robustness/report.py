@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from .study import write_csv
-
-    write_csv(path, rows)
+    """``rows`` (dicts with the same keys) as a CSV file with a header (nothing for no rows)."""
+    if not rows:
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _percent(value: float) -> str:

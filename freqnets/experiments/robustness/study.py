@@ -26,7 +26,6 @@ output folder resumes, skipping finished stages and finished channels of the swe
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -429,13 +428,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` (dicts with the same keys) as a CSV file with a header."""
-    if not rows:
-        return
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
