@@ -23,7 +23,7 @@ import torch
 from . import _backends
 from .coefficients import JpegError
 from .collate import DCTBatch, DCTCollate, _new_output, _offsets
-from .reader import _HEADERS, DEFAULT_MAX_PIXELS, _centre_windows, _downsample_factors, read_dct
+from .reader import _HEADERS, DEFAULT_MAX_PIXELS, _crop_windows, _downsample_factors, read_dct
 
 __all__ = ["DCTReadCollate"]
 
@@ -70,13 +70,9 @@ class DCTReadCollate:
             down = _downsample_factors(header.sampling_factors, self.collate.factors)
             if down is None:
                 return False
+        windows = None if grid is None else _crop_windows(header, grid)[0]
         luma = header.frame.components[0]
-        windows, (rows, cols) = None, (luma.height_in_blocks, luma.width_in_blocks)
-        if grid is not None:
-            windows, _ = _centre_windows(header, grid)
-            rows, cols = windows[0][2:]
-            if windows == [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]:
-                windows = None
+        rows, cols = (luma.height_in_blocks, luma.width_in_blocks) if windows is None else windows[0][2:]
         hy, wy, hc, wc = shape
         if rows > hy or cols > wy:
             return False

@@ -69,6 +69,13 @@ def _centre_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[_backend
     return windows, (min(frame.height - 8 * top, 8 * rows), min(frame.width - 8 * left, 8 * cols))
 
 
+def _crop_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[_backends.Windows | None, tuple[int, int]]:
+    """:func:`_centre_windows`, with ``None`` when the windows are the whole planes (nothing to cut)."""
+    windows, size = _centre_windows(header, crop)
+    whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]
+    return (None if windows == whole else windows), size
+
+
 def _check_args(strict: bool, max_pixels: int | None, order: str) -> None:
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
@@ -186,9 +193,7 @@ def read_dct(
     frame = header.frame
     windows, size = None, (frame.height, frame.width)
     if crop is not None:
-        windows, size = _centre_windows(header, crop)
-        whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
-        windows = None if windows == whole else windows
+        windows, size = _crop_windows(header, crop)
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
     downsample = None
     if target is not None and header.subsampling != "gray":
