@@ -5,7 +5,7 @@
 Three tables, each comparing implementations side by side in the same process:
 
 1. the band-limited product over channels on the kept spectra (the kernel's job): the torch
-   path (group split + Gauss ``complex_matmul`` + merge, as in ``_BandLimitedConv``) vs the
+   path (``reference_product``: Gauss's three real products on the grouped views) vs the
    CuPy kernel with the 4-multiplication and with Gauss's product;
 2. one 3x3 layer, forward + backward: ``BandLimitedConv2d`` with ``backend='torch'`` and
    ``'cupy'`` vs ``nn.Conv2d`` (cuDNN on a GPU), with the peak memory each step allocates;
@@ -27,9 +27,8 @@ from torch.utils.benchmark import Timer
 
 from freqnets import convert_model, kernels
 from freqnets.layers import BandLimitedConv2d
-from freqnets.layers.band_limited_conv import _merge_groups, _split_groups
 from freqnets.layers.spectral_plan import make_plan
-from freqnets.layers.spectral_product import bl_product, complex_matmul
+from freqnets.layers.spectral_product import bl_product, reference_product
 
 #: ResNet-18 (ImageNet, 224x224 input) 3x3 convolutions: (channels, spatial size, stride) of each stage.
 RESNET18_SHAPES = [(64, 56, 1), (128, 28, 1), (256, 14, 1), (512, 7, 1)]
@@ -78,15 +77,13 @@ def product_rows(batch: int, rates: list[float], device: torch.device, cupy: boo
             w_spec = torch.randn(2, k, channels * channels, device=device)
 
             def torch_path(x_spec=x_spec, w_spec=w_spec):
-                xs = _split_groups(x_spec, batch, 1)
-                ws = w_spec.view(2, k, channels, channels)
-                return _merge_groups(complex_matmul(xs, ws.transpose(-1, -2), conj_right=True), 1)
+                return reference_product("forward", x_spec, w_spec, batch, 1)
 
             reference = seconds(torch_path, t)
             plain = gauss = None
             if cupy:
-                plain = seconds(lambda x_spec=x_spec, w_spec=w_spec: bl_product(x_spec, w_spec, batch, 1, False), t)
-                gauss = seconds(lambda x_spec=x_spec, w_spec=w_spec: bl_product(x_spec, w_spec, batch, 1, True), t)
+                plain = seconds(lambda x=x_spec, w=w_spec: bl_product("forward", x, w, batch, 1, False, "cupy"), t)
+                gauss = seconds(lambda x=x_spec, w=w_spec: bl_product("forward", x, w, batch, 1, True, "cupy"), t)
             lines.append(
                 f"| {channels} | {size} | {rate} | {k} | {_ms(reference)} | {_ms(plain)} | {_ms(gauss)} "
                 f"| {_ratio(reference, plain)} | {_ratio(reference, gauss)} |"
