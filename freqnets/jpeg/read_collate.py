@@ -24,13 +24,15 @@ from . import _backends
 from .chroma import centre_offsets, crop_windows, downsample_factors
 from .coefficients import JpegError
 from .collate import BatchShape, DCTBatch, DCTCollate, new_output
-from .reader import DEFAULT_MAX_PIXELS, HEADER_CACHE, ReadOptions, read_bytes
+from .reader import DEFAULT_MAX_PIXELS, HEADER_CACHE, ReadOptions, buffer_bytes, read_bytes
 
 __all__ = ["DCTReadCollate"]
 
 
 class DCTReadCollate:
     """``collate_fn`` for ``(JPEG bytes, label)`` samples: read straight into the batch of ``collate``.
+
+    The bytes may also be 1-D ``uint8`` NumPy arrays or torch tensors (``torchvision.io.read_file``).
 
     Args:
         collate: the :class:`DCTCollate` whose batches to produce (layout, channels, chroma layout,
@@ -97,13 +99,14 @@ class DCTReadCollate:
             labels = torch.tensor([int(sample[1]) for sample in samples], dtype=torch.int64)
         except (TypeError, IndexError) as error:
             raise TypeError(f"samples must be (JPEG bytes, int label) pairs: {error}") from error
-        if not all(isinstance(p, bytes | bytearray | memoryview) for p in payloads):
-            raise TypeError(f"samples must hold the JPEG files' bytes, got {type(payloads[0]).__name__}")
+        try:
+            payloads = [buffer_bytes(p) for p in payloads]
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"samples must hold the JPEG files' bytes: {error}") from error
         grid = self.collate.grid
         if not _backends.has_libjpeg():
-            coeffs = [read_bytes(bytes(p), self.options) for p in payloads]
+            coeffs = [read_bytes(p, self.options) for p in payloads]
             return self.collate(list(zip(coeffs, labels.tolist(), strict=True)))
-        payloads = [bytes(p) for p in payloads]
         headers = []
         for i, data in enumerate(payloads):
             try:

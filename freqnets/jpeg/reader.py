@@ -24,17 +24,39 @@ from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedErro
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ReadOptions", "available_backends", "read_bytes", "read_dct"]
 
-Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+Source = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | torch.Tensor | BinaryIO
 
 # Headers of recent files for the backends that only read them (per process; exact, see HeaderCache).
 HEADER_CACHE = HeaderCache()
 
 
+def buffer_bytes(buffer: bytes | bytearray | memoryview | np.ndarray | torch.Tensor) -> bytes:
+    """The bytes of an in-memory file: ``bytes``-like objects, or a 1-D ``uint8`` NumPy array or torch
+    tensor (e.g. ``torchvision.io.read_file``'s output; any device, strided views are copied).
+
+    Raises:
+        TypeError: an array or tensor whose dtype is not ``uint8``, or another type.
+        ValueError: an array or tensor that is not 1-D.
+    """
+    if isinstance(buffer, bytes):
+        return buffer
+    if isinstance(buffer, bytearray | memoryview):
+        return bytes(buffer)
+    if isinstance(buffer, torch.Tensor | np.ndarray):
+        kind, uint8 = ("tensor", torch.uint8) if isinstance(buffer, torch.Tensor) else ("array", np.uint8)
+        if buffer.dtype != uint8:
+            raise TypeError(f"a JPEG file as a {kind} must have dtype uint8 (its bytes), got {buffer.dtype}")
+        if buffer.ndim != 1:
+            raise ValueError(f"a JPEG file as a {kind} must be 1-D (its bytes), got shape {tuple(buffer.shape)}")
+        if isinstance(buffer, torch.Tensor):
+            buffer = buffer.detach().cpu().numpy()
+        return buffer.tobytes()  # tobytes copies in index order, whatever the strides
+    raise TypeError(f"a JPEG file in memory must be bytes or a 1-D uint8 array/tensor, got {type(buffer).__name__}")
+
+
 def _read_source(source: Source) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, bytearray | memoryview):
-        return bytes(source)
+    if isinstance(source, bytes | bytearray | memoryview | np.ndarray | torch.Tensor):
+        return buffer_bytes(source)
     if isinstance(source, str | os.PathLike):
         with open(source, "rb") as handle:
             return handle.read()
@@ -43,7 +65,8 @@ def _read_source(source: Source) -> bytes:
         if not isinstance(data, bytes | bytearray):
             raise TypeError(f"source file object must be opened in binary mode, its read() gave {type(data).__name__}")
         return bytes(data)
-    raise TypeError(f"source must be a path, bytes or a binary file object, got {type(source).__name__}")
+    kinds = "a path, bytes, a 1-D uint8 array or tensor, or a binary file object"
+    raise TypeError(f"source must be {kinds}, got {type(source).__name__}")
 
 
 def _plane(blocks: np.ndarray, table: np.ndarray, order: str) -> torch.Tensor:
@@ -103,7 +126,9 @@ def read_dct(
     """The dequantised DCT coefficients of a JPEG file, per plane at its own resolution.
 
     Args:
-        source: a path, the file's bytes, or a binary file object (read to its end).
+        source: a path, the file's bytes (``bytes``, ``bytearray``, ``memoryview``, or a 1-D ``uint8``
+            NumPy array or torch tensor such as ``torchvision.io.read_file``'s output), or a binary file
+            object (read to its end).
         strict: raise :class:`JpegTruncatedError` on truncated or corrupt entropy-coded data;
             with ``False``, return what was decoded (the rest of the damaged restart interval or
             scan is zero) and record the reasons in ``warnings`` (if libjpeg stops at the damage,
@@ -139,8 +164,9 @@ def read_dct(
         (always natural order), the size, subsampling, sampling factors, the backend used and any warnings.
 
     Raises:
-        TypeError: ``source`` or ``strict`` of the wrong type.
-        ValueError: a bad ``max_pixels``, ``backend``, ``order``, ``crop`` or ``chroma``.
+        TypeError: ``source`` or ``strict`` of the wrong type (also an array or tensor that is not ``uint8``).
+        ValueError: a bad ``max_pixels``, ``backend``, ``order``, ``crop`` or ``chroma``; an array or
+            tensor ``source`` that is not 1-D.
         JpegError: input that is not a readable JPEG (a ``ValueError``); the subclasses
             ``JpegTooLargeError``, ``JpegUnsupportedError`` (12-bit, CMYK/YCCK, RGB, arithmetic,
             lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
