@@ -186,8 +186,8 @@ def product_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
             w_spec = torch.randn(2, kept, channels * channels, device=device)
             impls = {
                 "torch": lambda x=x_spec, w=w_spec: reference_product("forward", x, w, batch, 1),
-                "cupy": lambda x=x_spec, w=w_spec: bl_product(x, w, batch, 1, False),
-                "cupy_gauss": lambda x=x_spec, w=w_spec: bl_product(x, w, batch, 1, True),
+                "cupy": lambda x=x_spec, w=w_spec: bl_product("forward", x, w, batch, 1, False, "cupy"),
+                "cupy_gauss": lambda x=x_spec, w=w_spec: bl_product("forward", x, w, batch, 1, True, "cupy"),
             }
             for impl, fn in impls.items():
                 row = {"part": "product", "shape": f"{channels}x{size}", "rate": rate, "kept": kept,
