@@ -220,7 +220,8 @@ def precision_rows(rate: float, device: str, min_run_time: float, quick: bool) -
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b).abs().max() / b.abs().max())
+    a, b = a.detach().double(), b.detach()
+    return float((a - b).abs().max() / b.abs().max())
 
 
 def _precision_case(label: str, rate: float, dev: torch.device, min_run_time: float) -> list[str]:
