@@ -66,7 +66,9 @@ def convert_model(
 
     Args:
         model: any ``nn.Module`` (a timm ResNet, a DenseNet, a single convolution).
-        domain: ``"fft"`` (band-limited convolution); other domains as their layers land.
+        domain: ``"fft"`` (:class:`BandLimitedConv1d`/``2d``), ``"svd"`` (:class:`SVDConv2d`),
+            ``"winograd"`` (:class:`WinogradConv2d`) or ``"dct"`` (:class:`DCTConv2d`): the layers
+            :mod:`freqnets.layers.registry` lists, plus any added by ``register_layer``.
         compress_rate: fraction of coefficients discarded in that domain, ``0 <= rate < 1``.
         min_kernel_size: convolutions whose largest kernel side is smaller are left alone
             (1x1 convolutions by default: there is no spectrum to band-limit).

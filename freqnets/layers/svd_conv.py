@@ -14,6 +14,11 @@ Low Rank Expansions", BMVC 2014, scheme 2). The cost per output pixel drops
 from ``C O kh kw`` to ``R (C kh + O kw)`` multiply-adds.
 
 Compression rate = fraction of the rank discarded.
+
+The layer's :attr:`SVDConv2d.weight` is the ``(O, C/g, kh, kw)`` filter bank the
+factors represent, so it reads like ``nn.Conv2d.weight``; its ``state_dict`` holds
+the factors, and a plain ``nn.Conv2d`` state_dict (a ``weight`` key) loads by being
+factorised at the layer's rank. :func:`svd_conv2d` is the function form.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_positive_int, check_rate
+from .._checks import check_float_tensor, check_positive_int, check_rate
 from ..transforms import rank_for_energy
+from ..transforms._conv_args import conv2d_padding
 from ..transforms._frequency_order import kept_count
 
 
@@ -32,6 +38,85 @@ def _filter_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:
     o, cg, kh, kw = weight.shape
     w = weight.reshape(groups, o // groups, cg, kh, kw)
     return w.permute(0, 2, 3, 1, 4).reshape(groups, cg * kh, (o // groups) * kw)
+
+
+def _factorise(weight: torch.Tensor, groups: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rank-``rank`` factors ``vertical (g R, C/g, kh, 1)``, ``horizontal (O, R, 1, kw)`` of ``weight``.
+
+    Computed in float64 and returned in ``weight``'s dtype and device.
+    """
+    o, cg, kh, kw = weight.shape
+    u, s, vh = torch.linalg.svd(_filter_matrices(weight.detach().double(), groups), full_matrices=False)
+    root = s[:, :rank].sqrt()
+    vertical = (u[..., :rank] * root[:, None, :]).reshape(groups, cg, kh, rank).permute(0, 3, 1, 2)
+    horizontal = (vh[:, :rank, :] * root[..., None]).reshape(groups, rank, o // groups, kw).permute(0, 2, 1, 3)
+    return (
+        vertical.reshape(groups * rank, cg, kh, 1).to(weight.device, weight.dtype).contiguous(),
+        horizontal.reshape(o, rank, 1, kw).to(weight.device, weight.dtype).contiguous(),
+    )
+
+
+def svd_filters(vertical: torch.Tensor, horizontal: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """The ``(O, C/g, kh, kw)`` filter bank of the factors ``vertical (g R, C/g, kh, 1)``, ``horizontal (O, R, 1, kw)``.
+
+    ``W[o, c, i, j] = sum_r vertical[r, c, i] * horizontal[o, r, j]`` within each group; differentiable.
+    """
+    _, cg, kh, _ = vertical.shape
+    o, rank, _, kw = horizontal.shape
+    v = vertical.reshape(groups, rank, cg, kh)
+    h = horizontal.reshape(groups, o // groups, rank, kw)
+    return torch.einsum("grci,gorj->gocij", v, h).reshape(o, cg, kh, kw)
+
+
+def svd_conv2d(
+    input: torch.Tensor,
+    vertical: torch.Tensor,
+    horizontal: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv2d`` with the filter bank given as SVD factors: the function form of :class:`SVDConv2d`.
+
+    Computes a ``kh x 1`` convolution to ``g R`` channels, then a ``1 x kw`` one to ``O``,
+    which equals ``F.conv2d(input, svd_filters(vertical, horizontal, groups), bias, stride,
+    padding, dilation, groups)`` at ``R (C/g kh + O/g kw)`` instead of ``C/g O kh kw`` multiply-adds
+    per output pixel and group.
+
+    Args:
+        input: ``(B, C, H, W)``.
+        vertical: ``(g R, C/g, kh, 1)``; ``horizontal``: ``(O, R, 1, kw)`` (``SVDConv2d``'s parameters).
+        bias: ``(O,)`` or ``None``.
+        stride, padding, dilation, groups: as ``F.conv2d`` (zero ``padding``: int, pair,
+            ``"valid"`` or ``"same"``).
+
+    Returns:
+        ``(B, O, H_out, W_out)`` as ``F.conv2d``.
+    """
+    check_float_tensor(input, "input", min_dims=4)
+    groups = check_positive_int(groups, "groups")
+    if vertical.dim() != 4 or horizontal.dim() != 4 or vertical.shape[-1] != 1 or horizontal.shape[-2] != 1:
+        raise ValueError(
+            "vertical must be (g R, C/g, kh, 1) and horizontal (O, R, 1, kw), got "
+            f"{tuple(vertical.shape)} and {tuple(horizontal.shape)}"
+        )
+    if vertical.shape[0] != groups * horizontal.shape[1] or horizontal.shape[0] % groups:
+        raise ValueError(
+            f"factors do not agree with groups={groups}: vertical {tuple(vertical.shape)}, "
+            f"horizontal {tuple(horizontal.shape)} (vertical has g * R rows, horizontal R columns)"
+        )
+    (sh, sw), (dh, dw) = (_pair(stride), _pair(dilation))
+    kernel = (vertical.shape[2], horizontal.shape[3])
+    left, right, top, bottom = conv2d_padding(padding, kernel, (dh, dw), (sh, sw))
+    x = F.pad(input, (left, right, top, bottom)) if any((left, right, top, bottom)) else input
+    x = F.conv2d(x, vertical, None, (sh, 1), 0, (dh, 1), groups)
+    return F.conv2d(x, horizontal, bias, (1, sw), 0, (1, dw), groups)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 class SVDConv2d(nn.Module):
@@ -43,7 +128,8 @@ class SVDConv2d(nn.Module):
     discarded). A new layer factorises a freshly initialised ``nn.Conv2d``;
     :meth:`from_conv` factorises a trained one. The factors are the parameters
     (``vertical (g R, C/g, kh, 1)``, ``horizontal (O, R, 1, kw)``, ``bias``):
-    the rank is fixed, the factors learn.
+    the rank is fixed, the factors learn. :attr:`weight` is the ``(O, C/g, kh, kw)``
+    filter bank they represent, as ``nn.Conv2d.weight``.
 
     Shape:
         input ``(B, C, H, W)``; output as ``nn.Conv2d`` with the same arguments.
@@ -51,8 +137,8 @@ class SVDConv2d(nn.Module):
     Example:
         >>> conv = torch.nn.Conv2d(16, 32, 3, padding=1)
         >>> svd = SVDConv2d.from_conv(conv, compress_rate=0.5)
-        >>> svd.rank, svd(torch.randn(1, 16, 8, 8)).shape
-        (24, torch.Size([1, 32, 8, 8]))
+        >>> svd.rank, svd.weight.shape, svd(torch.randn(1, 16, 8, 8)).shape
+        (24, torch.Size([32, 16, 3, 3]), torch.Size([1, 32, 8, 8]))
     """
 
     def __init__(
@@ -102,43 +188,48 @@ class SVDConv2d(nn.Module):
         self.kernel_size, self.stride, self.dilation = conv.kernel_size, conv.stride, conv.dilation
         self.groups, self.padding_mode, self.padding = conv.groups, conv.padding_mode, conv.padding
         self._padding_amounts = tuple(conv._reversed_padding_repeated_twice)  # (left, right, top, bottom)
-        matrices = _filter_matrices(conv.weight.detach(), conv.groups)
-        self.full_rank = min(matrices.shape[-2:])
+        cg, kh, kw = conv.weight.shape[1:]
+        self.full_rank = min(cg * kh, (conv.out_channels // conv.groups) * kw)
         if rank is not None:
             rank = check_positive_int(rank, "rank")
             if rank > self.full_rank:
                 raise ValueError(f"rank must be <= {self.full_rank} (min(C/g * kh, O/g * kw)), got {rank}")
         elif energy is not None:
-            rank = rank_for_energy(matrices, energy)
+            rank = rank_for_energy(_filter_matrices(conv.weight.detach(), conv.groups), energy)
         else:
             rank = kept_count(self.full_rank, check_rate(compress_rate or 0.0))
         self.rank = rank
         self.compress_rate = 1.0 - rank / self.full_rank
-        u, s, vh = torch.linalg.svd(matrices.double(), full_matrices=False)
-        root = s[:, :rank].sqrt()
-        g, (cg, kh, kw), o = conv.groups, conv.weight.shape[1:], conv.out_channels
-        vertical = (u[..., :rank] * root[:, None, :]).reshape(g, cg, kh, rank).permute(0, 3, 1, 2)
-        horizontal = (vh[:, :rank, :] * root[..., None]).reshape(g, rank, o // g, kw).permute(0, 2, 1, 3)
-        dtype, device = conv.weight.dtype, conv.weight.device
-        self.vertical = nn.Parameter(vertical.reshape(g * rank, cg, kh, 1).to(device, dtype).contiguous())
-        self.horizontal = nn.Parameter(horizontal.reshape(o, rank, 1, kw).to(device, dtype).contiguous())
+        vertical, horizontal = _factorise(conv.weight, conv.groups, rank)
+        self.vertical = nn.Parameter(vertical)
+        self.horizontal = nn.Parameter(horizontal)
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+        self.register_load_state_dict_pre_hook(SVDConv2d._factorise_conv2d_weight)
+
+    @staticmethod
+    def _factorise_conv2d_weight(module: SVDConv2d, state_dict: dict, prefix: str, *args) -> None:
+        # A plain nn.Conv2d state_dict (timm's weights) has the filter bank, not the factors:
+        # factorise it at this layer's rank so that it loads like into the convolution it replaced.
+        key = prefix + "weight"
+        if key in state_dict and prefix + "vertical" not in state_dict and prefix + "horizontal" not in state_dict:
+            weight = state_dict.pop(key)
+            expected = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
+            if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != expected:
+                shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+                raise ValueError(f"{key}: a (O, C/g, kh, kw) = {expected} filter bank is needed, got {shape}")
+            state_dict[prefix + "vertical"], state_dict[prefix + "horizontal"] = _factorise(
+                weight, module.groups, module.rank
+            )
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The ``(O, C/g, kh, kw)`` filter bank the factors represent (differentiable; not a parameter)."""
+        return svd_filters(self.vertical, self.horizontal, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
         x = F.pad(x, self._padding_amounts, mode=mode)
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        x = F.conv2d(x, self.vertical, None, (sh, 1), 0, (dh, 1), self.groups)
-        return F.conv2d(x, self.horizontal, self.bias, (1, sw), 0, (1, dw), self.groups)
-
-    def weight(self) -> torch.Tensor:
-        """The ``(O, C/g, kh, kw)`` filters the factors represent (for inspection and tests)."""
-        g, r = self.groups, self.rank
-        o, cg = self.out_channels, self.in_channels // g
-        kh, kw = self.kernel_size
-        v = self.vertical.reshape(g, r, cg, kh)
-        h = self.horizontal.reshape(g, o // g, r, kw)
-        return torch.einsum("grci,gorj->gocij", v, h).reshape(o, cg, kh, kw)
+        return svd_conv2d(x, self.vertical, self.horizontal, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return (

@@ -18,12 +18,20 @@ import torch
 import torch.nn as nn
 
 from .._checks import check_positive_int, check_rate
-from ..transforms import winograd_conv2d_transformed, winograd_matrices
-from ..transforms._frequency_order import kept_count
+from ..transforms import winograd_conv2d, winograd_conv2d_transformed, winograd_filter_mask, winograd_filter_transform
+
+#: The function form of :class:`WinogradConv2d` (``F.conv2d``'s arguments, plus ``m`` and ``compress_rate``).
+__all__ = ["WinogradConv2d", "convert_conv", "winograd_conv2d"]
 
 
 class WinogradConv2d(nn.Conv2d):
     """Drop-in ``nn.Conv2d`` for square kernels, stride 1, dilation 1, computed by Winograd ``F(m, r)``.
+
+    ``weight (O, C/g, r, r)`` and ``bias`` are ``nn.Conv2d``'s parameters, so a plain
+    ``nn.Conv2d`` state_dict loads (the mask is then derived from the loaded weights at
+    this layer's rate). The function form is :func:`winograd_conv2d`: right after
+    ``prune(rate)``, ``layer(x) == winograd_conv2d(x, layer.weight, layer.bias, padding=...,
+    groups=..., m=layer.m, compress_rate=rate)`` for zero padding.
 
     Args:
         m: output tile size (2 or 4 are accurate in float32; 6 loses digits).
@@ -56,20 +64,17 @@ class WinogradConv2d(nn.Conv2d):
 
     def winograd_filters(self) -> torch.Tensor:
         """``(O, C/g, alpha, alpha)``: the masked Winograd-domain filters the forward pass uses."""
-        _, g, _ = winograd_matrices(self.m, self.r, dtype=self.weight.dtype, device=self.weight.device)
-        return (g @ self.weight @ g.T) * self.winograd_mask
+        return winograd_filter_transform(self.weight, self.m) * self.winograd_mask
 
     @torch.no_grad()
     def prune(self, compress_rate: float) -> None:
         """Set the mask to keep the largest ``1 - compress_rate`` of ``|G w G^T|`` over the whole layer."""
         rate = check_rate(compress_rate)
-        _, g, _ = winograd_matrices(self.m, self.r, dtype=self.weight.dtype, device=self.weight.device)
-        magnitude = (g @ self.weight @ g.T).abs().flatten()
-        mask = torch.zeros_like(magnitude, dtype=torch.bool)
-        mask[magnitude.topk(kept_count(magnitude.numel(), rate)).indices] = True
-        self.winograd_mask.copy_(mask.view_as(self.winograd_mask))
+        if rate == 0.0:  # everything kept: no need to look at the weights
+            self.winograd_mask.fill_(True)
+        else:
+            self.winograd_mask.copy_(winograd_filter_mask(winograd_filter_transform(self.weight, self.m), rate))
         self.compress_rate = rate
-
     @staticmethod
     def _mask_after_loading(module: WinogradConv2d, incompatible_keys) -> None:
         # A plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate.

@@ -33,6 +33,8 @@ from .winograd import (
     WinogradDomain,
     winograd_conv2d,
     winograd_conv2d_transformed,
+    winograd_filter_mask,
+    winograd_filter_transform,
     winograd_matrices,
     winograd_points,
 )
@@ -66,6 +68,8 @@ __all__ = [
     "svd_truncate",
     "winograd_conv2d",
     "winograd_conv2d_transformed",
+    "winograd_filter_mask",
+    "winograd_filter_transform",
     "winograd_matrices",
     "winograd_points",
     "ycbcr_to_rgb",

@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from freqnets import convert_model
-from freqnets.layers import DCTConv2d, SVDConv2d, WinogradConv2d
-from freqnets.transforms import get_domain, winograd_matrices
+from freqnets.layers import DCTConv2d, SVDConv2d, WinogradConv2d, dct_conv2d, svd_conv2d, winograd_conv2d
+from freqnets.transforms import get_domain, winograd_filter_mask, winograd_matrices
 from tests.conftest import assert_close_relative
 
 CONFIGS = [
@@ -57,7 +57,7 @@ def test_svd_truncation_is_the_best_low_rank_filter_bank(rate):
         u, s, vh = np.linalg.svd(m, full_matrices=False)
         approx = (u[:, : svd.rank] * s[: svd.rank]) @ vh[: svd.rank]
         expected[2 * g : 2 * g + 2] = approx.reshape(3, 3, 2, 3).transpose(2, 0, 1, 3)
-    assert_close_relative(svd.weight(), torch.from_numpy(expected), 1e-10)
+    assert_close_relative(svd.weight, torch.from_numpy(expected), 1e-10)
     x = torch.randn(1, 6, 9, 9, dtype=torch.float64)
     assert_close_relative(svd(x), F.conv2d(x, torch.from_numpy(expected), conv.bias, padding=1, groups=2), 1e-10)
 
@@ -212,3 +212,116 @@ def test_convert_model_in_every_domain_keeps_the_function_at_rate_zero():
     with pytest.raises(ValueError, match="only the 'torch' backend"):
         convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="cupy")
     assert isinstance(convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="auto", compress_rate=0.0), SVDConv2d)
+
+
+# The drop-in contract every domain conv shares: a weight of nn.Conv2d's shape, and a function form
+# with F.conv2d's arguments (padding as int, pair, "valid" or "same").
+FUNCTION_PADDINGS = [0, 1, (2, 0), "valid", "same"]
+
+
+@pytest.mark.parametrize("padding", FUNCTION_PADDINGS)
+@pytest.mark.parametrize("kernel", [3, (2, 4)])
+def test_svd_function_form_is_conv2d_of_the_filters_the_factors_make(padding, kernel):
+    conv = nn.Conv2d(4, 6, kernel, groups=2, bias=True).double()
+    svd = SVDConv2d.from_conv(conv, compress_rate=0.4)
+    assert svd.weight.shape == conv.weight.shape and svd.weight.dtype == conv.weight.dtype
+    x = torch.randn(2, 4, 9, 10, dtype=torch.float64)
+    stride, dilation = (1, 1) if padding == "same" else ((2, 1), (1, 2))
+    out = svd_conv2d(x, svd.vertical, svd.horizontal, svd.bias, stride, padding, dilation, groups=2)
+    expected = F.conv2d(x, svd.weight.detach(), svd.bias, stride, padding, dilation, groups=2)
+    assert_close_relative(out, expected, 1e-10)
+
+
+def test_svd_weight_is_differentiable_and_a_conv2d_state_dict_loads_factorised():
+    conv = nn.Conv2d(3, 5, 3, padding=1).double()
+    svd = SVDConv2d(3, 5, 3, padding=1, compress_rate=0.0).double()
+    svd.load_state_dict(conv.state_dict())  # timm's weights: a "weight" key, no factors
+    assert set(svd.state_dict()) == {"vertical", "horizontal", "bias"}
+    assert_close_relative(svd.weight, conv.weight, 1e-10)
+    x = torch.randn(1, 3, 7, 7, dtype=torch.float64)
+    assert_close_relative(svd(x), conv(x), 1e-10)
+    grad = torch.autograd.grad(svd.weight.square().sum(), svd.vertical)[0]
+    assert grad.shape == svd.vertical.shape and grad.abs().sum() > 0
+    truncated = SVDConv2d(3, 5, 3, padding=1, rank=2).double()
+    truncated.load_state_dict(conv.state_dict())
+    assert truncated.rank == 2 and torch.linalg.matrix_rank(truncated.weight.detach().permute(1, 2, 0, 3).reshape(9, 15)) == 2
+    with pytest.raises(ValueError, match=r"weight: a \(O, C/g, kh, kw\)"):
+        svd.load_state_dict({"weight": torch.randn(5, 3, 5, 5), "bias": conv.bias})
+
+
+@pytest.mark.parametrize("padding", FUNCTION_PADDINGS)
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_winograd_function_form_matches_conv2d_and_the_layer(padding, kernel):
+    x = torch.randn(2, 4, 11, 9, dtype=torch.float64)
+    layer = WinogradConv2d(4, 6, kernel, padding=padding, groups=2, m=2).double()
+    expected = F.conv2d(x, layer.weight, layer.bias, 1, padding, 1, 2)
+    out = winograd_conv2d(x, layer.weight, layer.bias, 1, padding, 1, 2, m=2)
+    assert layer.weight.shape == (6, 2, kernel, kernel)
+    assert_close_relative(out, expected, 1e-10)
+    layer.prune(0.5)
+    pruned = winograd_conv2d(x, layer.weight, layer.bias, padding=padding, groups=2, m=2, compress_rate=0.5)
+    assert_close_relative(pruned, layer(x), 1e-12)
+    assert (pruned - expected).abs().max() > 1e-3  # pruning changed the function
+
+
+@pytest.mark.parametrize("values", ["random", "ties", "constant"])
+def test_winograd_mask_keeps_exactly_the_largest_coefficients(values):
+    n = 300_000  # above the size where the mask brackets its threshold from a sample
+    if values == "random":
+        filters = torch.randn(n)
+    elif values == "ties":
+        filters = torch.randint(-3, 4, (n,)).float()
+    else:
+        filters = torch.ones(n)
+    for rate in (0.1, 0.5, 0.93):
+        mask = winograd_filter_mask(filters, rate)
+        kept = round((1 - rate) * n)
+        assert mask.sum().item() == kept
+        magnitude = filters.abs()
+        assert magnitude[mask].min() >= magnitude[~mask].max()
+        assert torch.equal(mask.sum(), torch.tensor(kept))
+        reference = magnitude.double().numpy()
+        threshold = np.sort(reference)[::-1][kept - 1]
+        assert (reference[mask.numpy()] >= threshold).all() and (reference[~mask.numpy()] <= threshold).all()
+
+
+@pytest.mark.parametrize("padding", FUNCTION_PADDINGS)
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_dct_function_form_matches_scipy_and_the_layer(padding, rate):
+    x = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+    layer = DCTConv2d(4, 6, 3, padding=padding, groups=2, compress_rate=rate).double()
+    domain = get_domain("dct")
+
+    def band_limit(t: torch.Tensor) -> torch.Tensor:
+        mask = domain.kept_mask(tuple(t.shape[-2:]), rate).numpy()
+        coefficients = scipy.fft.dctn(t.detach().numpy(), norm="ortho", axes=(-2, -1)) * mask
+        return torch.from_numpy(scipy.fft.idctn(coefficients, norm="ortho", axes=(-2, -1)))
+
+    expected = F.conv2d(band_limit(x), band_limit(layer.weight), layer.bias, 1, padding, 1, 2)
+    out = dct_conv2d(x, layer.weight, layer.bias, 1, padding, 1, 2, compress_rate=rate)
+    assert_close_relative(out, expected, 1e-10)
+    assert_close_relative(layer(x), out, 1e-12)
+
+
+def test_every_domain_layer_has_a_conv2d_shaped_weight_and_is_listed_in_the_registry():
+    from freqnets.layers import BandLimitedConv2d
+    from freqnets.layers.registry import BUILT_IN_LAYERS
+
+    conv = nn.Conv2d(4, 8, 3, padding=1)
+    for domain, layer in BUILT_IN_LAYERS.items():
+        converted = layer.converter(conv, 0.25, "torch")
+        assert isinstance(converted, layer.layer_types), domain
+        assert isinstance(converted.weight, torch.Tensor) and converted.weight.shape == conv.weight.shape, domain
+    assert BUILT_IN_LAYERS["fft"].layer_types[-1] is BandLimitedConv2d
+
+
+def test_function_forms_reject_bad_arguments():
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
+    with pytest.raises(ValueError, match="needs stride 1"):
+        dct_conv2d(x, w, padding="same", stride=2)
+    with pytest.raises(ValueError, match="padding must be"):
+        svd_conv2d(x, torch.randn(6, 4, 3, 1), torch.randn(4, 6, 1, 3), padding=-1)
+    with pytest.raises(ValueError, match="factors do not agree"):
+        svd_conv2d(x, torch.randn(6, 4, 3, 1), torch.randn(4, 5, 1, 3))
+    with pytest.raises(TypeError, match="floating"):
+        dct_conv2d(x.long(), w)
