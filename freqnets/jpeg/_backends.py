@@ -23,11 +23,11 @@ import torch
 from ._decode_py import RawCoefficients
 from ._decode_py import decode as decode_python
 from ._markers import MAX_SCANS, JpegHeader, quant_table
+from .chroma import Windows
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 from .resample import downsample_kernel
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
-Windows = list[tuple[int, int, int, int]]  # per component: first block row, first block column, rows, columns
 _BENIGN_WARNINGS = ("Warning: unknown JFIF revision", "Unknown Adobe color transform")
 
 try:
