@@ -11,6 +11,8 @@
 * :class:`OctConv2d` (octave convolution, high/low paths), :class:`MultigridConv2d` and
   :class:`MultigridBasicBlock` (pyramids of grids), :class:`YCbCrExchangeBlock` (luma and 4:2:0 chroma
   paths exchanging information).
+* Each layer's ``compress_rate`` and ``rate_frozen`` are in its ``state_dict``
+  (:mod:`.rates`); :func:`get_compress_rates` and :func:`set_compress_rates` read and set a model's.
 * :func:`convert_model` puts any of them into a network (:mod:`.registry` lists the layer of
   each domain); :func:`calibrate_rates` picks
   band-limited rates from spectral energy.
@@ -38,6 +40,7 @@ from .perturbation import (
     jpeg_quant_tables,
     make_channel,
 )
+from .rates import RateMismatchWarning, get_compress_rates, set_compress_rates
 from .registry import domains_with_layers, register_layer
 from .svd_conv import SVDConv2d, svd_conv2d
 from .winograd_conv import WinogradConv2d, winograd_conv2d
@@ -61,6 +64,7 @@ __all__ = [
     "OctaveMap",
     "OctaveTensors",
     "PerturbationChannel",
+    "RateMismatchWarning",
     "SVDChannel",
     "SVDConv2d",
     "UniformNoiseChannel",
@@ -73,9 +77,11 @@ __all__ = [
     "convert_model",
     "dct_conv2d",
     "domains_with_layers",
+    "get_compress_rates",
     "jpeg_quant_tables",
     "make_channel",
     "register_layer",
+    "set_compress_rates",
     "svd_conv2d",
     "winograd_conv2d",
 ]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from .._checks import check_float_tensor, check_rate
 from ..transforms import get_domain
 from ..transforms._conv_args import conv2d_padding
+from .rates import CompressRateState
 
 
 def dct_conv2d(
@@ -44,7 +45,7 @@ def _band_limited(planes: torch.Tensor, rate: float) -> torch.Tensor:
     return get_domain("dct").compress(planes, rate) if rate > 0 else planes
 
 
-class DCTConv2d(nn.Conv2d):
+class DCTConv2d(CompressRateState, nn.Conv2d):
     """Drop-in ``nn.Conv2d`` whose input planes and filters keep only low DCT frequencies.
 
     Each ``H x W`` input plane and each ``kh x kw`` filter is projected onto the
@@ -58,7 +59,8 @@ class DCTConv2d(nn.Conv2d):
     dct_conv2d(x, layer.weight, layer.bias, ..., compress_rate=layer.compress_rate)``).
 
     Args:
-        compress_rate: fraction of DCT coefficients discarded, ``0 <= rate < 1``.
+        compress_rate: fraction of DCT coefficients discarded, ``0 <= rate < 1``; saved in the
+            ``state_dict`` with ``rate_frozen`` (:mod:`freqnets.layers.rates`).
         Other arguments as ``nn.Conv2d``.
 
     Example:
@@ -69,7 +71,7 @@ class DCTConv2d(nn.Conv2d):
 
     def __init__(self, *args, compress_rate: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.compress_rate = check_rate(compress_rate)
+        self._init_rate_state(compress_rate)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, compress_rate: float = 0.0) -> DCTConv2d:

@@ -31,6 +31,7 @@ from .._checks import check_float_tensor, check_positive_int, check_rate
 from ..transforms import rank_for_energy
 from ..transforms._conv_args import conv2d_padding
 from ..transforms._frequency_order import kept_count
+from .rates import CompressRateState
 
 
 def _filter_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -119,7 +120,7 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-class SVDConv2d(nn.Module):
+class SVDConv2d(CompressRateState, nn.Module):
     """A KxK convolution factorised into ``rank`` (Kx1, 1xK) convolution pairs per group.
 
     Constructor arguments as ``nn.Conv2d`` (``in_channels, out_channels, kernel_size,
@@ -198,28 +199,55 @@ class SVDConv2d(nn.Module):
             rank = rank_for_energy(_filter_matrices(conv.weight.detach(), conv.groups), energy)
         else:
             rank = kept_count(self.full_rank, check_rate(compress_rate or 0.0))
-        self.rank = rank
-        self.compress_rate = 1.0 - rank / self.full_rank
-        vertical, horizontal = _factorise(conv.weight, conv.groups, rank)
+        self._init_rate_state(0.0)
+        self._set_factors(*_factorise(conv.weight, conv.groups, rank))
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    def _set_factors(self, vertical: torch.Tensor, horizontal: torch.Tensor) -> None:
+        """New factor parameters (their rank may differ from the current one)."""
+        self.rank = horizontal.shape[1]
+        self._compress_rate = 1.0 - self.rank / self.full_rank
         self.vertical = nn.Parameter(vertical)
         self.horizontal = nn.Parameter(horizontal)
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
-        self.register_load_state_dict_pre_hook(SVDConv2d._factorise_conv2d_weight)
 
-    @staticmethod
-    def _factorise_conv2d_weight(module: SVDConv2d, state_dict: dict, prefix: str, *args) -> None:
-        # A plain nn.Conv2d state_dict (timm's weights) has the filter bank, not the factors:
-        # factorise it at this layer's rank so that it loads like into the convolution it replaced.
-        key = prefix + "weight"
-        if key in state_dict and prefix + "vertical" not in state_dict and prefix + "horizontal" not in state_dict:
-            weight = state_dict.pop(key)
-            expected = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
+    @torch.no_grad()
+    def _apply_compress_rate(self, rate: float) -> None:
+        # The rate counts whole ranks; a smaller rank truncates the current filters' SVD.
+        rank = kept_count(self.full_rank, rate)
+        if rank > self.rank:
+            raise ValueError(
+                f"compress_rate={rate} needs rank {rank}, but this layer keeps rank {self.rank}: the singular "
+                "vectors it discarded are gone; convert the original nn.Conv2d again for a larger rank"
+            )
+        if rank < self.rank:
+            self._set_factors(*_factorise(self.weight, self.groups, rank))
+
+    def _prepare_loading(self, state_dict, prefix: str) -> None:
+        vertical_key, horizontal_key, weight_key = prefix + "vertical", prefix + "horizontal", prefix + "weight"
+        if weight_key in state_dict and vertical_key not in state_dict and horizontal_key not in state_dict:
+            # A plain nn.Conv2d state_dict (timm's weights) has the filter bank, not the factors:
+            # factorise it at this layer's rank so that it loads as into the convolution it replaced.
+            weight = state_dict.pop(weight_key)
+            expected = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
             if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != expected:
                 shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-                raise ValueError(f"{key}: a (O, C/g, kh, kw) = {expected} filter bank is needed, got {shape}")
-            state_dict[prefix + "vertical"], state_dict[prefix + "horizontal"] = _factorise(
-                weight, module.groups, module.rank
+                raise ValueError(f"{weight_key}: a (O, C/g, kh, kw) = {expected} filter bank is needed, got {shape}")
+            state_dict[vertical_key], state_dict[horizontal_key] = _factorise(weight, self.groups, self.rank)
+            return
+        vertical, horizontal = state_dict.get(vertical_key), state_dict.get(horizontal_key)
+        if isinstance(vertical, torch.Tensor) and isinstance(horizontal, torch.Tensor) and vertical.dim() == 4:
+            rank = horizontal.shape[1] if horizontal.dim() == 4 else -1
+            fits = (
+                vertical.shape == (self.groups * rank, self.in_channels // self.groups, self.kernel_size[0], 1)
+                and horizontal.shape == (self.out_channels, rank, 1, self.kernel_size[1])
+                and 1 <= rank <= self.full_rank
             )
+            if fits and rank != self.rank:  # the file's rank wins, as its rate does
+                like = self.vertical
+                self._set_factors(
+                    torch.empty(vertical.shape, dtype=like.dtype, device=like.device),
+                    torch.empty(horizontal.shape, dtype=like.dtype, device=like.device),
+                )
 
     @property
     def weight(self) -> torch.Tensor:

@@ -17,14 +17,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._checks import check_positive_int, check_rate
+from .._checks import check_positive_int
 from ..transforms import winograd_conv2d, winograd_conv2d_transformed, winograd_filter_mask, winograd_filter_transform
+from .rates import CompressRateState
 
 #: The function form of :class:`WinogradConv2d` (``F.conv2d``'s arguments, plus ``m`` and ``compress_rate``).
 __all__ = ["WinogradConv2d", "convert_conv", "winograd_conv2d"]
 
 
-class WinogradConv2d(nn.Conv2d):
+class WinogradConv2d(CompressRateState, nn.Conv2d):
     """Drop-in ``nn.Conv2d`` for square kernels, stride 1, dilation 1, computed by Winograd ``F(m, r)``.
 
     ``weight (O, C/g, r, r)`` and ``bias`` are ``nn.Conv2d``'s parameters, so a plain
@@ -35,7 +36,8 @@ class WinogradConv2d(nn.Conv2d):
 
     Args:
         m: output tile size (2 or 4 are accurate in float32; 6 loses digits).
-        compress_rate: fraction of Winograd-domain filter coefficients pruned, ``0 <= rate < 1``.
+        compress_rate: fraction of Winograd-domain filter coefficients pruned, ``0 <= rate < 1``;
+            saved in the ``state_dict`` with ``rate_frozen`` (:mod:`freqnets.layers.rates`) and the mask.
         Other arguments as ``nn.Conv2d``; strides, dilations and non-square kernels raise ``ValueError``.
 
     Example:
@@ -58,31 +60,36 @@ class WinogradConv2d(nn.Conv2d):
         self.alpha = self.m + self.r - 1
         shape = (self.out_channels, self.in_channels // self.groups, self.alpha, self.alpha)
         self.register_buffer("winograd_mask", torch.ones(shape, dtype=torch.bool, device=self.weight.device))
-        self.compress_rate = 0.0
+        self._init_rate_state(0.0)
         self.prune(compress_rate)
-        self.register_load_state_dict_post_hook(WinogradConv2d._mask_after_loading)
 
     def winograd_filters(self) -> torch.Tensor:
         """``(O, C/g, alpha, alpha)``: the masked Winograd-domain filters the forward pass uses."""
         return winograd_filter_transform(self.weight, self.m) * self.winograd_mask
 
-    @torch.no_grad()
     def prune(self, compress_rate: float) -> None:
-        """Set the mask to keep the largest ``1 - compress_rate`` of ``|G w G^T|`` over the whole layer."""
-        rate = check_rate(compress_rate)
+        """Set the mask to keep the largest ``1 - compress_rate`` of ``|G w G^T|`` over the whole layer.
+
+        The same as setting :attr:`compress_rate` (which re-prunes from the current weights); raises
+        when the rate is frozen.
+        """
+        self.compress_rate = compress_rate
+
+    @torch.no_grad()
+    def _apply_compress_rate(self, rate: float) -> None:
         if rate == 0.0:  # everything kept: no need to look at the weights
             self.winograd_mask.fill_(True)
         else:
             self.winograd_mask.copy_(winograd_filter_mask(winograd_filter_transform(self.weight, self.m), rate))
-        self.compress_rate = rate
-    @staticmethod
-    def _mask_after_loading(module: WinogradConv2d, incompatible_keys) -> None:
+        self._compress_rate = rate
+
+    def _finish_loading(self, state_dict, prefix: str, missing_keys: list[str]) -> None:
         # A plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate.
-        missing = [k for k in incompatible_keys.missing_keys if k.endswith("winograd_mask")]
-        if missing:
-            module.prune(module.compress_rate)
-            for key in missing:
-                incompatible_keys.missing_keys.remove(key)
+        key = prefix + "winograd_mask"
+        if key not in state_dict:
+            self._apply_compress_rate(self._compress_rate)
+            if key in missing_keys:
+                missing_keys.remove(key)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, m: int = 4, compress_rate: float = 0.0) -> WinogradConv2d:

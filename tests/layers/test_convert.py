@@ -40,7 +40,8 @@ def test_conversion_of_mixed_modules_says_why_it_skipped():
     assert notes["0"] == (True, "-> BandLimitedConv1d (backend=torch)") and isinstance(model[0], BandLimitedConv1d)
     assert notes["1"][0] and model[1].compress_rate == 0.25
     assert notes["2"] == (False, "ConvTranspose2d has no band-limited form (Conv1d and Conv2d do)")
-    assert notes["3"][0] is False and notes["4"] == (False, "already band-limited")
+    assert notes["3"][0] is False and notes["4"] == (False, "re-rated: compress_rate 0.0 -> 0.25")
+    assert model.freqnets_conversion.rerated == 1 and model[4].compress_rate == 0.25
 
 
 def test_a_bare_convolution_is_returned_converted():

@@ -188,7 +188,7 @@ def test_dct_conv_matches_scipy_band_limiting(rate):
 def test_dct_conv_rate_zero_is_conv2d_and_state_dict_moves():
     conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, padding_mode="replicate")
     dct_conv = DCTConv2d.from_conv(conv)
-    conv.load_state_dict(dct_conv.state_dict())
+    assert conv.load_state_dict(dct_conv.state_dict(), strict=False).unexpected_keys == ["_extra_state"]
     x = torch.randn(2, 3, 11, 9, requires_grad=True)
     (out, gx), (expected, gx_ref) = _grads(dct_conv, x), _grads(conv, x)
     assert_close_relative(out, expected, 1e-4)
@@ -236,7 +236,7 @@ def test_svd_weight_is_differentiable_and_a_conv2d_state_dict_loads_factorised()
     conv = nn.Conv2d(3, 5, 3, padding=1).double()
     svd = SVDConv2d(3, 5, 3, padding=1, compress_rate=0.0).double()
     svd.load_state_dict(conv.state_dict())  # timm's weights: a "weight" key, no factors
-    assert set(svd.state_dict()) == {"vertical", "horizontal", "bias"}
+    assert set(svd.state_dict()) == {"vertical", "horizontal", "bias", "_extra_state"}
     assert_close_relative(svd.weight, conv.weight, 1e-10)
     x = torch.randn(1, 3, 7, 7, dtype=torch.float64)
     assert_close_relative(svd(x), conv(x), 1e-10)
