@@ -13,7 +13,7 @@ Pure PyTorch: differentiable, CPU and CUDA, float16 to float64 (half types are
 computed in float32 and cast back). See each module for layouts and kept sets.
 """
 
-from .base import TransformDomain, available_domains, get_domain, register_domain
+from .base import NonFiniteInputError, TransformDomain, available_domains, get_domain, register_domain
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .dct import (
     DCTDomain,
@@ -42,6 +42,7 @@ from .winograd import (
 __all__ = [
     "DCTDomain",
     "FFTDomain",
+    "NonFiniteInputError",
     "SVDCoefficients",
     "SVDDomain",
     "TransformDomain",

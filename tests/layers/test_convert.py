@@ -11,7 +11,7 @@ import torch.nn as nn
 from freqnets import calibrate_rates, convert_model
 from freqnets.layers import BandLimitedConv1d, BandLimitedConv2d
 from freqnets.layers.spectral_plan import make_plan
-from freqnets.transforms import rfft_energy_weights, rfft_kept_mask
+from freqnets.transforms import NonFiniteInputError, rfft_energy_weights, rfft_kept_mask
 
 
 def test_rate_zero_conversion_keeps_the_function_of_a_timm_resnet():
@@ -102,3 +102,19 @@ def test_calibration_measures_the_uncompressed_network_and_restores_on_error():
     assert broken[0].compress_rate == 0.4 and not broken[0].rate_frozen
     with pytest.raises(ValueError, match="no band-limited layers"):
         calibrate_rates(nn.Sequential(nn.Conv2d(1, 1, 3)), torch.randn(1, 1, 8, 8))
+
+
+def test_one_nan_in_the_calibration_batch_raises_and_changes_no_rate():
+    model = nn.Sequential(
+        BandLimitedConv2d(2, 3, 3, padding=1, compress_rate=0.4), nn.ReLU(), BandLimitedConv2d(3, 3, 3, padding=1)
+    )
+    batch = torch.randn(4, 2, 12, 12)
+    batch[3, 1, 6, 6] = float("nan")
+    with pytest.raises(NonFiniteInputError, match=r"calibrate_rates: the input of layer '0' is not finite") as error:
+        calibrate_rates(model, batch)
+    assert isinstance(error.value, ValueError)
+    assert (model[0].compress_rate, model[2].compress_rate) == (0.4, 0.0)
+    assert not model[0].rate_frozen and not model[2].rate_frozen
+    batch[3, 1, 6, 6] = 0.0
+    calibrate_rates(model, batch)  # the same batch without the NaN calibrates (rates above 0 for smooth data)
+    assert model[0].rate_frozen and model[2].rate_frozen
