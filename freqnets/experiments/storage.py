@@ -39,6 +39,28 @@ class FolderLocked(RuntimeError):
     """Another live process holds the output folder's lock."""
 
 
+class NotWritable(ValueError):
+    """An output folder that is a file, or that cannot be created or written."""
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and write (then delete) a probe file in it, so that a bad output
+    folder is refused before any work.
+
+    Raises:
+        NotWritable: ``folder`` is a file or device (``/dev/null``), or cannot be created or written
+            (read-only, no permission, disk full).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotWritable(f"output folder {folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _temporary_beside(folder / "write-probe").unlink()
+    except OSError as error:
+        raise NotWritable(f"cannot write to output folder {folder}: {error.strerror or error}") from None
+
+
 def _temporary_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
@@ -119,8 +141,10 @@ def load_torch(path: Path, map_location: torch.device | str = "cpu", check: Call
             check(value)
     except (
         EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, KeyError, TypeError,
-        AttributeError, IndexError, UnicodeDecodeError,
+        AttributeError, IndexError, UnicodeDecodeError, OSError,
     ) as error:  # fmt: skip
+        if isinstance(error, PermissionError | FileNotFoundError | IsADirectoryError):
+            raise  # the file system's answer, not the file's content
         raise CorruptFile(path, f"{type(error).__name__}: {error}") from error
     return value
 

@@ -157,7 +157,12 @@ class Study:
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state_path = self.out / "state.json"
-        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state: dict[str, Any] = {}
+        if self.state_path.exists():
+            try:
+                self.state = storage.read_json(self.state_path, _check_state)
+            except storage.CorruptFile as error:  # start over rather than trust it
+                storage.move_aside(self.state_path, str(error))
         for stage in redo:
             self.state.pop(stage, None)
             self.state.get("seconds", {}).pop(stage, None)
@@ -415,6 +420,11 @@ class Study:
 
         report.write_outputs(self.state, self.out)
         return self.state
+
+
+def _check_state(state: Any) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a table of stage results, got {type(state).__name__}")
 
 
 def _json_default(value: Any) -> Any:
