@@ -271,9 +271,3 @@ def test_report_works_on_a_read_only_finished_study(tmp_path, capsys, monkeypatc
     assert "fft" in out and "read-only" in out
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
 
-
-def test_version():
-    from freqnets import __version__
-
-    result = subprocess.run([sys.executable, "-m", "freqnets.cli", "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.strip() == f"freqnets {__version__}"
