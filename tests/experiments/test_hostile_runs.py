@@ -162,6 +162,19 @@ def test_a_second_process_on_the_same_output_folder_is_refused_in_one_line(tmp_p
         pass
 
 
+def test_shards_share_a_folder_but_not_a_shard(tmp_path, capsys):
+    from freqnets.experiments.ablate import _study_lock
+
+    with _study_lock(tmp_path, (0, 2)), _study_lock(tmp_path, (1, 2)):  # two shards complete one folder
+        with pytest.raises(storage.FolderLocked, match="in use"):
+            _study_lock(tmp_path, (0, 2))
+        assert main(["ablate", "--preset", "tiny", "--out", str(tmp_path), "--no-plots"]) == 2  # the whole grid
+        assert main(["ablate", "--preset", "tiny", "--out", str(tmp_path), "--shard", "1/2", "--no-plots"]) == 2
+    assert capsys.readouterr().err.count("freqnets: error:") == 2
+    with _study_lock(tmp_path, None):
+        pass
+
+
 def test_the_temporary_sweep_keeps_a_live_process_file(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

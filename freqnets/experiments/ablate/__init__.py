@@ -137,13 +137,14 @@ def run_ablation(
         ``is_main`` is false on the other processes of a torchrun job).
     """
     grid = expand(config)
-    mine = select_shard(grid, parse_shard(shard))
+    part = parse_shard(shard)
+    mine = select_shard(grid, part)
     preflight(config)
     env = setup(config.device)
     threads_before = torch.get_num_threads()
     out = Path(config.out)
     try:
-        with storage.FolderLock(out) if env.is_main else contextlib.nullcontext():
+        with _study_lock(out, part) if env.is_main else contextlib.nullcontext():
             if config.threads:
                 torch.set_num_threads(config.threads)
             cache: dict = {}
@@ -161,6 +162,21 @@ def run_ablation(
     finally:
         torch.set_num_threads(threads_before)
         teardown(env)
+
+
+def _study_lock(out: Path, part: tuple[int, int] | None) -> contextlib.ExitStack:
+    """The lock of a study's process on ``out``: exclusive for a whole grid; for shard ``i/n``, shared
+    with the other shards plus exclusive on that shard (shards complete one folder together, but never
+    two processes the same runs)."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(storage.FolderLock(out, shared=part is not None))
+        if part is not None:
+            stack.enter_context(storage.FolderLock(out, name=f".lock-shard-{part[0]}-of-{part[1]}"))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 def _write_outputs(out: Path, config: AblationConfig, rows: list[dict], grid: list[str], extra: dict, plots: bool):
