@@ -284,3 +284,25 @@ def test_report_works_on_a_read_only_finished_study(tmp_path, capsys, monkeypatc
     assert "fft" in out and "read-only" in out
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
 
+
+
+def test_the_robustness_study_moves_its_corrupt_files_aside(tmp_path, capsys):
+    pytest.importorskip("foolbox")
+    from freqnets.experiments.robustness.study import ImageClassifier, Study, StudyConfig
+    from freqnets.experiments.training import small_cnn
+
+    (tmp_path / "state.json").write_text('{"model": {"clean_accuracy": 0.5')  # truncated by a kill
+    study = Study(StudyConfig(out=tmp_path), progress=False)
+    assert study.state == {} and (tmp_path / "state.json.corrupt").is_file()
+    assert "state.json" in capsys.readouterr().err
+    model = ImageClassifier(small_cnn(width=4))
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    nan_state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in initial.items()}
+    torch.save(nan_state, tmp_path / "model.pt")
+    assert study._load_weights(model, tmp_path / "model.pt", given=False) is False
+    assert all(torch.equal(initial[k], v) for k, v in model.state_dict().items())  # not half-loaded
+    assert (tmp_path / "model.pt.corrupt").is_file()
+    (tmp_path / "given.pt").write_bytes(b"garbage")
+    with pytest.raises(storage.CorruptFile, match=r"given\.pt"):  # a user's --checkpoint is never moved
+        study._load_weights(model, tmp_path / "given.pt", given=True)
+    assert (tmp_path / "given.pt").is_file()
