@@ -56,25 +56,14 @@ def _real_in(low: float, high: float, low_open: bool = False):
     return parse
 
 
-def _data_path(text: str) -> Path:
-    """An argparse type: an existing zip archive or folder."""
-    path = Path(text)
+def _check_data(path: Path | None) -> None:
+    """Refuse a data path that is missing or neither a folder nor a file (``/dev/zero``), before any work."""
+    if path is None:
+        return
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+        raise FileNotFoundError(f"no such data: {path}")
     if not (path.is_dir() or path.is_file()):
-        raise argparse.ArgumentTypeError(f"{text} is neither a folder nor a zip archive")
-    return path
-
-
-def _out_folder(text: str) -> Path:
-    """An argparse type: an output folder that exists as a folder or can be created and written."""
-    from .experiments.storage import NotWritable, check_writable_folder
-
-    try:
-        check_writable_folder(Path(text))
-    except NotWritable as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return Path(text)
+        raise ValueError(f"data {path} is neither a folder nor a zip archive")
 
 
 def _workers(text: str) -> list[int]:
@@ -121,6 +110,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .experiments.data import load_images
     from .experiments.transforms_demo import run_demo
 
+    _check_data(args.data)
     _check_out(args.out)
     print(
         "freqnets demo: a demonstration of the transform layer (FFT, DCT, SVD, Winograd) on real images.\n"
@@ -137,6 +127,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
+    if args.what in ("accuracy", "loader"):
+        _check_data(args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "accuracy":
@@ -219,9 +211,10 @@ def _robustness(args: argparse.Namespace) -> int:
     if args.stages:
         overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
     config = StudyConfig(data=args.data, out=args.out, checkpoint=args.checkpoint, **overrides)
-    _check_out(args.out)
+    _check_data(args.checkpoint)
     for split in ("train", "test"):  # the data's files are listed (not read) before any work
         labelled_files(args.data, split, getattr(config, f"{split}_per_class"))
+    _check_out(args.out)
     stages = ", ".join(s for s in STAGES if s in config.stages and s not in ("model", "attacks"))
     print(f"freqnets robustness: channels {', '.join(config.channels)}; stages model, attacks, {stages}; "
           f"output {args.out}\n")  # fmt: skip
@@ -239,10 +232,10 @@ def _add_robustness_parser(commands) -> None:
     robust = commands.add_parser(
         "robustness", help="perturbation channels vs adversarial examples, adaptive attacks, band-limited models"
     )
-    robust.add_argument("--data", type=_data_path, default=DEFAULT_DATA,
+    robust.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="CIFAR-10 JPEG zip or folder (train/, test/)")  # fmt: skip
     robust.add_argument("--out", type=Path, default=Path("runs/robustness"), help="output folder (resumes from it)")
-    robust.add_argument("--checkpoint", type=_data_path, default=None, help="model state dict written by this command")
+    robust.add_argument("--checkpoint", type=Path, default=None, help="model state dict written by this command")
     robust.add_argument("--channels", default=None, help="comma-separated channels (default: all seven)")
     robust.add_argument("--stages", default=None, help="comma-separated stages after model and attacks")
     robust.add_argument("--epsilon", type=_real_in(0, 255, low_open=True), default=None,
@@ -270,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_command(commands)
     demo = commands.add_parser("demo", help="compress real images in every domain and report the quality")
     demo.add_argument(
-        "--data", type=_data_path, default=DEFAULT_DATA,
+        "--data", type=Path, default=DEFAULT_DATA,
         help="zip or folder of images (default: bundled CIFAR-10 subset)",
     )  # fmt: skip
     demo.add_argument("--split", default="test", help="top-level folder to read ('' for all)")
@@ -288,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kernels: CuPy band-limited product vs torch path vs cuDNN (batch 32)",
     )
     bench.add_argument("--domains", type=_domains, default=["fft"], help="comma-separated domains (default fft)")
-    bench.add_argument("--data", type=_data_path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")
+    bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")
     bench.add_argument("--train-per-class", type=_COUNT, default=200, help="accuracy: training images per class")
     bench.add_argument("--test-per-class", type=_COUNT, default=50, help="accuracy: test images per class")
     bench.add_argument("--epochs", type=_int_in(1, 100_000), default=10, help="accuracy: baseline training epochs")
