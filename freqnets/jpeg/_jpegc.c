@@ -11,6 +11,10 @@
  * caller decides between strict and lenient reading. The GIL is released while decoding and
  * while writing the output planes.
  *
+ * Huffman-coded data is decoded by this module's own decoder plugged into libjpeg (see "The strict
+ * Huffman decoder" below): it also reports the damage libjpeg's decoder lets through silently.
+ * A byte budget (max_bytes) is checked against the frame header before libjpeg allocates anything.
+ *
  * Optionally only a block window of each component is laid out; with a window, single-scan
  * sequential files stop decoding after the window's last iMCU row (see window_source).
  *
@@ -55,7 +59,7 @@ struct reader_error {
     long n_scans;
     long max_scans;
     int stopped; /* the window source ended the data on purpose: later warnings are not damage */
-    int strict;  /* the first warning that is damage ends the decoding (the caller raises) */
+    int strict;  /* refuse up front a file too short for its first scan (first_scan_fits) */
 };
 
 /* A memory source that can end the data (a fake EOI, as libjpeg's memory source does at the real end)
@@ -208,7 +212,9 @@ struct session {
 
 static struct fq_entropy *fq_state(j_decompress_ptr cinfo) { return &((struct session *)cinfo)->entropy; }
 
-/* A corrupt-data condition found by our decoder: recorded like libjpeg's warnings; ends a strict read. */
+/* A corrupt-data condition found by our decoder: recorded like libjpeg's warnings. Decoding goes on (the
+ * rest of the restart interval is skipped, so damage costs less than data), as in the Python decoder: both
+ * backends then report the same conditions and, past the scan limit, the same error. */
 static void fq_warn(j_decompress_ptr cinfo, const char *text) {
     struct reader_error *err = (struct reader_error *)cinfo->err;
     if (err->stopped) {
@@ -219,10 +225,6 @@ static void fq_warn(j_decompress_ptr cinfo, const char *text) {
     }
     err->n_warnings++;
     cinfo->err->num_warnings++;
-    if (err->strict) {
-        snprintf(err->error, sizeof err->error, "%s", text);
-        longjmp(err->jump, 1);
-    }
 }
 
 /* The bit reader, in locals of the decoding functions (copied in and out of fq_entropy once per MCU, so the
@@ -784,10 +786,6 @@ static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
         }
         err->n_warnings++;
         cinfo->err->num_warnings++;
-        if (err->strict) {
-            (*cinfo->err->format_message)(cinfo, err->error);
-            longjmp(err->jump, 1);
-        }
     } else if (cinfo->err->msg_code == JTRC_SOS) {
         /* A file with thousands of scans over a large frame is a CPU bomb: cap the scans. */
         if (++err->n_scans > err->max_scans) {
@@ -1289,7 +1287,8 @@ PyDoc_STRVAR(read_coefficients_doc,
              "planes: [(rows, columns, bytearray of float32 (64, rows, columns))], dequantised,\n"
              "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
-             "strict: stop at the first corrupt-data warning (raised as the RuntimeError below).\n"
+             "strict: refuse before allocating a file whose entropy-coded data is too short for its first scan (the\n"
+             "RuntimeError below, the reason also in its warnings); damage is reported in the warnings either way.\n"
              "max_bytes: 0 (no limit) or the most bytes the read may allocate (libjpeg's coefficient arrays and\n"
              "the planes), computed from the frame header before anything is allocated; over it the RuntimeError's\n"
              "message starts with 'over max_bytes:'.\n"

@@ -86,7 +86,8 @@ class DCTReadCollate:
         # writing into the batch: anything unusual (an error, a corrupt-data warning, an unexpected
         # grid) goes to read_dct, which reports it
         try:
-            planes, _, warnings = _backends.read_libjpeg(data, header, True, windows, down, outs)
+            # strict: a file too short for its frame is refused before allocating (read_dct reports it)
+            planes, _, warnings = _backends.read_libjpeg(data, header, True, windows, down, outs, strict=True)
         except (RuntimeError, ValueError):
             return False
         return not warnings and len(planes) == len(outs) and tuple(planes[0][:2]) == (rows, cols)
