@@ -90,13 +90,34 @@ def read_libjpeg(
     data is too short for its first scan, e.g. a few KB claiming a huge frame. ``max_bytes``: refuse (message
     starting with :data:`OVER_MAX_BYTES`) a file whose coefficient arrays and planes, computed from the frame
     header, would take more bytes; ``None``: no limit."""
-    # int16 MCU-padded coefficient arrays (counted by the header parser) + libjpeg's working memory
-    max_memory = 2 * header.coefficients + (16 << 20)
     down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
     planes, quant, warnings = _jpegc.read_coefficients(
-        data, max_memory, MAX_SCANS, zigzag, windows, down, outs, strict=strict, max_bytes=max_bytes or 0
+        data, libjpeg_memory(header), MAX_SCANS, zigzag, windows, down, outs, strict=strict, max_bytes=max_bytes or 0
     )
     return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
+
+
+def libjpeg_memory(header: JpegHeader) -> int:
+    """libjpeg's memory cap for a file: its int16 MCU-padded coefficient arrays (counted by the header
+    parser) + working memory."""
+    return 2 * header.coefficients + (16 << 20)
+
+
+def read_batch_libjpeg(
+    jobs: list[tuple[bytes, JpegHeader, Windows | None, list]],
+    threads: int,
+    zigzag: bool,
+    downsample: tuple[int, int] | None = None,
+    strict: bool = False,
+    max_bytes: int | None = None,
+) -> list[tuple[str | None, list[tuple[int, int]] | None, list[str]]]:
+    """The C extension's ``read_batch``: the files of ``jobs`` ``(data, header, windows, outs)`` decoded on
+    ``threads`` threads (GIL released), each written into its ``outs`` (see :func:`read_libjpeg`). Per job
+    ``(error message or None, (rows, columns) per component, warnings)``, libjpeg's notes on metadata left out."""
+    down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
+    native = [(data, libjpeg_memory(header), windows, outs) for data, header, windows, outs in jobs]
+    results = _jpegc.read_batch(native, threads, MAX_SCANS, zigzag, down, strict=strict, max_bytes=max_bytes or 0)
+    return [(e, dims, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]) for e, dims, warnings in results]
 
 
 def decode_libjpeg(
