@@ -289,9 +289,9 @@ def _autocast(recipe: Recipe, device: torch.device):
 
 
 def train_epoch(model, data: DeviceImages, optimizer, schedule, recipe: Recipe, epoch: int) -> dict:
-    """One epoch; returns ``{"loss", "accuracy", "seconds", "steps"}`` (training loss and accuracy on the
-    augmented batches). The batches of epoch ``e`` depend only on ``(recipe.seed, e)``, so a resumed run
-    sees the same data as an uninterrupted one."""
+    """One epoch; returns ``{"loss", "accuracy", "seconds", "steps", "lr_last"}`` (training loss and accuracy on
+    the augmented batches, the learning rate of the last step). The batches of epoch ``e`` depend only on
+    ``(recipe.seed, e)``, so a resumed run sees the same data as an uninterrupted one."""
     device = data.device
     generator = torch.Generator(device=device)
     generator.manual_seed(recipe.seed * 100_003 + epoch)
@@ -307,6 +307,7 @@ def train_epoch(model, data: DeviceImages, optimizer, schedule, recipe: Recipe, 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        lr_last = optimizer.param_groups[0]["lr"]
         schedule.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -316,7 +317,8 @@ def train_epoch(model, data: DeviceImages, optimizer, schedule, recipe: Recipe, 
     seconds = time.perf_counter() - start
     if not math.isfinite(float(loss_sum)):
         raise FloatingPointError(f"training loss is not finite in epoch {epoch}")
-    return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "seconds": seconds, "steps": steps}
+    return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "seconds": seconds, "steps": steps,
+            "lr_last": lr_last}
 
 
 @torch.no_grad()
@@ -419,7 +421,7 @@ def train_run(
                 model = model.to(memory_format=torch.channels_last)
             optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
             continue
-        epoch |= {"epoch": state.epoch + 1, "lr_end": schedule.get_last_lr()[0]}
+        epoch["epoch"] = state.epoch + 1
         state.history.append(epoch)
         state.epoch += 1
         if device.type == "cuda":
