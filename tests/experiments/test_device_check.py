@@ -113,6 +113,15 @@ def test_pytest_part_reports_a_run_past_its_budget(tmp_path):
     assert result["timed_out"] and result["returncode"] is None and result["counts"] is None
 
 
+def test_verbose_output_of_a_killed_run_is_counted():
+    device_check = _script()
+    output = ("tests/a.py::test_x[cuda] PASSED   [ 10%]\ntests/a.py::test_y FAILED   [ 20%]\n"
+              "tests/b.py::test_z SKIPPED (no GPU)   [ 30%]\nsome other line PASSED\n")  # fmt: skip
+    result = device_check.verbose_summary(output)
+    assert result["counts"] == {"tests": 3, "failures": 1, "errors": 0, "skipped": 1, "passed": 1}
+    assert result["failed"] == [{"test": "tests/a.py::test_y", "kind": "failed", "message": ""}]
+
+
 def _table(device_check, out: Path, state: Path, *extra: str) -> dict:
     argv = [str(out), "--part", "table", "--dry-run", "--synthetic", "--runs", "conv,0.5", "--state", str(state)]
     assert device_check.main(argv + list(extra)) == 0
