@@ -15,8 +15,8 @@ Runs (:func:`train_run`) checkpoint after every epoch into a state folder and re
 (``torch.load(..., weights_only=True)``), and stop before an epoch that would not fit the time
 left, so a long table is split over several calls of at most a few minutes each.
 
-The training loop is a few small functions (:func:`train_epoch`, :func:`evaluate`,
-:func:`make_optimizer`) so that it can move into the experiments' shared loop.
+Training and evaluation go through the experiments' shared loop (:mod:`.training`); this module
+adds the GPU-resident data, the recipe and the checkpoints.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from PIL import Image
 
 from .._checks import check_rate
 from ..models._converted import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
+from . import training
 
 __all__ = [
     "DeviceImages",
@@ -289,49 +290,27 @@ def _autocast(recipe: Recipe, device: torch.device):
 
 
 def train_epoch(model, data: DeviceImages, optimizer, schedule, recipe: Recipe, epoch: int) -> dict:
-    """One epoch; returns ``{"loss", "accuracy", "seconds", "steps", "lr_last"}`` (training loss and accuracy on
-    the augmented batches, the learning rate of the last step). The batches of epoch ``e`` depend only on
-    ``(recipe.seed, e)``, so a resumed run sees the same data as an uninterrupted one."""
+    """Epoch ``epoch`` through the experiments' shared loop (:func:`.training.train_epochs`); returns
+    ``{"loss", "seconds", "steps", "schedule_steps"}`` (mean training loss over samples). The batches of an
+    epoch depend only on ``(recipe.seed, epoch)``, so a resumed run sees the same data as an uninterrupted one."""
     device = data.device
     generator = torch.Generator(device=device)
     generator.manual_seed(recipe.seed * 100_003 + epoch)
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = steps = 0
-    start = time.perf_counter()
-    for x, y in data.train_batches(recipe.batch_size, generator):
-        with _autocast(recipe, device):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        lr_last = optimizer.param_groups[0]["lr"]
-        schedule.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen, steps = seen + len(y), steps + 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    if not math.isfinite(float(loss_sum)):
+    (stats,) = training.train_epochs(
+        model, optimizer, lambda _: data.train_batches(recipe.batch_size, generator), [epoch], scheduler=schedule,
+        autocast=lambda: _autocast(recipe, device), device=device, label_smoothing=recipe.label_smoothing,
+    )  # fmt: skip
+    if not math.isfinite(stats.mean_sample_loss):
         raise FloatingPointError(f"training loss is not finite in epoch {epoch}")
-    return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "seconds": seconds, "steps": steps,
-            "lr_last": lr_last}
+    return {"loss": stats.mean_sample_loss, "seconds": stats.seconds, "steps": len(stats.step_losses),
+            "schedule_steps": schedule.last_epoch}  # fmt: skip
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, data: DeviceImages, recipe: Recipe, batch_size: int = 1000) -> dict:
     """``{"loss", "accuracy"}`` of ``model`` on every image of ``data`` (plain cross-entropy, no smoothing)."""
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for x, y in data.test_batches(batch_size):
-        with _autocast(recipe, data.device):
-            logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return {"loss": loss_sum / len(data), "accuracy": correct / len(data)}
+    with _autocast(recipe, data.device):
+        result = training.evaluate(model, data.test_batches(batch_size))
+    return {"loss": result.loss_sum / result.count, "accuracy": result.accuracy}
 
 
 @dataclass

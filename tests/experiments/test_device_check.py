@@ -143,7 +143,7 @@ def test_table_dry_run_checkpoints_and_resumes_across_calls(tmp_path):
     assert [(r["run"], r["epochs_done"], r["finished"]) for r in runs] == [("conv2d", 2, True), ("bl_r0.5", 2, True)]
     for run in runs:
         assert [h["epoch"] for h in run["history"]] == [1, 2] and 0 <= run["test_accuracy"] <= 1
-        assert run["history"][-1]["lr_last"] == pytest.approx(0.4 / 25 / 1e4)  # the schedule ran to its end
+        assert run["history"][-1]["schedule_steps"] == 2 * 4  # one-cycle resumed: 2 epochs of 32 / 8 steps
     assert second["targets"][0]["value"] is None  # no rate 0 run in this table
     assert "bl_resnet18_cifar" in (tmp_path / "b" / "table.md").read_text()
     third = _table(device_check, tmp_path / "c", state)  # finished runs are read back, not trained again
