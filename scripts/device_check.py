@@ -9,7 +9,7 @@ Part ``check`` writes ``OUT/device_check.json`` and ``OUT/device_check.md`` (plu
 
 * ``tests_kernels``: ``pytest tests/kernels`` (CuPy kernels vs the torch path, forward and backward, every dtype);
 * ``tests_layers``: ``pytest tests/layers tests/models -k cuda`` (the device-parametrised tests, CUDA cases);
-* ``bench_product``, ``bench_layer``, ``bench_step``: :mod:`freqnets.experiments.bench_gpu` (product, one layer,
+* ``bench_product``, ``bench_layer``, ``bench_step``: :mod:`freqnets.experiments.bench_kernels` (product, one layer,
   ResNet-18 training step at 224 px and the CIFAR variant; backends torch and cupy, rates 0 / 0.5 / 0.75,
   against timm's resnet18 on cuDNN; fp32, bf16 autocast, bf16 + channels_last; CUDA-event medians and peak
   ``torch.cuda.max_memory_allocated``, ratios in one run);
@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from freqnets.experiments import bench_gpu, cifar_gpu  # noqa: E402
+from freqnets.experiments import bench_kernels, cifar_gpu  # noqa: E402
 
 PACK = ROOT / "device_data" / "cifar10_jpeg.npz"
 
@@ -211,7 +211,7 @@ def _jpeg_files(count: int) -> tuple[list[bytes], list[int], str]:
     return files, [i % 10 for i in range(count)], "synthetic (Pillow, quality 75, 4:2:0)"
 
 
-def dct_step(device: str, batch: int, settings: bench_gpu.BenchSettings, precisions=("fp32", "bf16")) -> dict:
+def dct_step(device: str, batch: int, settings: bench_kernels.BenchSettings, precisions=("fp32", "bf16")) -> dict:
     """JPEG -> read_dct -> DCTCollate -> dct_resnet18_cifar: read+collate time on the CPU, the training step on
     ``device`` (fp32 and bf16 autocast), and the model's logits on ``device`` against the CPU (float32)."""
     import timm
@@ -236,9 +236,9 @@ def dct_step(device: str, batch: int, settings: bench_gpu.BenchSettings, precisi
               "steps": {}}  # fmt: skip
     x, y = batch_x.to(target), batch_y.to(target)
     for precision in precisions:
-        step = bench_gpu.training_step(model, x, y, precision)
+        step = bench_kernels.training_step(model, x, y, precision)
         first_loss = float(step())
-        result["steps"][precision] = bench_gpu.measure(step, target, settings.warmup, settings.repeats) | {
+        result["steps"][precision] = bench_kernels.measure(step, target, settings.warmup, settings.repeats) | {
             "first_loss": first_loss, "loss_after": float(step())}
     return result
 
@@ -296,15 +296,6 @@ def _pytest_markdown(result: dict) -> str:
     return "\n".join([line, *failed])
 
 
-def _targets_markdown(found: list[dict]) -> str:
-    lines = ["| target | where | value | limit | met |", "|---|---|---|---|---|"]
-    for t in found:
-        value = "-" if t["value"] is None else f"{t['value']:.2f}"
-        met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
-        lines.append(f"| {t['target']} | {t['where']} | {value} | {t['limit']} | {met} |")
-    return "\n".join(lines)
-
-
 def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> dict:
     """Part ``check``: GPU tests, benchmarks, DCT-input step, targets (see the module docstring)."""
     device = "cuda" if torch.cuda.is_available() and not dry_run else "cpu"
@@ -313,7 +304,7 @@ def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> 
     summary = Summary(out, "device_check", argv)
     budgets = DRY_RUN_BUDGETS if dry_run else CHECK_BUDGETS
     targets = DRY_RUN_PYTEST_TARGETS if dry_run else PYTEST_TARGETS
-    settings = bench_gpu.settings_for(device, dry_run)
+    settings = bench_kernels.settings_for(device, dry_run)
     wanted = set(only or budgets)
     for name in ("tests_kernels", "tests_layers"):
         if name in wanted:
@@ -322,15 +313,15 @@ def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> 
                 summary.markdown[name] = _pytest_markdown(result)
                 summary.write()
     rows = []
-    for name, fn in (("bench_product", bench_gpu.product_rows), ("bench_layer", bench_gpu.layer_rows),
-                     ("bench_step", bench_gpu.model_step_rows)):  # fmt: skip
+    for name, fn in (("bench_product", bench_kernels.product_rows), ("bench_layer", bench_kernels.layer_rows),
+                     ("bench_step", bench_kernels.model_step_rows)):  # fmt: skip
         if name in wanted:
-            part_rows = summary.run(name, budgets[name], lambda b, fn=fn: fn(settings, bench_gpu.Deadline(b)))
+            part_rows = summary.run(name, budgets[name], lambda b, fn=fn: fn(settings, bench_kernels.Deadline(b)))
             rows += part_rows or []
-            summary.markdown["benchmarks"] = bench_gpu.report(rows)
-            found = bench_gpu.targets(rows)
+            summary.markdown["benchmarks"] = bench_kernels.report(rows)
+            found = bench_kernels.targets(rows)
             summary.data["targets"] = found
-            summary.markdown["targets (issue 13)"] = _targets_markdown(found)
+            summary.markdown["targets (issue 13)"] = bench_kernels.targets_table(found)
             summary.write()
     if "dct_step" in wanted:
         result = summary.run("dct_step", budgets["dct_step"], lambda b: dct_step(
@@ -397,7 +388,7 @@ def table(out: Path, dry_run: bool, argv: list[str], args: argparse.Namespace) -
             summary.data["recipe"] = asdict(recipe)
             summary.data["targets"] = table_targets(results)
             summary.markdown["Table 2.1 (CIFAR-10, ResNet-18)"] = cifar_gpu.table_report(results, recipe)
-            summary.markdown["targets (issue 13)"] = _targets_markdown(summary.data["targets"])
+            summary.markdown["targets (issue 13)"] = bench_kernels.targets_table(summary.data["targets"])
             summary.write()
     return summary.data
 
