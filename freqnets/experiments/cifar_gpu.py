@@ -210,10 +210,14 @@ class DeviceImages:
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         return ((images.float() - self.mean) / self.std).contiguous(memory_format=self.format)
 
-    def _crop_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self._padded is None:  # padded once: reflect padding needs float, stored back as uint8
+    def pad_once(self) -> None:
+        """Keep the reflect-padded images the crops are cut from (made on the first training batch otherwise)."""
+        if self._padded is None:  # reflect padding needs float; stored back as uint8
             pad = (self.PAD,) * 4
             self._padded = F.pad(self.images.float(), pad, mode="reflect").to(torch.uint8)
+
+    def _crop_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.pad_once()
         batch, (height, width) = len(index), self.images.shape[-2:]
         top = torch.randint(0, 2 * self.PAD + 1, (batch, 1), device=self.device, generator=generator)
         left = torch.randint(0, 2 * self.PAD + 1, (batch, 1), device=self.device, generator=generator)
@@ -356,7 +360,9 @@ def train_run(
 
     Returns:
         ``{"run", "rate", "backend", "epochs_done", "epochs", "finished", "history", "test_accuracy",
-        "test_loss", "seconds_per_epoch", "peak_mib", "notes"}``; test numbers once finished.
+        "test_loss", "seconds_per_epoch", "peak_mib", "notes"}``; test numbers once finished. ``peak_mib``
+        is the peak of ``torch.cuda.max_memory_allocated`` while training, above what was allocated before the
+        network was built (the data on the GPU excluded; weights, gradients, optimizer state included).
     """
     device = train.device
     label = run_label(rate)
@@ -366,6 +372,8 @@ def train_run(
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {recipe.batch_size} is larger than the {len(train)} training images")
     state = RunState(backend=backend if rate is not None else "cudnn" if device.type == "cuda" else "conv2d")
+    train.pad_once()  # the data's memory is not the network's: it is allocated before the peak's baseline
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
     torch.manual_seed(recipe.seed)
     model = build_model(rate, backend if rate is not None else "torch", width=recipe.width).to(device)
     if recipe.channels_last:
@@ -404,7 +412,7 @@ def train_run(
         state.history.append(epoch)
         state.epoch += 1
         if device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(device) / 2**20
+            peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
             state.peak_mib = max(state.peak_mib or 0.0, peak)
         _save(path, model, optimizer, schedule, state, recipe)
         if time.monotonic() > deadline:

@@ -109,7 +109,7 @@ def test_pytest_part_reports_a_run_past_its_budget(tmp_path):
     device_check = _script()
     tests = tmp_path / "test_slow.py"
     tests.write_text("import time\ndef test_sleeps(): time.sleep(120)\n")
-    result = device_check.run_pytest("slow", [str(tests)], tmp_path, timeout=10)
+    result = device_check.run_pytest("slow", [str(tests)], tmp_path, timeout=4)
     assert result["timed_out"] and result["returncode"] is None and result["counts"] is None
 
 
