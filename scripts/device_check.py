@@ -263,7 +263,7 @@ class Summary:
             value, part = None, {"status": "error", "error": f"{type(error).__name__}: {error}",
                                  "traceback": traceback.format_exc(limit=10)}  # fmt: skip
             print(part["traceback"], flush=True)
-        part |= {"seconds": round(time.monotonic() - start, 1), "budget_s": budget}
+        part |= {"seconds": round(time.monotonic() - start, 1), "budget_s": round(budget)}
         self.data["parts"][name] = part
         print(f"[device_check] {name}: {part['status']} in {part['seconds']} s", flush=True)
         self.write()

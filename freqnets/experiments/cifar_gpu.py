@@ -379,6 +379,8 @@ def train_run(
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
+    if rate is not None:  # "auto" named as what runs: "cupy" or "torch"
+        state.backend = next(m.resolved_backend for m in model.modules() if hasattr(m, "resolved_backend"))
     if path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
         if saved["recipe"] != asdict(recipe):

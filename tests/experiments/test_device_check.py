@@ -141,6 +141,7 @@ def test_table_dry_run_checkpoints_and_resumes_across_calls(tmp_path):
     second = _table(device_check, tmp_path / "b", state)
     runs = second["parts"]["train"]["result"]
     assert [(r["run"], r["epochs_done"], r["finished"]) for r in runs] == [("conv2d", 2, True), ("bl_r0.5", 2, True)]
+    assert [r["backend"] for r in runs] == ["conv2d", "torch"]  # 'auto' on the CPU runs the torch path
     for run in runs:
         assert [h["epoch"] for h in run["history"]] == [1, 2] and 0 <= run["test_accuracy"] <= 1
         assert run["history"][-1]["schedule_steps"] == 2 * 4  # one-cycle resumed: 2 epochs of 32 / 8 steps
