@@ -57,6 +57,8 @@ PACK = ROOT / "device_data" / "cifar10_jpeg.npz"
 #: Seconds per part of the GPU check (the sum stays under 8 minutes with the start-up and the summaries).
 CHECK_BUDGETS = {"tests_kernels": 140, "tests_layers": 75, "bench_product": 25, "bench_layer": 45,
                  "bench_step": 125, "dct_step": 25}  # fmt: skip
+#: Seconds for the whole check: a part gets at most what is left of it (the command's limit is 10 minutes).
+CHECK_TOTAL = 465
 #: The same for the CPU dry run.
 DRY_RUN_BUDGETS = {name: 60 for name in CHECK_BUDGETS}
 
@@ -246,15 +248,18 @@ def dct_step(device: str, batch: int, settings: bench_kernels.BenchSettings, pre
 class Summary:
     """The JSON and markdown summary of one call, rewritten after every part."""
 
-    def __init__(self, out: Path, stem: str, argv: list[str]) -> None:
-        self.out, self.stem = out, stem
+    def __init__(self, out: Path, stem: str, argv: list[str], total: float | None = None) -> None:
+        self.out, self.stem, self.total, self.start = out, stem, total, time.monotonic()
         self.data = {"command": "python scripts/device_check.py " + " ".join(argv), "environment": environment(),
                      "parts": {}}  # fmt: skip
         self.markdown: dict[str, str] = {}
 
     def run(self, name: str, budget: float, fn) -> object:
-        """``fn(budget)`` as part ``name``: its result, or its error recorded (never raised)."""
+        """``fn(budget)`` as part ``name``: its result, or its error recorded (never raised). The budget is cut
+        to what is left of the call's total (``total`` seconds from this summary's start), if one was given."""
         start = time.monotonic()
+        if self.total is not None:
+            budget = max(0.0, min(budget, self.total - (start - self.start)))
         print(f"[device_check] {name} (budget {budget:.0f} s)", flush=True)
         try:
             value = fn(budget)
@@ -301,8 +306,8 @@ def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> 
     device = "cuda" if torch.cuda.is_available() and not dry_run else "cpu"
     if device == "cuda":
         torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithms, as a training run would
-    summary = Summary(out, "device_check", argv)
     budgets = DRY_RUN_BUDGETS if dry_run else CHECK_BUDGETS
+    summary = Summary(out, "device_check", argv, total=None if dry_run else CHECK_TOTAL)
     targets = DRY_RUN_PYTEST_TARGETS if dry_run else PYTEST_TARGETS
     settings = bench_kernels.settings_for(device, dry_run)
     wanted = set(only or budgets)
@@ -426,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     if args.part == "check":
         only = [p.strip() for p in args.only.split(",")] if args.only else None
+        unknown = sorted(set(only or ()) - set(CHECK_BUDGETS))
+        if unknown:
+            parser.error(f"--only: unknown parts {', '.join(unknown)}; the parts are {', '.join(CHECK_BUDGETS)}")
         data = check(args.out, args.dry_run, argv, only)
     else:
         data = table(args.out, args.dry_run, argv, args)

@@ -87,6 +87,12 @@ def test_check_dry_run_writes_the_summaries_with_every_measurement(tmp_path):
     assert not errors, errors
 
 
+def test_unknown_part_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script().main([str(tmp_path), "--dry-run", "--only", "bench_step,benchmark"])
+    assert "unknown parts benchmark" in capsys.readouterr().err
+
+
 def test_pytest_part_counts_passes_failures_and_skips(tmp_path):
     device_check = _script()
     tests = tmp_path / "test_sample.py"
