@@ -22,6 +22,7 @@ adds the GPU-resident data, the recipe and the checkpoints.
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 import traceback
@@ -389,6 +390,7 @@ def train_run(
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         state = RunState(**saved["state"])
+        del saved  # the loaded copies would count in the peak
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     deadline = time.monotonic() + seconds_left
@@ -405,6 +407,7 @@ def train_run(
             state.notes.append(f"backend {state.backend!r} failed in epoch 0, restarted with 'torch': "
                                + traceback.format_exc(limit=3))  # fmt: skip
             state.backend = "torch"
+            torch.manual_seed(recipe.seed)  # the same initial weights as the failed attempt
             model = build_model(rate, "torch", width=recipe.width).to(device)
             if recipe.channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -447,8 +450,6 @@ def run_table(
     ``seconds``. A finished run's result is kept in ``state_dir/<label>.json`` and read back instead of
     training again; a run starts only with more than ``start_reserve`` seconds left; a run that fails
     records its error and the next one starts."""
-    import json
-
     end = time.monotonic() + seconds
     results = []
     for rate in rates:
