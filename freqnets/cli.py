@@ -172,8 +172,8 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     """CuPy kernel vs torch path vs cuDNN (:mod:`freqnets.experiments.bench_kernels`)."""
     from .experiments import bench_kernels
 
-    argv = ["--rates", ",".join(str(r) for r in args.rates), "--min-run-time", str(args.min_run_time)]
-    argv += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    argv = ["--rates", ",".join(str(r) for r in args.rates), "--threads", str(args.threads)]
+    argv += ["--quick"] if args.quick else []
     return bench_kernels.main(argv)
 
 
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         choices=["conv", "accuracy", "loader", "kernels"],
         help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN; loader: JPEG->DCT vs Pillow loading; "
-        "kernels: CuPy band-limited product vs torch path vs cuDNN (batch 32)",
+        "kernels: CuPy product, band-limited layer and ResNet-18 step vs torch path vs cuDNN (batch 32)",
     )
     bench.add_argument("--domains", type=_domains, default=["fft"], help="comma-separated domains (default fft)")
     bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")
