@@ -1,6 +1,13 @@
 """The ``freqnets`` command line.
 
-freqnets demo [--data PATH] [--limit N] [--rates 0,0.25,...] [--out DIR]
+freqnets ablate    the main job: every domain x compress rate, trained and compared (docs/ablation.md)
+freqnets models    the registered timm models with parameters and multiply-adds
+freqnets demo      the transform layer on real images (compress, report the quality)
+freqnets bench     conv | accuracy | loader | kernels: implementations side by side
+freqnets robustness  perturbation channels vs adversarial examples (docs/robustness.md)
+
+``freqnets --help`` and ``freqnets COMMAND --help`` list the options. A user error is one
+``freqnets: error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ def _domains(text: str) -> list[str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .experiments.images import load_images
+    from .experiments.data import load_images
     from .experiments.transforms_demo import run_demo
 
     print(
@@ -88,18 +95,12 @@ def _bench_loader(args: argparse.Namespace) -> int:
 
 
 def _bench_kernels(args: argparse.Namespace) -> int:
-    """Run benchmarks/bench_kernels.py (CuPy kernel vs torch path vs cuDNN) of this source checkout."""
-    import importlib.util
+    """CuPy kernel vs torch path vs cuDNN (:mod:`freqnets.experiments.bench_kernels`)."""
+    from .experiments import bench_kernels
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
-    if not script.is_file():
-        raise SystemExit(f"freqnets bench kernels needs the source checkout's {script} (not installed)")
-    spec = importlib.util.spec_from_file_location("bench_kernels", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     argv = ["--rates", ",".join(str(r) for r in args.rates), "--min-run-time", str(args.min_run_time)]
     argv += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-    return module.main(argv)
+    return bench_kernels.main(argv)
 
 
 # Integer options of `freqnets robustness` that override the StudyConfig field of the same name.
@@ -147,7 +148,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
 
 def _add_robustness_parser(commands) -> None:
-    from .experiments.images import DEFAULT_DATA
+    from .experiments.data import DEFAULT_DATA
 
     robust = commands.add_parser(
         "robustness", help="perturbation channels vs adversarial examples, adaptive attacks, band-limited models"
@@ -168,7 +169,7 @@ def _add_robustness_parser(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .experiments.images import DEFAULT_DATA
+    from .experiments.data import DEFAULT_DATA
 
     parser = argparse.ArgumentParser(prog="freqnets", description="Convolutional networks in transform domains.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         choices=["conv", "accuracy", "loader", "kernels"],
         help="conv: layers vs nn.Conv1d/2d; accuracy: converted small CNN; loader: JPEG->DCT vs Pillow loading; "
-        "kernels: CuPy band-limited product vs torch path vs cuDNN (benchmarks/bench_kernels.py, batch 32)",
+        "kernels: CuPy band-limited product vs torch path vs cuDNN (batch 32)",
     )
     bench.add_argument("--domains", type=_domains, default=["fft"], help="comma-separated domains (default fft)")
     bench.add_argument("--data", type=Path, default=DEFAULT_DATA, help="accuracy: CIFAR-10 JPEG zip or folder")

@@ -33,6 +33,20 @@ def test_import_is_light():
     assert float(seconds) < 5.0  # after torch and timm, freqnets itself is small
 
 
+def test_jpeg_is_an_attribute_after_a_bare_import_and_is_imported_on_first_use():
+    # A fresh interpreter: the test session has long imported freqnets.jpeg.
+    code = (
+        "import sys, freqnets; loaded_by_import = 'freqnets.jpeg' in sys.modules; "
+        "read = freqnets.jpeg.read_dct; "
+        "from freqnets.jpeg import read_dct; "
+        "print(loaded_by_import, read is read_dct, 'jpeg' in dir(freqnets), sys.modules['freqnets.jpeg'] is freqnets.jpeg)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "True", "True", "True"]
+    with pytest.raises(AttributeError, match="has no attribute 'not_a_subpackage'"):
+        freqnets.not_a_subpackage  # noqa: B018
+
+
 @pytest.mark.parametrize(
     "module",
     ["base", "fft", "dct", "svd", "winograd", "color", "__init__"],

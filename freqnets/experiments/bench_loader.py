@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import io
 import time
-import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from torch.utils.data import default_collate
 from torchvision import transforms
 
 from ..jpeg import DCTCollate, DCTReadCollate, read_dct
+from .data import image_payloads
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -60,17 +60,7 @@ class Source:
 
 def load_payloads(path: Path, limit: int, split: str | None = None) -> list[bytes]:
     """The bytes of the first ``limit`` JPEG members (sorted by name) of a zip archive or folder."""
-    suffixes = (".jpg", ".jpeg")
-    if Path(path).is_dir():
-        files = sorted(p for p in Path(path).rglob("*") if p.name.lower().endswith(suffixes))
-        if split:
-            files = [p for p in files if p.relative_to(path).parts[0] == split]
-        return [p.read_bytes() for p in files[:limit]]
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(n for n in archive.namelist() if n.lower().endswith(suffixes))
-        if split:
-            names = [n for n in names if n.split("/")[0] == split]
-        return [archive.read(n) for n in names[:limit]]
+    return [payload for _, payload in image_payloads(path, split, limit, suffixes=(".jpg", ".jpeg"))]
 
 
 def default_sources(cifar: Path, limit: int) -> list[Source]:

@@ -12,22 +12,22 @@ See docs/ablation.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import storage
+from .. import storage
 from .config import AblationConfig, ConfigError, build_config
 from .distributed import DistEnv, setup, teardown
 from .grid import RunSpec, expand, parse_shard, select_shard
 from .report import add_ratios, markdown_table, write_results
-from .runner import Interrupted, ResumeMismatch, run_one, same_training
+from .runner import ResumeMismatch, run_one, same_training
 
 __all__ = [
     "AblationConfig",
     "ConfigError",
-    "Interrupted",
     "ResumeMismatch",
     "build_config",
     "collect",
@@ -42,7 +42,7 @@ def make_pipeline(input_name: str, config: AblationConfig, env: DistEnv, cache: 
     """The input pipeline of ``input_name``, loaded once per study (``cache``)."""
     if input_name not in cache:
         if input_name == "rgb":
-            from .data import load_cached
+            from ..data import load_cached
             from .inputs import RGBInput
 
             cache_dir = Path(config.out) / "cache"
@@ -72,13 +72,20 @@ def _progress(iterable, env: DistEnv, **kwargs):
     return tqdm(iterable, disable=not env.is_main, dynamic_ncols=True, **kwargs)
 
 
-def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool = True) -> dict[str, Any]:
+def run_ablation(
+    config: AblationConfig,
+    shard: str | None = None,
+    plots: bool = True,
+    after_epoch: Callable[[RunSpec, int], None] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) the runs of ``config`` this shard owns, then write the results of every finished run.
 
     Args:
         config: a validated :class:`AblationConfig` (see :func:`build_config`).
         shard: ``"i/n"`` to run only shard ``i`` of ``n`` (round robin over the grid); ``None`` for all.
         plots: also write the plots.
+        after_epoch: called as ``after_epoch(run, epoch)`` after each checkpointed epoch of each run
+            (progress, or stopping a study part-way: an exception raised in it ends the study there).
 
     Returns:
         ``{"rows": [...], "table": markdown, "out": Path, "complete": bool, "is_main": bool}`` (rows of
@@ -97,7 +104,7 @@ def run_ablation(config: AblationConfig, shard: str | None = None, plots: bool =
         bar = _progress(mine, env, desc="ablate runs", unit="run")
         for run in bar:
             bar.set_description(f"ablate {run.run_id}")
-            run_one(run, config, make_pipeline(run.input, config, env, cache), env, out, progress=bar)
+            run_one(run, config, make_pipeline(run.input, config, env, cache), env, out, bar, after_epoch)
         rows = add_ratios(collect(out, grid))
         table = markdown_table(rows) if rows else "(no finished runs)"
         if env.is_main and rows:

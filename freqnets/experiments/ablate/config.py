@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..images import DEFAULT_DATA
+from ..data import DEFAULT_DATA
 
 
 class ConfigError(ValueError):

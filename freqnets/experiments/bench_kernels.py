@@ -1,6 +1,6 @@
 """CuPy kernels vs the torch path vs cuDNN on the ResNet-18 layer shapes: time, memory, ratios in one run.
 
-    python benchmarks/bench_kernels.py [--batch 32] [--rates 0.5] [--min-run-time 0.5] [--quick] [--no-model]
+    python -m freqnets.experiments.bench_kernels [--batch 32] [--rates 0.5] [--min-run-time 0.5] [--quick] [--no-model]
 
 Three tables, each comparing implementations side by side in the same process:
 

@@ -1,28 +1,16 @@
-"""benchmarks/bench_kernels.py runs everywhere: on a machine without CuPy/GPU it says so and skips those rows."""
+"""freqnets.experiments.bench_kernels (`freqnets bench kernels`) runs everywhere: on a machine without CuPy/GPU it says so and skips those rows."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from freqnets import kernels
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_kernels.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_kernels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from freqnets.experiments import bench_kernels
 
 
 @pytest.mark.skipif(kernels.is_available(), reason="checks the CPU-only behaviour")
 def test_runs_without_a_gpu_and_says_what_it_skipped(capsys):
-    bench = _load()
-    assert bench.main(["--batch", "1", "--quick", "--min-run-time", "0.01", "--no-model", "--threads", "1"]) == 0
+    assert bench_kernels.main(["--batch", "1", "--quick", "--min-run-time", "0.01", "--no-model", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "CuPy rows skipped: backend='cupy' needs" in out and "cuDNN rows skipped" in out
     product_row = next(line for line in out.splitlines() if line.startswith("| 512 | 7 | 0.5 |"))  # first table
