@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import _backends
+from .budget import DEFAULT_MAX_BYTES, check_read
 from .chroma import centre_offsets, crop_windows, downsample_factors
 from .coefficients import JpegError
 from .collate import BatchShape, DCTBatch, DCTCollate, new_output
@@ -37,7 +38,7 @@ class DCTReadCollate:
     Args:
         collate: the :class:`DCTCollate` whose batches to produce (layout, channels, chroma layout,
             normalisation, ``grid``; with ``grid=None`` all files must have one luma block grid).
-        strict, max_pixels: as for :func:`~freqnets.jpeg.read_dct`.
+        strict, max_pixels, max_bytes: as for :func:`~freqnets.jpeg.read_dct` (per file).
         threads: the files of a batch are decoded on this many threads inside the C extension (GIL
             released, each written straight into its slot of the batch), so one process can use every
             core without DataLoader workers; keep 1 inside workers (one core each). Results do not depend
@@ -55,6 +56,7 @@ class DCTReadCollate:
         strict: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         threads: int = 1,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
     ) -> None:
         if not isinstance(collate, DCTCollate):
             raise TypeError(f"collate must be a DCTCollate, got {type(collate).__name__}")
@@ -65,7 +67,7 @@ class DCTReadCollate:
         self.collate, self.strict, self.max_pixels, self.threads = collate, strict, max_pixels, threads
         self.chroma = collate.chroma  # read_dct takes the same spellings
         # what read_dct does with the files the fast path leaves (checked here, before any batch)
-        self.options = ReadOptions(strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma)
+        self.options = ReadOptions(strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes)
 
     def __repr__(self) -> str:
         threads = f", threads={self.threads}" if self.threads != 1 else ""
@@ -88,6 +90,10 @@ class DCTReadCollate:
         rows, cols = (luma.height_in_blocks, luma.width_in_blocks) if windows is None else windows[0][2:]
         ky, kc, hy, wy, hc, wc = shape
         if rows > hy or cols > wy:
+            return None
+        try:  # over its memory or work budget, or too short: read_bytes raises the typed error
+            check_read(data, header, "libjpeg", self.strict, self.options.max_bytes, windows)
+        except JpegError:
             return None
         fh, fv = self.collate.factors
         _, dy, _ = centre_offsets(rows, hy, fv)  # where DCTCollate places a smaller window

@@ -315,7 +315,7 @@ def test_max_bytes_is_checked_against_the_header_before_decoding() -> None:
 
 
 def test_huge_claim_is_refused_under_strict_before_allocating() -> None:
-    with pytest.raises(JpegTruncatedError, match="cannot hold the first scan"):
+    with pytest.raises(JpegTruncatedError, match="first scan"):
         read_dct(_huge_claim(), backend="libjpeg")
     # max_bytes refuses it in every mode (the frame needs ~1.6 GB)
     with pytest.raises(JpegTooLargeError):
