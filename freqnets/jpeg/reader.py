@@ -226,7 +226,8 @@ def _decode(
     try:
         try:
             down = downsample if chosen == "libjpeg" else None
-            return _backends.decode(data, header, chosen, options.order, windows, down), header, chosen
+            raw = _backends.decode(data, header, chosen, options.order, windows, down, strict=options.strict)
+            return raw, header, chosen
         except JpegTruncatedError as error:
             if options.strict or chosen != "libjpeg":
                 raise
