@@ -365,3 +365,21 @@ def test_winograd_mask_of_a_layer_with_structured_magnitudes_is_exact():
         magnitude = filters.abs()
         assert mask.sum().item() == round((1 - rate) * mask.numel())
         assert magnitude[mask].min() >= magnitude[~mask].max()
+
+
+def test_winograd_selects_its_mask_on_first_use_from_the_weights_it_was_pruned_at(monkeypatch):
+    import freqnets.layers.winograd_conv as winograd_conv
+
+    calls = []
+    select = winograd_conv.winograd_filter_mask
+    monkeypatch.setattr(winograd_conv, "winograd_filter_mask", lambda *args: calls.append(1) or select(*args))
+    layer = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
+    expected = select(winograd_filter_transform(layer.weight.detach(), 2), 0.5)
+    with torch.no_grad():
+        layer.weight.mul_(-2.0).add_(1.0)  # written after pruning: the mask still comes from the pruned weights
+    assert calls == []
+    layer.double()
+    assert torch.equal(layer.winograd_mask, expected) and calls == [1]
+    restored = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
+    restored.load_state_dict(layer.state_dict())
+    assert calls == [1] and torch.equal(restored.winograd_mask, expected)
