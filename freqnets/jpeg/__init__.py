@@ -12,9 +12,10 @@ from .collate import DCTBatch, DCTCollate
 from .datasets import EncodedImageDataset, JpegFolderDataset
 from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
 from .read_collate import DCTReadCollate
-from .reader import DEFAULT_MAX_PIXELS, available_backends, read_dct
+from .reader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, available_backends, read_dct
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "DCTBatch",
     "DCTCollate",

@@ -19,10 +19,11 @@ from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._decode_py import RawCoefficients
 from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
+from .budget import DEFAULT_MAX_BYTES, check_read
 from .chroma import Windows, crop_windows, downsample_factors, layout_factors, with_layout
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ReadOptions", "available_backends", "read_bytes", "read_dct"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "ReadOptions", "available_backends", "read_bytes", "read_dct"]
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | torch.Tensor | BinaryIO
 
@@ -73,9 +74,11 @@ def _plane(blocks: np.ndarray, table: np.ndarray, order: str) -> torch.Tensor:
     """``(by, bx, 64)`` int16 quantised -> ``(64, by, bx)`` float32 dequantised, in ``order``."""
     if order == "zigzag":
         blocks, table = blocks[..., ZIGZAG_TO_NATURAL], table[ZIGZAG_TO_NATURAL]
-    # Float32 products of integers are correctly rounded, so every backend gets the same floats.
-    values = blocks.transpose(2, 0, 1).astype(np.float32) * table.astype(np.float32)[:, None, None]
-    return torch.from_numpy(np.ascontiguousarray(values))
+    # Float32 products of integers are correctly rounded, so every backend gets the same floats; written
+    # straight into the result (int16 -> float32 is exact), without float32 temporaries.
+    values = np.empty((64, *blocks.shape[:2]), dtype=np.float32)
+    np.multiply(blocks.transpose(2, 0, 1), table.astype(np.float32)[:, None, None], out=values)
+    return torch.from_numpy(values)
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,16 @@ class ReadOptions:
     order: str = "natural"
     crop: tuple[int, int] | None = None
     chroma: str | None = None
+    max_bytes: int | None = DEFAULT_MAX_BYTES
     target: tuple[int, int] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.strict, bool):
             raise TypeError(f"strict must be a bool, got {type(self.strict).__name__}")
-        limit = self.max_pixels
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"max_pixels must be a positive int or None (no limit), got {limit!r}")
+        for name in ("max_pixels", "max_bytes"):
+            limit = getattr(self, name)
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+                raise ValueError(f"{name} must be a positive int or None (no limit), got {limit!r}")
         if self.order not in ("natural", "zigzag"):
             raise ValueError(f"order must be 'natural' or 'zigzag', got {self.order!r}")
         object.__setattr__(self, "target", None if self.chroma is None else layout_factors(self.chroma))
@@ -122,6 +127,7 @@ def read_dct(
     order: str = "natural",
     crop: tuple[int, int] | None = None,
     chroma: str | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> JpegCoefficients:
     """The dequantised DCT coefficients of a JPEG file, per plane at its own resolution.
 
@@ -157,6 +163,13 @@ def read_dct(
             collate in its layout; ``subsampling``/``sampling_factors`` then describe the returned
             planes and ``stored_subsampling`` the file's. Files already in the target layout and
             greyscale files are returned as stored (``stored_subsampling`` stays ``None``).
+        max_bytes: the most memory the read may allocate, in bytes: the float32 planes it returns plus
+            the backend's working arrays, computed from the header before anything is allocated
+            (:class:`JpegTooLargeError`; :mod:`~freqnets.jpeg.budget`); default
+            :data:`~freqnets.jpeg.DEFAULT_MAX_BYTES` (1 GiB); ``None``: no limit. A file whose scan data is
+            too short for its frame is truncated (``strict=True`` raises before allocating) and is read
+            with ``strict=False`` within at most 256 MB whatever ``max_bytes`` says. Each backend may also
+            visit at most a number of blocks (scans x blocks) in proportion to the file's size.
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
@@ -165,13 +178,13 @@ def read_dct(
 
     Raises:
         TypeError: ``source`` or ``strict`` of the wrong type (also an array or tensor that is not ``uint8``).
-        ValueError: a bad ``max_pixels``, ``backend``, ``order``, ``crop`` or ``chroma``; an array or
+        ValueError: a bad ``max_pixels``, ``max_bytes``, ``backend``, ``order``, ``crop`` or ``chroma``; an array or
             tensor ``source`` that is not 1-D.
         JpegError: input that is not a readable JPEG (a ``ValueError``); the subclasses
             ``JpegTooLargeError``, ``JpegUnsupportedError`` (12-bit, CMYK/YCCK, RGB, arithmetic,
             lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
     """
-    options = ReadOptions(strict, max_pixels, backend, order, crop, chroma)
+    options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes)
     chosen = _backends.resolve_backend(options.backend)
     return read_bytes(_read_source(source), options, chosen)
 
@@ -180,6 +193,15 @@ def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None) ->
     """:func:`read_dct` of a whole file's bytes with checked ``options``; ``backend``: the concrete backend
     when the caller resolved it already (:func:`~._backends.resolve_backend`)."""
     chosen = backend or _backends.resolve_backend(options.backend)
+    try:
+        return _read(data, options, chosen)
+    except MemoryError:  # the budget is an estimate: what it misses still gets a freqnets error
+        raise JpegTooLargeError(
+            f"not enough memory to read this JPEG ({len(data)} bytes); a lower max_bytes refuses it before allocating"
+        ) from None
+
+
+def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
     # The python decoder updates the header's tables while it reads later scans: it gets its own parse.
     header = (
         parse_header(data, options.max_pixels) if chosen == "python" else HEADER_CACHE.parse(data, options.max_pixels)
@@ -191,6 +213,7 @@ def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None) ->
     downsample = None
     if options.target is not None and header.subsampling != "gray":
         downsample = downsample_factors(header.sampling_factors, options.target)
+    check_read(data, header, chosen, options.strict, options.max_bytes, windows)
     raw, header, chosen = _decode(data, header, chosen, options, windows, downsample)
     if options.strict and raw.warnings:
         raise JpegTruncatedError(f"truncated or corrupt JPEG data: {'; '.join(dict.fromkeys(raw.warnings))}")
@@ -222,23 +245,23 @@ def _decode(
     downsample: tuple[int, int] | None,
 ) -> tuple[RawCoefficients, JpegHeader, str]:
     """Run the ``chosen`` backend; ``(raw, header, backend)``, the last two changed when libjpeg stops at
-    damage under ``strict=False`` and the python decoder finishes the file."""
+    damage under ``strict=False`` and the python decoder finishes the file (within its own budget)."""
     try:
-        try:
-            down = downsample if chosen == "libjpeg" else None
-            return _backends.decode(data, header, chosen, options.order, windows, down), header, chosen
-        except JpegTruncatedError as error:
-            if options.strict or chosen != "libjpeg":
-                raise
-            # libjpeg stops at some damage (e.g. a table cut by the end of the file) without returning
-            # coefficients; the reference decoder keeps what precedes it. Recorded, never silent.
-            header = parse_header(data, options.max_pixels)
-            raw = _backends.decode(data, header, "python")
-            note = f"libjpeg failed ({error}); decoded by the python backend"
-            return replace(raw, warnings=(note, *raw.warnings)), header, "python"
-    except MemoryError:
-        frame = header.frame
-        raise JpegTooLargeError(f"not enough memory to decode a {frame.width}x{frame.height} JPEG") from None
+        down = downsample if chosen == "libjpeg" else None
+        raw = _backends.decode(
+            data, header, chosen, options.order, windows, down, strict=options.strict, max_bytes=options.max_bytes
+        )
+        return raw, header, chosen
+    except JpegTruncatedError as error:
+        if options.strict or chosen != "libjpeg":
+            raise
+        # libjpeg stops at some damage (e.g. a table cut by the end of the file) without returning
+        # coefficients; the reference decoder keeps what precedes it. Recorded, never silent.
+        header = parse_header(data, options.max_pixels)
+        check_read(data, header, "python", options.strict, options.max_bytes)
+        raw = _backends.decode(data, header, "python")
+        note = f"libjpeg failed ({error}); decoded by the python backend"
+        return replace(raw, warnings=(note, *raw.warnings)), header, "python"
 
 
 def _planes(raw: RawCoefficients, windows: Windows | None, order: str) -> list[torch.Tensor]:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .._checks import check_rate, compute_dtype
 from ..kernels import cupy_backend
 from ..kernels.cupy_backend import BackendUnavailable
+from .rates import CompressRateState
 from .spectral_plan import Positions, analysis, make_plan, synthesis
 from .spectral_product import BandLimitedProduct
 
@@ -239,16 +240,15 @@ def _band_limited_conv2d(
     return y.to(out_dtype)
 
 
-class _BandLimitedMixin:
-    """What BandLimitedConv1d and BandLimitedConv2d share: rate, backend, checks."""
+class _BandLimitedMixin(CompressRateState):
+    """What BandLimitedConv1d and BandLimitedConv2d share: rate (saved in the state_dict), backend, checks."""
 
     backend: str
     _spatial_dims: int
 
     def _init_band_limited(self, compress_rate: float, backend: str) -> None:
-        #: Set by :func:`freqnets.calibrate_rates`: the rate is then fixed for training.
-        self.rate_frozen = False
-        self.compress_rate = compress_rate
+        # compress_rate and rate_frozen (set by calibrate_rates) are state: see freqnets.layers.rates.
+        self._init_rate_state(compress_rate)
         #: The requested backend (``"torch"``, ``"cupy"`` or ``"auto"``); :attr:`resolved_backend` is what runs.
         self.backend = check_backend(backend)
 
@@ -261,19 +261,6 @@ class _BandLimitedMixin:
         if self.backend == "auto":
             return resolve_backend("auto", self.weight.device)
         return self.backend
-
-    @property
-    def compress_rate(self) -> float:
-        """Fraction of the spectrum of input and filter discarded, ``0 <= rate < 1``."""
-        return self._compress_rate
-
-    @compress_rate.setter
-    def compress_rate(self, rate: float) -> None:
-        if self.rate_frozen:
-            raise RuntimeError(
-                "this layer's compress_rate was frozen by calibrate_rates; set rate_frozen = False to change it"
-            )
-        self._compress_rate = check_rate(rate)
 
     def _batched(self, x: torch.Tensor) -> torch.Tensor:
         """Check ``x`` and return it with a batch dim."""
