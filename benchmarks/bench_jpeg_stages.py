@@ -32,7 +32,8 @@ from PIL import Image
 from freqnets.experiments.bench_loader import load_payloads
 from freqnets.jpeg import DCTCollate, DCTReadCollate, read_dct
 from freqnets.jpeg._backends import _jpegc, _kernel_bytes
-from freqnets.jpeg.reader import _HEADERS, _centre_windows
+from freqnets.jpeg.chroma import centre_windows
+from freqnets.jpeg.reader import HEADER_CACHE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -48,8 +49,8 @@ def best_ms(fn, count: int, repeats: int) -> float:
 
 
 def stages(files: list[bytes], repeats: int) -> None:
-    headers = [_HEADERS.parse(f, None) for f in files]
-    windows = [_centre_windows(h, (28, 28))[0] for h in headers]
+    headers = [HEADER_CACHE.parse(f, None) for f in files]
+    windows = [centre_windows(h, (28, 28))[0] for h in headers]
     last_block = [[(r + n - 1, c, 1, 1) for r, c, n, _ in w] for w in windows]
     kernel = (2, 2, _kernel_bytes())
     samples = [(read_dct(f, crop=(28, 28), chroma="420", order="zigzag"), 0) for f in files]

@@ -22,17 +22,17 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from freqnets.experiments.data import DEFAULT_DATA, image_payloads
 from freqnets.transforms import block_dct2, blocks_to_channels
 
 DATA = {
-    "cifar10": (Path(__file__).resolve().parents[1] / "data" / "cifar10-mini.zip", "train/"),
-    "imagenet": (Path("/work/shared/data/imagenet-sample/images.zip"), ""),
+    "cifar10": (DEFAULT_DATA, "train"),
+    "imagenet": (Path("/work/shared/data/imagenet-sample/images.zip"), None),
 }
 NAMES = {"cifar10": "CIFAR10", "imagenet": "IMAGENET"}
 
@@ -103,18 +103,18 @@ class RunningStats:
         return mean, (self.sum_sq / self.count - mean * mean).clamp_min(0).sqrt().clamp_min(1.0)
 
 
-def dataset_stats(zip_path: Path, prefix: str, source: str, limit: int | None) -> tuple[list[float], list[float], int]:
+def dataset_stats(
+    zip_path: Path, prefix: str | None, source: str, limit: int | None
+) -> tuple[list[float], list[float], int]:
     planes = read_dct_planes if source == "read_dct" else reencode_planes
     stats = [RunningStats() for _ in range(3)]
-    with zipfile.ZipFile(zip_path) as archive:
-        names = sorted(n for n in archive.namelist() if n.startswith(prefix) and n.lower().endswith((".jpg", ".jpeg")))
-        names = names[:limit] if limit else names
-        for name in names:
-            for stat, channels in zip(stats, planes(archive.read(name)), strict=True):
-                stat.add(channels)
+    files = image_payloads(zip_path, prefix, limit or None, suffixes=(".jpg", ".jpeg"))
+    for _, payload in files:
+        for stat, channels in zip(stats, planes(payload), strict=True):
+            stat.add(channels)
     mean = torch.cat([s.mean_std()[0] for s in stats]).tolist()
     std = torch.cat([s.mean_std()[1] for s in stats]).tolist()
-    return mean, std, len(names)
+    return mean, std, len(files)
 
 
 def _table(name: str, values: list[float]) -> str:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {key}: {path} not found, skipped", file=sys.stderr)
             continue
         mean, std, count = dataset_stats(path, prefix, args.source, args.limit)
-        print(f"# {key}: {count} images from {path} ({prefix or 'all'}), source={args.source}")
+        print(f"# {key}: {count} images from {path} ({prefix or 'all'}/), source={args.source}")
         print(_table(f"{NAMES[key]}_DCT_MEAN", mean))
         print(_table(f"{NAMES[key]}_DCT_STD", std))
     return 0

@@ -1,4 +1,4 @@
-"""Build the bundled default data set ``data/cifar10-mini.zip`` from the shared CIFAR-10 JPEGs.
+"""Build the bundled default data set (``freqnets/experiments/bundled/cifar10-mini.zip``) from shared CIFAR-10.
 
 A class-balanced subset of CIFAR-10 (Krizhevsky, 2009) as the baseline JPEG
 files (quality 75, 4:2:0) of ``../shared/data/cifar10-jpeg/``: for each of the 10
@@ -7,7 +7,7 @@ first ``--test-per-class`` of ``test/<class>/`` in file-name order. The archive
 is stored uncompressed with fixed timestamps, so running this script again
 gives the same bytes.
 
-    python scripts/make_default_data.py [--source ../shared/data/cifar10-jpeg] [--out data/cifar10-mini.zip]
+    python scripts/make_default_data.py [--source ../shared/data/cifar10-jpeg] [--out PATH]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def main() -> None:
     root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=root.parent / "shared" / "data" / "cifar10-jpeg")
-    parser.add_argument("--out", type=Path, default=root / "data" / "cifar10-mini.zip")
+    bundled = root / "freqnets" / "experiments" / "bundled" / "cifar10-mini.zip"
+    parser.add_argument("--out", type=Path, default=bundled)
     parser.add_argument("--train-per-class", type=int, default=200)
     parser.add_argument("--test-per-class", type=int, default=50)
     args = parser.parse_args()

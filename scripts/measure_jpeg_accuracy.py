@@ -14,7 +14,6 @@ Needs ``../shared/data/imagenet-sample/images.zip`` (and the bundled ``data/cifa
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,32 +21,31 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from freqnets.experiments.data import DEFAULT_DATA, image_payloads
 from freqnets.jpeg import augment as A
 from freqnets.jpeg import decode_planes, encode_dct, read_dct
 from freqnets.jpeg.encode import encode_planes
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = ROOT.parent / "shared" / "data" / "imagenet-sample" / "images.zip"
-CIFAR = ROOT / "data" / "cifar10-mini.zip"
+CIFAR = DEFAULT_DATA
 
 
-def members(path: Path, suffix: str) -> tuple[zipfile.ZipFile, list[str]]:
-    archive = zipfile.ZipFile(path)
-    return archive, sorted(n for n in archive.namelist() if n.lower().endswith(suffix))
+def members(path: Path, suffix: str, limit: int | None) -> list[bytes]:
+    """The first ``limit`` files (name order) of a zip whose names end with ``suffix``."""
+    return [payload for _, payload in image_payloads(path, limit=limit, suffixes=(suffix,))]
 
 
 def agreement() -> None:
-    imagenet, inet_names = members(IMAGENET, ".jpeg")
-    cifar, cifar_names = members(CIFAR, ".jpg")
-    for label, archive, names, crop in (
-        ("ImageNet", imagenet, inet_names[:40], 256),
-        ("CIFAR-10", cifar, cifar_names[:200], 32),
+    for label, files, crop in (
+        ("ImageNet", members(IMAGENET, ".jpeg", 40), 256),
+        ("CIFAR-10", members(CIFAR, ".jpg", 200), 32),
     ):
         for quality in (50, 75, 95):
             equal = off_by_one = total = 0
             largest = 0.0
-            for name in names:
-                image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+            for payload in files:
+                image = Image.open(io.BytesIO(payload)).convert("RGB")
                 image = image.crop((0, 0, min(image.size[0], crop), min(image.size[1], crop)))
                 buffer = io.BytesIO()
                 image.save(buffer, "JPEG", quality=quality, subsampling=2)
@@ -68,7 +66,7 @@ def planes_psnr(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 
 def augmentation() -> None:
-    archive, names = members(IMAGENET, ".jpeg")
+    files = members(IMAGENET, ".jpeg", None)
     exact_ops = {
         "hflip": (A.hflip, lambda p: p.flip(-1)),
         "rot90": (lambda c: A.rot90(c, 1), lambda p: torch.rot90(p, 1, (-2, -1))),
@@ -76,8 +74,8 @@ def augmentation() -> None:
     }
     worst = dict.fromkeys(exact_ops, 0.0)
     psnr: dict[tuple[int, int], list[float]] = {}
-    for name in names[::25]:
-        c = read_dct(archive.read(name))
+    for payload in files[::25]:
+        c = read_dct(payload)
         if min(c.size) < 256:
             continue
         c = A.crop(c, 0, 0, 256, 256)

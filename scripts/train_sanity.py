@@ -17,24 +17,21 @@ model is skipped on a rerun and an interrupted one resumes from its last epoch's
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import timm
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 import freqnets  # noqa: F401  (registers the models)
+from freqnets.experiments.data import DEFAULT_DATA, decode_rgb, labelled_files, normalise
+from freqnets.experiments.training import accuracy, tensor_batches, train_epochs
 from freqnets.jpeg import DCTCollate, read_dct
-from freqnets.models._converted import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
+from freqnets.models._converted import use_cifar_stem
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "cifar10-mini.zip"
 MODELS = [
     "dct_resnet18_cifar",
     "dct_resnet18_late_cifar",
@@ -46,18 +43,13 @@ MODELS = [
 
 
 def read_split(path: Path, split: str) -> tuple[list[bytes], torch.Tensor]:
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(n for n in archive.namelist() if n.startswith(f"{split}/") and n.lower().endswith(".jpg"))
-        classes = sorted({n.split("/")[1] for n in names})
-        files = [archive.read(n) for n in names]
-    labels = torch.tensor([classes.index(n.split("/")[1]) for n in names])
-    return files, labels
+    dataset, indices = labelled_files(path, split)
+    return [dataset.read_bytes(i) for i in indices], torch.tensor([dataset.targets[i] for i in indices])
 
 
-def decode_rgb(files: list[bytes]) -> torch.Tensor:
-    pixels = np.stack([np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in files])
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-    return (x - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+def decode_rgb_batch(files: list[bytes]) -> torch.Tensor:
+    pixels = np.stack([decode_rgb(f, f"file {i}") for i, f in enumerate(files)])
+    return normalise(torch.from_numpy(pixels).permute(0, 3, 1, 2))
 
 
 def time_input_paths(files: list[bytes]) -> dict:
@@ -66,7 +58,8 @@ def time_input_paths(files: list[bytes]) -> dict:
     torch.set_num_threads(1)
     try:
         timings = {}
-        for name, fn in (("read_dct", lambda: [read_dct(f) for f in files]), ("pil_rgb", lambda: decode_rgb(files))):
+        paths = (("read_dct", lambda: [read_dct(f) for f in files]), ("pil_rgb", lambda: decode_rgb_batch(files)))
+        for name, fn in paths:
             best = math.inf
             for _ in range(3):
                 start = time.perf_counter()
@@ -98,17 +91,7 @@ def load(files: list[bytes], labels: torch.Tensor) -> dict:
     coeffs = [(read_dct(f), int(label)) for f, label in zip(files, labels, strict=True)]
     planes = DCTCollate(layout="planes")(coeffs)
     stacked, _ = DCTCollate(layout="stacked")(coeffs)
-    return {"rgb": decode_rgb(files), "y": planes.y, "cbcr": planes.cbcr, "stacked": stacked, "labels": labels}
-
-
-def evaluate(model, inputs, labels, batch: int = 250) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(labels), batch):
-            logits = model(*(t[i : i + batch] for t in inputs))
-            correct += (logits.argmax(1) == labels[i : i + batch]).sum().item()
-    return correct / len(labels)
+    return {"rgb": decode_rgb_batch(files), "y": planes.y, "cbcr": planes.cbcr, "stacked": stacked, "labels": labels}
 
 
 def train_one(name: str, train: dict, test: dict, epochs: int, batch: int, lr: float, out_dir: Path) -> dict:
@@ -126,29 +109,26 @@ def train_one(name: str, train: dict, test: dict, epochs: int, batch: int, lr: f
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, seconds, losses = state["epoch"], state["seconds"], state["losses"]
-    for epoch in range(start_epoch, epochs):
-        model.train()
+
+    def batches(epoch: int):
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(epoch))
-        start, total = time.perf_counter(), 0.0
-        for i in range(0, len(labels), batch):
-            index = order[i : i + batch]
-            loss = F.cross_entropy(model(*(t[index] for t in inputs)), labels[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(index)
-        seconds += time.perf_counter() - start
-        losses.append(total / len(labels))
-        print(f"{name}: epoch {epoch + 1}/{epochs} loss {losses[-1]:.3f} ({seconds:.0f} s)", flush=True)
+        return tensor_batches(inputs, labels, batch, order)
+
+    def after_epoch(stats) -> None:
+        nonlocal seconds
+        seconds += stats.seconds
+        losses.append(stats.mean_sample_loss)
+        print(f"{name}: epoch {stats.epoch + 1}/{epochs} loss {losses[-1]:.3f} ({seconds:.0f} s)", flush=True)
         state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
-        torch.save(state | dict(epoch=epoch + 1, seconds=seconds, losses=losses), checkpoint)
+        torch.save(state | dict(epoch=stats.epoch + 1, seconds=seconds, losses=losses), checkpoint)
+
+    train_epochs(model, optimizer, batches, range(start_epoch, epochs), scheduler=scheduler, after_epoch=after_epoch)
     return {
         "model": name,
         "epochs": epochs,
         "train_loss": losses,
-        "train_accuracy": evaluate(model, inputs, labels),
-        "test_accuracy": evaluate(model, inputs_for(name, test), test["labels"]),
+        "train_accuracy": accuracy(model, inputs, labels, 250),
+        "test_accuracy": accuracy(model, inputs_for(name, test), test["labels"], 250),
         "train_seconds": seconds,
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -166,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    train_files, train_labels = read_split(DATA, "train")
-    test_files, test_labels = read_split(DATA, "test")
+    train_files, train_labels = read_split(DEFAULT_DATA, "train")
+    test_files, test_labels = read_split(DEFAULT_DATA, "test")
     if "input_paths" not in results:
         results["input_paths"] = time_input_paths(train_files[:500])
         print("input paths:", results["input_paths"], flush=True)

@@ -6,14 +6,16 @@ The result type of every reader is :class:`JpegCoefficients` (layout in :mod:`.c
 """
 
 from . import augment
+from .chroma import convert_chroma
 from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
-from .collate import DCTBatch, DCTCollate, convert_chroma
+from .collate import DCTBatch, DCTCollate
 from .datasets import EncodedImageDataset, JpegFolderDataset
 from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
 from .read_collate import DCTReadCollate
-from .reader import DEFAULT_MAX_PIXELS, available_backends, read_dct
+from .reader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, available_backends, read_dct
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "DCTBatch",
     "DCTCollate",

@@ -394,7 +394,8 @@ def decode(data: bytes, header: JpegHeader) -> RawCoefficients:
     n = len(frame.components)
     cols = [frame.mcus_x * c.h for c in frame.components]
     rows = [frame.mcus_y * c.v for c in frame.components]
-    coefs = [array("i", bytes(4 * 64 * r * c)) for r, c in zip(rows, cols, strict=True)]
+    # zero-filled int32 arrays allocated in place (array("i", bytes(n)) would hold a second copy while building)
+    coefs = [array("i", [0]) * (64 * r * c) for r, c in zip(rows, cols, strict=True)]
     latched: list[np.ndarray | None] = [None] * n
     coef_bits = [[-1] * 64 for _ in range(n)]
     warnings: list[str] = []

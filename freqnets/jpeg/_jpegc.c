@@ -11,6 +11,10 @@
  * caller decides between strict and lenient reading. The GIL is released while decoding and
  * while writing the output planes.
  *
+ * Huffman-coded data is decoded by this module's own decoder plugged into libjpeg (see "The strict
+ * Huffman decoder" below): it also reports the damage libjpeg's decoder lets through silently.
+ * A byte budget (max_bytes) is checked against the frame header before libjpeg allocates anything.
+ *
  * Optionally only a block window of each component is laid out; with a window, single-scan
  * sequential files stop decoding after the window's last iMCU row (see window_source).
  *
@@ -24,16 +28,21 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
+#include <jpegint.h> /* the entropy decoder and marker reader interfaces (see fq_install) */
 
 #define MAX_WARNINGS 8
 #define FQ_MAX_COMPONENTS 4
+/* the start of the error message of a read refused by max_bytes (freqnets/jpeg/_backends.py matches it) */
+#define OVER_BUDGET "over max_bytes:"
 
 /* natural index of the k-th zigzag coefficient (T.81 Figure A.6) */
 static const int zigzag_to_natural[DCTSIZE2] = {
@@ -51,6 +60,7 @@ struct reader_error {
     long n_scans;
     long max_scans;
     int stopped; /* the window source ended the data on purpose: later warnings are not damage */
+    int strict;  /* refuse up front a file too short for its first scan (first_scan_fits) */
 };
 
 /* A memory source that can end the data (a fake EOI, as libjpeg's memory source does at the real end)
@@ -68,15 +78,616 @@ struct window_source {
     int ended;       /* the progress monitor ended the data on purpose */
 };
 
+/* ---------------------------------------------------------------------------------------------------
+ * The strict Huffman decoder.
+ *
+ * libjpeg's Huffman decoders let some damage through without a warning: a run that carries an AC
+ * coefficient past index 63 (sequential) or past the scan's spectral band (progressive first and
+ * refinement scans) is written to the last coefficient, and data bytes left over after a scan's last
+ * MCU are skipped silently when they were already in the bit buffer. This decoder replaces libjpeg's
+ * decode_mcu for Huffman-coded files (libjpeg's start_pass still runs first for every scan, so its
+ * checks of the scan parameters, the tables and the progression stay in force) and reports each of
+ * those conditions as a warning, with the Python reference decoder's wording and semantics: after a
+ * corrupt MCU the rest of its restart interval is left zero. Valid files decode to exactly libjpeg's
+ * coefficients (tested against both other backends).
+ *
+ * Huffman codes are read through a FQ_LOOK-bit lookahead table; longer codes by canonical code ranges
+ * (T.81 F.2.2.3). Bits come through a 64-bit buffer filled from libjpeg's source manager a byte at a
+ * time (byte stuffing and markers handled as libjpeg does: a marker stops the data, the decoder then
+ * reads zero bits and, if it needs them, that is a premature end of the segment).
+ * --------------------------------------------------------------------------------------------------- */
+
+#define FQ_LOOK 10
+
+struct fq_huff {
+    uint16_t look[1 << FQ_LOOK]; /* (code length << 8) | symbol for codes of at most FQ_LOOK bits; 0: longer */
+    /* AC tables: (value << 16) | (run << 8) | (code + value bits) where both fit the lookahead; 0: not so */
+    int32_t fast_ac[1 << FQ_LOOK];
+    int32_t maxcode[17];         /* largest code of each length, -1 where none */
+    int32_t valoffset[17];       /* symbol index of a code of length l: code + valoffset[l] */
+    uint8_t symbols[256];
+};
+
+enum fq_mode { FQ_SEQUENTIAL, FQ_DC_FIRST, FQ_DC_REFINE, FQ_AC_FIRST, FQ_AC_REFINE };
+
+struct fq_entropy {
+    void (*libjpeg_start_pass)(j_decompress_ptr);
+    int installed;
+    enum fq_mode mode;
+    uint64_t acc; /* the bit reader between MCUs (see fq_bitbuf) */
+    int nbits, zeros;
+    int insufficient; /* damage seen in this restart interval: skip to the next one */
+    int pred[MAX_COMPS_IN_SCAN];
+    unsigned int eobrun, restarts_to_go;
+    unsigned long mcus_left;
+    const struct fq_huff *dc[D_MAX_BLOCKS_IN_MCU], *ac[D_MAX_BLOCKS_IN_MCU]; /* per block of the MCU */
+    int slot[D_MAX_BLOCKS_IN_MCU];                                          /* its component in the scan */
+};
+
+static void fq_build(const JHUFF_TBL *table, int is_ac, struct fq_huff *d) {
+    /* libjpeg's start_pass has checked the table (counts within the code space, at most 256 symbols) */
+    memset(d->look, 0, sizeof d->look);
+    memset(d->fast_ac, 0, sizeof d->fast_ac);
+    int k = 0;
+    int32_t code = 0;
+    for (int l = 1; l <= 16; l++) {
+        const int count = table->bits[l];
+        d->valoffset[l] = k - code;
+        for (int i = 0; i < count; i++, k++, code++) {
+            const int symbol = table->huffval[k];
+            d->symbols[k] = (uint8_t)symbol;
+            if (l > FQ_LOOK) {
+                continue;
+            }
+            const int shift = FQ_LOOK - l, run = symbol >> 4, size = symbol & 15;
+            for (int j = 0; j < (1 << shift); j++) {
+                const int index = (code << shift) | j;
+                d->look[index] = (uint16_t)((l << 8) | symbol);
+                if (is_ac && size != 0 && l + size <= FQ_LOOK) {
+                    /* the coefficient's bits follow the code inside the lookahead: decode it now */
+                    const int v = (index >> (shift - size)) & ((1 << size) - 1);
+                    const int value = v >= (1 << (size - 1)) ? v : v - (1 << size) + 1;
+                    d->fast_ac[index] = (int32_t)((uint32_t)value << 16) | (run << 8) | (l + size);
+                }
+            }
+        }
+        d->maxcode[l] = count ? code - 1 : -1;
+        code <<= 1;
+    }
+}
+
+/* Derived tables of recently seen Huffman tables, per thread: most files of a data set share their tables
+ * (the standard ones, or one encoder's), so a read rarely builds one. Keyed by the table's contents. */
+#define FQ_CACHE_SIZE 16
+struct fq_cached {
+    unsigned long stamp; /* 0: empty */
+    int is_ac, n_symbols;
+    UINT8 bits[17];
+    UINT8 huffval[256];
+    struct fq_huff table;
+};
+static __thread struct fq_cached fq_cache[FQ_CACHE_SIZE];
+static __thread unsigned long fq_clock;
+
+static const struct fq_huff *fq_table(const JHUFF_TBL *table, int is_ac) {
+    int n_symbols = 0;
+    for (int l = 1; l <= 16; l++) {
+        n_symbols += table->bits[l];
+    }
+    n_symbols = n_symbols > 256 ? 256 : n_symbols;
+    struct fq_cached *oldest = &fq_cache[0];
+    for (int i = 0; i < FQ_CACHE_SIZE; i++) {
+        struct fq_cached *c = &fq_cache[i];
+        if (c->stamp != 0 && c->is_ac == is_ac && c->n_symbols == n_symbols &&
+            memcmp(c->bits + 1, table->bits + 1, 16) == 0 && memcmp(c->huffval, table->huffval, (size_t)n_symbols) == 0) {
+            c->stamp = ++fq_clock;
+            return &c->table;
+        }
+        if (c->stamp < oldest->stamp) {
+            oldest = c;
+        }
+    }
+    /* a scan uses at most 8 tables, all looked up at its start: evicting the oldest never hits one in use */
+    oldest->stamp = ++fq_clock;
+    oldest->is_ac = is_ac;
+    oldest->n_symbols = n_symbols;
+    memcpy(oldest->bits, table->bits, sizeof oldest->bits);
+    memcpy(oldest->huffval, table->huffval, (size_t)n_symbols);
+    fq_build(table, is_ac, &oldest->table);
+    return &oldest->table;
+}
+
 struct session {
-    struct jpeg_decompress_struct cinfo;
+    struct jpeg_decompress_struct cinfo; /* first: the libjpeg callbacks find the session from it */
     struct reader_error err;
     struct window_source source;
+    struct fq_entropy entropy;
+    int libjpeg_huffman; /* decode with libjpeg's own Huffman decoder (for comparisons) */
+    unsigned long long max_bytes; /* 0: no limit (see check_budget) */
+    int has_outs, dh, dv;
     jvirt_barray_ptr *arrays;
     int created;
     int has_windows;
     long windows[FQ_MAX_COMPONENTS][4]; /* per component: first row, first column, rows, columns */
 };
+
+static struct fq_entropy *fq_state(j_decompress_ptr cinfo) { return &((struct session *)cinfo)->entropy; }
+
+/* A corrupt-data condition found by our decoder: recorded like libjpeg's warnings. Decoding goes on (the
+ * rest of the restart interval is skipped, so damage costs less than data), as in the Python decoder: both
+ * backends then report the same conditions and, past the scan limit, the same error. */
+static void fq_warn(j_decompress_ptr cinfo, const char *text) {
+    struct reader_error *err = (struct reader_error *)cinfo->err;
+    if (err->stopped) {
+        return;
+    }
+    if (err->n_warnings < MAX_WARNINGS) {
+        snprintf(err->warnings[err->n_warnings], JMSG_LENGTH_MAX, "%s", text);
+    }
+    err->n_warnings++;
+    cinfo->err->num_warnings++;
+}
+
+/* The bit reader, in locals of the decoding functions (copied in and out of fq_entropy once per MCU, so the
+ * compiler keeps it in registers): the low `nbits` bits of acc are unread, the last `zeros` of them are zero
+ * fill past a marker; next/left: libjpeg's source position. */
+struct fq_bitbuf {
+    uint64_t acc;
+    const JOCTET *next;
+    size_t left;
+    int nbits, zeros;
+};
+
+/* One byte of the source (libjpeg's memory source supplies a fake EOI, with its warning, past the end). */
+static int fq_byte(j_decompress_ptr cinfo, struct fq_bitbuf *b) {
+    if (b->left == 0) {
+        cinfo->src->next_input_byte = b->next;
+        cinfo->src->bytes_in_buffer = 0;
+        (void)(*cinfo->src->fill_input_buffer)(cinfo);
+        b->next = cinfo->src->next_input_byte;
+        b->left = cinfo->src->bytes_in_buffer;
+    }
+    b->left--;
+    return *b->next++;
+}
+
+/* Fill to at least 57 bits: data bytes until a marker (stuffed FF 00 is a data FF), zero bits after it. */
+static struct fq_bitbuf __attribute__((noinline)) fq_fill_slow(j_decompress_ptr cinfo, struct fq_bitbuf b) {
+    while (b.nbits <= 56) {
+        int c = 0;
+        if (cinfo->unread_marker == 0) {
+            c = fq_byte(cinfo, &b);
+            if (c == 0xFF) {
+                do {
+                    c = fq_byte(cinfo, &b);
+                } while (c == 0xFF);
+                if (c == 0) {
+                    c = 0xFF;
+                } else {
+                    cinfo->unread_marker = c; /* the end of the segment: libjpeg's marker reader takes it */
+                    c = 0;
+                }
+            }
+        }
+        if (cinfo->unread_marker != 0) {
+            b.zeros += 8;
+        }
+        b.acc = (b.acc << 8) | (uint64_t)c;
+        b.nbits += 8;
+    }
+    return b;
+}
+
+/* At least n (<= 57) bits in the buffer: plain data bytes inline, anything else (0xFF, the end) out of line. */
+static inline __attribute__((always_inline)) void fq_need(j_decompress_ptr cinfo, struct fq_bitbuf *b, int n) {
+    if (b->nbits >= n) {
+        return;
+    }
+    if (cinfo->unread_marker == 0) {
+        if (b->left >= 8) {
+            /* as many whole bytes as fit at once when none of them is 0xFF (the usual case) */
+            uint64_t word;
+            memcpy(&word, b->next, sizeof word);
+            word = __builtin_bswap64(word); /* big-endian: the next byte on top */
+            const int nbytes = (63 - b->nbits) >> 3; /* 4..7: nbits < n <= 32 here */
+            const uint64_t inverted = ~word;         /* a 0xFF byte of word is a zero byte here */
+            uint64_t zero_bytes = (inverted - 0x0101010101010101ULL) & ~inverted & 0x8080808080808080ULL;
+            zero_bytes &= ~0ULL << (64 - 8 * nbytes); /* only the bytes taken (false alarms: the byte loop) */
+            if (zero_bytes == 0) {
+                b->acc = (b->acc << (8 * nbytes)) | (word >> (64 - 8 * nbytes));
+                b->nbits += 8 * nbytes;
+                b->next += nbytes;
+                b->left -= (size_t)nbytes;
+                return;
+            }
+        }
+        while (b->nbits <= 56 && b->left > 0 && *b->next != 0xFF) {
+            b->acc = (b->acc << 8) | *b->next++;
+            b->left--;
+            b->nbits += 8;
+        }
+    }
+    if (b->nbits < n) {
+        *b = fq_fill_slow(cinfo, *b);
+    }
+}
+
+/* n (1..16) bits; the caller made sure they are in the buffer */
+static inline __attribute__((always_inline)) int fq_bits(struct fq_bitbuf *b, int n) {
+    b->nbits -= n;
+    return (int)((b->acc >> b->nbits) & ((1u << n) - 1));
+}
+
+/* s (1..15) bits as a signed magnitude-category value (T.81 F.2.2.1, EXTEND), without a branch: the sign
+ * bit of a random coefficient is not predictable. */
+static inline __attribute__((always_inline)) int fq_extend1(struct fq_bitbuf *b, int s) {
+    const int v = fq_bits(b, s);
+    const int below = (v - (1 << (s - 1))) >> 31; /* -1 for the negative half of the category, else 0 */
+    return v + (below & ((int)(~0u << s) + 1));
+}
+
+/* as fq_extend1, for s in 0..15 (DC differences: category 0 is frequent) */
+static inline __attribute__((always_inline)) int fq_extend(struct fq_bitbuf *b, int s) {
+    return s == 0 ? 0 : fq_extend1(b, s);
+}
+
+/* Codes longer than the lookahead, by canonical code ranges per length: (length << 8) | symbol, or -1 for
+ * no code of the table. (Takes the bits by value: the caller's bit buffer stays in registers.) */
+static int __attribute__((noinline)) fq_huffman_long(uint64_t acc, int nbits, const struct fq_huff *d) {
+    for (int l = FQ_LOOK + 1; l <= 16; l++) {
+        const int32_t code = (int32_t)((acc >> (nbits - l)) & ((1u << l) - 1));
+        if (code <= d->maxcode[l]) {
+            return (l << 8) | d->symbols[(code + d->valoffset[l]) & 0xFF];
+        }
+    }
+    return -1;
+}
+
+/* A Huffman symbol, or -1 for a bit string that is no code of the table; at least 16 bits are buffered. */
+static inline __attribute__((always_inline)) int fq_huffman(struct fq_bitbuf *b, const struct fq_huff *d) {
+    int entry = d->look[(b->acc >> (b->nbits - FQ_LOOK)) & ((1u << FQ_LOOK) - 1)];
+    if (__builtin_expect(entry == 0, 0)) {
+        entry = fq_huffman_long(b->acc, b->nbits, d);
+        if (entry < 0) {
+            return -1;
+        }
+    }
+    b->nbits -= entry >> 8;
+    return entry & 0xFF;
+}
+
+static void fq_corrupt(j_decompress_ptr cinfo, struct fq_entropy *e, const char *text) {
+    e->insufficient = 1;
+    fq_warn(cinfo, text);
+}
+
+/* Read up to the marker that ends the segment (libjpeg's marker reader then takes it from unread_marker);
+ * 1 when data bytes were skipped on the way. */
+static int fq_seek_marker(j_decompress_ptr cinfo, struct fq_bitbuf *b) {
+    int skipped = 0;
+    while (cinfo->unread_marker == 0) {
+        int c = fq_byte(cinfo, b);
+        if (c != 0xFF) {
+            skipped = 1;
+            continue;
+        }
+        do {
+            c = fq_byte(cinfo, b);
+        } while (c == 0xFF);
+        if (c == 0) {
+            skipped = 1; /* a stuffed data byte */
+        } else {
+            cinfo->unread_marker = c;
+        }
+    }
+    return skipped;
+}
+
+/* At the end of a segment (restart interval or scan): it must have used its data up to the final partial
+ * byte. Not reported for a segment already found corrupt (as the Python decoder does). */
+static void fq_end_segment(j_decompress_ptr cinfo, struct fq_entropy *e, struct fq_bitbuf *b) {
+    const int unused = b->nbits - b->zeros >= 8;
+    b->acc = 0;
+    b->nbits = b->zeros = 0;
+    if ((fq_seek_marker(cinfo, b) || unused) && !e->insufficient) {
+        fq_warn(cinfo, "Corrupt JPEG data: extraneous bytes before marker");
+    }
+}
+
+static struct fq_bitbuf __attribute__((noinline)) fq_restart(j_decompress_ptr cinfo, struct fq_entropy *e,
+                                                             struct fq_bitbuf bits) {
+    struct fq_bitbuf *b = &bits;
+    fq_end_segment(cinfo, e, b);
+    cinfo->src->next_input_byte = b->next;
+    cinfo->src->bytes_in_buffer = b->left;
+    (void)(*cinfo->marker->read_restart_marker)(cinfo); /* warns and resynchronises on a wrong marker */
+    b->next = cinfo->src->next_input_byte;
+    b->left = cinfo->src->bytes_in_buffer;
+    for (int i = 0; i < MAX_COMPS_IN_SCAN; i++) {
+        e->pred[i] = 0;
+    }
+    e->eobrun = 0;
+    e->restarts_to_go = cinfo->restart_interval;
+    if (cinfo->unread_marker == 0) {
+        e->insufficient = 0;
+    }
+    return bits;
+}
+
+/* After the scan's last MCU; the marker that ends the scan must not be a restart marker (more intervals
+ * than the frame holds). */
+static struct fq_bitbuf __attribute__((noinline)) fq_finish_scan(j_decompress_ptr cinfo, struct fq_entropy *e,
+                                                                 struct fq_bitbuf bits) {
+    fq_end_segment(cinfo, e, &bits);
+    if (!e->insufficient && cinfo->unread_marker >= JPEG_RST0 && cinfo->unread_marker <= JPEG_RST0 + 7) {
+        fq_warn(cinfo, "Corrupt JPEG data: more restart markers than restart intervals (extraneous data)");
+    }
+    return bits;
+}
+
+/* One block of a sequential scan; 0 on damage (reported). */
+static inline __attribute__((always_inline)) int fq_sequential_block(j_decompress_ptr cinfo, struct fq_entropy *e,
+                                                                     struct fq_bitbuf *b, int blk, JCOEF *block) {
+    fq_need(cinfo, b, 32);
+    int s = fq_huffman(b, e->dc[blk]);
+    if (s < 0) {
+        fq_corrupt(cinfo, e, "Corrupt JPEG data: bad Huffman code");
+        return 0;
+    }
+    const int slot = e->slot[blk];
+    /* unsigned sums: a corrupt file may overflow; the low 16 bits are what the other decoders keep */
+    e->pred[slot] = (int)((unsigned)e->pred[slot] + (unsigned)fq_extend(b, s));
+    block[0] = (JCOEF)e->pred[slot];
+    const struct fq_huff *ac = e->ac[blk];
+    for (int k = 1; k < DCTSIZE2; k++) {
+        fq_need(cinfo, b, 32);
+        const int32_t fast = ac->fast_ac[(b->acc >> (b->nbits - FQ_LOOK)) & ((1u << FQ_LOOK) - 1)];
+        if (fast != 0) { /* a short code with its value: most coefficients */
+            k += (fast >> 8) & 15;
+            b->nbits -= fast & 31;
+            if (k > DCTSIZE2 - 1) {
+                fq_corrupt(cinfo, e, "Corrupt JPEG data: AC coefficient index past 63");
+                return 0;
+            }
+            block[zigzag_to_natural[k]] = (JCOEF)(fast >> 16);
+            continue;
+        }
+        const int rs = fq_huffman(b, ac);
+        if (rs < 0) {
+            fq_corrupt(cinfo, e, "Corrupt JPEG data: bad Huffman code");
+            return 0;
+        }
+        const int r = rs >> 4;
+        s = rs & 15;
+        if (s) {
+            k += r;
+            if (k > DCTSIZE2 - 1) {
+                fq_corrupt(cinfo, e, "Corrupt JPEG data: AC coefficient index past 63");
+                return 0;
+            }
+            block[zigzag_to_natural[k]] = (JCOEF)fq_extend1(b, s);
+        } else if (r != 15) {
+            break;
+        } else {
+            k += 15;
+        }
+    }
+    return 1;
+}
+
+static int fq_dc_first_block(j_decompress_ptr cinfo, struct fq_entropy *e, struct fq_bitbuf *b, int blk,
+                             JCOEF *block) {
+    fq_need(cinfo, b, 32);
+    const int s = fq_huffman(b, e->dc[blk]);
+    if (s < 0) {
+        fq_corrupt(cinfo, e, "Corrupt JPEG data: bad Huffman code");
+        return 0;
+    }
+    const int slot = e->slot[blk];
+    e->pred[slot] = (int)((unsigned)e->pred[slot] + (unsigned)fq_extend(b, s));
+    block[0] = (JCOEF)(int)((unsigned)e->pred[slot] << cinfo->Al);
+    return 1;
+}
+
+static int fq_ac_first_block(j_decompress_ptr cinfo, struct fq_entropy *e, struct fq_bitbuf *b, JCOEF *block) {
+    if (e->eobrun > 0) {
+        e->eobrun--;
+        return 1;
+    }
+    const int se = cinfo->Se, al = cinfo->Al;
+    const struct fq_huff *ac = e->ac[0];
+    for (int k = cinfo->Ss; k <= se; k++) {
+        fq_need(cinfo, b, 32);
+        const int rs = fq_huffman(b, ac);
+        if (rs < 0) {
+            fq_corrupt(cinfo, e, "Corrupt JPEG data: bad Huffman code");
+            return 0;
+        }
+        const int r = rs >> 4, s = rs & 15;
+        if (s) {
+            k += r;
+            if (k > se) {
+                fq_corrupt(cinfo, e, "Corrupt JPEG data: AC coefficient index past the spectral band");
+                return 0;
+            }
+            block[zigzag_to_natural[k]] = (JCOEF)(int)((unsigned)fq_extend1(b, s) << al);
+        } else if (r == 15) {
+            k += 15;
+        } else {
+            e->eobrun = (1u << r) + (unsigned)(r ? fq_bits(b, r) : 0) - 1u;
+            break;
+        }
+    }
+    return 1;
+}
+
+/* a correction bit for a coefficient with history (T.81 G.1.2.3) */
+static inline void fq_refine(struct fq_bitbuf *b, JCOEF *coef, int p1) {
+    if (fq_bits(b, 1) && !(*coef & p1)) {
+        *coef = (JCOEF)(*coef + (*coef >= 0 ? p1 : -p1));
+    }
+}
+
+static int fq_ac_refine_block(j_decompress_ptr cinfo, struct fq_entropy *e, struct fq_bitbuf *b, JCOEF *block) {
+    const int se = cinfo->Se;
+    const int p1 = 1 << cinfo->Al;
+    int k = cinfo->Ss;
+    if (e->eobrun == 0) {
+        const struct fq_huff *ac = e->ac[0];
+        while (k <= se) {
+            fq_need(cinfo, b, 32);
+            const int rs = fq_huffman(b, ac);
+            if (rs < 0) {
+                fq_corrupt(cinfo, e, "Corrupt JPEG data: bad Huffman code");
+                return 0;
+            }
+            int r = rs >> 4, s = rs & 15;
+            if (s) {
+                if (s != 1) {
+                    fq_corrupt(cinfo, e, "Corrupt JPEG data: AC refinement value of size other than 1");
+                    return 0;
+                }
+                s = fq_bits(b, 1) ? p1 : -p1;
+            } else if (r != 15) {
+                e->eobrun = (1u << r) + (unsigned)(r ? fq_bits(b, r) : 0);
+                break;
+            }
+            /* skip r zero-history coefficients, refining the nonzero ones passed on the way */
+            while (k <= se) {
+                JCOEF *coef = block + zigzag_to_natural[k];
+                if (*coef) {
+                    fq_need(cinfo, b, 16);
+                    fq_refine(b, coef, p1);
+                } else if (--r < 0) {
+                    break;
+                }
+                k++;
+            }
+            if (s) {
+                if (k > se) {
+                    fq_corrupt(cinfo, e, "Corrupt JPEG data: AC refinement index past the spectral band");
+                    return 0;
+                }
+                block[zigzag_to_natural[k]] = (JCOEF)s;
+            }
+            k++;
+        }
+    }
+    if (e->eobrun > 0) {
+        /* inside an end-of-band run: only correction bits for the coefficients already nonzero */
+        for (; k <= se; k++) {
+            JCOEF *coef = block + zigzag_to_natural[k];
+            if (*coef) {
+                fq_need(cinfo, b, 16);
+                fq_refine(b, coef, p1);
+            }
+        }
+        e->eobrun--;
+    }
+    return 1;
+}
+
+static boolean fq_decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data) {
+    struct fq_entropy *e = fq_state(cinfo);
+    struct fq_bitbuf b = {e->acc, cinfo->src->next_input_byte, cinfo->src->bytes_in_buffer, e->nbits, e->zeros};
+    if (cinfo->restart_interval) {
+        if (e->restarts_to_go == 0) {
+            b = fq_restart(cinfo, e, b);
+        }
+        e->restarts_to_go--;
+    }
+    if (!e->insufficient) {
+        const int n = cinfo->blocks_in_MCU;
+        int ok = 1;
+        switch (e->mode) {
+        case FQ_SEQUENTIAL:
+            for (int blk = 0; blk < n && ok; blk++) {
+                ok = fq_sequential_block(cinfo, e, &b, blk, MCU_data[blk][0]);
+            }
+            break;
+        case FQ_DC_FIRST:
+            for (int blk = 0; blk < n && ok; blk++) {
+                ok = fq_dc_first_block(cinfo, e, &b, blk, MCU_data[blk][0]);
+            }
+            break;
+        case FQ_DC_REFINE:
+            for (int blk = 0; blk < n; blk++) {
+                fq_need(cinfo, &b, 16);
+                if (fq_bits(&b, 1)) {
+                    MCU_data[blk][0][0] = (JCOEF)(MCU_data[blk][0][0] | (1 << cinfo->Al));
+                }
+            }
+            break;
+        case FQ_AC_FIRST:
+            ok = fq_ac_first_block(cinfo, e, &b, MCU_data[0][0]);
+            break;
+        case FQ_AC_REFINE:
+            ok = fq_ac_refine_block(cinfo, e, &b, MCU_data[0][0]);
+            break;
+        }
+        if (ok && b.nbits < b.zeros) {
+            fq_corrupt(cinfo, e, "Corrupt JPEG data: premature end of data segment");
+        }
+    }
+    if (--e->mcus_left == 0) {
+        b = fq_finish_scan(cinfo, e, b);
+    }
+    cinfo->src->next_input_byte = b.next;
+    cinfo->src->bytes_in_buffer = b.left;
+    e->acc = b.acc;
+    e->nbits = b.nbits;
+    e->zeros = b.zeros;
+    return TRUE;
+}
+
+/* Per scan: libjpeg's own start_pass (scan parameter, table and progression checks), then ours. */
+static void fq_scan_setup(j_decompress_ptr cinfo, struct fq_entropy *e) {
+    const int dc_first = cinfo->Ss == 0 && cinfo->Ah == 0, dc_refine = cinfo->Ss == 0 && cinfo->Ah != 0;
+    if (!cinfo->progressive_mode) {
+        e->mode = FQ_SEQUENTIAL;
+    } else if (cinfo->Ss == 0) {
+        e->mode = dc_refine ? FQ_DC_REFINE : FQ_DC_FIRST;
+    } else {
+        e->mode = cinfo->Ah != 0 ? FQ_AC_REFINE : FQ_AC_FIRST;
+    }
+    const int need_dc = e->mode == FQ_SEQUENTIAL || dc_first, need_ac = e->mode == FQ_SEQUENTIAL || cinfo->Ss != 0;
+    for (int b = 0; b < cinfo->blocks_in_MCU; b++) {
+        const int slot = cinfo->MCU_membership[b];
+        const jpeg_component_info *comp = cinfo->cur_comp_info[slot];
+        e->slot[b] = slot;
+        /* libjpeg's start_pass checked the table numbers and the tables this scan uses */
+        e->dc[b] = need_dc ? fq_table(cinfo->dc_huff_tbl_ptrs[comp->dc_tbl_no], 0) : NULL;
+        e->ac[b] = need_ac && cinfo->Se > 0 ? fq_table(cinfo->ac_huff_tbl_ptrs[comp->ac_tbl_no], 1) : NULL;
+    }
+    for (int i = 0; i < MAX_COMPS_IN_SCAN; i++) {
+        e->pred[i] = 0;
+    }
+    e->acc = 0;
+    e->nbits = e->zeros = 0;
+    e->insufficient = 0;
+    e->eobrun = 0;
+    e->restarts_to_go = cinfo->restart_interval;
+    e->mcus_left = (unsigned long)cinfo->MCUs_per_row * cinfo->MCU_rows_in_scan;
+    cinfo->entropy->decode_mcu = fq_decode_mcu;
+}
+
+static void fq_start_pass(j_decompress_ptr cinfo) {
+    struct fq_entropy *e = fq_state(cinfo);
+    (*e->libjpeg_start_pass)(cinfo);
+    fq_scan_setup(cinfo, e);
+}
+
+/* Take over libjpeg's Huffman decoder once jpeg_read_coefficients has created it and started the first
+ * scan (called from the progress monitor before any entropy-coded data is read). Arithmetic-coded files
+ * keep libjpeg's decoder, which reports its damage itself. */
+static void fq_install(j_decompress_ptr cinfo, struct fq_entropy *e) {
+    if (cinfo->arith_code || cinfo->entropy == NULL) {
+        return;
+    }
+    e->libjpeg_start_pass = cinfo->entropy->start_pass;
+    cinfo->entropy->start_pass = fq_start_pass;
+    fq_scan_setup(cinfo, e);
+}
 
 static const JOCTET fake_eoi[2] = {0xFF, JPEG_EOI};
 
@@ -100,10 +711,22 @@ static boolean window_fill_input_buffer(j_decompress_ptr cinfo) {
     return TRUE;
 }
 
-/* Between iMCU rows (the entropy decoder reloads its input position from cinfo->src for every MCU). */
-static void window_progress(j_common_ptr common) {
+/* Before every iMCU row of jpeg_read_coefficients (the entropy decoder reloads its input position from
+ * cinfo->src for every MCU): takes over the Huffman decoder at the first call, then ends the data after
+ * a window's last row. */
+static void session_progress(j_common_ptr common) {
     j_decompress_ptr cinfo = (j_decompress_ptr)common;
-    struct window_source *src = (struct window_source *)cinfo->src;
+    struct session *s = (struct session *)cinfo;
+    if (!s->entropy.installed) {
+        s->entropy.installed = 1;
+        if (!s->libjpeg_huffman) {
+            fq_install(cinfo, &s->entropy);
+        }
+    }
+    if (!s->has_windows) {
+        return;
+    }
+    struct window_source *src = &s->source;
     if (src->stop_after >= 0 && !src->ended && (long)cinfo->input_iMCU_row > src->stop_after) {
         src->ended = 1;
         src->pub.bytes_in_buffer = 0;
@@ -140,9 +763,7 @@ static void window_src(struct session *s, const unsigned char *data, unsigned lo
     src->pos = 0;
     src->stop_after = -1;
     src->ended = 0;
-    src->progress.progress_monitor = window_progress;
     s->cinfo.src = &src->pub;
-    s->cinfo.progress = &src->progress;
 }
 
 static void reader_error_exit(j_common_ptr cinfo) {
@@ -156,6 +777,10 @@ static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
     if (msg_level < 0) {
         if (err->stopped) {
             return; /* after a window's deliberate end of data: the missing rest is not damage */
+        }
+        const int code = cinfo->err->msg_code;
+        if (code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM) {
+            return; /* notes on metadata, not damage */
         }
         if (err->n_warnings < MAX_WARNINGS) {
             (*cinfo->err->format_message)(cinfo, err->warnings[err->n_warnings]);
@@ -172,6 +797,82 @@ static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
 }
 
 static void reader_output_message(j_common_ptr cinfo) { (void)cinfo; }
+
+/* The bytes a read allocates, from the frame header: libjpeg's int16 coefficient arrays (whole MCUs) and
+ * the float32 planes when this module allocates them. 0 (with the error set) when over s->max_bytes. */
+static int check_budget(struct session *s) {
+    j_decompress_ptr cinfo = &s->cinfo;
+    if (s->max_bytes == 0) {
+        return 1;
+    }
+    unsigned long long total = 0;
+    for (int ci = 0; ci < cinfo->num_components; ci++) {
+        const jpeg_component_info *comp = &cinfo->comp_info[ci];
+        const unsigned long long h = (unsigned long long)comp->h_samp_factor, v = (unsigned long long)comp->v_samp_factor;
+        const unsigned long long cols = (comp->width_in_blocks + h - 1) / h * h;
+        const unsigned long long rows = (comp->height_in_blocks + v - 1) / v * v;
+        total += rows * cols * sizeof(JBLOCK); /* each factor < 2^32: no overflow */
+        if (!s->has_outs) {
+            unsigned long long out_rows = comp->height_in_blocks, out_cols = comp->width_in_blocks;
+            if (s->has_windows) {
+                out_rows = (unsigned long long)s->windows[ci][2]; /* checked later; bounded by a long */
+                out_cols = (unsigned long long)s->windows[ci][3];
+                out_rows = out_rows > comp->height_in_blocks ? comp->height_in_blocks : out_rows;
+                out_cols = out_cols > comp->width_in_blocks ? comp->width_in_blocks : out_cols;
+            }
+            if (ci > 0) {
+                out_rows = (out_rows + (unsigned)s->dv - 1) / (unsigned)s->dv;
+                out_cols = (out_cols + (unsigned)s->dh - 1) / (unsigned)s->dh;
+            }
+            total += out_rows * out_cols * DCTSIZE2 * sizeof(float);
+        }
+    }
+    if (total > s->max_bytes) {
+        snprintf(s->err.error, sizeof s->err.error, "%s a %ux%u JPEG needs %llu bytes, the limit is %llu",
+                 OVER_BUDGET, cinfo->image_width, cinfo->image_height, total, s->max_bytes);
+        return 0;
+    }
+    return 1;
+}
+
+/* Under strict reading, refuse before allocating anything a file whose entropy-coded data is too short
+ * for its first scan: every block of a sequential scan takes at least 2 bits (a DC and an end-of-block
+ * code of at least one bit each) and every block of a progressive DC scan at least one. So a few-KB file
+ * claiming a huge frame costs nothing. 0 (with the error and a warning set) when the data is too short. */
+static int first_scan_fits(struct session *s) {
+    j_decompress_ptr cinfo = &s->cinfo;
+    const int bits_per_block = !cinfo->progressive_mode ? 2 : (cinfo->Ss == 0 && cinfo->Ah == 0 ? 1 : 0);
+    if (bits_per_block == 0 || cinfo->comps_in_scan < 1) {
+        return 1;
+    }
+    unsigned long long blocks = 0;
+    if (cinfo->comps_in_scan == 1) {
+        const jpeg_component_info *comp = cinfo->cur_comp_info[0];
+        blocks = (unsigned long long)comp->width_in_blocks * comp->height_in_blocks;
+    } else {
+        const unsigned long long mcu_cols =
+            (cinfo->image_width + 8ULL * cinfo->max_h_samp_factor - 1) / (8ULL * cinfo->max_h_samp_factor);
+        const unsigned long long mcu_rows =
+            (cinfo->image_height + 8ULL * cinfo->max_v_samp_factor - 1) / (8ULL * cinfo->max_v_samp_factor);
+        unsigned long long per_mcu = 0;
+        for (int i = 0; i < cinfo->comps_in_scan; i++) {
+            per_mcu += (unsigned long long)cinfo->cur_comp_info[i]->h_samp_factor * cinfo->cur_comp_info[i]->v_samp_factor;
+        }
+        blocks = mcu_cols * mcu_rows * per_mcu;
+    }
+    const unsigned long long have = 8ULL * cinfo->src->bytes_in_buffer;
+    if (have >= blocks * bits_per_block) {
+        return 1;
+    }
+    snprintf(s->err.error, sizeof s->err.error,
+             "Premature end of JPEG file: %llu bytes of entropy-coded data cannot hold the first scan's %llu blocks",
+             have / 8, blocks);
+    if (s->err.n_warnings < MAX_WARNINGS) {
+        snprintf(s->err.warnings[s->err.n_warnings], JMSG_LENGTH_MAX, "%s", s->err.error);
+    }
+    s->err.n_warnings++;
+    return 0;
+}
 
 /* Phase 1, without the GIL: headers and all scans into libjpeg's coefficient arrays. 1 on success. */
 static int decode_coefficients(struct session *s, const unsigned char *data, unsigned long size,
@@ -191,10 +892,15 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
     } else {
         jpeg_mem_src(&s->cinfo, data, size);
     }
+    s->source.progress.progress_monitor = session_progress;
+    s->cinfo.progress = &s->source.progress;
     jpeg_read_header(&s->cinfo, TRUE);
     if (s->cinfo.num_components > FQ_MAX_COMPONENTS || s->cinfo.data_precision != 8) {
         snprintf(s->err.error, sizeof s->err.error, "unsupported JPEG (%d components, %d-bit)",
                  s->cinfo.num_components, s->cinfo.data_precision);
+        return 0;
+    }
+    if (!check_budget(s) || (s->err.strict && !first_scan_fits(s))) {
         return 0;
     }
     if (s->has_windows) {
@@ -539,7 +1245,8 @@ static int parse_outs(PyObject *arg, int n_components, struct given_outs *g) {
 
 /* The output of component ci for a rows x cols block window, after checking that every element written
  * lies inside the caller's buffer (with the GIL: raises ValueError and returns 0 otherwise). */
-static int out_fits(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o) {
+static int out_fits_check(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o, char *error,
+                          size_t error_size) {
     const Py_ssize_t size = g->buffers[ci].len / (Py_ssize_t)sizeof(float);
     if (g->channels[ci] == 0) { /* nothing is written */
         o->base = (float *)g->buffers[ci].buf;
@@ -557,7 +1264,7 @@ static int out_fits(const struct given_outs *g, int ci, long rows, long cols, st
         fits = last < size;
     }
     if (!fits) {
-        PyErr_Format(PyExc_ValueError, "outs[%d]: a %ldx%ld block window does not fit its buffer", ci, rows, cols);
+        snprintf(error, error_size, "outs[%d]: a %ldx%ld block window does not fit its buffer", ci, rows, cols);
         return 0;
     }
     o->base = (float *)g->buffers[ci].buf + g->offset[ci];
@@ -567,8 +1274,19 @@ static int out_fits(const struct given_outs *g, int ci, long rows, long cols, st
     return 1;
 }
 
+/* out_fits_check with the GIL: raises ValueError when it does not fit. */
+static int out_fits(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o) {
+    char error[160];
+    if (!out_fits_check(g, ci, rows, cols, o, error, sizeof error)) {
+        PyErr_SetString(PyExc_ValueError, error);
+        return 0;
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(read_coefficients_doc,
-             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None, downsample=None, outs=None)\n"
+             "read_coefficients(data, max_memory, max_scans, zigzag, windows=None, downsample=None, outs=None, *,\n"
+             "                  strict=False, max_bytes=0, libjpeg_huffman=False)\n"
              "    -> (planes, quant_tables, warnings)\n\n"
              "windows: None (whole planes) or per component (first row, first column, rows, columns) in blocks.\n"
              "downsample: None or (dh, dv, kernel): the planes of components 1.. are downsampled by dh, dv in {1, 2}\n"
@@ -581,21 +1299,31 @@ PyDoc_STRVAR(read_coefficients_doc,
              "planes: [(rows, columns, bytearray of float32 (64, rows, columns))], dequantised,\n"
              "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
+             "strict: refuse before allocating a file whose entropy-coded data is too short for its first scan (the\n"
+             "RuntimeError below, the reason also in its warnings); damage is reported in the warnings either way.\n"
+             "max_bytes: 0 (no limit) or the most bytes the read may allocate (libjpeg's coefficient arrays and\n"
+             "the planes), computed from the frame header before anything is allocated; over it the RuntimeError's\n"
+             "message starts with 'over max_bytes:'.\n"
+             "libjpeg_huffman: decode with libjpeg's own Huffman decoder instead of this module's strict one (which\n"
+             "also reports coefficient runs past the block or the spectral band and data left over in a segment).\n"
              "Raises RuntimeError(message, warnings) on a fatal libjpeg error.");
 
-static PyObject *read_coefficients(PyObject *self, PyObject *args) {
+static PyObject *read_coefficients(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
+    static char *keywords[] = {"data",   "max_memory", "max_scans",       "zigzag", "windows", "downsample",
+                               "outs",   "strict",     "max_bytes",       "libjpeg_huffman",   NULL};
     Py_buffer buffer;
-    unsigned long long max_memory;
+    unsigned long long max_memory, max_bytes = 0;
     long max_scans;
-    int zigzag;
+    int zigzag, strict = 0, libjpeg_huffman = 0;
     PyObject *window_arg = Py_None, *down_arg = Py_None, *outs_arg = Py_None;
     long windows[FQ_MAX_COMPONENTS][4] = {{0}};
     int n_windows = 0;
     int dh = 1, dv = 1;
     float kernel[8 * 16];
-    if (!PyArg_ParseTuple(args, "y*Klp|OOO", &buffer, &max_memory, &max_scans, &zigzag, &window_arg, &down_arg,
-                          &outs_arg)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Klp|OOO$pKp", keywords, &buffer, &max_memory, &max_scans,
+                                     &zigzag, &window_arg, &down_arg, &outs_arg, &strict, &max_bytes,
+                                     &libjpeg_huffman)) {
         return NULL;
     }
     if (down_arg != Py_None) {
@@ -651,6 +1379,12 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     s->err.max_scans = max_scans;
+    s->err.strict = strict;
+    s->libjpeg_huffman = libjpeg_huffman;
+    s->max_bytes = max_bytes;
+    s->has_outs = outs_arg != Py_None;
+    s->dh = dh;
+    s->dv = dv;
     if (window_arg != Py_None) {
         s->has_windows = 1;
         memcpy(s->windows, windows, sizeof windows);
@@ -773,8 +1507,269 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args) {
     return Py_BuildValue("(NNN)", planes, tables, warnings);
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * read_batch: the files of one batch decoded on several threads (no GIL), each written straight into
+ * its slot of caller-given float32 buffers (the batch). Everything Python is done before the threads
+ * start (arguments, buffers) and after they end (results); a thread only runs libjpeg and our code.
+ * --------------------------------------------------------------------------------------------------- */
+
+struct batch_job {
+    Py_buffer data;
+    int has_data;
+    unsigned long long max_memory;
+    int has_windows, n_windows;
+    long windows[FQ_MAX_COMPONENTS][4];
+    struct given_outs outs;
+    /* results */
+    int ok, n_components;
+    long rows[FQ_MAX_COMPONENTS], cols[FQ_MAX_COMPONENTS];
+    char error[JMSG_LENGTH_MAX];
+    int n_warnings;
+    char warnings[MAX_WARNINGS][JMSG_LENGTH_MAX];
+};
+
+struct batch {
+    struct batch_job *jobs;
+    Py_ssize_t n_jobs;
+    Py_ssize_t next; /* the next job to take (atomic) */
+    long max_scans;
+    int zigzag, strict, dh, dv;
+    unsigned long long max_bytes;
+    float kernel[8 * 16];
+};
+
+static void run_job(const struct batch *b, struct batch_job *job) {
+    struct session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(job->error, sizeof job->error, "Insufficient memory (a decoder session)");
+        return;
+    }
+    s->err.max_scans = b->max_scans;
+    s->err.strict = b->strict;
+    s->max_bytes = b->max_bytes;
+    s->has_outs = 1;
+    s->dh = b->dh;
+    s->dv = b->dv;
+    if (job->has_windows) {
+        s->has_windows = 1;
+        memcpy(s->windows, job->windows, sizeof s->windows);
+    }
+    int ok = decode_coefficients(s, (const unsigned char *)job->data.buf, (unsigned long)job->data.len,
+                                 (unsigned long)job->max_memory);
+    const int n = ok ? s->cinfo.num_components : 0;
+    if (ok && (n != job->outs.n || (job->has_windows && job->n_windows != n))) {
+        snprintf(s->err.error, sizeof s->err.error, "outs: %d entries (windows: %d) for a JPEG with %d components",
+                 job->outs.n, job->has_windows ? job->n_windows : n, n);
+        ok = 0;
+    }
+    struct plane_out outs[FQ_MAX_COMPONENTS];
+    long windows[FQ_MAX_COMPONENTS][4];
+    for (int ci = 0; ok && ci < n; ci++) {
+        if (job->has_windows) {
+            memcpy(windows[ci], job->windows[ci], sizeof windows[ci]);
+        } else {
+            windows[ci][0] = windows[ci][1] = 0;
+            windows[ci][2] = (long)s->cinfo.comp_info[ci].height_in_blocks;
+            windows[ci][3] = (long)s->cinfo.comp_info[ci].width_in_blocks;
+        }
+        const int down = ci > 0 && (b->dh > 1 || b->dv > 1);
+        job->rows[ci] = down ? (windows[ci][2] + b->dv - 1) / b->dv : windows[ci][2];
+        job->cols[ci] = down ? (windows[ci][3] + b->dh - 1) / b->dh : windows[ci][3];
+        ok = out_fits_check(&job->outs, ci, job->rows[ci], job->cols[ci], &outs[ci], s->err.error,
+                            sizeof s->err.error);
+    }
+    for (int ci = 0; ok && ci < n; ci++) {
+        if (outs[ci].channels == 0) {
+            continue;
+        }
+        const int down = ci > 0 && (b->dh > 1 || b->dv > 1);
+        ok = down ? write_plane_downsampled(s, ci, &outs[ci], b->zigzag, windows[ci], b->dh, b->dv, b->kernel)
+                  : write_plane(s, ci, &outs[ci], b->zigzag, windows[ci]);
+    }
+    job->ok = ok;
+    job->n_components = n;
+    if (!ok) {
+        memcpy(job->error, s->err.error, sizeof job->error);
+    }
+    job->n_warnings = s->err.n_warnings < MAX_WARNINGS ? s->err.n_warnings : MAX_WARNINGS;
+    memcpy(job->warnings, s->err.warnings, sizeof job->warnings);
+    close_session(s);
+}
+
+static void *batch_worker(void *arg) {
+    struct batch *b = arg;
+    for (;;) {
+        const Py_ssize_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->n_jobs) {
+            return NULL;
+        }
+        run_job(b, &b->jobs[i]);
+    }
+}
+
+static void release_jobs(struct batch_job *jobs, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (jobs[i].has_data) {
+            PyBuffer_Release(&jobs[i].data);
+        }
+        release_outs(&jobs[i].outs);
+    }
+    PyMem_Free(jobs);
+}
+
+/* one job: (data, max_memory, windows or None, outs) */
+static int parse_job(PyObject *arg, struct batch_job *job) {
+    PyObject *item = PySequence_Tuple(arg);
+    PyObject *window_arg, *outs_arg;
+    if (item == NULL) {
+        return 0;
+    }
+    if (!PyArg_ParseTuple(item, "y*KOO", &job->data, &job->max_memory, &window_arg, &outs_arg)) {
+        Py_DECREF(item);
+        return 0;
+    }
+    job->has_data = 1;
+    int ok = 1;
+    if (window_arg != Py_None) {
+        PyObject *seq = PySequence_Tuple(window_arg);
+        ok = seq != NULL && PyTuple_GET_SIZE(seq) <= FQ_MAX_COMPONENTS;
+        if (seq != NULL && !ok) {
+            PyErr_SetString(PyExc_ValueError, "windows: at most 4 components");
+        }
+        for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(seq); i++) {
+            PyObject *w = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+            long *wd = job->windows[i];
+            ok = w != NULL && PyArg_ParseTuple(w, "llll", &wd[0], &wd[1], &wd[2], &wd[3]);
+            Py_XDECREF(w);
+        }
+        if (ok) {
+            job->has_windows = 1;
+            job->n_windows = (int)PyTuple_GET_SIZE(seq);
+        }
+        Py_XDECREF(seq);
+    }
+    if (ok) {
+        PyObject *outs = PySequence_Tuple(outs_arg);
+        ok = outs != NULL && parse_outs(outs, (int)PyTuple_GET_SIZE(outs), &job->outs);
+        Py_XDECREF(outs);
+    }
+    Py_DECREF(item);
+    return ok;
+}
+
+PyDoc_STRVAR(read_batch_doc,
+             "read_batch(jobs, threads, max_scans, zigzag, downsample=None, *, strict=False, max_bytes=0)\n"
+             "    -> [(error or None, [(rows, columns)] per component, warnings)] per job\n\n"
+             "Decodes the files of jobs on `threads` threads without the GIL, each written into its outs as\n"
+             "read_coefficients(..., outs=...) writes (the same checks). A job: (data, max_memory, windows or None,\n"
+             "outs with one entry per component). downsample, strict, max_bytes: as read_coefficients. A file that\n"
+             "cannot be read gives its error message (libjpeg's or 'over max_bytes: ...'), not an exception.");
+
+static PyObject *read_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *keywords[] = {"jobs", "threads", "max_scans", "zigzag", "downsample", "strict", "max_bytes", NULL};
+    PyObject *jobs_arg, *down_arg = Py_None;
+    int threads, zigzag, strict = 0;
+    long max_scans;
+    unsigned long long max_bytes = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oilp|O$pK", keywords, &jobs_arg, &threads, &max_scans, &zigzag,
+                                     &down_arg, &strict, &max_bytes)) {
+        return NULL;
+    }
+    if (threads < 1 || threads > 256) {
+        PyErr_SetString(PyExc_ValueError, "threads must be in 1..256");
+        return NULL;
+    }
+    struct batch b = {0};
+    b.max_scans = max_scans;
+    b.zigzag = zigzag;
+    b.strict = strict;
+    b.max_bytes = max_bytes;
+    b.dh = b.dv = 1;
+    if (down_arg != Py_None) {
+        Py_buffer kbuf;
+        PyObject *down = PySequence_Tuple(down_arg);
+        if (down == NULL || !PyArg_ParseTuple(down, "iiy*", &b.dh, &b.dv, &kbuf)) {
+            Py_XDECREF(down);
+            return NULL;
+        }
+        Py_DECREF(down);
+        int bad = (b.dh != 1 && b.dh != 2) || (b.dv != 1 && b.dv != 2) || kbuf.len != (Py_ssize_t)sizeof b.kernel;
+        if (!bad) {
+            memcpy(b.kernel, kbuf.buf, sizeof b.kernel);
+        }
+        PyBuffer_Release(&kbuf);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "downsample must be (dh, dv, kernel) with dh, dv in {1, 2} and "
+                                              "kernel 512 bytes of float32 (8, 16)");
+            return NULL;
+        }
+    }
+    PyObject *seq = PySequence_Tuple(jobs_arg);
+    if (seq == NULL) {
+        return NULL;
+    }
+    b.n_jobs = PyTuple_GET_SIZE(seq);
+    b.jobs = PyMem_Calloc((size_t)(b.n_jobs > 0 ? b.n_jobs : 1), sizeof *b.jobs);
+    if (b.jobs == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < b.n_jobs; i++) {
+        if (!parse_job(PyTuple_GET_ITEM(seq, i), &b.jobs[i])) {
+            Py_DECREF(seq);
+            release_jobs(b.jobs, i + 1);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    const int n_threads = (Py_ssize_t)threads < b.n_jobs ? threads : (int)(b.n_jobs > 0 ? b.n_jobs : 1);
+    pthread_t pool[256];
+    int started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* the calling thread is one of the workers; a thread that cannot be started leaves its share to the others */
+    for (int t = 1; t < n_threads; t++) {
+        if (pthread_create(&pool[started], NULL, batch_worker, &b) == 0) {
+            started++;
+        }
+    }
+    batch_worker(&b);
+    for (int t = 0; t < started; t++) {
+        pthread_join(pool[t], NULL);
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *results = PyList_New(b.n_jobs);
+    for (Py_ssize_t i = 0; results != NULL && i < b.n_jobs; i++) {
+        const struct batch_job *job = &b.jobs[i];
+        PyObject *warnings = PyList_New(job->n_warnings);
+        PyObject *dims = job->ok ? PyList_New(job->n_components) : Py_NewRef(Py_None);
+        for (int k = 0; warnings != NULL && k < job->n_warnings; k++) {
+            PyList_SET_ITEM(warnings, k, PyUnicode_DecodeUTF8(job->warnings[k], (Py_ssize_t)strlen(job->warnings[k]),
+                                                              "replace"));
+        }
+        for (int ci = 0; job->ok && dims != NULL && ci < job->n_components; ci++) {
+            PyList_SET_ITEM(dims, ci, Py_BuildValue("(ll)", job->rows[ci], job->cols[ci]));
+        }
+        PyObject *error = job->ok ? Py_NewRef(Py_None)
+                                  : PyUnicode_DecodeUTF8(job->error, (Py_ssize_t)strlen(job->error), "replace");
+        PyObject *item = (warnings && dims && error) ? Py_BuildValue("(NNN)", error, dims, warnings) : NULL;
+        if (item == NULL) {
+            Py_XDECREF(warnings);
+            Py_XDECREF(dims);
+            Py_XDECREF(error);
+            Py_CLEAR(results);
+            break;
+        }
+        PyList_SET_ITEM(results, i, item);
+    }
+    release_jobs(b.jobs, b.n_jobs);
+    return results;
+}
+
 static PyMethodDef methods[] = {
-    {"read_coefficients", read_coefficients, METH_VARARGS, read_coefficients_doc},
+    {"read_coefficients", (PyCFunction)(void (*)(void))read_coefficients, METH_VARARGS | METH_KEYWORDS,
+     read_coefficients_doc},
+    {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_VARARGS | METH_KEYWORDS, read_batch_doc},
     {NULL, NULL, 0, NULL},
 };
 

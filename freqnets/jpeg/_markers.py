@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..transforms import zigzag_indices
+from .chroma import subsampling_name
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 
 # Pillow's Image.MAX_IMAGE_PIXELS: the default decompression-bomb limit.
@@ -335,18 +336,6 @@ def parse_scan(payload: bytes, frame: Frame, tables: TableState, data_start: int
     return Scan(tuple(indices), tuple(dc_ids), tuple(ac_ids), ss, se, ah, al, data_start)
 
 
-def subsampling_name(frame: Frame) -> str:
-    """``"gray"``, ``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"`` or ``"other"``."""
-    comps = frame.components
-    if len(comps) == 1:
-        return "gray"
-    (yh, yv), (bh, bv), (rh, rv) = ((c.h, c.v) for c in comps)
-    if (bh, bv) != (rh, rv) or yh % bh or yv % bv:
-        return "other"
-    names = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1"}
-    return names.get((yh // bh, yv // bv), "other")
-
-
 def _check_colour(frame: Frame, tables: TableState) -> None:
     """Reject 3-component files that are RGB, as libjpeg's colour-space guess decides."""
     if len(frame.components) != 3 or tables.jfif:
@@ -407,7 +396,7 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             _check_colour(frame, tables)
             scan = parse_scan(payload, frame, tables, pos)
             factors = tuple([(c.h, c.v) for c in frame.components])
-            return JpegHeader(frame, tables, scan, subsampling_name(frame), factors, coefficients)
+            return JpegHeader(frame, tables, scan, subsampling_name(factors), factors, coefficients)
         elif marker == EOI:
             raise JpegError("corrupt JPEG: no frame/scan before EOI" if frame is None else "JPEG has no scan")
         else:

@@ -13,7 +13,7 @@
 Channels: the lowest ``Ky`` (``Kc``) frequencies in JPEG zigzag order, in zigzag order.
 
 Mixed batches. Files with any chroma subsampling are converted to the target layout **in the DCT
-domain**, with exact linear maps (:mod:`.resample`): downsampling averages 2x2 (2x1, ...) pixels
+domain**, with exact linear maps (:mod:`.chroma`, :mod:`.resample`): downsampling averages 2x2 (2x1, ...) pixels
 (e.g. 4:4:4 -> 4:2:0: each 2x2 group of chroma blocks -> one block), upsampling replicates pixels
 (4:1:1 -> 4:2:0 horizontally); the converted chroma grid is then cut or zero-padded at the
 bottom/right to the target grid. Greyscale images get zero chroma coefficients, i.e. neutral
@@ -28,7 +28,7 @@ only the kept window's chroma is converted. Zero coefficients are mid-grey pixel
 ``normalize=(mean, std)``: per-channel statistics, applied to the whole batch after padding
 (padding and greyscale chroma are normalised like any grey pixels). Each has ``Ky + 2*Kc`` entries
 (y, cb, cr channels as output) or ``3 * b*b`` entries (all channels of y, cb, cr in zigzag order,
-e.g. from :func:`freqnets.jpeg.stats.dct_channel_stats`), from which the selected ones are taken.
+e.g. measured on the training set in ``order="zigzag"``), from which the selected ones are taken.
 
 Inside a :class:`~torch.utils.data.DataLoader` worker the output tensors are allocated in shared memory
 (as ``default_collate`` does), so sending a batch to the main process does not copy it again.
@@ -44,11 +44,9 @@ from typing import NamedTuple
 import torch
 
 from ..transforms import zigzag_indices
+from .chroma import centre_offsets, chroma_factors, chroma_grid, fit_grid, layout_factors, resample_chroma
 from .coefficients import JpegCoefficients
-from .resample import resample_axis
 
-# (horizontal, vertical) chroma factors of each target layout, relative to luma.
-CHROMA_LAYOUTS = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
 LAYOUTS = ("planes", "stacked")
 # luma grids of at least this many blocks are written sample by sample (smaller ones: batched ops)
 _PER_SAMPLE_BLOCKS = 64
@@ -62,82 +60,15 @@ class DCTBatch(NamedTuple):
     labels: torch.Tensor  # (B,) int64
 
 
-def _chroma_layout(chroma: str) -> tuple[int, int]:
-    key = chroma.replace(":", "") if isinstance(chroma, str) else chroma
-    if key not in CHROMA_LAYOUTS:
-        raise ValueError(f"chroma must be one of {sorted(CHROMA_LAYOUTS)} (or '4:2:0', ...), got {chroma!r}")
-    return CHROMA_LAYOUTS[key]
+class BatchShape(NamedTuple):
+    """Channels and block grids of a batch: luma ``(B, ky, hy, wy)``, chroma ``(B, 2*kc, hc, wc)``."""
 
-
-def _source_factors(coeffs: JpegCoefficients) -> tuple[int, int]:
-    """Per-axis (horizontal, vertical) subsampling factor of the chroma planes relative to luma."""
-    return _factors_of(coeffs.sampling_factors)
-
-
-@lru_cache(maxsize=64)
-def _factors_of(sampling_factors: tuple[tuple[int, int], ...]) -> tuple[int, int]:
-    (hy, vy), (hc, vc) = sampling_factors[0], sampling_factors[1]
-    factors = []
-    for luma, chroma in ((hy, hc), (vy, vc)):
-        if luma % chroma or luma // chroma not in (1, 2, 4):
-            raise ValueError(f"unsupported sampling factors {sampling_factors}: chroma must be luma / 1, 2 or 4")
-        factors.append(luma // chroma)
-    if sampling_factors[2] != sampling_factors[1]:
-        raise ValueError(f"unsupported sampling factors {sampling_factors}: Cb and Cr differ")
-    return factors[0], factors[1]
-
-
-def _resample(plane: torch.Tensor, source: int, target: int, axis: int) -> torch.Tensor:
-    if source == target:
-        return plane
-    if source < target:
-        return resample_axis(plane, target // source, up=False, axis=axis)
-    return resample_axis(plane, source // target, up=True, axis=axis)
-
-
-def _fit(plane: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """Cut or zero-pad ``(..., by, bx)`` at the bottom/right to ``(rows, cols)`` blocks."""
-    by, bx = plane.shape[-2:]
-    if (by, bx) == (rows, cols):
-        return plane
-    out = plane.new_zeros(*plane.shape[:-2], rows, cols)
-    out[..., : min(by, rows), : min(bx, cols)] = plane[..., :rows, :cols]
-    return out
-
-
-def convert_chroma(coeffs: JpegCoefficients, chroma: str = "420") -> tuple[torch.Tensor, torch.Tensor]:
-    """Cb and Cr planes of ``coeffs`` at the ``chroma`` layout of its luma grid, in the DCT domain.
-
-    Args:
-        coeffs: coefficients (either order; the result has the same order); greyscale gives zeros.
-        chroma: target layout ``"420"``, ``"422"`` or ``"444"``.
-
-    Returns:
-        ``(cb, cr)``, each ``(b*b, ceil(by / fv), ceil(bx / fh))`` for luma ``(b*b, by, bx)``.
-    """
-    fh, fv = _chroma_layout(chroma)
-    b2, by, bx = coeffs.y.shape
-    shape = (b2, -(-by // fv), -(-bx // fh))
-    if coeffs.cb is None:
-        zeros = coeffs.y.new_zeros(shape)
-        return zeros, zeros.clone()
-    sh, sv = _source_factors(coeffs)
-    if (sh, sv) == (fh, fv):
-        return _fit(coeffs.cb, *shape[1:]), _fit(coeffs.cr, *shape[1:])
-    natural = coeffs.to_order("natural")
-    pair = torch.stack([natural.cb, natural.cr])
-    pair = _resample(_resample(pair, sv, fv, axis=-2), sh, fh, axis=-1)
-    pair = _fit(pair, *shape[1:])
-    if coeffs.order != "natural":
-        pair = pair[:, zigzag_indices(coeffs.block_size)]
-    return pair[0], pair[1]
-
-
-def _offsets(have: int, want: int, step: int) -> tuple[int, int, int]:
-    """(source start, destination start, length) of a centre crop/pad on one axis, starts multiples of ``step``."""
-    if have >= want:
-        return (have - want) // 2 // step * step, 0, want
-    return 0, (want - have) // 2 // step * step, have
+    ky: int
+    kc: int
+    hy: int
+    wy: int
+    hc: int
+    wc: int
 
 
 class DCTCollate:
@@ -175,7 +106,7 @@ class DCTCollate:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.layout, self.y_channels, self.c_channels = layout, y_channels, c_channels
         self.chroma = chroma
-        self.factors = _chroma_layout(chroma)
+        self.factors = layout_factors(chroma)
         if grid is not None:
             if len(grid) != 2 or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in grid):
                 raise ValueError(f"grid must be None or (Hy, Wy) positive block counts, got {grid!r}")
@@ -200,7 +131,8 @@ class DCTCollate:
             f"chroma={self.chroma!r}, normalize={'None' if self.normalize is None else '(...)'}, grid={self.grid})"
         )
 
-    def _select_normalize(self, b2: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def selected_stats(self, b2: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(mean, std)`` of the ``Ky + 2*Kc`` output channels (``b2 = b*b`` channels per plane), or ``None``."""
         if self.normalize is None:
             return None
         ky, kc = self.y_channels, self.c_channels
@@ -212,18 +144,23 @@ class DCTCollate:
             return mean[index], std[index]
         raise ValueError(f"normalize needs {ky + 2 * kc} (selected) or {3 * b2} (all) entries, got {mean.numel()}")
 
-    def _in_layout(self, coeffs: list[JpegCoefficients], hy: int, wy: int, hc: int, wc: int) -> list[bool]:
+    def batch_shape(self, hy: int, wy: int) -> BatchShape:
+        """The :class:`BatchShape` of batches on a luma grid of ``hy x wy`` blocks."""
+        return BatchShape(self.y_channels, self.c_channels, hy, wy, *chroma_grid(hy, wy, self.factors))
+
+    def _in_layout(self, coeffs: list[JpegCoefficients], shape: BatchShape) -> list[bool]:
         """Per sample: True when it already has the batch's grid, the target chroma layout and the first
         sample's order (then it is written directly; the others go through :meth:`_place`)."""
         order = coeffs[0].order
+        luma, chroma = (shape.hy, shape.wy), (shape.hc, shape.wc)
         layouts: dict[tuple, bool] = {}  # sampling factors -> the target chroma layout?
         fits = []
         for c in coeffs:
-            fit = c.order == order and c.cb is not None and c.y.shape[-2:] == (hy, wy) and c.cb.shape[-2:] == (hc, wc)
+            fit = c.order == order and c.cb is not None and c.y.shape[-2:] == luma and c.cb.shape[-2:] == chroma
             if fit:
                 fit = layouts.get(c.sampling_factors)
                 if fit is None:
-                    fit = layouts[c.sampling_factors] = _source_factors(c) == self.factors
+                    fit = layouts[c.sampling_factors] = chroma_factors(c.sampling_factors) == self.factors
             fits.append(fit)
         return fits
 
@@ -231,12 +168,7 @@ class DCTCollate:
         self,
         coeffs: list[JpegCoefficients],
         fits: list[bool],
-        ky: int,
-        kc: int,
-        hy: int,
-        wy: int,
-        hc: int,
-        wc: int,
+        shape: BatchShape,
         stats: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Fast path: samples in the batch's grid and chroma layout (``fits``) written in few passes, the
@@ -246,11 +178,11 @@ class DCTCollate:
         (normalised) outputs; for ``"stacked"`` ``x`` has ``y`` (normalised) already in place and ``cbcr``
         is the normalised chroma at its own grid, still to be upsampled into ``x``.
         """
+        ky, kc, hy, wy, hc, wc = shape
         batch = len(coeffs)
         index = [i for i, fit in enumerate(fits) if fit]
         rest = [i for i, fit in enumerate(fits) if not fit]
-        order = coeffs[index[0]].order
-        if order == "zigzag":  # the lowest frequencies are the first channels: slices, no gather
+        if coeffs[index[0]].order == "zigzag":  # the lowest frequencies are the first channels: slices, no gather
             y_index = c_index = None
         else:
             zigzag = zigzag_indices(coeffs[0].block_size)
@@ -261,17 +193,17 @@ class DCTCollate:
             y_stats = mean[:ky].view(-1, 1, 1), std[:ky].view(-1, 1, 1)
             c_stats = mean[ky:].view(-1, 1, 1), std[ky:].view(-1, 1, 1)
         if self.layout == "stacked":
-            x = _new_output(batch, ky + 2 * kc, hy, wy)
+            x = new_output(batch, ky + 2 * kc, hy, wy)
             y, cbcr = x[:, :ky], None
         else:
-            x, y = None, _new_output(batch, ky, hy, wy)
-            cbcr = _new_output(batch, 2 * kc, hc, wc)
+            x, y = None, new_output(batch, ky, hy, wy)
+            cbcr = new_output(batch, 2 * kc, hc, wc)
         if not rest:
             _write_luma(y, coeffs, ky, y_index, y_stats)
             if kc:
                 cbcr = _gather_chroma(coeffs, kc, c_index, cbcr)
         else:  # per sample (large grids only), the others from _place (natural order, channels selected)
-            place_y, place_c = self._place([coeffs[i] for i in rest], ky, kc, hy, wy, hc, wc, shared=False)
+            place_y, place_c = self._place([coeffs[i] for i in rest], shape, shared=False)
             sources = dict(zip(rest, place_y, strict=True))
             for i, dest in enumerate(y):
                 if i in sources:
@@ -291,24 +223,25 @@ class DCTCollate:
         return x, y, cbcr
 
     def _place(
-        self, coeffs: list[JpegCoefficients], ky: int, kc: int, hy: int, wy: int, hc: int, wc: int, shared: bool
+        self, coeffs: list[JpegCoefficients], shape: BatchShape, shared: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """General path: centre crop/pad per sample; chroma conversion batched over samples of one layout.
 
-        ``shared``: allocate ``y`` and ``cbcr`` as outputs (see :func:`_new_output`)."""
+        ``shared``: allocate ``y`` and ``cbcr`` as outputs (see :func:`new_output`)."""
+        ky, kc, hy, wy, hc, wc = shape
         fh, fv = self.factors
         zigzag = zigzag_indices(coeffs[0].block_size)
         y_index, c_index = zigzag[:ky], zigzag[:kc]
-        new = _new_output if shared else torch.empty
+        new = new_output if shared else torch.empty
         y = new(len(coeffs), ky, hy, wy).zero_()
         cbcr = new(len(coeffs), 2 * kc, hc, wc).zero_()
         pending: dict[tuple, list] = {}  # (source factors, window shape) -> samples whose chroma to convert
         for i, c in enumerate(coeffs):
             natural = c.to_order("natural")
-            sh, sv = (1, 1) if natural.cb is None else _source_factors(natural)
+            sh, sv = (1, 1) if natural.cb is None else chroma_factors(natural.sampling_factors)
             # offsets in whole groups of both the source and the target chroma layout
-            sy, dy, ny = _offsets(natural.y.shape[-2], hy, math.lcm(fv, sv))
-            sx, dx, nx = _offsets(natural.y.shape[-1], wy, math.lcm(fh, sh))
+            sy, dy, ny = centre_offsets(natural.y.shape[-2], hy, math.lcm(fv, sv))
+            sx, dx, nx = centre_offsets(natural.y.shape[-1], wy, math.lcm(fh, sh))
             # slice (a view) before selecting channels, so only the window is copied
             y[i, :, dy : dy + ny, dx : dx + nx] = natural.y[:, sy : sy + ny, sx : sx + nx].index_select(0, y_index)
             if kc == 0 or natural.cb is None:
@@ -323,10 +256,10 @@ class DCTCollate:
             for k, (_, (cb, cr), *_) in enumerate(items):
                 pairs[k, 0].copy_(cb)
                 pairs[k, 1].copy_(cr)
-            pairs = _resample(_resample(pairs, sv, fv, axis=-2), sh, fh, axis=-1)
+            pairs = resample_chroma(resample_chroma(pairs, sv, fv, axis=-2), sh, fh, axis=-1)
             for pair, (i, _, ny, nx, dy, dx) in zip(pairs, items, strict=True):
-                ncy, ncx = -(-ny // fv), -(-nx // fh)
-                pair = _fit(pair, ncy, ncx).index_select(1, c_index)
+                ncy, ncx = chroma_grid(ny, nx, self.factors)
+                pair = fit_grid(pair, ncy, ncx).index_select(1, c_index)
                 dcy, dcx = dy // fv, dx // fh
                 cbcr[i, :, dcy : dcy + ncy, dcx : dcx + ncx] = pair.reshape(2 * kc, ncy, ncx)
         return y, cbcr
@@ -351,18 +284,17 @@ class DCTCollate:
         grids = {tuple(c.y.shape[-2:]) for c in coeffs}
         if self.grid is None and len(grids) != 1:
             raise ValueError(f"samples have different block grids {sorted(grids)}: pass grid=(Hy, Wy) to crop/pad")
-        hy, wy = self.grid if self.grid is not None else grids.pop()
-        fh, fv = self.factors
-        hc, wc = -(-hy // fv), -(-wy // fh)
-        stats = self._select_normalize(b * b)
-        fits = self._in_layout(coeffs, hy, wy, hc, wc)
-        if all(fits) or (any(fits) and hy * wy >= _PER_SAMPLE_BLOCKS):
-            x, y, cbcr = self._fast(coeffs, fits, ky, kc, hy, wy, hc, wc, stats)
+        shape = self.batch_shape(*(self.grid if self.grid is not None else grids.pop()))
+        stats = self.selected_stats(b * b)
+        fits = self._in_layout(coeffs, shape)
+        if all(fits) or (any(fits) and shape.hy * shape.wy >= _PER_SAMPLE_BLOCKS):
+            x, y, cbcr = self._fast(coeffs, fits, shape, stats)
             if x is None:
                 return DCTBatch(y, cbcr, labels)
         else:
-            y, cbcr = self._place(coeffs, ky, kc, hy, wy, hc, wc, shared=self.layout == "planes")
+            y, cbcr = self._place(coeffs, shape, shared=self.layout == "planes")
             return self.finish(y, cbcr, labels, stats)
+        fh, fv = self.factors
         _upsample_into(x[:, ky:], cbcr, fv, fh)
         return x, labels
 
@@ -375,7 +307,7 @@ class DCTCollate:
     ) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         """The batch from its unnormalised planes: ``y (B, Ky, Hy, Wy)`` and ``cbcr (B, 2*Kc, Hc, Wc)``
         (zigzag channels, the target chroma layout), normalised in place with ``stats``
-        (:meth:`_select_normalize`) and laid out as configured."""
+        (:meth:`selected_stats`) and laid out as configured."""
         ky = y.shape[1]
         if self.layout == "planes":
             if stats is not None:  # in place: the same values as (y - mean) / std
@@ -384,7 +316,7 @@ class DCTCollate:
                 cbcr.sub_(mean[ky:].view(-1, 1, 1)).div_(std[ky:].view(-1, 1, 1))
             return DCTBatch(y, cbcr, labels)
         fh, fv = self.factors
-        x = _new_output(y.shape[0], ky + cbcr.shape[1], *y.shape[-2:])
+        x = new_output(y.shape[0], ky + cbcr.shape[1], *y.shape[-2:])
         if stats is not None:  # per channel, elementwise: the same values as normalising after upsampling
             mean, std = stats
             torch.sub(y, mean[:ky].view(-1, 1, 1), out=x[:, :ky]).div_(std[:ky].view(-1, 1, 1))
@@ -395,7 +327,7 @@ class DCTCollate:
         return x, labels
 
 
-def _new_output(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def new_output(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """An uninitialised output tensor; inside a DataLoader worker in shared memory, as ``default_collate``
     allocates its batches, so that sending the batch to the main process does not copy it again."""
     if torch.utils.data.get_worker_info() is not None and math.prod(shape) > 0:

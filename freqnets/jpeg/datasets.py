@@ -24,7 +24,7 @@ import torch.utils.data
 
 from .coefficients import JpegCoefficients, JpegError
 from .encode import encode_dct
-from .reader import DEFAULT_MAX_PIXELS, read_dct
+from .reader import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, read_dct
 
 JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 
@@ -43,7 +43,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         split: a top-level folder of ``root`` to use (e.g. ``"train"``), or ``None`` for ``root`` itself.
         transform: applied to the :class:`JpegCoefficients` (e.g. a :mod:`freqnets.jpeg.augment` pipeline).
         target_transform: applied to the integer label.
-        strict, max_pixels, backend, order, crop, chroma: passed to :func:`~freqnets.jpeg.read_dct`
+        strict, max_pixels, max_bytes, backend, order, crop, chroma: passed to :func:`~freqnets.jpeg.read_dct`
             (``crop=(Hy, Wy)`` reads only the centre window that ``DCTCollate(grid=(Hy, Wy))`` keeps;
             ``chroma="420"`` converts chroma while reading, in the worker, so that the collate only
             stacks: both faster on large files).
@@ -69,6 +69,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         *,
         strict: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
         backend: str = "auto",
         order: str = "natural",
         crop: tuple[int, int] | None = None,
@@ -81,7 +82,9 @@ class JpegFolderDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"no such folder or zip archive: {self.root}")
         self.split = split
         self.transform, self.target_transform = transform, target_transform
-        self.read_options = {"strict": strict, "max_pixels": max_pixels, "backend": backend, "order": order}
+        self.read_options = {
+            "strict": strict, "max_pixels": max_pixels, "max_bytes": max_bytes, "backend": backend, "order": order
+        }  # fmt: skip
         if crop is not None:
             self.read_options["crop"] = crop
         if chroma is not None:

@@ -23,12 +23,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..transforms.dct import _dct_matrix
+from ..transforms import dct
 
 
+@lru_cache(maxsize=32)
 def dct_matrix(n: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix ``(n, n)`` in float64 (the transform layer's, as NumPy)."""
-    return _dct_matrix(n, torch.device("cpu"), torch.float64).numpy()
+    """Orthonormal DCT-II matrix ``D (n, n)`` in float64, the transform layer's: ``dct(x) = D @ x``."""
+    # the DCT of basis vector e_j is column j of D; a product with the identity is exact
+    return dct(torch.eye(n, dtype=torch.float64), method="matmul").T.contiguous().numpy()
 
 
 def coefficient_map(pixel_map: np.ndarray, b: int) -> np.ndarray:

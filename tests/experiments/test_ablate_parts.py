@@ -13,7 +13,6 @@ from PIL import Image
 
 import freqnets
 from freqnets.experiments.ablate import build_config, run_ablation
-from freqnets.experiments.ablate.data import augment, load_split
 from freqnets.experiments.ablate.dct_input import _hflip_planes, stack_planes
 from freqnets.experiments.ablate.measure import (
     PeakMemory,
@@ -23,7 +22,7 @@ from freqnets.experiments.ablate.measure import (
     saved_for_backward_bytes,
 )
 from freqnets.experiments.ablate.models import build_model
-from freqnets.experiments.images import DEFAULT_DATA
+from freqnets.experiments.data import DEFAULT_DATA, augment, load_split
 
 
 def test_multiply_adds_match_the_textbook_count():
@@ -164,7 +163,7 @@ def test_dct_input_runs_next_to_rgb(tmp_path):
 
 
 def test_cached_builds_once_then_loads(tmp_path):
-    from freqnets.experiments.ablate import storage
+    from freqnets.experiments import storage
 
     calls = []
 

@@ -10,7 +10,6 @@ import torch
 
 from freqnets.cli import main
 from freqnets.experiments.ablate import (
-    Interrupted,
     ResumeMismatch,
     build_config,
     merge,
@@ -18,7 +17,6 @@ from freqnets.experiments.ablate import (
     run_ablation,
 )
 from freqnets.experiments.ablate.report import CSV_COLUMNS, markdown_table
-from freqnets.experiments.ablate.runner import STOP_AFTER_EPOCH_ENV
 
 
 def _tiny(out, **overrides):
@@ -29,17 +27,27 @@ def _weights(out, run_id):
     return torch.load(out / "runs" / run_id / "model.pt", weights_only=True)
 
 
-def test_an_interrupted_study_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+class Interrupted(RuntimeError):
+    """Stands for a kill after a checkpoint."""
+
+
+def _stop_after(epoch):
+    def after_epoch(run, finished):
+        if finished == epoch:
+            raise Interrupted(f"{run.run_id} stopped after epoch {finished}")
+
+    return after_epoch
+
+
+def test_an_interrupted_study_resumes_to_the_uninterrupted_result(tmp_path):
     settings = dict(epochs=2, rates=[0.5], baselines=["dynamic"])
     straight = run_ablation(_tiny(tmp_path / "straight", **settings), plots=False)
 
-    monkeypatch.setenv(STOP_AFTER_EPOCH_ENV, "1")
     with pytest.raises(Interrupted):
-        run_ablation(_tiny(tmp_path / "resumed", **settings), plots=False)
+        run_ablation(_tiny(tmp_path / "resumed", **settings), plots=False, after_epoch=_stop_after(1))
     first = straight["rows"][0]["run_id"]
     assert (tmp_path / "resumed" / "runs" / first / "checkpoint.pt").is_file()
     assert not (tmp_path / "resumed" / "runs" / first / "result.json").exists()
-    monkeypatch.delenv(STOP_AFTER_EPOCH_ENV)
     resumed = run_ablation(_tiny(tmp_path / "resumed", **settings), plots=False)
 
     assert [r["resumed_from_epoch"] for r in resumed["rows"]] == [1, None]

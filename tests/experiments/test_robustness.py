@@ -15,7 +15,7 @@ import torch.nn.functional as F
 pytest.importorskip("foolbox")
 
 from freqnets.cli import main
-from freqnets.experiments.images import DEFAULT_DATA
+from freqnets.experiments.data import DEFAULT_DATA
 from freqnets.experiments.robustness import Study, StudyConfig, attacks, instability
 from freqnets.experiments.robustness.study import QUICK
 from freqnets.layers import ColorDepthChannel, FFTChannel, GaussianNoiseChannel

@@ -365,7 +365,7 @@ def test_mixed_batch_fast_samples_and_general_samples(monkeypatch, layout, norma
     ky, kc = 12, 9
     stats = (torch.randn(ky + 2 * kc), torch.rand(ky + 2 * kc) + 0.5) if normalize else None
     collate = DCTCollate(layout=layout, y_channels=ky, c_channels=kc, grid=(8, 8), normalize=stats)
-    fits = collate._in_layout(coeffs, 8, 8, 4, 4)
+    fits = collate._in_layout(coeffs, collate.batch_shape(8, 8))
     assert fits == [True, False, False, True, False, False]
     batch = collate(samples)
     monkeypatch.setattr(collate, "_in_layout", lambda coeffs, *args: [False] * len(coeffs))

@@ -113,7 +113,7 @@ def test_read_dct_results_equal_with_and_without_cache(monkeypatch) -> None:
 
     files = [_jpeg(seed=s) for s in range(4)]
     cached = [read_dct(f) for f in files + files]
-    monkeypatch.setattr(reader, "_HEADERS", HeaderCache(max_entries=0))  # max_entries=0 still parses
+    monkeypatch.setattr(reader, "HEADER_CACHE", HeaderCache(max_entries=0))  # max_entries=0 still parses
     for f, c in zip(files + files, cached, strict=True):
         fresh = read_dct(f)
         for a, b in zip(fresh.planes(), c.planes(), strict=True):

@@ -1,7 +1,7 @@
 """``read_dct(..., chroma=...)``: chroma planes converted to a target layout while reading.
 
 References: a float64 pixel-domain loop (inverse DCT, average, forward DCT with ``scipy.fft``),
-:func:`freqnets.jpeg.collate.convert_chroma` on the planes as stored, and the collate's batches.
+:func:`freqnets.jpeg.convert_chroma` on the planes as stored, and the collate's batches.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from freqnets.jpeg import DCTCollate, available_backends, read_dct
-from freqnets.jpeg.collate import convert_chroma
+from freqnets.jpeg import DCTCollate, available_backends, convert_chroma, read_dct
 
 from .jpeg_writer import encode_baseline, random_coefficients
 

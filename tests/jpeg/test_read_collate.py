@@ -93,7 +93,7 @@ def test_cifar_batches_match_without_grid(layout, monkeypatch) -> None:
     if "libjpeg" in available_backends():  # every file takes the fast path: read_dct is never called
         import freqnets.jpeg.read_collate as module
 
-        monkeypatch.setattr(module, "read_dct", lambda *a, **k: pytest.fail("fell back to read_dct"))
+        monkeypatch.setattr(module, "read_bytes", lambda *a, **k: pytest.fail("fell back to read_dct"))
     _assert_same(DCTReadCollate(collate)(samples), want)
 
 

@@ -18,10 +18,15 @@ from pathlib import Path
 
 import torch
 
-from . import storage
+from ...jpeg import DCTCollate
+from .. import storage
+from ..data import files_fingerprint, labelled_files
 from .config import AblationConfig
 from .distributed import DistEnv
 from .inputs import SplitSizes
+
+#: Channels of the early-fusion input: 64 luma and 2 x 64 chroma coefficients per 8x8 block.
+DCT_CHANNELS = 192
 
 
 @dataclass
@@ -45,41 +50,28 @@ def stack_planes(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     return torch.cat([y, up], dim=1).float()
 
 
-def _jpeg_source(data: str, split: str) -> tuple[Path, str | None]:
-    """Where ``split``'s JPEG class folders are, as ``(root, split-folder or None)`` for JpegFolderDataset."""
+def refuse_cifar10(data: str) -> None:
     if data == "cifar10":
         raise ValueError(
             "input='dct' reads JPEG files; data='cifar10' holds raw pixels: give a folder or zip of JPEGs "
             "(e.g. ../shared/data/cifar10-jpeg/) with --data"
         )
-    path = Path(data)
-    if not path.exists():
-        raise FileNotFoundError(f"no such data: {path}")
-    if path.is_dir() and (path / f"{split}.zip").is_file():
-        return path / f"{split}.zip", split
-    if path.is_file() or (path / split).is_dir():
-        return path, split
-    raise ValueError(f"input='dct' needs {split}/ class folders (or {split}.zip) of JPEG files in {path}")
 
 
-def load_dct_split(data: str, split: str, per_class: int) -> DCTSplit:
-    """Read the first ``per_class`` JPEG files of each class (0: all) of ``split`` as coefficients."""
-    from ...jpeg import DCTCollate, JpegFolderDataset
-
-    root, folder = _jpeg_source(data, split)
-    dataset = JpegFolderDataset(root, split=folder, order="zigzag")
-    taken: dict[int, int] = {}
-    indices = []
-    for index, label in enumerate(dataset.targets):
-        if not per_class or taken.get(label, 0) < per_class:
-            taken[label] = taken.get(label, 0) + 1
-            indices.append(index)
+def _read_split(dataset, indices: list[int]) -> DCTSplit:
+    """The coefficients of ``dataset``'s samples ``indices``, batched as 4:2:0 planes and kept as int16."""
     collate = DCTCollate(layout="planes", chroma="420")
     ys, cbcrs, labels = [], [], []
     for start in range(0, len(indices), 1000):
         batch = collate([dataset[i] for i in indices[start : start + 1000]])
         ys.append(_as_int16(batch.y)), cbcrs.append(_as_int16(batch.cbcr)), labels.append(batch.labels)
     return DCTSplit(torch.cat(ys), torch.cat(cbcrs), torch.cat(labels), list(dataset.classes))
+
+
+def load_dct_split(data: str, split: str, per_class: int) -> DCTSplit:
+    """Read the first ``per_class`` JPEG files of each class (0: all) of ``split`` as coefficients."""
+    refuse_cifar10(data)
+    return _read_split(*labelled_files(data, split, per_class, raw=False, order="zigzag"))
 
 
 def _as_int16(x: torch.Tensor) -> torch.Tensor:
@@ -90,16 +82,25 @@ def _as_int16(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cached(data: str, split: str, per_class: int, cache_dir: Path) -> DCTSplit:
-    source = Path(data).resolve()
-    stat = source.stat()
-    stamp = f"dct|{source}|{split}|{per_class}|{stat.st_size}|{stat.st_mtime_ns}"
+    """:func:`load_dct_split`, kept in ``cache_dir`` keyed by the chosen files' contents."""
+    refuse_cifar10(data)
+    dataset, indices = labelled_files(data, split, per_class, raw=False, order="zigzag")
+    stamp = f"dct|{files_fingerprint(dataset, indices)}|{split}|{per_class}"
 
     def build() -> dict:
-        loaded = load_dct_split(data, split, per_class)
+        loaded = _read_split(dataset, indices)
         return {"y": loaded.y, "cbcr": loaded.cbcr, "labels": loaded.labels, "classes": loaded.classes}
 
-    saved = storage.cached(cache_dir, f"dct-{split}", stamp, build)
+    saved = storage.cached(cache_dir, f"dct-{split}", stamp, build, check=_check_dct_cache)
     return DCTSplit(saved["y"], saved["cbcr"], saved["labels"], list(saved["classes"]))
+
+
+def _check_dct_cache(saved: dict) -> None:
+    y, cbcr, labels = saved["y"], saved["cbcr"], saved["labels"]
+    if y.dtype != torch.int16 or cbcr.dtype != torch.int16 or y.dim() != 4 or cbcr.dim() != 4:
+        raise ValueError("the cached coefficients have the wrong dtype or shape")
+    if not len(y) == len(cbcr) == len(labels):
+        raise ValueError("the cached coefficients and labels differ in length")
 
 
 def _hflip_planes(plane: torch.Tensor) -> torch.Tensor:
@@ -147,8 +148,6 @@ class DCTInput(SplitSizes):
 
 def make_dct_input(config: AblationConfig, env: DistEnv) -> DCTInput:
     """The ``dct`` pipeline of ``config``'s data (decoded once, cached under ``<out>/cache``)."""
-    for split in ("train", "test"):
-        _jpeg_source(config.data, split)  # a clear error before any reading
     cache_dir = Path(config.out) / "cache"
     train = _cached(config.data, "train", config.train_per_class, cache_dir)
     test = _cached(config.data, "test", config.test_per_class, cache_dir)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .data import ImageSplit, augment, channel_stats, normalise
+from ..data import ImageSplit, augment, channel_stats, normalise
 
 
 class SplitSizes:

@@ -9,7 +9,7 @@ import torch.nn as nn
 from timm.models.resnet import BasicBlock, ResNet
 
 from ...models._converted import use_cifar_stem
-from ..domain_accuracy import small_cnn  # the network of `freqnets bench accuracy`
+from ..training import small_cnn
 
 __all__ = ["BUILTIN", "cifar_resnet", "small_cnn"]
 

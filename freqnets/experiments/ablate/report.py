@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import storage
+from .. import storage
 from .config import AblationConfig
 
 #: Columns of ``results.csv`` (the rows of ``results.json`` also hold ``history`` and per-layer ``layers``).

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import statistics
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from ...layers import calibrate_rates, convert_model
-from . import measure, storage
+from .. import storage
+from ..training import EpochStats, train_epochs
+from ..training import evaluate as evaluate_batches
+from . import measure
 from .config import AblationConfig
 from .distributed import DistEnv, barrier, sum_across, sync_buffers
 from .grid import RunSpec
 from .models import build_model
-
-#: Test hook: ``FREQNETS_ABLATE_STOP_AFTER_EPOCH=k`` raises :class:`Interrupted` after epoch ``k``'s checkpoint.
-STOP_AFTER_EPOCH_ENV = "FREQNETS_ABLATE_STOP_AFTER_EPOCH"
-
-
-class Interrupted(RuntimeError):
-    """Raised by the test hook :data:`STOP_AFTER_EPOCH_ENV`, as a kill would stop a run."""
 
 
 class ResumeMismatch(ValueError):
@@ -103,54 +98,100 @@ def _epoch_generator(config: AblationConfig, epoch: int, rank: int) -> torch.Gen
     return torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1_009 + rank)
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _calibrate(model: nn.Module, pipeline, config: AblationConfig, energy: float) -> None:
     x, _ = pipeline.plain_train_batch(config.calibration_images)
     calibrate_rates(model, x, energy)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, pipeline, env: DistEnv, batch_size: int) -> tuple[float, float]:
     """Top-1 accuracy and mean cross-entropy on the test split (each process scores a strided share)."""
-    model.eval()
-    correct = loss_sum = 0.0
     indices = list(range(env.rank, pipeline.num_test, env.world_size))
-    for x, y in pipeline.test_batches(indices, batch_size):
-        logits = model(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    correct, loss_sum = sum_across(env, [correct, loss_sum])
+    scores = evaluate_batches(model, pipeline.test_batches(indices, batch_size))
+    correct, loss_sum = sum_across(env, [scores.correct, scores.loss_sum])
     return correct / pipeline.num_test, loss_sum / pipeline.num_test
 
 
-def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: Path, progress=None) -> dict[str, Any]:
+def _finite_parameters(state: dict[str, torch.Tensor]) -> None:
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise ValueError(f"non-finite values in {', '.join(bad[:3])}")
+
+
+def _check_checkpoint(spec: RunSpec, config: AblationConfig) -> Callable[[Any], None]:
+    """The check of a run's ``checkpoint.pt``: its keys, its run, an epoch in ``1..epochs`` with a history
+    of that length, and finite weights (settings are compared apart, as :class:`ResumeMismatch`)."""
+
+    def check(state: Any) -> None:
+        missing = {"model", "optimizer", "scheduler", "rng", "epoch", "history", "fingerprint"} - set(state)
+        if missing:
+            raise ValueError(f"missing {sorted(missing)}")
+        if state.get("spec", spec.to_dict()) != spec.to_dict():
+            raise ValueError(f"it belongs to another run ({state['spec']})")
+        epoch = state["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= config.epochs:
+            raise ValueError(f"epoch {epoch!r} is outside 1..{config.epochs}")
+        History(**state["history"])  # raises TypeError on unknown fields
+        if any(len(v) != epoch for v in state["history"].values()):
+            raise ValueError(f"its history does not have {epoch} epochs")
+        _finite_parameters(state["model"])
+
+    return check
+
+
+def _check_result(spec: RunSpec, config: AblationConfig) -> Callable[[Any], None]:
+    """The check of a run's ``result.json``: a row of this run and of ``config.epochs`` epochs, with an
+    accuracy in [0, 1] (settings are compared apart, as :class:`ResumeMismatch`)."""
+
+    def check(row: Any) -> None:
+        if not isinstance(row, dict) or row.get("run_id") != spec.run_id:
+            raise ValueError(f"it is not the result of run {spec.run_id}")
+        if row.get("epochs") != config.epochs or not isinstance(row.get("fingerprint"), dict):
+            raise ValueError(f"it does not record {config.epochs} epochs of training")
+        if not isinstance(row.get("top1"), int | float) or not 0 <= row["top1"] <= 1:
+            raise ValueError(f"top1 {row.get('top1')!r} is not an accuracy")
+
+    return check
+
+
+def run_one(
+    spec: RunSpec,
+    config: AblationConfig,
+    pipeline,
+    env: DistEnv,
+    out: Path,
+    progress=None,
+    after_epoch: Callable[[RunSpec, int], None] | None = None,
+) -> dict[str, Any]:
     """Train ``spec`` to ``config.epochs`` (resuming from its checkpoint), evaluate and measure it.
+
+    A ``checkpoint.pt`` or ``result.json`` that cannot be read or fails its check (epoch range, run,
+    finite weights) is named on stderr and moved aside (``*.corrupt``); the run goes on from the last
+    good state (its start, when the checkpoint is the corrupt one).
+
+    Args:
+        after_epoch: called as ``after_epoch(spec, epoch)`` once epoch ``epoch`` (1-based) is checkpointed;
+            an exception raised in it stops the run there, as a kill would (the next call resumes).
 
     Returns:
         The result row (also written to ``<out>/runs/<run_id>/result.json`` by rank 0).
 
     Raises:
         ResumeMismatch: the run's folder holds a checkpoint or result made with other settings.
-        Interrupted: the test hook :data:`STOP_AFTER_EPOCH_ENV` fired.
     """
     run_dir = out / "runs" / spec.run_id
     result_path, checkpoint_path = run_dir / "result.json", run_dir / "checkpoint.pt"
     fingerprint = training_fingerprint(config, env)
     if result_path.is_file():
-        row = storage.read_json(result_path)
-        if not same_training(row.get("fingerprint"), fingerprint, spec.input):
-            raise ResumeMismatch(
-                f"{result_path} was made with other settings ({row.get('fingerprint')}); use another --out"
-            )
-        return row
+        row = _load_or_move_aside(env, lambda: storage.read_json(result_path, _check_result(spec, config)))
+        if row is not None:
+            if not same_training(row.get("fingerprint"), fingerprint, spec.input):
+                raise ResumeMismatch(
+                    f"{result_path} was made with other settings ({row.get('fingerprint')}); use another --out"
+                )
+            return row
 
     if env.is_main and run_dir.is_dir():
-        for stale in run_dir.glob(".*.tmp"):  # left by a process killed while writing
-            stale.unlink(missing_ok=True)
+        storage.sweep_temporaries(run_dir)  # left by a process killed while writing
     peak = measure.PeakMemory(env.device).start()
     device = env.device
     model = make_model(spec, config, pipeline.num_classes, pipeline.in_chans).to(device)
@@ -171,20 +212,28 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
         )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs * steps_per_epoch)
     history, start_epoch, resumed_from = History(), 0, None
+    state = None
     if checkpoint_path.is_file():
-        state = storage.load_torch(checkpoint_path, map_location=device)
+        state = _load_or_move_aside(
+            env, lambda: storage.load_torch(checkpoint_path, device, _check_checkpoint(spec, config))
+        )
+    if state is not None:
         if not same_training(state["fingerprint"], fingerprint, spec.input):
             raise ResumeMismatch(f"{checkpoint_path} was made with other settings ({state['fingerprint']})")
-        core.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"].cpu())
+        try:
+            core.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"].cpu())
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:  # e.g. weights of another shape
+            corrupt = storage.CorruptFile(checkpoint_path, f"it does not fit the run's model: {error}")
+            _load_or_move_aside(env, lambda: _raise(corrupt))
+            return run_one(spec, config, pipeline, env, out, progress, after_epoch)  # from the start
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
         history = History(**state["history"])
         start_epoch = resumed_from = state["epoch"]
     autocast = _autocast(spec, device)
-    stop_after = int(os.environ.get(STOP_AFTER_EPOCH_ENV, "0") or 0)
 
     epochs = range(start_epoch, config.epochs)
     if progress is not None:
@@ -192,47 +241,45 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
 
         epochs = tqdm(epochs, desc="epochs", unit="epoch", leave=False, position=1, disable=not env.is_main,
                       initial=start_epoch, total=config.epochs)  # fmt: skip
-    for epoch in epochs:
+
+    def before_epoch(epoch: int) -> None:
         if spec.variant == "dynamic":
             sync_buffers(env, core)  # every process measures the same network, so all pick the same rates
             _calibrate(core, pipeline, config, spec.energy)
         history.mean_rate.append(measure.mean_rate(measure.applied_compression(core)))
-        model.train()
         sampler.set_epoch(epoch)
+
+    def batches(epoch: int):
         order = list(sampler)
         generator = _epoch_generator(config, epoch, env.rank)
-        loss_sum, step_times = 0.0, []
-        _synchronize(device)
-        epoch_start = time.perf_counter()
         for step in range(steps_per_epoch):
-            step_start = time.perf_counter()
-            x, y = pipeline.train_batch(order[step * config.batch_size : (step + 1) * config.batch_size], generator)
-            with autocast():
-                loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item()
-            step_times.append(time.perf_counter() - step_start)
-            if progress is not None:
-                progress.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{steps_per_epoch}")
-        _synchronize(device)
-        history.epoch_seconds.append(time.perf_counter() - epoch_start)
-        history.train_loss.append(sum_across(env, [loss_sum / steps_per_epoch])[0] / env.world_size)
-        history.step_seconds_median.append(statistics.median(step_times))
+            yield pipeline.train_batch(order[step * config.batch_size : (step + 1) * config.batch_size], generator)
+
+    def report_step(epoch: int, step: int) -> None:
+        if progress is not None:
+            progress.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{steps_per_epoch}")
+
+    def finish_epoch(stats: EpochStats) -> None:
+        history.epoch_seconds.append(stats.seconds)
+        history.train_loss.append(sum_across(env, [stats.mean_step_loss])[0] / env.world_size)
+        history.step_seconds_median.append(statistics.median(stats.step_seconds))
         if env.is_main:
             storage.save_torch(
                 checkpoint_path,
                 {
                     "model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": stats.epoch + 1,
                     "history": history.to_dict(), "fingerprint": fingerprint, "spec": spec.to_dict(),
                 } | ({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
             )  # fmt: skip
         barrier(env)
-        if stop_after and epoch + 1 == stop_after:
-            raise Interrupted(f"stopped after epoch {epoch + 1} by {STOP_AFTER_EPOCH_ENV}")
+        if after_epoch is not None:
+            after_epoch(spec, stats.epoch + 1)
+
+    train_epochs(
+        model, optimizer, batches, epochs, scheduler=scheduler, autocast=autocast, device=device,
+        before_epoch=before_epoch, after_step=report_step, after_epoch=finish_epoch,
+    )  # fmt: skip
 
     sync_buffers(env, core)
     top1, test_loss = evaluate(core, pipeline, env, max(config.batch_size, 256))
@@ -244,6 +291,21 @@ def run_one(spec: RunSpec, config: AblationConfig, pipeline, env: DistEnv, out: 
         checkpoint_path.unlink(missing_ok=True)
     barrier(env)  # every process returns after rank 0 has written the run's files
     return row
+
+
+def _raise(error: Exception):
+    raise error
+
+
+def _load_or_move_aside(env: DistEnv, load: Callable[[], Any]) -> Any:
+    """``load()``, or ``None`` when the file is corrupt: rank 0 moves it aside (the others only skip it)."""
+    try:
+        return load()
+    except storage.CorruptFile as error:
+        barrier(env)  # every process has read (and rejected) the file before rank 0 moves it
+        if env.is_main:
+            storage.move_aside(error.path, str(error))
+        return None
 
 
 def _result_row(spec, config, pipeline, env, core, history, top1, test_loss, peak, autocast, resumed_from) -> dict:

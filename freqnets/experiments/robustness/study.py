@@ -3,7 +3,7 @@
 Stages (each result is saved to ``<out>/state.json`` as soon as it is done; a rerun with the same
 output folder resumes, skipping finished stages and finished channels of the sweep):
 
-1. ``model``: load a checkpoint or train the small CIFAR CNN of :mod:`..domain_accuracy`, behind a
+1. ``model``: load a checkpoint or train the small CIFAR CNN of :mod:`..training`, behind a
    normalisation layer so that it takes ``[0, 1]`` images (saved to ``model.pt``).
 2. ``attacks``: non-adaptive foolbox L-inf PGD and C&W L2 on test images the model classifies
    correctly (``adversarial.pt``); ``delta_adv`` is the mean L2 distortion.
@@ -37,9 +37,10 @@ import torch.nn as nn
 
 from ...layers import CHANNELS, Vote, convert_model, make_channel
 from ...layers.perturbation import PerturbationChannel
-from .. import domain_accuracy
-from ..ablate import data as ablate_data
-from ..images import DEFAULT_DATA
+from .. import data, storage
+from ..data import CIFAR10_MEAN, CIFAR10_STD, DEFAULT_DATA
+from ..training import accuracy as batched_accuracy
+from ..training import small_cnn, train_on_tensors
 from . import attacks, instability
 
 DEFAULT_SWEEPS: dict[str, list[float]] = {
@@ -120,29 +121,23 @@ class ImageClassifier(nn.Module):
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
-        self.register_buffer("mean", domain_accuracy.CIFAR10_MEAN.clone())
-        self.register_buffer("std", domain_accuracy.CIFAR10_STD.clone())
+        self.register_buffer("mean", CIFAR10_MEAN.clone())
+        self.register_buffer("std", CIFAR10_STD.clone())
         self.network = network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network((x - self.mean) / self.std)
 
 
-def load_split(data: Path, split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(source: Path, split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``[0, 1]`` images ``(N, 3, 32, 32)`` and labels of a CIFAR-10 JPEG zip or folder."""
-    images = ablate_data.load_split(data, split, per_class)
+    images = data.load_split(source, split, per_class)
     return images.images.float() / 255, images.labels
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> float:
-    """Top-1 accuracy; ``model`` may return logits or vote shares."""
-    model.eval()
-    if len(x) == 0:
-        return float("nan")
-    hits = ((model(x[i : i + batch]).argmax(-1) == y[i : i + batch]).sum().item() for i in range(0, len(x), batch))
-    correct = sum(hits)
-    return correct / len(x)
+    """Top-1 accuracy; ``model`` may return logits or vote shares; NaN for no images."""
+    return batched_accuracy(model, x, y, batch)
 
 
 def defended(model: nn.Module, channel: PerturbationChannel, draws: int) -> nn.Module:
@@ -162,7 +157,12 @@ class Study:
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state_path = self.out / "state.json"
-        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state: dict[str, Any] = {}
+        if self.state_path.exists():
+            try:
+                self.state = storage.read_json(self.state_path, _check_state)
+            except storage.CorruptFile as error:  # start over rather than trust it
+                storage.move_aside(self.state_path, str(error))
         for stage in redo:
             self.state.pop(stage, None)
             self.state.get("seconds", {}).pop(stage, None)
@@ -173,9 +173,7 @@ class Study:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _save(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1, default=_json_default))
-        tmp.replace(self.state_path)
+        storage.write_text(self.state_path, json.dumps(self.state, indent=1, default=_json_default))
 
     def _bar(self, items, description: str):
         if not self.progress:
@@ -197,15 +195,14 @@ class Study:
     def stage_model(self) -> None:
         c = self.config
         path = Path(c.checkpoint) if c.checkpoint else self.out / "model.pt"
-        self.model = ImageClassifier(domain_accuracy.small_cnn())
+        self.model = ImageClassifier(small_cnn())
         if c.checkpoint and not path.exists():
             raise FileNotFoundError(f"no such checkpoint: {path}")
-        if path.exists():
-            self.model.load_state_dict(torch.load(path, weights_only=True))
+        if path.exists() and self._load_weights(self.model, path, given=bool(c.checkpoint)):
             self._log(f"loaded model from {path}")
         else:
             self._log(f"training the small CNN for {c.epochs} epochs on {len(self.x_train)} images")
-            seconds = domain_accuracy.train(self.model, self.x_train, self.y_train, c.epochs, 0.05, c.seed)
+            seconds = train_on_tensors(self.model, self.x_train, self.y_train, c.epochs, 0.05, c.seed)
             torch.save(self.model.state_dict(), path)
             self.state["model"] = {"seconds_per_epoch": seconds, "checkpoint": str(path)}
         self.model.eval()
@@ -219,13 +216,37 @@ class Study:
         self.x_attack, self.y_attack = self.x_test[self.attack_index], self.y_test[self.attack_index]
         self._save()
 
+    def _load_weights(self, model: nn.Module, path: Path, given: bool) -> bool:
+        """Load ``path`` into ``model`` (``weights_only``; finite, fitting the model). A corrupt file the
+        study wrote is moved aside (``False``: train again); a corrupt ``--checkpoint`` is an error."""
+
+        initial = copy.deepcopy(model.state_dict())
+
+        def check(state: Any) -> None:
+            if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                raise ValueError("non-finite weights")
+            model.load_state_dict(state)
+
+        try:
+            storage.load_torch(path, check=check)
+            return True
+        except storage.CorruptFile as error:
+            model.load_state_dict(initial)  # a failed load may have copied some tensors
+            if given:
+                raise
+            storage.move_aside(path, str(error))
+            return False
+
     # -- non-adaptive attacks ----------------------------------------------------------------------
     def stage_attacks(self) -> None:
         c = self.config
         path = self.out / "adversarial.pt"
         if "attacks" in self.state and path.exists():
-            self.adversarial = torch.load(path, weights_only=True)
-            return
+            try:
+                self.adversarial = storage.load_torch(path, check=_check_adversarial)
+                return
+            except storage.CorruptFile as error:  # attack again
+                storage.move_aside(path, str(error))
         results = {}
         results["pgd"] = attacks.pgd_linf(self.model, self.x_attack, self.y_attack, c.epsilon, c.pgd_steps)
         results["cw"] = attacks.carlini_wagner_l2(self.model, self.x_attack, self.y_attack, c.cw_steps,
@@ -330,11 +351,9 @@ class Study:
         path = self.out / f"model_fft_{rate:g}.pt"
         network = convert_model(copy.deepcopy(self.model.network), domain="fft", compress_rate=rate)
         model = ImageClassifier(network)
-        if path.exists():
-            model.load_state_dict(torch.load(path, weights_only=True))
-        else:
+        if not (path.exists() and self._load_weights(model, path, given=False)):
             self._log(f"fine-tuning the band-limited model at rate {rate:g} for {c.finetune_epochs} epoch(s)")
-            domain_accuracy.train(model, self.x_train, self.y_train, c.finetune_epochs, 0.01, c.seed + 1)
+            train_on_tensors(model, self.x_train, self.y_train, c.finetune_epochs, 0.01, c.seed + 1)
             torch.save(model.state_dict(), path)
         return model.eval()
 
@@ -422,6 +441,16 @@ class Study:
 
         report.write_outputs(self.state, self.out)
         return self.state
+
+
+def _check_adversarial(saved: Any) -> None:
+    if not isinstance(saved, dict) or not all(torch.is_tensor(v) and v.isfinite().all() for v in saved.values()):
+        raise ValueError("expected a table of finite adversarial images")
+
+
+def _check_state(state: Any) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a table of stage results, got {type(state).__name__}")
 
 
 def _json_default(value: Any) -> Any:
