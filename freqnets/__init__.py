@@ -13,7 +13,7 @@ import importlib
 from types import ModuleType
 
 from . import kernels, layers, models, transforms
-from .layers import calibrate_rates, convert_model
+from .layers import calibrate_rates, convert_model, get_compress_rates, set_compress_rates
 from .transforms import available_domains, get_domain
 
 __version__ = "0.1.0"
@@ -26,11 +26,13 @@ __all__ = [
     "available_domains",
     "calibrate_rates",
     "convert_model",
+    "get_compress_rates",
     "get_domain",
     "jpeg",
     "kernels",
     "layers",
     "models",
+    "set_compress_rates",
     "transforms",
 ]
 

@@ -9,7 +9,7 @@ Part ``check`` writes ``OUT/device_check.json`` and ``OUT/device_check.md`` (plu
 
 * ``tests_kernels``: ``pytest tests/kernels`` (CuPy kernels vs the torch path, forward and backward, every dtype);
 * ``tests_layers``: ``pytest tests/layers tests/models -k cuda`` (the device-parametrised tests, CUDA cases);
-* ``bench_product``, ``bench_layer``, ``bench_step``: :mod:`freqnets.experiments.bench_gpu` (product, one layer,
+* ``bench_product``, ``bench_layer``, ``bench_step``: :mod:`freqnets.experiments.bench_kernels` (product, one layer,
   ResNet-18 training step at 224 px and the CIFAR variant; backends torch and cupy, rates 0 / 0.5 / 0.75,
   against timm's resnet18 on cuDNN; fp32, bf16 autocast, bf16 + channels_last; CUDA-event medians and peak
   ``torch.cuda.max_memory_allocated``, ratios in one run);
@@ -34,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -49,13 +50,15 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from freqnets.experiments import bench_gpu, cifar_gpu  # noqa: E402
+from freqnets.experiments import bench_kernels, cifar_gpu  # noqa: E402
 
 PACK = ROOT / "device_data" / "cifar10_jpeg.npz"
 
 #: Seconds per part of the GPU check (the sum stays under 8 minutes with the start-up and the summaries).
-CHECK_BUDGETS = {"tests_kernels": 150, "tests_layers": 75, "bench_product": 25, "bench_layer": 50,
-                 "bench_step": 130, "dct_step": 25}  # fmt: skip
+CHECK_BUDGETS = {"tests_kernels": 140, "tests_layers": 75, "bench_product": 25, "bench_layer": 45,
+                 "bench_step": 125, "dct_step": 25}  # fmt: skip
+#: Seconds for the whole check: a part gets at most what is left of it (the command's limit is 10 minutes).
+CHECK_TOTAL = 465
 #: The same for the CPU dry run.
 DRY_RUN_BUDGETS = {name: 60 for name in CHECK_BUDGETS}
 
@@ -122,26 +125,51 @@ def environment() -> dict:
 
 
 def run_pytest(name: str, args: list[str], out: Path, timeout: float) -> dict:
-    """``pytest args`` in a subprocess with a junit file ``out/pytest_<name>.xml``; counts, failures, output tail.
+    """``pytest args`` in a subprocess: junit file ``out/pytest_<name>.xml``, full output ``out/pytest_<name>.log``;
+    returns the counts, the failures and the output's tail.
 
-    A run past ``timeout`` is killed and reported with the output it printed (``timed_out``).
+    A run past ``timeout`` is killed (``timed_out``); its counts then come from the verbose output it printed.
+    Each test gets at most 120 s (pytest-timeout), so one hanging test does not cost the others.
     """
     junit = out / f"pytest_{name}.xml"
-    command = [sys.executable, "-m", "pytest", *args, "-q", "-rfE", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    junit.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pytest", *args, "-v", "-rfE", "-p", "no:cacheprovider", "-o", "timeout=120",
+               f"--junitxml={junit}"]  # fmt: skip
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = {"command": " ".join(command[1:]), "timed_out": False}
+    result = {"command": " ".join(["pytest", *args]), "timed_out": False}
     start = time.monotonic()
     try:
         proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         output, result["returncode"] = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as expired:
-        output = (expired.stdout or b"").decode(errors="replace") if isinstance(expired.stdout, bytes) else (
-            expired.stdout or "")  # fmt: skip
+        output = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout
         result |= {"timed_out": True, "returncode": None}
+        output = output or ""
     result["seconds"] = round(time.monotonic() - start, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"pytest_{name}.log").write_text(output)
     result["output_tail"] = output[-4000:]
-    result |= junit_summary(junit)
-    return result
+    summary = junit_summary(junit)
+    if summary["counts"] is None:
+        summary = verbose_summary(output)
+    return result | summary
+
+
+_VERBOSE_LINE = re.compile(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", re.MULTILINE)
+
+
+def verbose_summary(output: str) -> dict:
+    """Counts and failures from pytest's ``-v`` lines (what a killed run printed), in :func:`junit_summary`'s form."""
+    outcomes = _VERBOSE_LINE.findall(output)
+    if not outcomes:
+        return {"counts": None, "failed": []}
+    kinds = [kind for _, kind in outcomes]
+    counts = {"tests": len(outcomes), "failures": kinds.count("FAILED"), "errors": kinds.count("ERROR"),
+              "skipped": kinds.count("SKIPPED") + kinds.count("XFAIL")}  # fmt: skip
+    counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    failed = [{"test": test, "kind": kind.lower(), "message": ""}
+              for test, kind in outcomes if kind in ("FAILED", "ERROR")]  # fmt: skip
+    return {"counts": counts, "failed": failed}
 
 
 def junit_summary(path: Path) -> dict:
@@ -185,7 +213,7 @@ def _jpeg_files(count: int) -> tuple[list[bytes], list[int], str]:
     return files, [i % 10 for i in range(count)], "synthetic (Pillow, quality 75, 4:2:0)"
 
 
-def dct_step(device: str, batch: int, settings: bench_gpu.BenchSettings) -> dict:
+def dct_step(device: str, batch: int, settings: bench_kernels.BenchSettings, precisions=("fp32", "bf16")) -> dict:
     """JPEG -> read_dct -> DCTCollate -> dct_resnet18_cifar: read+collate time on the CPU, the training step on
     ``device`` (fp32 and bf16 autocast), and the model's logits on ``device`` against the CPU (float32)."""
     import timm
@@ -209,10 +237,10 @@ def dct_step(device: str, batch: int, settings: bench_gpu.BenchSettings) -> dict
               "logits_max_relative_difference_to_cpu": float((logits - reference).abs().max() / reference.abs().max()),
               "steps": {}}  # fmt: skip
     x, y = batch_x.to(target), batch_y.to(target)
-    for precision in ("fp32", "bf16"):
-        step = bench_gpu.training_step(model, x, y, precision)
+    for precision in precisions:
+        step = bench_kernels.training_step(model, x, y, precision)
         first_loss = float(step())
-        result["steps"][precision] = bench_gpu.measure(step, target, settings.warmup, settings.repeats) | {
+        result["steps"][precision] = bench_kernels.measure(step, target, settings.warmup, settings.repeats) | {
             "first_loss": first_loss, "loss_after": float(step())}
     return result
 
@@ -220,15 +248,18 @@ def dct_step(device: str, batch: int, settings: bench_gpu.BenchSettings) -> dict
 class Summary:
     """The JSON and markdown summary of one call, rewritten after every part."""
 
-    def __init__(self, out: Path, stem: str, argv: list[str]) -> None:
-        self.out, self.stem = out, stem
+    def __init__(self, out: Path, stem: str, argv: list[str], total: float | None = None) -> None:
+        self.out, self.stem, self.total, self.start = out, stem, total, time.monotonic()
         self.data = {"command": "python scripts/device_check.py " + " ".join(argv), "environment": environment(),
                      "parts": {}}  # fmt: skip
         self.markdown: dict[str, str] = {}
 
     def run(self, name: str, budget: float, fn) -> object:
-        """``fn(budget)`` as part ``name``: its result, or its error recorded (never raised)."""
+        """``fn(budget)`` as part ``name``: its result, or its error recorded (never raised). The budget is cut
+        to what is left of the call's total (``total`` seconds from this summary's start), if one was given."""
         start = time.monotonic()
+        if self.total is not None:
+            budget = max(0.0, min(budget, self.total - (start - self.start)))
         print(f"[device_check] {name} (budget {budget:.0f} s)", flush=True)
         try:
             value = fn(budget)
@@ -237,7 +268,7 @@ class Summary:
             value, part = None, {"status": "error", "error": f"{type(error).__name__}: {error}",
                                  "traceback": traceback.format_exc(limit=10)}  # fmt: skip
             print(part["traceback"], flush=True)
-        part |= {"seconds": round(time.monotonic() - start, 1), "budget_s": budget}
+        part |= {"seconds": round(time.monotonic() - start, 1), "budget_s": round(budget)}
         self.data["parts"][name] = part
         print(f"[device_check] {name}: {part['status']} in {part['seconds']} s", flush=True)
         self.write()
@@ -270,24 +301,15 @@ def _pytest_markdown(result: dict) -> str:
     return "\n".join([line, *failed])
 
 
-def _targets_markdown(found: list[dict]) -> str:
-    lines = ["| target | where | value | limit | met |", "|---|---|---|---|---|"]
-    for t in found:
-        value = "-" if t["value"] is None else f"{t['value']:.2f}"
-        met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
-        lines.append(f"| {t['target']} | {t['where']} | {value} | {t['limit']} | {met} |")
-    return "\n".join(lines)
-
-
 def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> dict:
     """Part ``check``: GPU tests, benchmarks, DCT-input step, targets (see the module docstring)."""
     device = "cuda" if torch.cuda.is_available() and not dry_run else "cpu"
     if device == "cuda":
         torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithms, as a training run would
-    summary = Summary(out, "device_check", argv)
     budgets = DRY_RUN_BUDGETS if dry_run else CHECK_BUDGETS
+    summary = Summary(out, "device_check", argv, total=None if dry_run else CHECK_TOTAL)
     targets = DRY_RUN_PYTEST_TARGETS if dry_run else PYTEST_TARGETS
-    settings = bench_gpu.settings_for(device, dry_run)
+    settings = bench_kernels.settings_for(device, dry_run)
     wanted = set(only or budgets)
     for name in ("tests_kernels", "tests_layers"):
         if name in wanted:
@@ -296,19 +318,19 @@ def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> 
                 summary.markdown[name] = _pytest_markdown(result)
                 summary.write()
     rows = []
-    for name, fn in (("bench_product", bench_gpu.product_rows), ("bench_layer", bench_gpu.layer_rows),
-                     ("bench_step", bench_gpu.model_step_rows)):  # fmt: skip
+    for name, fn in (("bench_product", bench_kernels.product_rows), ("bench_layer", bench_kernels.layer_rows),
+                     ("bench_step", bench_kernels.model_step_rows)):  # fmt: skip
         if name in wanted:
-            part_rows = summary.run(name, budgets[name], lambda b, fn=fn: fn(settings, bench_gpu.Deadline(b)))
+            part_rows = summary.run(name, budgets[name], lambda b, fn=fn: fn(settings, bench_kernels.Deadline(b)))
             rows += part_rows or []
-            summary.markdown["benchmarks"] = bench_gpu.report(rows)
-            found = bench_gpu.targets(rows)
+            summary.markdown["benchmarks"] = bench_kernels.report(rows)
+            found = bench_kernels.targets(rows)
             summary.data["targets"] = found
-            summary.markdown["targets (issue 13)"] = _targets_markdown(found)
+            summary.markdown["targets (issue 13)"] = bench_kernels.targets_table(found)
             summary.write()
     if "dct_step" in wanted:
-        result = summary.run("dct_step", budgets["dct_step"], lambda b: dct_step(device, 4 if dry_run else 256,
-                                                                                settings))  # fmt: skip
+        result = summary.run("dct_step", budgets["dct_step"], lambda b: dct_step(
+            device, 4 if dry_run else 256, settings, ("fp32",) if dry_run else ("fp32", "bf16")))  # fmt: skip
         if result is not None:
             steps = ", ".join(f"{p} {s['ms']:.2f} ms" for p, s in result["steps"].items())
             summary.markdown["dct_step"] = (
@@ -371,7 +393,7 @@ def table(out: Path, dry_run: bool, argv: list[str], args: argparse.Namespace) -
             summary.data["recipe"] = asdict(recipe)
             summary.data["targets"] = table_targets(results)
             summary.markdown["Table 2.1 (CIFAR-10, ResNet-18)"] = cifar_gpu.table_report(results, recipe)
-            summary.markdown["targets (issue 13)"] = _targets_markdown(summary.data["targets"])
+            summary.markdown["targets (issue 13)"] = bench_kernels.targets_table(summary.data["targets"])
             summary.write()
     return summary.data
 
@@ -409,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     if args.part == "check":
         only = [p.strip() for p in args.only.split(",")] if args.only else None
+        unknown = sorted(set(only or ()) - set(CHECK_BUDGETS))
+        if unknown:
+            parser.error(f"--only: unknown parts {', '.join(unknown)}; the parts are {', '.join(CHECK_BUDGETS)}")
         data = check(args.out, args.dry_run, argv, only)
     else:
         data = table(args.out, args.dry_run, argv, args)

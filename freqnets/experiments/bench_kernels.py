@@ -1,201 +1,476 @@
-"""CuPy kernels vs the torch path vs cuDNN on the ResNet-18 layer shapes: time, memory, ratios in one run.
+"""CuPy kernels vs the torch path vs cuDNN: product, one layer and a ResNet-18 training step, ratios in one run.
 
-    python -m freqnets.experiments.bench_kernels [--batch 32] [--rates 0.5] [--min-run-time 0.5] [--quick] [--no-model]
+    freqnets bench kernels [--rates 0,0.5,0.75] [--quick]
+    python -m freqnets.experiments.bench_kernels [--batch 32] [--rates 0,0.5,0.75] [--precisions fp32,bf16,bf16_cl]
+        [--repeats 10] [--quick] [--no-model] [--threads N]
 
-Three tables, each comparing implementations side by side in the same process:
+``scripts/device_check.py`` runs the same measurements on the GPU machine (docs/device.md).
 
-1. the band-limited product over channels on the kept spectra (the kernel's job): the torch
-   path (group split + Gauss ``complex_matmul`` + merge, as in ``_BandLimitedConv``) vs the
-   CuPy kernel with the 4-multiplication and with Gauss's product;
-2. one 3x3 layer, forward + backward: ``BandLimitedConv2d`` with ``backend='torch'`` and
-   ``'cupy'`` vs ``nn.Conv2d`` (cuDNN on a GPU), with the peak memory each step allocates;
-3. a ResNet-18 training step (SGD, 224x224) converted at the rate with each backend vs the
-   plain timm ResNet-18 (cuDNN).
+Each measurement compares implementations side by side in one process, on one device:
 
-On a machine without CuPy or a GPU the CuPy and cuDNN rows are skipped with a message and
-the torch-path rows run on the CPU, so the script itself is checked everywhere.
+* ``product``: the product over channels on the kept spectra, the torch path
+  (:func:`~freqnets.layers.spectral_product.reference_product`) against the CuPy kernel
+  (:func:`~freqnets.layers.spectral_product.bl_product`, 4-multiplication and Gauss);
+* ``layer``: one 3x3 layer forward + backward, ``BandLimitedConv2d`` with ``backend='torch'`` and
+  ``'cupy'`` against ``nn.Conv2d`` (cuDNN on a GPU);
+* ``step``: a whole SGD training step of ResNet-18, ImageNet stem at 224 px and the CIFAR variant
+  at 32 px, ``bl_resnet18[_cifar]`` per backend and rate against timm's ``resnet18`` (cuDNN).
+
+Precisions: ``fp32`` (float32), ``bf16`` (bfloat16 autocast) and ``bf16_cl`` (bfloat16 autocast,
+model and input in ``channels_last``, which cuDNN's bf16 convolutions prefer). Times are the median
+of ``repeats`` calls after ``warmup`` calls, read with CUDA events on a GPU (``perf_counter`` on the
+CPU); ``peak_mib`` is ``torch.cuda.max_memory_allocated`` during one call after a reset (model,
+gradients and optimizer state included), ``extra_mib`` the part above what was allocated before.
+
+Every row is a flat dict (``part``, ``shape``, ``rate``, ``precision``, ``impl`` and the numbers, or
+``error`` / ``skipped``), so one failing case costs one row, and a :class:`Deadline` stops a part
+between cases. On a machine without CUDA or CuPy the same code runs on the CPU at tiny sizes
+(:data:`DRY_RUN`), with the CuPy rows marked skipped and the reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
+import timm
 import torch
 import torch.nn as nn
-from torch.utils.benchmark import Timer
+import torch.nn.functional as F
 
-from freqnets import convert_model, kernels
-from freqnets.layers import BandLimitedConv2d
-from freqnets.layers.band_limited_conv import _merge_groups, _split_groups
-from freqnets.layers.spectral_plan import make_plan
-from freqnets.layers.spectral_product import bl_product, complex_matmul
+from .. import kernels
+from ..layers import BandLimitedConv2d
+from ..layers.spectral_plan import make_plan
+from ..layers.spectral_product import bl_product, reference_product
+from ..models._converted import use_cifar_stem
 
-#: ResNet-18 (ImageNet, 224x224 input) 3x3 convolutions: (channels, spatial size, stride) of each stage.
-RESNET18_SHAPES = [(64, 56, 1), (128, 28, 1), (256, 14, 1), (512, 7, 1)]
+__all__ = [
+    "DRY_RUN",
+    "PRECISIONS",
+    "RESNET18_LAYERS",
+    "BenchSettings",
+    "Deadline",
+    "layer_rows",
+    "measure",
+    "model_step_rows",
+    "product_rows",
+    "report",
+    "targets",
+    "targets_table",
+]
+
+#: ``fp32``: float32; ``bf16``: bfloat16 autocast; ``bf16_cl``: bfloat16 autocast and channels_last.
+PRECISIONS = ("fp32", "bf16", "bf16_cl")
+
+#: The 3x3 stride-1 convolutions of ResNet-18 at 224 px: (channels, spatial size) per stage.
+RESNET18_LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))
 
 
-def seconds(fn, min_run_time: float) -> float:
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
+@dataclass(frozen=True)
+class BenchSettings:
+    """Sizes and repetitions of one benchmark run (the defaults are the GPU run's)."""
+
+    device: str = "cuda"
+    rates: tuple[float, ...] = (0.0, 0.5, 0.75)
+    precisions: tuple[str, ...] = PRECISIONS
+    backends: tuple[str, ...] = ("torch", "cupy")
+    layer_shapes: tuple[tuple[int, int], ...] = RESNET18_LAYERS
+    product_batch: int = 32
+    layer_batch: int = 32
+    step_batch_imagenet: int = 64
+    step_batch_cifar: int = 256
+    imagenet_size: int = 224
+    warmup: int = 3
+    repeats: int = 10
+    width: int = 64  # ResNet-18 stage widths width * (1, 2, 4, 8); the dry run narrows them (not below 8: torch
+    # 2.14's CPU convolution backward in channels_last corrupts the heap with 4 channels)
 
 
-def peak_bytes(fn, device: torch.device) -> int | None:
-    """Peak memory ``fn`` allocates on a CUDA device above what was allocated before (None on CPU)."""
+#: The CPU dry run: the same code path at sizes that take seconds.
+DRY_RUN = BenchSettings(
+    device="cpu", rates=(0.0, 0.5), precisions=("fp32", "bf16_cl"), layer_shapes=((8, 7),), product_batch=2,
+    layer_batch=2, step_batch_imagenet=2, step_batch_cifar=2, imagenet_size=32, warmup=1, repeats=1, width=8,
+)  # fmt: skip
+
+
+class Deadline:
+    """A point in time a part must finish by; ``left()`` seconds remain."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    if device.type == "cuda":
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize(device)
+        return [start.elapsed_time(end) for start, end in events]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def peak_mib(fn: Callable[[], object], device: torch.device) -> tuple[float | None, float | None]:
+    """(peak MiB allocated during one call of ``fn``, the part above what was allocated before); None on CPU."""
     if device.type != "cuda":
-        return None
+        return None, None
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     fn()
     torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - base
+    peak = torch.cuda.max_memory_allocated(device)
+    return peak / 2**20, (peak - base) / 2**20
 
 
-def _ms(t: float | None) -> str:
-    return "skipped" if t is None else f"{t * 1e3:.3f}"
+def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> dict:
+    """``{"ms": median, "ms_min", "ms_max", "repeats", "peak_mib", "extra_mib", "kernel_launches"}`` of ``fn``.
+
+    ``kernel_launches`` counts the CuPy kernels the timed calls launched (0 proves a path ran without them).
+    """
+    before = kernels.launch_count()
+    times = time_ms(fn, device, warmup, repeats)
+    launches = kernels.launch_count() - before
+    peak, extra = peak_mib(fn, device)
+    return {"ms": statistics.median(times), "ms_min": min(times), "ms_max": max(times), "repeats": repeats,
+            "peak_mib": peak, "extra_mib": extra, "kernel_launches": launches}  # fmt: skip
 
 
-def _mib(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f}"
+def _case(row: dict, fn: Callable[[], dict], deadline: Deadline) -> dict:
+    """``row`` completed by ``fn()``'s numbers, or by ``error`` (the exception) or ``skipped`` (no time left)."""
+    if deadline.expired():
+        return row | {"skipped": "time budget of the part spent"}
+    try:
+        return row | fn()
+    except Exception as error:  # one case's failure is a result, not the end of the run
+        return row | {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=6)}
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None else f"{a / b:.2f}"
+def _cupy_skip_reason(settings: BenchSettings) -> str | None:
+    if "cupy" not in settings.backends:
+        return "not requested"
+    if settings.device != "cuda":
+        return "backend='cupy' runs on CUDA tensors only (CPU run)"
+    return kernels.unavailable_reason()
 
 
-def product_rows(batch: int, rates: list[float], device: torch.device, cupy: bool, t: float, shapes) -> list[str]:
-    lines = [
-        "| channels | size | rate | K | torch path (ms) | cupy 4-mult (ms) | cupy Gauss (ms) | torch / cupy 4-mult "
-        "| torch / cupy Gauss |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for channels, size, _ in shapes:
-        for rate in rates:
-            plan = make_plan((size + 2, size + 2), rate)
-            k = plan.num_kept
-            x_spec = torch.randn(2, k, batch * channels, device=device)
-            w_spec = torch.randn(2, k, channels * channels, device=device)
+def _products(x_spec: torch.Tensor, w_spec: torch.Tensor, batch: int) -> dict[str, Callable[[], torch.Tensor]]:
+    """The forward product ``(2, K, B*C) x (2, K, O*C) -> (2, K, B*O)`` (one group) by each implementation."""
+    return {
+        "torch": lambda: reference_product("forward", x_spec, w_spec, batch, 1),
+        "cupy": lambda: bl_product("forward", x_spec, w_spec, batch, 1, False, "cupy"),
+        "cupy_gauss": lambda: bl_product("forward", x_spec, w_spec, batch, 1, True, "cupy"),
+    }
 
-            def torch_path(x_spec=x_spec, w_spec=w_spec):
-                xs = _split_groups(x_spec, batch, 1)
-                ws = w_spec.view(2, k, channels, channels)
-                return _merge_groups(complex_matmul(xs, ws.transpose(-1, -2), conj_right=True), 1)
 
-            reference = seconds(torch_path, t)
-            plain = gauss = None
-            if cupy:
-                plain = seconds(lambda x_spec=x_spec, w_spec=w_spec: bl_product(x_spec, w_spec, batch, 1, False), t)
-                gauss = seconds(lambda x_spec=x_spec, w_spec=w_spec: bl_product(x_spec, w_spec, batch, 1, True), t)
+def product_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
+    """The product over channels of one 3x3 layer's forward pass, float32, per layer shape and rate."""
+    device = torch.device(settings.device)
+    batch, cupy_skip = settings.product_batch, _cupy_skip_reason(settings)
+    rows = []
+    for channels, size in settings.layer_shapes:
+        for rate in settings.rates:
+            kept = make_plan((size + 2, size + 2), rate).num_kept
+            x_spec = torch.randn(2, kept, batch * channels, device=device)
+            w_spec = torch.randn(2, kept, channels * channels, device=device)
+            for impl, fn in _products(x_spec, w_spec, batch).items():
+                row = {"part": "product", "shape": f"{channels}x{size}", "rate": rate, "kept": kept,
+                       "precision": "fp32", "impl": impl, "batch": batch}  # fmt: skip
+                if impl != "torch" and cupy_skip:
+                    rows.append(row | {"skipped": cupy_skip})
+                    continue
+                rows.append(_case(row, lambda fn=fn: measure(fn, device, settings.warmup, settings.repeats), deadline))
+    return rows
+
+
+def _autocast(precision: str, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision != "fp32")
+
+
+def _memory_format(precision: str) -> torch.memory_format:
+    return torch.channels_last if precision.endswith("_cl") else torch.contiguous_format
+
+
+def layer_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
+    """One 3x3 layer forward + backward per shape, precision and rate: nn.Conv2d, then each backend."""
+    device = torch.device(settings.device)
+    batch, cupy_skip = settings.layer_batch, _cupy_skip_reason(settings)
+    conv_name = "cudnn" if device.type == "cuda" else "conv2d"
+    rows = []
+    for channels, size in settings.layer_shapes:
+        conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device)
+        for precision in settings.precisions:
+            fmt = _memory_format(precision)
+            x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=fmt)
+            x.requires_grad_(True)
+            grad = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=fmt)
+
+            def step(layer, x=x, grad=grad, precision=precision):
+                with _autocast(precision, device):
+                    out = layer(x)
+                out.backward(grad.to(out.dtype))
+
+            base = {"part": "layer", "shape": f"{channels}x{size}", "precision": precision, "batch": batch}
+            row = base | {"rate": None, "impl": conv_name}
+            conv.to(memory_format=fmt)
+            rows.append(_case(row, lambda step=step, conv=conv: measure(lambda: step(conv), device, settings.warmup,
+                                                                        settings.repeats), deadline))  # fmt: skip
+            for rate in settings.rates:
+                for backend in settings.backends:
+                    row = base | {"rate": rate, "impl": f"bl_{backend}"}
+                    if backend == "cupy" and cupy_skip:
+                        rows.append(row | {"skipped": cupy_skip})
+                        continue
+
+                    def run(rate=rate, backend=backend, fmt=fmt, step=step, channels=channels, conv=conv):
+                        layer = BandLimitedConv2d(channels, channels, 3, padding=1, bias=False, compress_rate=rate,
+                                                  backend=backend).to(device, memory_format=fmt)  # fmt: skip
+                        layer.load_state_dict(conv.state_dict())
+                        return measure(lambda: step(layer), device, settings.warmup, settings.repeats)
+
+                    rows.append(_case(row, run, deadline))
+    return rows
+
+
+def _resnet18(variant: str, impl: str, rate: float | None, width: int = 64) -> nn.Module:
+    """timm's ``resnet18`` (impl ``cudnn``/``conv2d``) or ``bl_resnet18`` at ``rate`` with ``impl``'s backend."""
+    cifar = variant == "cifar"
+    size = {} if width == 64 else {"stem_width": width, "channels": tuple(width * m for m in (1, 2, 4, 8))}
+    if impl.startswith("bl_"):
+        name = "bl_resnet18_cifar" if cifar else "bl_resnet18"
+        return timm.create_model(name, compress_rate=rate, backend=impl.removeprefix("bl_"), **size)
+    model = timm.create_model("resnet18", num_classes=10 if cifar else 1000, **size)
+    if cifar:
+        use_cifar_stem(model, "conv1", "maxpool")
+    return model
+
+
+def training_step(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str
+) -> Callable[[], torch.Tensor]:
+    """One SGD (momentum 0.9) step of ``model`` on the batch under ``precision``; returns the step function.
+
+    ``model`` and ``images`` (``(B, 3, H, W)``) must be on the same device; ``bf16_cl`` puts both in
+    channels_last. The step returns the (detached) loss.
+    """
+    fmt = _memory_format(precision)
+    model.to(memory_format=fmt).train()
+    images = images.contiguous(memory_format=fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(precision, images.device):
+            loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def model_step_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
+    """ResNet-18 training steps: per variant (``imagenet``, ``cifar``) and precision, timm then each backend/rate."""
+    device = torch.device(settings.device)
+    cupy_skip = _cupy_skip_reason(settings)
+    conv_name = "cudnn" if device.type == "cuda" else "conv2d"
+    variants = {
+        "imagenet": (settings.step_batch_imagenet, settings.imagenet_size, 1000),
+        "cifar": (settings.step_batch_cifar, 32, 10),
+    }
+    rows = []
+    for variant, (batch, size, classes) in variants.items():
+        images = torch.randn(batch, 3, size, size, device=device)
+        labels = torch.randint(0, classes, (batch,), device=device)
+        for precision in settings.precisions:
+            cases = [(conv_name, None)] + [(f"bl_{b}", r) for r in settings.rates for b in settings.backends]
+            for impl, rate in cases:
+                row = {"part": "step", "shape": f"{variant} {size}px", "rate": rate, "precision": precision,
+                       "impl": impl, "batch": batch}  # fmt: skip
+                if impl == "bl_cupy" and cupy_skip:
+                    rows.append(row | {"skipped": cupy_skip})
+                    continue
+
+                def run(impl=impl, rate=rate, precision=precision, variant=variant, images=images, labels=labels):
+                    model = _resnet18(variant, impl, rate, settings.width).to(device)
+                    result = measure(training_step(model, images, labels, precision), device, settings.warmup,
+                                     settings.repeats)  # fmt: skip
+                    del model
+                    return result
+
+                rows.append(_case(row, run, deadline))
+    return rows
+
+
+def _key(row: dict) -> tuple:
+    return (row["part"], row["shape"], row["precision"])
+
+
+def _find(rows: Iterable[dict], **match) -> dict | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()) and "ms" in row:
+            return row
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _baseline_impl(rows: list[dict], part: str) -> str:
+    if part == "product":
+        return "torch"
+    return "cudnn" if any(r.get("impl") == "cudnn" for r in rows) else "conv2d"
+
+
+def report(rows: list[dict]) -> str:
+    """Markdown tables of ``rows`` (one per part), with each time and peak as a ratio of the baseline in the
+    same shape and precision (the torch path for the product, cuDNN / nn.Conv2d otherwise), and for the
+    band-limited rows also of rate 0 with the same backend (the paper's claims compare those two)."""
+    lines = []
+    for part, title in (("product", "Product over channels (forward, float32)"),
+                        ("layer", "One 3x3 layer, forward + backward"),
+                        ("step", "ResNet-18 training step (SGD)")):  # fmt: skip
+        part_rows = [r for r in rows if r["part"] == part]
+        if not part_rows:
+            continue
+        base_impl = _baseline_impl(part_rows, part)
+        lines += [f"### {title}", "",
+                  f"| shape | precision | impl | rate | batch | ms (median) | peak MiB | ms / {base_impl} "
+                  f"| peak / {base_impl} | ms / rate 0 | peak / rate 0 | note |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in part_rows:
+            # the product's baseline is the torch path at the same rate; cuDNN has none (rate None)
+            same_rate = {"rate": row["rate"]} if part == "product" else {}
+            base = _find(part_rows, part=part, shape=row["shape"], precision=row["precision"], impl=base_impl,
+                         **same_rate)  # fmt: skip
+            zero = _find(part_rows, part=part, shape=row["shape"], precision=row["precision"], impl=row["impl"],
+                         rate=0.0) if row["rate"] not in (None, 0.0) else None  # fmt: skip
+            ms, peak = row.get("ms"), row.get("peak_mib")
+            note = row.get("error") or row.get("skipped") or ""
             lines.append(
-                f"| {channels} | {size} | {rate} | {k} | {_ms(reference)} | {_ms(plain)} | {_ms(gauss)} "
-                f"| {_ratio(reference, plain)} | {_ratio(reference, gauss)} |"
+                f"| {row['shape']} | {row['precision']} | {row['impl']} | {_fmt(row['rate'])} | {row['batch']} "
+                f"| {_fmt(ms, 3)} | {_fmt(peak, 0)} | {_fmt(_ratio(ms, base and base['ms']))} "
+                f"| {_fmt(_ratio(peak, base and base['peak_mib']))} | {_fmt(_ratio(ms, zero and zero['ms']))} "
+                f"| {_fmt(_ratio(peak, zero and zero['peak_mib']))} | {note[:120].replace('|', '/')} |"
             )
-    return lines
+        lines.append("")
+    return "\n".join(lines)
 
 
-def layer_rows(batch: int, rates: list[float], device: torch.device, cupy: bool, t: float, shapes) -> list[str]:
-    conv_name = "cuDNN" if device.type == "cuda" else "nn.Conv2d"
-    lines = [
-        f"| channels | size | rate | torch path (ms) | cupy (ms) | {conv_name} (ms) | torch / cupy "
-        f"| cupy / {conv_name} | peak MiB torch / cupy / {conv_name} |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for channels, size, stride in shapes:
-        conv = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False).to(device)
-        x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
-        grad = torch.randn_like(conv(x))
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's measurable targets, each ``{"target", "where", "value", "limit", "met"}`` (``met`` None when
+    a side is missing): CuPy product faster than the torch path at rate 0.5; the ``bl_resnet18`` step at rate
+    0.5 against rate 0 (time <= 0.7x, peak <= 0.6x) and against timm's ResNet-18 (time <= 1.0x)."""
+    found = []
 
-        def step(layer):
-            layer(x).backward(grad)
+    def add(target: str, where: str, value: float | None, limit: float) -> None:
+        found.append({"target": target, "where": where, "value": value, "limit": limit,
+                      "met": None if value is None else value <= limit})  # fmt: skip
 
-        conv_time, conv_mem = seconds(lambda conv=conv: step(conv), t), peak_bytes(lambda conv=conv: step(conv), device)
-        for rate in rates:
-            results = {}
-            for backend in ("torch", "cupy") if cupy else ("torch",):
-                layer = BandLimitedConv2d(
-                    channels, channels, 3, stride=stride, padding=1, bias=False, compress_rate=rate, backend=backend
-                ).to(device)
-                layer.load_state_dict(conv.state_dict())
-                results[backend] = (
-                    seconds(lambda layer=layer: step(layer), t),
-                    peak_bytes(lambda layer=layer: step(layer), device),
-                )
-            torch_time, torch_mem = results["torch"]
-            cupy_time, cupy_mem = results.get("cupy", (None, None))
-            lines.append(
-                f"| {channels} | {size} | {rate} | {_ms(torch_time)} | {_ms(cupy_time)} | {_ms(conv_time)} "
-                f"| {_ratio(torch_time, cupy_time)} | {_ratio(cupy_time, conv_time)} "
-                f"| {_mib(torch_mem)} / {_mib(cupy_mem)} / {_mib(conv_mem)} |"
-            )
-    return lines
+    for row in rows:
+        if row["part"] == "product" and row["impl"] == "cupy" and row["rate"] == 0.5:
+            torch_row = _find(rows, part="product", shape=row["shape"], rate=0.5, impl="torch")
+            add("cupy product / torch product at rate 0.5", row["shape"],
+                _ratio(row.get("ms"), torch_row and torch_row["ms"]), 1.0)  # fmt: skip
+        if row["part"] == "step" and row["impl"].startswith("bl_") and row["rate"] == 0.5:
+            where = f"{row['shape']} {row['precision']} {row['impl']}"
+            match = {"part": "step", "shape": row["shape"], "precision": row["precision"]}
+            zero = _find(rows, **match, impl=row["impl"], rate=0.0)
+            base = _find(rows, **match, impl=_baseline_impl(rows, "step"))
+            add("step time, rate 0.5 / rate 0", where, _ratio(row.get("ms"), zero and zero["ms"]), 0.7)
+            add("step peak memory, rate 0.5 / rate 0", where,
+                _ratio(row.get("peak_mib"), zero and zero["peak_mib"]), 0.6)  # fmt: skip
+            add("step time, rate 0.5 / timm resnet18", where, _ratio(row.get("ms"), base and base["ms"]), 1.0)
+    return found
 
 
-def model_rows(batch: int, rates: list[float], device: torch.device, cupy: bool, t: float) -> list[str]:
-    import timm
+def settings_for(device: str, dry_run: bool) -> BenchSettings:
+    """The GPU run's settings on ``device``, or :data:`DRY_RUN`'s."""
+    return DRY_RUN if dry_run else replace(BenchSettings(), device=device)
 
-    conv_name = "cuDNN" if device.type == "cuda" else "nn.Conv2d"
-    lines = [
-        f"| model | rate | backend | step (ms) | {conv_name} step (ms) | step / {conv_name} | peak MiB |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    x = torch.randn(batch, 3, 224, 224, device=device)
-    labels = torch.randint(0, 1000, (batch,), device=device)
 
-    def timed(model):
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), labels).backward()
-            optimizer.step()
-
-        step()
-        return seconds(step, t), peak_bytes(step, device)
-
-    baseline, baseline_mem = timed(timm.create_model("resnet18").to(device))
-    lines.append(f"| resnet18 | - | {conv_name} | {_ms(baseline)} | {_ms(baseline)} | 1.00 | {_mib(baseline_mem)} |")
-    for rate in rates:
-        for backend in ("torch", "cupy") if cupy else ("torch",):
-            model = convert_model(timm.create_model("resnet18"), compress_rate=rate, backend=backend).to(device)
-            step_time, mem = timed(model)
-            lines.append(
-                f"| resnet18 converted | {rate} | {backend} | {_ms(step_time)} | {_ms(baseline)} "
-                f"| {_ratio(step_time, baseline)} | {_mib(mem)} |"
-            )
-    return lines
+def targets_table(found: list[dict]) -> str:
+    """Markdown table of :func:`targets`."""
+    lines = ["| target | where | value | limit | met |", "|---|---|---|---|---|"]
+    for t in found:
+        value = "-" if t["value"] is None else f"{t['value']:.2f}"
+        met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
+        lines.append(f"| {t['target']} | {t['where']} | {value} | {t['limit']} | {met} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rates", default="0.5", help="comma-separated compress rates (default 0.5)")
-    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds of timing per measurement")
+    parser.add_argument("--batch", type=int, default=32, help="batch of the product and layer tables")
+    parser.add_argument("--rates", default="0,0.5,0.75", help="comma-separated compress rates")
+    parser.add_argument("--precisions", default=None, help=f"comma-separated among {', '.join(PRECISIONS)} "
+                        "(default: all on a GPU, fp32 on the CPU)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="the last (smallest) layer shape only")
-    parser.add_argument("--no-model", action="store_true", help="skip the ResNet-18 training step")
+    parser.add_argument("--no-model", action="store_true", help="skip the ResNet-18 training steps")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    shapes = RESNET18_SHAPES[-1:] if args.quick else RESNET18_SHAPES
-    reason = kernels.unavailable_reason()
-    cupy = reason is None
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"freqnets bench kernels: torch {torch.__version__}, {name}, batch {args.batch}, float32, rates {rates}")
-    if not cupy:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    precisions = args.precisions.split(",") if args.precisions else (PRECISIONS if device == "cuda" else ("fp32",))
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        parser.error(f"--precisions must be among {', '.join(PRECISIONS)}, got {', '.join(unknown)}")
+    settings = BenchSettings(
+        device=device, rates=tuple(float(r) for r in args.rates.split(",") if r.strip()), precisions=tuple(precisions),
+        layer_shapes=RESNET18_LAYERS[-1:] if args.quick else RESNET18_LAYERS, product_batch=args.batch,
+        layer_batch=args.batch, repeats=args.repeats,
+    )  # fmt: skip
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"freqnets bench kernels: torch {torch.__version__}, {name}, rates {list(settings.rates)}, "
+          f"precisions {list(settings.precisions)}")  # fmt: skip
+    reason = _cupy_skip_reason(settings)
+    if reason:
         print(f"CuPy rows skipped: {reason}")
-    if device.type != "cuda":
+    if device != "cuda":
         print("no GPU: cuDNN rows skipped; the torch path and nn.Conv2d run on the CPU instead")
-    t = args.min_run_time
-    print("\n## Product over channels on the kept spectra (one 3x3 layer's forward product)\n")
-    print("\n".join(product_rows(args.batch, rates, device, cupy, t, shapes)))
-    print("\n## One 3x3 layer, forward + backward\n")
-    print("\n".join(layer_rows(args.batch, rates, device, cupy, t, shapes)))
+    deadline = Deadline(float("inf"))
+    rows = product_rows(settings, deadline) + layer_rows(settings, deadline)
     if not args.no_model:
-        print("\n## ResNet-18 training step (SGD, 224x224)\n")
-        print("\n".join(model_rows(args.batch, rates, device, cupy, t)))
+        rows += model_step_rows(settings, deadline)
+    print("\n" + report(rows))
+    print(targets_table(targets(rows)))
     return 0
 
 

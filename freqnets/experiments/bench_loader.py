@@ -29,6 +29,7 @@ timed, to show whether the loader would be the bottleneck of training on this ma
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -89,6 +90,7 @@ class DCTPipeline:
         crop: bool = False,
         layout: str = "stacked",
         in_collate: bool = False,
+        threads: int = 1,
     ) -> None:
         grid = (28, 28) if imagenet else None  # CIFAR files all have the same 4x4 grid
         self.crop = grid if crop else None
@@ -96,8 +98,9 @@ class DCTPipeline:
         mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # per-channel statistics
         self.layout, self.in_collate = layout, in_collate
         self.collate = DCTCollate(layout=layout, grid=grid, normalize=(mean, std))
+        self.threads = threads
         if in_collate:  # the dataset yields bytes; files are read straight into the batch (crop = grid)
-            self.collate = DCTReadCollate(self.collate)
+            self.collate = DCTReadCollate(self.collate, threads=threads)
 
     def _read(self, payload: bytes, crop: tuple[int, int] | None = None):
         # zigzag: the collate's channel order, so it copies channel runs instead of gathering
@@ -250,8 +253,12 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
         bs = min(batch_size, 32) if source.imagenet else batch_size
         pil = PillowPipeline(source.imagenet)
         variants = [("", DCTPipeline(source.imagenet, payloads[:256]))]
+        cores = os.cpu_count() or 1
         if not source.imagenet:
             variants.append((", DCTReadCollate", DCTPipeline(False, payloads[:256], in_collate=True)))
+            if cores > 1:  # the batch's files decoded on every core inside the C extension
+                threaded = DCTPipeline(False, payloads[:256], in_collate=True, threads=cores)
+                variants.append((f", DCTReadCollate, {cores} threads", threaded))
         if source.imagenet:
             variants.append((", read_dct crop", DCTPipeline(source.imagenet, payloads[:256], crop=True)))
             # the late-fusion / multigrid models' input: luma and 4:2:0 chroma planes, chroma not repeated
@@ -259,15 +266,21 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
             variants.append((", read_dct crop, planes layout", planes))
             reader = DCTPipeline(source.imagenet, payloads[:256], crop=True, in_collate=True)
             variants.append((", DCTReadCollate (crop)", reader))
+            if cores > 1:
+                threaded = DCTPipeline(source.imagenet, payloads[:256], crop=True, in_collate=True, threads=cores)
+                variants.append((f", DCTReadCollate (crop), {cores} threads", threaded))
         pil_rate = per_image_rate(pil, payloads)
         for suffix, dct in variants:
-            rows.append(Row(source.name, f"per image{suffix}", per_image_rate(dct, payloads), pil_rate))
+            if dct.threads == 1:  # threads share out a batch's files: nothing to share in a batch of one
+                rows.append(Row(source.name, f"per image{suffix}", per_image_rate(dct, payloads), pil_rate))
         last = None
         for w, sharing in [(n, s) for n in workers for s in (_sharing_strategies() if n else [None])]:
             with _sharing_strategy(sharing):
                 label = f"DataLoader, {w} workers{_sharing_label(sharing)}, batch {bs}"
                 pil_rate, _ = loader_rate(pil, payloads, w, bs, source.epoch)
                 for suffix, dct in variants:
+                    if w > 0 and dct.threads > 1:  # each worker has a core: threads would only contend
+                        continue
                     dct_rate, last_batch = loader_rate(dct, payloads, w, bs, source.epoch)
                     rows.append(Row(source.name, f"{label}{suffix}", dct_rate, pil_rate))
                     if dct.layout == "stacked" and sharing in (None, _DEFAULT_SHARING):  # the step's model input

@@ -15,13 +15,14 @@ Runs (:func:`train_run`) checkpoint after every epoch into a state folder and re
 (``torch.load(..., weights_only=True)``), and stop before an epoch that would not fit the time
 left, so a long table is split over several calls of at most a few minutes each.
 
-The training loop is a few small functions (:func:`train_epoch`, :func:`evaluate`,
-:func:`make_optimizer`) so that it can move into the experiments' shared loop.
+Training and evaluation go through the experiments' shared loop (:mod:`.training`); this module
+adds the GPU-resident data, the recipe and the checkpoints.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 import traceback
@@ -40,6 +41,7 @@ from PIL import Image
 
 from .._checks import check_rate
 from ..models._converted import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
+from . import training
 
 __all__ = [
     "DeviceImages",
@@ -209,10 +211,14 @@ class DeviceImages:
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         return ((images.float() - self.mean) / self.std).contiguous(memory_format=self.format)
 
-    def _crop_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self._padded is None:  # padded once: reflect padding needs float, stored back as uint8
+    def pad_once(self) -> None:
+        """Keep the reflect-padded images the crops are cut from (made on the first training batch otherwise)."""
+        if self._padded is None:  # reflect padding needs float; stored back as uint8
             pad = (self.PAD,) * 4
             self._padded = F.pad(self.images.float(), pad, mode="reflect").to(torch.uint8)
+
+    def _crop_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.pad_once()
         batch, (height, width) = len(index), self.images.shape[-2:]
         top = torch.randint(0, 2 * self.PAD + 1, (batch, 1), device=self.device, generator=generator)
         left = torch.randint(0, 2 * self.PAD + 1, (batch, 1), device=self.device, generator=generator)
@@ -289,47 +295,27 @@ def _autocast(recipe: Recipe, device: torch.device):
 
 
 def train_epoch(model, data: DeviceImages, optimizer, schedule, recipe: Recipe, epoch: int) -> dict:
-    """One epoch; returns ``{"loss", "accuracy", "seconds", "steps"}`` (training loss and accuracy on the
-    augmented batches). The batches of epoch ``e`` depend only on ``(recipe.seed, e)``, so a resumed run
-    sees the same data as an uninterrupted one."""
+    """Epoch ``epoch`` through the experiments' shared loop (:func:`.training.train_epochs`); returns
+    ``{"loss", "seconds", "steps", "schedule_steps"}`` (mean training loss over samples). The batches of an
+    epoch depend only on ``(recipe.seed, epoch)``, so a resumed run sees the same data as an uninterrupted one."""
     device = data.device
     generator = torch.Generator(device=device)
     generator.manual_seed(recipe.seed * 100_003 + epoch)
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = steps = 0
-    start = time.perf_counter()
-    for x, y in data.train_batches(recipe.batch_size, generator):
-        with _autocast(recipe, device):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen, steps = seen + len(y), steps + 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    if not math.isfinite(float(loss_sum)):
+    (stats,) = training.train_epochs(
+        model, optimizer, lambda _: data.train_batches(recipe.batch_size, generator), [epoch], scheduler=schedule,
+        autocast=lambda: _autocast(recipe, device), device=device, label_smoothing=recipe.label_smoothing,
+    )  # fmt: skip
+    if not math.isfinite(stats.mean_sample_loss):
         raise FloatingPointError(f"training loss is not finite in epoch {epoch}")
-    return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "seconds": seconds, "steps": steps}
+    return {"loss": stats.mean_sample_loss, "seconds": stats.seconds, "steps": len(stats.step_losses),
+            "schedule_steps": schedule.last_epoch}  # fmt: skip
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, data: DeviceImages, recipe: Recipe, batch_size: int = 1000) -> dict:
     """``{"loss", "accuracy"}`` of ``model`` on every image of ``data`` (plain cross-entropy, no smoothing)."""
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for x, y in data.test_batches(batch_size):
-        with _autocast(recipe, data.device):
-            logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return {"loss": loss_sum / len(data), "accuracy": correct / len(data)}
+    with _autocast(recipe, data.device):
+        result = training.evaluate(model, data.test_batches(batch_size))
+    return {"loss": result.loss_sum / result.count, "accuracy": result.accuracy}
 
 
 @dataclass
@@ -375,7 +361,9 @@ def train_run(
 
     Returns:
         ``{"run", "rate", "backend", "epochs_done", "epochs", "finished", "history", "test_accuracy",
-        "test_loss", "seconds_per_epoch", "peak_mib", "notes"}``; test numbers once finished.
+        "test_loss", "seconds_per_epoch", "peak_mib", "notes"}``; test numbers once finished. ``peak_mib``
+        is the peak of ``torch.cuda.max_memory_allocated`` while training, above what was allocated before the
+        network was built (the data on the GPU excluded; weights, gradients, optimizer state included).
     """
     device = train.device
     label = run_label(rate)
@@ -385,11 +373,15 @@ def train_run(
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {recipe.batch_size} is larger than the {len(train)} training images")
     state = RunState(backend=backend if rate is not None else "cudnn" if device.type == "cuda" else "conv2d")
+    train.pad_once()  # the data's memory is not the network's: it is allocated before the peak's baseline
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
     torch.manual_seed(recipe.seed)
     model = build_model(rate, backend if rate is not None else "torch", width=recipe.width).to(device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
+    if rate is not None:  # "auto" named as what runs: "cupy" or "torch"
+        state.backend = next(m.resolved_backend for m in model.modules() if hasattr(m, "resolved_backend"))
     if path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
         if saved["recipe"] != asdict(recipe):
@@ -398,6 +390,7 @@ def train_run(
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         state = RunState(**saved["state"])
+        del saved  # the loaded copies would count in the peak
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     deadline = time.monotonic() + seconds_left
@@ -414,16 +407,17 @@ def train_run(
             state.notes.append(f"backend {state.backend!r} failed in epoch 0, restarted with 'torch': "
                                + traceback.format_exc(limit=3))  # fmt: skip
             state.backend = "torch"
+            torch.manual_seed(recipe.seed)  # the same initial weights as the failed attempt
             model = build_model(rate, "torch", width=recipe.width).to(device)
             if recipe.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
             continue
-        epoch |= {"epoch": state.epoch + 1, "lr_end": schedule.get_last_lr()[0]}
+        epoch["epoch"] = state.epoch + 1
         state.history.append(epoch)
         state.epoch += 1
         if device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(device) / 2**20
+            peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
             state.peak_mib = max(state.peak_mib or 0.0, peak)
         _save(path, model, optimizer, schedule, state, recipe)
         if time.monotonic() > deadline:
@@ -456,8 +450,6 @@ def run_table(
     ``seconds``. A finished run's result is kept in ``state_dir/<label>.json`` and read back instead of
     training again; a run starts only with more than ``start_reserve`` seconds left; a run that fails
     records its error and the next one starts."""
-    import json
-
     end = time.monotonic() + seconds
     results = []
     for rate in rates:

@@ -39,6 +39,28 @@ class FolderLocked(RuntimeError):
     """Another live process holds the output folder's lock."""
 
 
+class NotWritable(ValueError):
+    """An output folder that is a file, or that cannot be created or written."""
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and write (then delete) a probe file in it, so that a bad output
+    folder is refused before any work.
+
+    Raises:
+        NotWritable: ``folder`` is a file or device (``/dev/null``), or cannot be created or written
+            (read-only, no permission, disk full).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotWritable(f"output folder {folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _temporary_beside(folder / "write-probe").unlink()
+    except OSError as error:
+        raise NotWritable(f"cannot write to output folder {folder}: {error.strerror or error}") from None
+
+
 def _temporary_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
@@ -119,8 +141,10 @@ def load_torch(path: Path, map_location: torch.device | str = "cpu", check: Call
             check(value)
     except (
         EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, ValueError, KeyError, TypeError,
-        AttributeError, IndexError, UnicodeDecodeError,
+        AttributeError, IndexError, UnicodeDecodeError, OSError,
     ) as error:  # fmt: skip
+        if isinstance(error, PermissionError | FileNotFoundError | IsADirectoryError):
+            raise  # the file system's answer, not the file's content
         raise CorruptFile(path, f"{type(error).__name__}: {error}") from error
     return value
 
@@ -158,32 +182,36 @@ def cached(
 
 
 class FolderLock:
-    """An exclusive lock on an output folder (``<folder>/.lock``, ``fcntl.flock``): held while a command
-    works in it, released when it ends or dies (the kernel drops the lock of a dead process, so a stale
-    lock file never blocks). Use as a context manager.
+    """A lock on an output folder (``fcntl.flock`` of ``<folder>/<name>``), held while a command works in
+    it and released when it ends or dies (the kernel drops the lock of a dead process, so a stale lock
+    file never blocks). ``shared`` locks coexist with each other (the shards of one study), not with an
+    exclusive one. Use as a context manager.
 
     Raises:
-        FolderLocked: another live process holds it (the message names the folder and that process).
+        FolderLocked: another live process holds a conflicting lock (the message names the folder).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, shared: bool = False, name: str = ".lock") -> None:
         self.folder = Path(folder)
-        self.path = self.folder / ".lock"
+        self.path = self.folder / name
+        self.shared = shared
         self._handle: int | None = None
 
     def __enter__(self) -> FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as error:
-            holder = os.pread(handle, 64, 0).decode(errors="replace").strip() or "unknown"
+            holder = os.pread(handle, 64, 0).decode(errors="replace").strip()
             os.close(handle)
             if error.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
-                raise FolderLocked(f"{self.folder} is in use by another freqnets process (pid {holder})") from None
+                by = f" (pid {holder})" if holder.isdigit() else ""
+                raise FolderLocked(f"{self.folder} is in use by another freqnets process{by}") from None
             raise
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, str(os.getpid()).encode(), 0)
+        if not self.shared:
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, str(os.getpid()).encode(), 0)
         self._handle = handle
         return self
 

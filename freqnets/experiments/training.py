@@ -86,6 +86,7 @@ def train_epochs(
     before_epoch: Callable[[int], None] | None = None,
     after_step: Callable[[int, int], None] | None = None,
     after_epoch: Callable[[EpochStats], None] | None = None,
+    label_smoothing: float = 0.0,
 ) -> list[EpochStats]:
     """Train ``model`` with cross-entropy over ``epochs`` (e.g. ``range(start, total)`` to resume).
 
@@ -100,6 +101,7 @@ def train_epochs(
         before_epoch: ``before_epoch(epoch)``, e.g. re-calibration or a sampler's ``set_epoch``.
         after_step: ``after_step(epoch, step)`` after each step (progress reports).
         after_epoch: ``after_epoch(stats)``, e.g. a checkpoint; raising in it stops training.
+        label_smoothing: of the cross-entropy (``F.cross_entropy``'s argument).
 
     Returns:
         One :class:`EpochStats` per epoch trained.
@@ -114,7 +116,7 @@ def train_epochs(
         epoch_start = step_start = time.perf_counter()
         for step, (x, y) in enumerate(batches(epoch)):
             with autocast():
-                loss = F.cross_entropy(forward(model, x), y)
+                loss = F.cross_entropy(forward(model, x), y, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

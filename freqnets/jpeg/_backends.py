@@ -29,6 +29,7 @@ from .resample import downsample_kernel
 
 BACKENDS = ("auto", "libjpeg", "python", "jpeg2dct")
 _BENIGN_WARNINGS = ("Warning: unknown JFIF revision", "Unknown Adobe color transform")
+OVER_MAX_BYTES = "over max_bytes:"  # how the C reader's message for a file over max_bytes starts
 
 try:
     from . import _jpegc
@@ -78,16 +79,45 @@ def read_libjpeg(
     windows: Windows | None = None,
     downsample: tuple[int, int] | None = None,
     outs: list | None = None,
+    strict: bool = False,
+    max_bytes: int | None = None,
 ) -> tuple[list, bytes, list[str]]:
     """The C extension's ``read_coefficients`` with libjpeg's memory capped to what the frame's
     coefficient arrays need; returns its ``(planes, quant_tables, warnings)`` without libjpeg's notes on
     metadata (JWRN_JFIF_MAJOR, JWRN_ADOBE_XFORM: not damage). Raises its ``RuntimeError(message, warnings)``.
-    ``downsample`` ``(1, 1)`` is no downsampling; ``outs``: see ``_jpegc.read_coefficients``."""
-    # int16 MCU-padded coefficient arrays (counted by the header parser) + libjpeg's working memory
-    max_memory = 2 * header.coefficients + (16 << 20)
+    ``downsample`` ``(1, 1)`` is no downsampling; ``outs``: see ``_jpegc.read_coefficients``.
+    ``strict``: refuse (raised, the reason also in the warnings) before allocating a file whose entropy-coded
+    data is too short for its first scan, e.g. a few KB claiming a huge frame. ``max_bytes``: refuse (message
+    starting with :data:`OVER_MAX_BYTES`) a file whose coefficient arrays and planes, computed from the frame
+    header, would take more bytes; ``None``: no limit."""
     down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
-    planes, quant, warnings = _jpegc.read_coefficients(data, max_memory, MAX_SCANS, zigzag, windows, down, outs)
+    planes, quant, warnings = _jpegc.read_coefficients(
+        data, libjpeg_memory(header), MAX_SCANS, zigzag, windows, down, outs, strict=strict, max_bytes=max_bytes or 0
+    )
     return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
+
+
+def libjpeg_memory(header: JpegHeader) -> int:
+    """libjpeg's memory cap for a file: its int16 MCU-padded coefficient arrays (counted by the header
+    parser) + working memory."""
+    return 2 * header.coefficients + (16 << 20)
+
+
+def read_batch_libjpeg(
+    jobs: list[tuple[bytes, JpegHeader, Windows | None, list]],
+    threads: int,
+    zigzag: bool,
+    downsample: tuple[int, int] | None = None,
+    strict: bool = False,
+    max_bytes: int | None = None,
+) -> list[tuple[str | None, list[tuple[int, int]] | None, list[str]]]:
+    """The C extension's ``read_batch``: the files of ``jobs`` ``(data, header, windows, outs)`` decoded on
+    ``threads`` threads (GIL released), each written into its ``outs`` (see :func:`read_libjpeg`). Per job
+    ``(error message or None, (rows, columns) per component, warnings)``, libjpeg's notes on metadata left out."""
+    down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
+    native = [(data, libjpeg_memory(header), windows, outs) for data, header, windows, outs in jobs]
+    results = _jpegc.read_batch(native, threads, MAX_SCANS, zigzag, down, strict=strict, max_bytes=max_bytes or 0)
+    return [(e, dims, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]) for e, dims, warnings in results]
 
 
 def decode_libjpeg(
@@ -96,6 +126,8 @@ def decode_libjpeg(
     order: str = "natural",
     windows: Windows | None = None,
     downsample: tuple[int, int] | None = None,
+    strict: bool = False,
+    max_bytes: int | None = None,
 ) -> RawCoefficients:
     """Decode with libjpeg's ``jpeg_read_coefficients``; the C code dequantises and lays out the planes.
 
@@ -103,11 +135,16 @@ def decode_libjpeg(
     ``(first row, first column, rows, columns)`` of its block grid to lay out (``None``: all of it).
     ``downsample``: ``None`` or ``(dh, dv)`` in {1, 2}: average the chroma planes (components 1, 2) by
     ``dh x dv`` pixels in the DCT domain while writing them (:func:`~.resample.downsample_kernel`).
+    ``strict``, ``max_bytes``: see :func:`read_libjpeg` (over ``max_bytes``: :class:`JpegTooLargeError`).
     """
     try:
-        planes, quant, warnings = read_libjpeg(data, header, order == "zigzag", windows, downsample)
+        planes, quant, warnings = read_libjpeg(
+            data, header, order == "zigzag", windows, downsample, strict=strict, max_bytes=max_bytes
+        )
     except RuntimeError as error:
         message, warnings = error.args
+        if message.startswith(OVER_MAX_BYTES):
+            raise JpegTooLargeError(f"{message[len(OVER_MAX_BYTES) :].strip()} (max_bytes)") from None
         # libjpeg's JERR_OUT_OF_MEMORY text is "Insufficient memory (case N)".
         if message.startswith("Insufficient memory"):
             frame = header.frame
@@ -176,12 +213,14 @@ def decode(
     order: str = "natural",
     windows: Windows | None = None,
     downsample: tuple[int, int] | None = None,
+    strict: bool = False,
+    max_bytes: int | None = None,
 ) -> RawCoefficients:
     """Run the concrete ``backend`` (see :func:`resolve_backend`); ``order`` and ``windows`` are hints for
     ``planes`` (backends returning ``blocks`` return whole grids; the caller cuts the windows).
-    ``downsample`` is for the libjpeg backend only (see :func:`decode_libjpeg`)."""
+    ``downsample``, ``strict`` and ``max_bytes`` are for the libjpeg backend only (see :func:`read_libjpeg`)."""
     if backend == "libjpeg":
-        return decode_libjpeg(data, header, order, windows, downsample)
+        return decode_libjpeg(data, header, order, windows, downsample, strict=strict, max_bytes=max_bytes)
     if backend == "jpeg2dct":
         return decode_jpeg2dct(data, header)
     return decode_python(data, header)

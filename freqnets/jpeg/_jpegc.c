@@ -11,6 +11,10 @@
  * caller decides between strict and lenient reading. The GIL is released while decoding and
  * while writing the output planes.
  *
+ * Huffman-coded data is decoded by this module's own decoder plugged into libjpeg (see "The strict
+ * Huffman decoder" below): it also reports the damage libjpeg's decoder lets through silently.
+ * A byte budget (max_bytes) is checked against the frame header before libjpeg allocates anything.
+ *
  * Optionally only a block window of each component is laid out; with a window, single-scan
  * sequential files stop decoding after the window's last iMCU row (see window_source).
  *
@@ -24,6 +28,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,7 +60,7 @@ struct reader_error {
     long n_scans;
     long max_scans;
     int stopped; /* the window source ended the data on purpose: later warnings are not damage */
-    int strict;  /* the first warning that is damage ends the decoding (the caller raises) */
+    int strict;  /* refuse up front a file too short for its first scan (first_scan_fits) */
 };
 
 /* A memory source that can end the data (a fake EOI, as libjpeg's memory source does at the real end)
@@ -208,7 +213,9 @@ struct session {
 
 static struct fq_entropy *fq_state(j_decompress_ptr cinfo) { return &((struct session *)cinfo)->entropy; }
 
-/* A corrupt-data condition found by our decoder: recorded like libjpeg's warnings; ends a strict read. */
+/* A corrupt-data condition found by our decoder: recorded like libjpeg's warnings. Decoding goes on (the
+ * rest of the restart interval is skipped, so damage costs less than data), as in the Python decoder: both
+ * backends then report the same conditions and, past the scan limit, the same error. */
 static void fq_warn(j_decompress_ptr cinfo, const char *text) {
     struct reader_error *err = (struct reader_error *)cinfo->err;
     if (err->stopped) {
@@ -219,10 +226,6 @@ static void fq_warn(j_decompress_ptr cinfo, const char *text) {
     }
     err->n_warnings++;
     cinfo->err->num_warnings++;
-    if (err->strict) {
-        snprintf(err->error, sizeof err->error, "%s", text);
-        longjmp(err->jump, 1);
-    }
 }
 
 /* The bit reader, in locals of the decoding functions (copied in and out of fq_entropy once per MCU, so the
@@ -784,10 +787,6 @@ static void reader_emit_message(j_common_ptr cinfo, int msg_level) {
         }
         err->n_warnings++;
         cinfo->err->num_warnings++;
-        if (err->strict) {
-            (*cinfo->err->format_message)(cinfo, err->error);
-            longjmp(err->jump, 1);
-        }
     } else if (cinfo->err->msg_code == JTRC_SOS) {
         /* A file with thousands of scans over a large frame is a CPU bomb: cap the scans. */
         if (++err->n_scans > err->max_scans) {
@@ -1246,7 +1245,8 @@ static int parse_outs(PyObject *arg, int n_components, struct given_outs *g) {
 
 /* The output of component ci for a rows x cols block window, after checking that every element written
  * lies inside the caller's buffer (with the GIL: raises ValueError and returns 0 otherwise). */
-static int out_fits(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o) {
+static int out_fits_check(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o, char *error,
+                          size_t error_size) {
     const Py_ssize_t size = g->buffers[ci].len / (Py_ssize_t)sizeof(float);
     if (g->channels[ci] == 0) { /* nothing is written */
         o->base = (float *)g->buffers[ci].buf;
@@ -1264,13 +1264,23 @@ static int out_fits(const struct given_outs *g, int ci, long rows, long cols, st
         fits = last < size;
     }
     if (!fits) {
-        PyErr_Format(PyExc_ValueError, "outs[%d]: a %ldx%ld block window does not fit its buffer", ci, rows, cols);
+        snprintf(error, error_size, "outs[%d]: a %ldx%ld block window does not fit its buffer", ci, rows, cols);
         return 0;
     }
     o->base = (float *)g->buffers[ci].buf + g->offset[ci];
     o->plane_stride = (size_t)g->plane_stride[ci];
     o->row_stride = (size_t)g->row_stride[ci];
     o->channels = (int)g->channels[ci];
+    return 1;
+}
+
+/* out_fits_check with the GIL: raises ValueError when it does not fit. */
+static int out_fits(const struct given_outs *g, int ci, long rows, long cols, struct plane_out *o) {
+    char error[160];
+    if (!out_fits_check(g, ci, rows, cols, o, error, sizeof error)) {
+        PyErr_SetString(PyExc_ValueError, error);
+        return 0;
+    }
     return 1;
 }
 
@@ -1289,7 +1299,8 @@ PyDoc_STRVAR(read_coefficients_doc,
              "planes: [(rows, columns, bytearray of float32 (64, rows, columns))], dequantised,\n"
              "channels in natural order (zigzag=0) or zigzag order (zigzag=1);\n"
              "quant_tables: bytes of uint16 (n_components, 64) natural order; warnings: [str].\n"
-             "strict: stop at the first corrupt-data warning (raised as the RuntimeError below).\n"
+             "strict: refuse before allocating a file whose entropy-coded data is too short for its first scan (the\n"
+             "RuntimeError below, the reason also in its warnings); damage is reported in the warnings either way.\n"
              "max_bytes: 0 (no limit) or the most bytes the read may allocate (libjpeg's coefficient arrays and\n"
              "the planes), computed from the frame header before anything is allocated; over it the RuntimeError's\n"
              "message starts with 'over max_bytes:'.\n"
@@ -1496,9 +1507,269 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args, PyObject *kwa
     return Py_BuildValue("(NNN)", planes, tables, warnings);
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * read_batch: the files of one batch decoded on several threads (no GIL), each written straight into
+ * its slot of caller-given float32 buffers (the batch). Everything Python is done before the threads
+ * start (arguments, buffers) and after they end (results); a thread only runs libjpeg and our code.
+ * --------------------------------------------------------------------------------------------------- */
+
+struct batch_job {
+    Py_buffer data;
+    int has_data;
+    unsigned long long max_memory;
+    int has_windows, n_windows;
+    long windows[FQ_MAX_COMPONENTS][4];
+    struct given_outs outs;
+    /* results */
+    int ok, n_components;
+    long rows[FQ_MAX_COMPONENTS], cols[FQ_MAX_COMPONENTS];
+    char error[JMSG_LENGTH_MAX];
+    int n_warnings;
+    char warnings[MAX_WARNINGS][JMSG_LENGTH_MAX];
+};
+
+struct batch {
+    struct batch_job *jobs;
+    Py_ssize_t n_jobs;
+    Py_ssize_t next; /* the next job to take (atomic) */
+    long max_scans;
+    int zigzag, strict, dh, dv;
+    unsigned long long max_bytes;
+    float kernel[8 * 16];
+};
+
+static void run_job(const struct batch *b, struct batch_job *job) {
+    struct session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(job->error, sizeof job->error, "Insufficient memory (a decoder session)");
+        return;
+    }
+    s->err.max_scans = b->max_scans;
+    s->err.strict = b->strict;
+    s->max_bytes = b->max_bytes;
+    s->has_outs = 1;
+    s->dh = b->dh;
+    s->dv = b->dv;
+    if (job->has_windows) {
+        s->has_windows = 1;
+        memcpy(s->windows, job->windows, sizeof s->windows);
+    }
+    int ok = decode_coefficients(s, (const unsigned char *)job->data.buf, (unsigned long)job->data.len,
+                                 (unsigned long)job->max_memory);
+    const int n = ok ? s->cinfo.num_components : 0;
+    if (ok && (n != job->outs.n || (job->has_windows && job->n_windows != n))) {
+        snprintf(s->err.error, sizeof s->err.error, "outs: %d entries (windows: %d) for a JPEG with %d components",
+                 job->outs.n, job->has_windows ? job->n_windows : n, n);
+        ok = 0;
+    }
+    struct plane_out outs[FQ_MAX_COMPONENTS];
+    long windows[FQ_MAX_COMPONENTS][4];
+    for (int ci = 0; ok && ci < n; ci++) {
+        if (job->has_windows) {
+            memcpy(windows[ci], job->windows[ci], sizeof windows[ci]);
+        } else {
+            windows[ci][0] = windows[ci][1] = 0;
+            windows[ci][2] = (long)s->cinfo.comp_info[ci].height_in_blocks;
+            windows[ci][3] = (long)s->cinfo.comp_info[ci].width_in_blocks;
+        }
+        const int down = ci > 0 && (b->dh > 1 || b->dv > 1);
+        job->rows[ci] = down ? (windows[ci][2] + b->dv - 1) / b->dv : windows[ci][2];
+        job->cols[ci] = down ? (windows[ci][3] + b->dh - 1) / b->dh : windows[ci][3];
+        ok = out_fits_check(&job->outs, ci, job->rows[ci], job->cols[ci], &outs[ci], s->err.error,
+                            sizeof s->err.error);
+    }
+    for (int ci = 0; ok && ci < n; ci++) {
+        if (outs[ci].channels == 0) {
+            continue;
+        }
+        const int down = ci > 0 && (b->dh > 1 || b->dv > 1);
+        ok = down ? write_plane_downsampled(s, ci, &outs[ci], b->zigzag, windows[ci], b->dh, b->dv, b->kernel)
+                  : write_plane(s, ci, &outs[ci], b->zigzag, windows[ci]);
+    }
+    job->ok = ok;
+    job->n_components = n;
+    if (!ok) {
+        memcpy(job->error, s->err.error, sizeof job->error);
+    }
+    job->n_warnings = s->err.n_warnings < MAX_WARNINGS ? s->err.n_warnings : MAX_WARNINGS;
+    memcpy(job->warnings, s->err.warnings, sizeof job->warnings);
+    close_session(s);
+}
+
+static void *batch_worker(void *arg) {
+    struct batch *b = arg;
+    for (;;) {
+        const Py_ssize_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->n_jobs) {
+            return NULL;
+        }
+        run_job(b, &b->jobs[i]);
+    }
+}
+
+static void release_jobs(struct batch_job *jobs, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (jobs[i].has_data) {
+            PyBuffer_Release(&jobs[i].data);
+        }
+        release_outs(&jobs[i].outs);
+    }
+    PyMem_Free(jobs);
+}
+
+/* one job: (data, max_memory, windows or None, outs) */
+static int parse_job(PyObject *arg, struct batch_job *job) {
+    PyObject *item = PySequence_Tuple(arg);
+    PyObject *window_arg, *outs_arg;
+    if (item == NULL) {
+        return 0;
+    }
+    if (!PyArg_ParseTuple(item, "y*KOO", &job->data, &job->max_memory, &window_arg, &outs_arg)) {
+        Py_DECREF(item);
+        return 0;
+    }
+    job->has_data = 1;
+    int ok = 1;
+    if (window_arg != Py_None) {
+        PyObject *seq = PySequence_Tuple(window_arg);
+        ok = seq != NULL && PyTuple_GET_SIZE(seq) <= FQ_MAX_COMPONENTS;
+        if (seq != NULL && !ok) {
+            PyErr_SetString(PyExc_ValueError, "windows: at most 4 components");
+        }
+        for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(seq); i++) {
+            PyObject *w = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+            long *wd = job->windows[i];
+            ok = w != NULL && PyArg_ParseTuple(w, "llll", &wd[0], &wd[1], &wd[2], &wd[3]);
+            Py_XDECREF(w);
+        }
+        if (ok) {
+            job->has_windows = 1;
+            job->n_windows = (int)PyTuple_GET_SIZE(seq);
+        }
+        Py_XDECREF(seq);
+    }
+    if (ok) {
+        PyObject *outs = PySequence_Tuple(outs_arg);
+        ok = outs != NULL && parse_outs(outs, (int)PyTuple_GET_SIZE(outs), &job->outs);
+        Py_XDECREF(outs);
+    }
+    Py_DECREF(item);
+    return ok;
+}
+
+PyDoc_STRVAR(read_batch_doc,
+             "read_batch(jobs, threads, max_scans, zigzag, downsample=None, *, strict=False, max_bytes=0)\n"
+             "    -> [(error or None, [(rows, columns)] per component, warnings)] per job\n\n"
+             "Decodes the files of jobs on `threads` threads without the GIL, each written into its outs as\n"
+             "read_coefficients(..., outs=...) writes (the same checks). A job: (data, max_memory, windows or None,\n"
+             "outs with one entry per component). downsample, strict, max_bytes: as read_coefficients. A file that\n"
+             "cannot be read gives its error message (libjpeg's or 'over max_bytes: ...'), not an exception.");
+
+static PyObject *read_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *keywords[] = {"jobs", "threads", "max_scans", "zigzag", "downsample", "strict", "max_bytes", NULL};
+    PyObject *jobs_arg, *down_arg = Py_None;
+    int threads, zigzag, strict = 0;
+    long max_scans;
+    unsigned long long max_bytes = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oilp|O$pK", keywords, &jobs_arg, &threads, &max_scans, &zigzag,
+                                     &down_arg, &strict, &max_bytes)) {
+        return NULL;
+    }
+    if (threads < 1 || threads > 256) {
+        PyErr_SetString(PyExc_ValueError, "threads must be in 1..256");
+        return NULL;
+    }
+    struct batch b = {0};
+    b.max_scans = max_scans;
+    b.zigzag = zigzag;
+    b.strict = strict;
+    b.max_bytes = max_bytes;
+    b.dh = b.dv = 1;
+    if (down_arg != Py_None) {
+        Py_buffer kbuf;
+        PyObject *down = PySequence_Tuple(down_arg);
+        if (down == NULL || !PyArg_ParseTuple(down, "iiy*", &b.dh, &b.dv, &kbuf)) {
+            Py_XDECREF(down);
+            return NULL;
+        }
+        Py_DECREF(down);
+        int bad = (b.dh != 1 && b.dh != 2) || (b.dv != 1 && b.dv != 2) || kbuf.len != (Py_ssize_t)sizeof b.kernel;
+        if (!bad) {
+            memcpy(b.kernel, kbuf.buf, sizeof b.kernel);
+        }
+        PyBuffer_Release(&kbuf);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "downsample must be (dh, dv, kernel) with dh, dv in {1, 2} and "
+                                              "kernel 512 bytes of float32 (8, 16)");
+            return NULL;
+        }
+    }
+    PyObject *seq = PySequence_Tuple(jobs_arg);
+    if (seq == NULL) {
+        return NULL;
+    }
+    b.n_jobs = PyTuple_GET_SIZE(seq);
+    b.jobs = PyMem_Calloc((size_t)(b.n_jobs > 0 ? b.n_jobs : 1), sizeof *b.jobs);
+    if (b.jobs == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < b.n_jobs; i++) {
+        if (!parse_job(PyTuple_GET_ITEM(seq, i), &b.jobs[i])) {
+            Py_DECREF(seq);
+            release_jobs(b.jobs, i + 1);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    const int n_threads = (Py_ssize_t)threads < b.n_jobs ? threads : (int)(b.n_jobs > 0 ? b.n_jobs : 1);
+    pthread_t pool[256];
+    int started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* the calling thread is one of the workers; a thread that cannot be started leaves its share to the others */
+    for (int t = 1; t < n_threads; t++) {
+        if (pthread_create(&pool[started], NULL, batch_worker, &b) == 0) {
+            started++;
+        }
+    }
+    batch_worker(&b);
+    for (int t = 0; t < started; t++) {
+        pthread_join(pool[t], NULL);
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *results = PyList_New(b.n_jobs);
+    for (Py_ssize_t i = 0; results != NULL && i < b.n_jobs; i++) {
+        const struct batch_job *job = &b.jobs[i];
+        PyObject *warnings = PyList_New(job->n_warnings);
+        PyObject *dims = job->ok ? PyList_New(job->n_components) : Py_NewRef(Py_None);
+        for (int k = 0; warnings != NULL && k < job->n_warnings; k++) {
+            PyList_SET_ITEM(warnings, k, PyUnicode_DecodeUTF8(job->warnings[k], (Py_ssize_t)strlen(job->warnings[k]),
+                                                              "replace"));
+        }
+        for (int ci = 0; job->ok && dims != NULL && ci < job->n_components; ci++) {
+            PyList_SET_ITEM(dims, ci, Py_BuildValue("(ll)", job->rows[ci], job->cols[ci]));
+        }
+        PyObject *error = job->ok ? Py_NewRef(Py_None)
+                                  : PyUnicode_DecodeUTF8(job->error, (Py_ssize_t)strlen(job->error), "replace");
+        PyObject *item = (warnings && dims && error) ? Py_BuildValue("(NNN)", error, dims, warnings) : NULL;
+        if (item == NULL) {
+            Py_XDECREF(warnings);
+            Py_XDECREF(dims);
+            Py_XDECREF(error);
+            Py_CLEAR(results);
+            break;
+        }
+        PyList_SET_ITEM(results, i, item);
+    }
+    release_jobs(b.jobs, b.n_jobs);
+    return results;
+}
+
 static PyMethodDef methods[] = {
     {"read_coefficients", (PyCFunction)(void (*)(void))read_coefficients, METH_VARARGS | METH_KEYWORDS,
      read_coefficients_doc},
+    {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_VARARGS | METH_KEYWORDS, read_batch_doc},
     {NULL, NULL, 0, NULL},
 };
 

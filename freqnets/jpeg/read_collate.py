@@ -39,6 +39,10 @@ class DCTReadCollate:
         collate: the :class:`DCTCollate` whose batches to produce (layout, channels, chroma layout,
             normalisation, ``grid``; with ``grid=None`` all files must have one luma block grid).
         strict, max_pixels, max_bytes: as for :func:`~freqnets.jpeg.read_dct` (per file).
+        threads: the files of a batch are decoded on this many threads inside the C extension (GIL
+            released, each written straight into its slot of the batch), so one process can use every
+            core without DataLoader workers; keep 1 inside workers (one core each). Results do not depend
+            on it.
 
     Example:
         >>> loader = DataLoader(JpegFolderDataset(root, raw=True), batch_size=128,
@@ -51,41 +55,46 @@ class DCTReadCollate:
         *,
         strict: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        threads: int = 1,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
     ) -> None:
         if not isinstance(collate, DCTCollate):
             raise TypeError(f"collate must be a DCTCollate, got {type(collate).__name__}")
         if collate.y_channels > 64 or collate.c_channels > 64:
             raise ValueError("JPEG files have 64 channels per plane: y_channels and c_channels must be <= 64")
-        self.collate, self.strict, self.max_pixels = collate, strict, max_pixels
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+            raise ValueError(f"threads must be an int in 1..256, got {threads!r}")
+        self.collate, self.strict, self.max_pixels, self.threads = collate, strict, max_pixels, threads
         self.chroma = collate.chroma  # read_dct takes the same spellings
         # what read_dct does with the files the fast path leaves (checked here, before any batch)
         self.options = ReadOptions(strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes)
 
     def __repr__(self) -> str:
-        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels})"
+        threads = f", threads={self.threads}" if self.threads != 1 else ""
+        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels}{threads})"
 
-    def _read_into(self, data: bytes, header, index: int, shape: BatchShape, y: np.ndarray, cbcr: np.ndarray) -> bool:
-        """Write the file's planes (zigzag, chroma in the target layout, the collate's ``grid`` window) into
-        sample ``index`` of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` where
-        :class:`DCTCollate` places them. False when read_dct must handle it."""
+    def _job(self, data: bytes, header, index: int, shape: BatchShape, y: np.ndarray, cbcr: np.ndarray):
+        """Where the file's planes (zigzag, chroma in the target layout, the collate's ``grid`` window) go in
+        sample ``index`` of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` (where
+        :class:`DCTCollate` places them): ``(downsample, (data, header, windows, outs), (rows, cols))`` for
+        :func:`~._backends.read_batch_libjpeg`, or ``None`` when read_dct must handle the file."""
         if header.subsampling == "gray":
             down = None
         else:
             down = downsample_factors(header.sampling_factors, self.collate.factors)
             if down is None:
-                return False
+                return None
         grid = self.collate.grid
         windows = None if grid is None else crop_windows(header, grid)[0]
         luma = header.frame.components[0]
         rows, cols = (luma.height_in_blocks, luma.width_in_blocks) if windows is None else windows[0][2:]
         ky, kc, hy, wy, hc, wc = shape
         if rows > hy or cols > wy:
-            return False
+            return None
         try:  # over its memory or work budget, or too short: read_bytes raises the typed error
             check_read(data, header, "libjpeg", self.strict, self.options.max_bytes, windows)
         except JpegError:
-            return False
+            return None
         fh, fv = self.collate.factors
         _, dy, _ = centre_offsets(rows, hy, fv)  # where DCTCollate places a smaller window
         _, dx, _ = centre_offsets(cols, wy, fh)
@@ -93,13 +102,26 @@ class DCTReadCollate:
         if header.subsampling != "gray":
             chroma = index * 2 * kc * hc * wc + (dy // fv) * wc + dx // fh
             outs += [(cbcr, chroma, kc, hc * wc, wc), (cbcr, chroma + kc * hc * wc, kc, hc * wc, wc)]
-        # writing into the batch: anything unusual (an error, a corrupt-data warning, an unexpected
-        # grid) goes to read_dct, which reports it
-        try:
-            planes, _, warnings = _backends.read_libjpeg(data, header, True, windows, down, outs)
-        except (RuntimeError, ValueError):
-            return False
-        return not warnings and len(planes) == len(outs) and tuple(planes[0][:2]) == (rows, cols)
+        return down, (data, header, windows, outs), (rows, cols)
+
+    def _read_fast(self, payloads, headers, shape: BatchShape, y: np.ndarray, cbcr: np.ndarray) -> list[int]:
+        """Read every file it can straight into the batch (on ``threads`` threads); the indices of the others."""
+        rest, groups = [], {}
+        for i, (data, header) in enumerate(zip(payloads, headers, strict=True)):
+            job = self._job(data, header, i, shape, y, cbcr)
+            if job is None:
+                rest.append(i)
+            else:
+                groups.setdefault(job[0], []).append((i, job[1], job[2]))
+        for down, group in groups.items():
+            # strict: a file too short for its frame is refused before allocating (read_dct reports it)
+            results = _backends.read_batch_libjpeg([job for _, job, _ in group], self.threads, True, down, strict=True)
+            # anything unusual (an error, a corrupt-data warning, an unexpected grid) goes to read_dct,
+            # which reports it
+            for (i, _, want), (error, dims, warnings) in zip(group, results, strict=True):
+                if error is not None or warnings or tuple(dims[0]) != want:
+                    rest.append(i)
+        return sorted(rest)
 
     def __call__(self, samples: Sequence[tuple[bytes, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         if len(samples) == 0:
@@ -138,11 +160,7 @@ class DCTReadCollate:
         y = new(len(samples), ky, hy, wy).zero_()
         cbcr = new(len(samples), 2 * kc, hc, wc).zero_()
         y_flat, c_flat = y.numpy().reshape(-1), cbcr.numpy().reshape(-1)
-        rest = [
-            i
-            for i, (data, header) in enumerate(zip(payloads, headers, strict=True))
-            if not self._read_into(data, header, i, shape, y_flat, c_flat)
-        ]
+        rest = self._read_fast(payloads, headers, shape, y_flat, c_flat)
         if rest:
             coeffs = []
             for i in rest:

@@ -248,7 +248,10 @@ def _decode(
     damage under ``strict=False`` and the python decoder finishes the file (within its own budget)."""
     try:
         down = downsample if chosen == "libjpeg" else None
-        return _backends.decode(data, header, chosen, options.order, windows, down), header, chosen
+        raw = _backends.decode(
+            data, header, chosen, options.order, windows, down, strict=options.strict, max_bytes=options.max_bytes
+        )
+        return raw, header, chosen
     except JpegTruncatedError as error:
         if options.strict or chosen != "libjpeg":
             raise

@@ -5,20 +5,25 @@
 * :class:`SVDConv2d` (``"svd"``): a KxK convolution as rank pairs of Kx1 and 1xK convolutions.
 * :class:`WinogradConv2d` (``"winograd"``): tiled Winograd convolution with Winograd-domain pruning.
 * :class:`DCTConv2d` (``"dct"``): input and filter band-limited in the 2D DCT domain.
+* Each is a drop-in ``nn.Conv2d``: a ``weight`` of its shape (SVD: the filters its factors make)
+  and a function form with ``F.conv2d``'s arguments: :func:`band_limited_conv2d`,
+  :func:`svd_conv2d`, :func:`winograd_conv2d`, :func:`dct_conv2d`.
 * :class:`OctConv2d` (octave convolution, high/low paths), :class:`MultigridConv2d` and
   :class:`MultigridBasicBlock` (pyramids of grids), :class:`YCbCrExchangeBlock` (luma and 4:2:0 chroma
   paths exchanging information).
-* :func:`convert_model` puts any of them into a network; :func:`calibrate_rates` picks
+* Each layer's ``compress_rate`` and ``rate_frozen`` are in its ``state_dict``
+  (:mod:`.rates`); :func:`get_compress_rates` and :func:`set_compress_rates` read and set a model's.
+* :func:`convert_model` puts any of them into a network (:mod:`.registry` lists the layer of
+  each domain); :func:`calibrate_rates` picks
   band-limited rates from spectral energy.
 * Perturbation channels (:mod:`.perturbation`): FFT, SVD, colour-depth, JPEG compression and
   Gaussian/uniform/Laplace noise as layers, with distortion, calibration and :class:`Vote`.
 """
 
-from . import band_limited_conv, dct_conv, svd_conv, winograd_conv
 from .band_limited_conv import BandLimitedConv1d, BandLimitedConv2d, band_limited_conv2d
 from .calibrate import CalibrationReport, calibrate_rates
 from .convert import ConversionSummary, convert_model
-from .dct_conv import DCTConv2d
+from .dct_conv import DCTConv2d, dct_conv2d
 from .multigrid_conv import MultigridBasicBlock, MultigridConv2d
 from .octave_conv import OctaveMap, OctaveTensors, OctConv2d
 from .perturbation import (
@@ -35,15 +40,11 @@ from .perturbation import (
     jpeg_quant_tables,
     make_channel,
 )
+from .rates import RateMismatchWarning, get_compress_rates, set_compress_rates
 from .registry import domains_with_layers, register_layer
-from .svd_conv import SVDConv2d
-from .winograd_conv import WinogradConv2d
+from .svd_conv import SVDConv2d, svd_conv2d
+from .winograd_conv import WinogradConv2d, winograd_conv2d
 from .ycbcr_exchange import YCbCrExchangeBlock, as_ycbcr_pair
-
-register_layer("fft", band_limited_conv.convert_conv, "band-limited FFT convolution (BandLimitedConv1d/2d)")
-register_layer("svd", svd_conv.convert_conv, "SVD-separable convolution (SVDConv2d)")
-register_layer("winograd", winograd_conv.convert_conv, "Winograd convolution with pruning (WinogradConv2d)")
-register_layer("dct", dct_conv.convert_conv, "DCT-compressed convolution (DCTConv2d)")
 
 __all__ = [
     "CHANNELS",
@@ -63,6 +64,7 @@ __all__ = [
     "OctaveMap",
     "OctaveTensors",
     "PerturbationChannel",
+    "RateMismatchWarning",
     "SVDChannel",
     "SVDConv2d",
     "UniformNoiseChannel",
@@ -73,8 +75,13 @@ __all__ = [
     "band_limited_conv2d",
     "calibrate_rates",
     "convert_model",
+    "dct_conv2d",
     "domains_with_layers",
+    "get_compress_rates",
     "jpeg_quant_tables",
     "make_channel",
     "register_layer",
+    "set_compress_rates",
+    "svd_conv2d",
+    "winograd_conv2d",
 ]

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_fraction
-from ..transforms import get_domain
+from ..transforms import NonFiniteInputError, get_domain
 from .band_limited_conv import BandLimitedConv1d, BandLimitedConv2d, conv_geometry
 from .spectral_plan import make_plan
 
@@ -70,6 +70,10 @@ def calibrate_rates(model: nn.Module, batch: torch.Tensor, energy: float = 0.9) 
 
     Returns:
         A :class:`CalibrationReport`; ``print()`` it for the per-layer table.
+
+    Raises:
+        NonFiniteInputError: a layer's input holds NaN or infinite values (a ``ValueError``
+            naming the layer); every rate and frozen flag is left as it was.
     """
     energy = check_fraction(energy, "energy")
     layers = {name: m for name, m in model.named_modules() if isinstance(m, (BandLimitedConv1d, BandLimitedConv2d))}
@@ -81,7 +85,13 @@ def calibrate_rates(model: nn.Module, batch: torch.Tensor, energy: float = 0.9) 
     def hook(name: str):
         def record(layer, args):
             grid, fft_size = _input_on_fft_grid(layer, layer._batched(args[0]))
-            measured[name] = (tuple(args[0].shape), fft_size, fft_domain.rate_for_energy(grid.float(), energy))
+            try:
+                rate = fft_domain.rate_for_energy(grid.float(), energy)
+            except NonFiniteInputError as error:
+                raise NonFiniteInputError(
+                    f"calibrate_rates: the input of layer {name!r} is not finite ({error}); no rate was changed"
+                ) from error
+            measured[name] = (tuple(args[0].shape), fft_size, rate)
 
         return record
 

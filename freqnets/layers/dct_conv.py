@@ -4,12 +4,48 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .._checks import check_rate
+from .._checks import check_float_tensor, check_rate
 from ..transforms import get_domain
+from ..transforms._conv_args import conv2d_padding
+from .rates import CompressRateState
 
 
-class DCTConv2d(nn.Conv2d):
+def dct_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    compress_rate: float = 0.0,
+) -> torch.Tensor:
+    """``F.conv2d`` of the DCT band-limited input and filters: the function form of :class:`DCTConv2d`.
+
+    Each ``H x W`` plane of ``input (B, C, H, W)`` and each ``kh x kw`` filter of
+    ``weight (O, C/groups, kh, kw)`` keeps the lowest ``1 - compress_rate`` of its orthonormal
+    2D DCT coefficients (the ``"dct"`` domain's kept set); the rest of the arguments, zero
+    ``padding`` included (int, pair, ``"valid"``, ``"same"``), mean what they mean in ``F.conv2d``.
+    The input is band-limited before it is padded.
+
+    Returns:
+        ``(B, O, H_out, W_out)`` as ``F.conv2d``; at rate 0 equal to it.
+    """
+    check_float_tensor(input, "input", min_dims=3)
+    check_float_tensor(weight, "weight", min_dims=4)
+    rate = check_rate(compress_rate)
+    conv2d_padding(padding, tuple(weight.shape[-2:]), dilation, stride)  # a typed error for what F.conv2d refuses
+    return F.conv2d(_band_limited(input, rate), _band_limited(weight, rate), bias, stride, padding, dilation, groups)
+
+
+def _band_limited(planes: torch.Tensor, rate: float) -> torch.Tensor:
+    """``planes (..., H, W)`` projected on their lowest ``1 - rate`` DCT coefficients (themselves at rate 0)."""
+    return get_domain("dct").compress(planes, rate) if rate > 0 else planes
+
+
+class DCTConv2d(CompressRateState, nn.Conv2d):
     """Drop-in ``nn.Conv2d`` whose input planes and filters keep only low DCT frequencies.
 
     Each ``H x W`` input plane and each ``kh x kw`` filter is projected onto the
@@ -19,8 +55,12 @@ class DCTConv2d(nn.Conv2d):
     convolution itself in pixels, so it saves no time. At rate 0 it equals
     ``F.conv2d``, forward and backward.
 
+    The function form is :func:`dct_conv2d` (with zero padding, ``layer(x) ==
+    dct_conv2d(x, layer.weight, layer.bias, ..., compress_rate=layer.compress_rate)``).
+
     Args:
-        compress_rate: fraction of DCT coefficients discarded, ``0 <= rate < 1``.
+        compress_rate: fraction of DCT coefficients discarded, ``0 <= rate < 1``; saved in the
+            ``state_dict`` with ``rate_frozen`` (:mod:`freqnets.layers.rates`).
         Other arguments as ``nn.Conv2d``.
 
     Example:
@@ -31,8 +71,7 @@ class DCTConv2d(nn.Conv2d):
 
     def __init__(self, *args, compress_rate: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.compress_rate = check_rate(compress_rate)
-        self._domain = get_domain("dct")
+        self._init_rate_state(compress_rate)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, compress_rate: float = 0.0) -> DCTConv2d:
@@ -45,8 +84,9 @@ class DCTConv2d(nn.Conv2d):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # _conv_forward pads the band-limited input in the other padding modes, as nn.Conv2d pads its input.
         rate = self.compress_rate
-        return self._conv_forward(self._domain.compress(x, rate), self._domain.compress(self.weight, rate), self.bias)
+        return self._conv_forward(_band_limited(x, rate), _band_limited(self.weight, rate), self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", compress_rate={self.compress_rate}"

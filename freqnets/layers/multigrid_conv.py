@@ -24,7 +24,22 @@ import torch.nn.functional as F
 
 from .._checks import check_positive_int
 
-__all__ = ["MultigridBasicBlock", "MultigridConv2d", "multigrid_neighbours"]
+__all__ = ["MultigridBasicBlock", "MultigridConv2d", "drop_branches", "multigrid_neighbours"]
+
+
+def drop_branches(branches: Sequence[torch.Tensor | None], rate: float, training: bool) -> list[torch.Tensor | None]:
+    """Stochastic depth of a residual branch that has several tensors (one per grid or octave path).
+
+    In training, each sample's branch is zeroed with probability ``rate`` and kept scaled by
+    ``1 / (1 - rate)`` otherwise, as timm's ``DropPath``, with one draw per sample shared by all
+    tensors (``None`` entries pass through): the whole block is skipped, not some of its grids.
+    """
+    if rate == 0.0 or not training:
+        return list(branches)
+    present = [b for b in branches if b is not None]
+    keep = 1.0 - rate
+    mask = present[0].new_empty((present[0].shape[0],) + (1,) * (present[0].dim() - 1)).bernoulli_(keep) / keep
+    return [None if b is None else b * mask for b in branches]
 
 
 def _pool(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -151,13 +166,24 @@ class MultigridBasicBlock(nn.Module):
         out_channels: channels of each output grid.
         stride: 1 or 2 (every grid halved).
         pool: pooling of the finer neighbour, ``"max"`` or ``"avg"``.
+        drop_path: stochastic-depth rate of the residual branch (all grids together, see :func:`drop_branches`).
 
     The shortcut is the identity when shapes match, else a 1x1 convolution (with the stride) and batch
     norm on each grid. Input and output: a list of grids as :class:`MultigridConv2d`.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], stride: int = 1, pool: str = "max"):
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: Sequence[int],
+        stride: int = 1,
+        pool: str = "max",
+        drop_path: float = 0.0,
+    ):
         super().__init__()
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1) (a stochastic-depth rate), got {drop_path!r}")
+        self.drop_path = float(drop_path)
         self.conv1 = MultigridConv2d(in_channels, out_channels, 3, stride=stride, pool=pool)
         self.bn1 = nn.ModuleList(nn.BatchNorm2d(c) for c in self.conv1.out_channels)
         self.conv2 = MultigridConv2d(out_channels, out_channels, 3, pool=pool)
@@ -179,6 +205,7 @@ class MultigridBasicBlock(nn.Module):
     def forward(self, grids: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         out = [self.act(bn(x)) for bn, x in zip(self.bn1, self.conv1(grids), strict=True)]
         out = [bn(x) for bn, x in zip(self.bn2, self.conv2(out), strict=True)]
+        out = drop_branches(out, self.drop_path, self.training)
         if self.downsample is None:
             shortcut = list(grids)
         else:

@@ -1,8 +1,10 @@
 """The one registry of convolution layers per domain, read by :func:`convert_model`.
 
-Each entry says how to turn an existing ``nn.Conv1d``/``nn.Conv2d`` into the
-domain's layer, or why it cannot. Adding a domain's layer is one
-:func:`register_layer` call; nothing else branches on the domain name.
+Each entry names the domain's layer classes and says how to turn an existing
+``nn.Conv1d``/``nn.Conv2d`` into that layer, or why it cannot. The built-in
+layers are listed in :data:`BUILT_IN_LAYERS` below, each converter beside its
+class; :func:`register_layer` adds a user's own. Nothing else branches on the
+domain name.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
+
+from . import band_limited_conv, dct_conv, svd_conv, winograd_conv
 
 #: ``converter(conv, compress_rate, backend) -> new module``, or raise ``Unconvertible(reason)``.
 Converter = Callable[[nn.Module, float, str], nn.Module]
@@ -22,17 +26,51 @@ class Unconvertible(Exception):
 
 @dataclass(frozen=True)
 class DomainLayer:
+    """A domain's convolution layer: its classes (a converted model holds these) and its converter."""
+
     domain: str
+    layer_types: tuple[type[nn.Module], ...]
     converter: Converter
     description: str
 
 
-_LAYERS: dict[str, DomainLayer] = {}
+#: The layer of each built-in domain (each converter is defined beside its layer class).
+BUILT_IN_LAYERS: dict[str, DomainLayer] = {
+    layer.domain: layer
+    for layer in (
+        DomainLayer(
+            "fft",
+            (band_limited_conv.BandLimitedConv1d, band_limited_conv.BandLimitedConv2d),
+            band_limited_conv.convert_conv,
+            "band-limited FFT convolution (BandLimitedConv1d/2d)",
+        ),
+        DomainLayer("svd", (svd_conv.SVDConv2d,), svd_conv.convert_conv, "SVD-separable convolution (SVDConv2d)"),
+        DomainLayer(
+            "winograd",
+            (winograd_conv.WinogradConv2d,),
+            winograd_conv.convert_conv,
+            "Winograd convolution with pruning (WinogradConv2d)",
+        ),
+        DomainLayer("dct", (dct_conv.DCTConv2d,), dct_conv.convert_conv, "DCT-compressed convolution (DCTConv2d)"),
+    )
+}
+
+_LAYERS: dict[str, DomainLayer] = dict(BUILT_IN_LAYERS)
 
 
-def register_layer(domain: str, converter: Converter, description: str) -> None:
-    """Register the convolution layer of ``domain`` (a name of :func:`freqnets.transforms.available_domains`)."""
-    _LAYERS[domain] = DomainLayer(domain, converter, description)
+def register_layer(
+    domain: str, converter: Converter, description: str, layer_types: tuple[type[nn.Module], ...] = ()
+) -> None:
+    """Register (or replace) the convolution layer of ``domain`` (a name of :func:`freqnets.available_domains`).
+
+    Args:
+        converter: ``converter(conv, compress_rate, backend) -> module``; raises :class:`Unconvertible`
+            with the reason for convolutions it cannot represent.
+        description: one line for listings.
+        layer_types: the classes ``converter`` returns; :func:`convert_model` re-rates modules of
+            these types instead of converting them again (they need a settable ``compress_rate``).
+    """
+    _LAYERS[domain] = DomainLayer(domain, tuple(layer_types), converter, description)
 
 
 def layer_for(domain: str) -> DomainLayer:
@@ -49,7 +87,13 @@ def layer_for(domain: str) -> DomainLayer:
 
 
 def domains_with_layers() -> list[str]:
+    """The domains :func:`convert_model` can convert to, sorted."""
     return sorted(_LAYERS)
+
+
+def domain_layer_types() -> tuple[type[nn.Module], ...]:
+    """Every registered domain layer class (a module of one of them is already converted)."""
+    return tuple(t for layer in _LAYERS.values() for t in layer.layer_types)
 
 
 def require_plain_conv2d(conv: nn.Module, domain: str) -> None:

@@ -17,17 +17,27 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._checks import check_positive_int, check_rate
-from ..transforms import winograd_conv2d_transformed, winograd_matrices
-from ..transforms._frequency_order import kept_count
+from .._checks import check_positive_int
+from ..transforms import winograd_conv2d, winograd_conv2d_transformed, winograd_filter_mask, winograd_filter_transform
+from .rates import CompressRateState
+
+#: The function form of :class:`WinogradConv2d` (``F.conv2d``'s arguments, plus ``m`` and ``compress_rate``).
+__all__ = ["WinogradConv2d", "convert_conv", "winograd_conv2d"]
 
 
-class WinogradConv2d(nn.Conv2d):
+class WinogradConv2d(CompressRateState, nn.Conv2d):
     """Drop-in ``nn.Conv2d`` for square kernels, stride 1, dilation 1, computed by Winograd ``F(m, r)``.
+
+    ``weight (O, C/g, r, r)`` and ``bias`` are ``nn.Conv2d``'s parameters, so a plain
+    ``nn.Conv2d`` state_dict loads (the mask is then derived from the loaded weights at
+    this layer's rate). The function form is :func:`winograd_conv2d`: right after
+    ``prune(rate)``, ``layer(x) == winograd_conv2d(x, layer.weight, layer.bias, padding=...,
+    groups=..., m=layer.m, compress_rate=rate)`` for zero padding.
 
     Args:
         m: output tile size (2 or 4 are accurate in float32; 6 loses digits).
-        compress_rate: fraction of Winograd-domain filter coefficients pruned, ``0 <= rate < 1``.
+        compress_rate: fraction of Winograd-domain filter coefficients pruned, ``0 <= rate < 1``;
+            saved in the ``state_dict`` with ``rate_frozen`` (:mod:`freqnets.layers.rates`) and the mask.
         Other arguments as ``nn.Conv2d``; strides, dilations and non-square kernels raise ``ValueError``.
 
     Example:
@@ -50,34 +60,58 @@ class WinogradConv2d(nn.Conv2d):
         self.alpha = self.m + self.r - 1
         shape = (self.out_channels, self.in_channels // self.groups, self.alpha, self.alpha)
         self.register_buffer("winograd_mask", torch.ones(shape, dtype=torch.bool, device=self.weight.device))
-        self.compress_rate = 0.0
+        self._init_rate_state(0.0)
         self.prune(compress_rate)
-        self.register_load_state_dict_post_hook(WinogradConv2d._mask_after_loading)
 
     def winograd_filters(self) -> torch.Tensor:
         """``(O, C/g, alpha, alpha)``: the masked Winograd-domain filters the forward pass uses."""
-        _, g, _ = winograd_matrices(self.m, self.r, dtype=self.weight.dtype, device=self.weight.device)
-        return (g @ self.weight @ g.T) * self.winograd_mask
+        return winograd_filter_transform(self.weight, self.m) * self.winograd_mask
+
+    def prune(self, compress_rate: float) -> None:
+        """Set the mask to keep the largest ``1 - compress_rate`` of ``|G w G^T|`` over the whole layer.
+
+        The same as setting :attr:`compress_rate` (which re-prunes from the current weights); raises
+        when the rate is frozen.
+        """
+        self.compress_rate = compress_rate
 
     @torch.no_grad()
-    def prune(self, compress_rate: float) -> None:
-        """Set the mask to keep the largest ``1 - compress_rate`` of ``|G w G^T|`` over the whole layer."""
-        rate = check_rate(compress_rate)
-        _, g, _ = winograd_matrices(self.m, self.r, dtype=self.weight.dtype, device=self.weight.device)
-        magnitude = (g @ self.weight @ g.T).abs().flatten()
-        mask = torch.zeros_like(magnitude, dtype=torch.bool)
-        mask[magnitude.topk(kept_count(magnitude.numel(), rate)).indices] = True
-        self.winograd_mask.copy_(mask.view_as(self.winograd_mask))
-        self.compress_rate = rate
+    def _apply_compress_rate(self, rate: float) -> None:
+        self._buffers.pop("_pending_weight", None)
+        if rate == 0.0:  # everything kept: no need to look at the weights
+            self._buffers["winograd_mask"].fill_(True)
+        else:
+            # The mask is selected on its first use (_select_pending_mask) from a copy of the weights
+            # as they are now: building a model then costs no selection per layer, and loading a
+            # checkpoint's mask right after makes it moot. A buffer, so that .to() carries it.
+            self.register_buffer("_pending_weight", self._parameters["weight"].detach().clone(), persistent=False)
+        self._compress_rate = rate
 
-    @staticmethod
-    def _mask_after_loading(module: WinogradConv2d, incompatible_keys) -> None:
-        # A plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate.
-        missing = [k for k in incompatible_keys.missing_keys if k.endswith("winograd_mask")]
-        if missing:
-            module.prune(module.compress_rate)
-            for key in missing:
-                incompatible_keys.missing_keys.remove(key)
+    @torch.no_grad()
+    def _select_pending_mask(self) -> None:
+        weight = self._buffers.pop("_pending_weight")
+        mask = winograd_filter_mask(winograd_filter_transform(weight, self.m), self._compress_rate)
+        self._buffers["winograd_mask"].copy_(mask)
+
+    def __getattr__(self, name: str):
+        # Every read of the mask (forward, winograd_filters, a user) selects a pending one first.
+        if name == "winograd_mask" and "_pending_weight" in self.__dict__.get("_buffers", {}):
+            self._select_pending_mask()
+        return super().__getattr__(name)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        if "_pending_weight" in self._buffers:
+            self._select_pending_mask()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _finish_loading(self, state_dict, prefix: str, missing_keys: list[str]) -> None:
+        key = prefix + "winograd_mask"
+        if key in state_dict:  # the file's mask replaces a pending selection
+            self._buffers.pop("_pending_weight", None)
+        else:  # a plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate
+            self._apply_compress_rate(self._compress_rate)
+            if key in missing_keys:
+                missing_keys.remove(key)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, m: int = 4, compress_rate: float = 0.0) -> WinogradConv2d:

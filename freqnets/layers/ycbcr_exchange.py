@@ -72,15 +72,18 @@ class YCbCrExchangeBlock(nn.Module):
         c_out: channels of the outgoing CbCr path.
         stride: 1 or 2 (both paths halved).
         pool: how the Y path is brought to the CbCr grid, ``"avg"`` (default) or ``"max"``.
+        drop_path: stochastic-depth rate of the block's residual branch (both paths together).
 
     Shapes:
         ``forward(y, cbcr)``: ``y`` ``(B, y_in, H, W)``, ``cbcr`` ``(B, c_in, ceil(H/2), ceil(W/2))``
         -> ``(y', cbcr')`` with ``y_out`` and ``c_out`` channels, each grid divided by ``stride``.
     """
 
-    def __init__(self, y_in: int, c_in: int, y_out: int, c_out: int, stride: int = 1, pool: str = "avg"):
+    def __init__(
+        self, y_in: int, c_in: int, y_out: int, c_out: int, stride: int = 1, pool: str = "avg", drop_path: float = 0.0
+    ):
         super().__init__()
-        self.block = MultigridBasicBlock((y_in, c_in), (y_out, c_out), stride=stride, pool=pool)
+        self.block = MultigridBasicBlock((y_in, c_in), (y_out, c_out), stride=stride, pool=pool, drop_path=drop_path)
 
     def zero_init_last(self) -> None:
         self.block.zero_init_last()

@@ -215,6 +215,7 @@ def create_dct_model(
         model_cls,
         variant,
         pretrained=False,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2)),
         y_channels=y_channels,
         c_channels=c_channels,
         **fixed,

@@ -18,7 +18,10 @@ stage are dropped and the coefficients enter the second stage (``layer2``) with 
 ``_cifar`` variants take 32x32 images' 4x4 luma grids: ``layer3`` keeps stride 1, ``layer4`` halves
 to 2x2. Arguments: ``y_channels`` / ``c_channels`` (the lowest k zigzag frequencies per plane, default
 64; ``c_channels=0`` reads luma only) or ``in_chans = Ky + 2*Kc``; ``normalize_input`` (default True, see
-:mod:`freqnets.models._dct_input`); ``num_classes``; ``drop_rate``.
+:mod:`freqnets.models._dct_input`); ``num_classes``; ``drop_rate``; ``drop_path_rate`` (stochastic depth).
+timm's ``features_only`` / ``forward_intermediates`` give the outputs of ``layer2``, ``layer3`` and
+``layer4`` (late fusion: ``layer2`` is the luma path alone); their ``reduction`` is relative to the
+input's luma block grid, which is itself 1/8 of the image.
 
     >>> import timm, torch, freqnets
     >>> model = timm.create_model("dct_resnet18_late", y_channels=16, c_channels=8)
@@ -28,14 +31,18 @@ to 2x2. Arguments: ``y_channels`` / ``c_channels`` (the lowest k zigzag frequenc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck
 
 from ..layers import as_ycbcr_pair
+from ._converted import JPEG_DCT_NAME, JPEG_DCT_PAPER, RESNET_PAPER
 from ._dct_input import check_in_chans, create_dct_model, dct_cfg, dct_normalizer, dct_plane_normalizers
-from ._head import ClassifierHeadMixin, check_layers, init_weights
+from ._head import ClassifierHeadMixin, FeatureStagesMixin, check_layers, drop_path_rates, init_weights
 
 __all__ = [
     "DCTResNet",
@@ -51,20 +58,31 @@ __all__ = [
 STAGE_WIDTHS = (64, 128, 256, 512)  # planes of layer1..layer4 in ResNet
 
 
-def make_resnet_stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-    """``blocks`` timm ResNet blocks, the first with ``stride`` and a 1x1 projection shortcut when needed."""
+def make_resnet_stage(
+    block: type[nn.Module],
+    inplanes: int,
+    planes: int,
+    blocks: int,
+    stride: int,
+    drop_path: Sequence[float] | None = None,
+) -> nn.Sequential:
+    """``blocks`` timm ResNet blocks, the first with ``stride`` and a 1x1 projection shortcut when needed.
+
+    ``drop_path``: one stochastic-depth rate per block (None: none).
+    """
+    paths = [DropPath(rate) if rate else None for rate in (drop_path or [0.0] * blocks)]
     outplanes = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != outplanes:
         downsample = nn.Sequential(
             nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False), nn.BatchNorm2d(outplanes)
         )
-    layers = [block(inplanes, planes, stride=stride, downsample=downsample)]
-    layers += [block(outplanes, planes) for _ in range(blocks - 1)]
+    layers = [block(inplanes, planes, stride=stride, downsample=downsample, drop_path=paths[0])]
+    layers += [block(outplanes, planes, drop_path=paths[b]) for b in range(1, blocks)]
     return nn.Sequential(*layers)
 
 
-class DCTResNet(ClassifierHeadMixin, nn.Module):
+class DCTResNet(FeatureStagesMixin, ClassifierHeadMixin, nn.Module):
     """ResNet stages 2-4 on DCT coefficients (see the module docstring).
 
     Args:
@@ -80,6 +98,7 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
         normalize_input: normalise with ``stats`` (turn off when the collate normalises).
         num_classes: classifier outputs.
         drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth, rising linearly over the blocks to this rate.
     """
 
     def __init__(
@@ -96,6 +115,7 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
         normalize_input: bool = True,
         num_classes: int = 1000,
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
@@ -103,6 +123,7 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
             raise ValueError(f"fusion must be 'early' or 'late', got {fusion!r}")
         layers = check_layers(layers, 4)
         self.fusion, self.y_channels, self.c_channels = fusion, y_channels, c_channels
+        self.stats, self.normalize_input = stats, normalize_input
         self.in_chans = check_in_chans(in_chans, y_channels, c_channels)
         if fusion == "early":
             self.normalize = dct_normalizer(stats, y_channels, c_channels, normalize_input)
@@ -112,40 +133,59 @@ class DCTResNet(ClassifierHeadMixin, nn.Module):
             )
         widths = [w * block.expansion for w in STAGE_WIDTHS]
         if fusion == "early":
-            self.layer2 = make_resnet_stage(block, self.in_chans, STAGE_WIDTHS[1], layers[1], 1)
-            self.layer3 = make_resnet_stage(block, widths[1], STAGE_WIDTHS[2], layers[2], third_stride)
+            rates2, rates3, rates4 = drop_path_rates(drop_path_rate, layers[1:])
+            self.layer2 = make_resnet_stage(block, self.in_chans, STAGE_WIDTHS[1], layers[1], 1, rates2)
+            self.layer3 = make_resnet_stage(block, widths[1], STAGE_WIDTHS[2], layers[2], third_stride, rates3)
+            self._stage_modules = (("layer2",), ("layer3",), ("layer4",))
+            strides = (1, third_stride, last_stride)
         else:
-            self.layer2 = make_resnet_stage(block, y_channels, STAGE_WIDTHS[1], layers[1], 1)
-            self.y_down = make_resnet_stage(block, widths[1], STAGE_WIDTHS[2], 1, 2)
-            self.layer3 = make_resnet_stage(block, widths[2] + 2 * c_channels, STAGE_WIDTHS[2], layers[2], 1)
-        self.layer4 = make_resnet_stage(block, widths[2], STAGE_WIDTHS[3], layers[3], last_stride)
+            rates2, rates_down, rates3, rates4 = drop_path_rates(drop_path_rate, (layers[1], 1, *layers[2:]))
+            self.layer2 = make_resnet_stage(block, y_channels, STAGE_WIDTHS[1], layers[1], 1, rates2)
+            self.y_down = make_resnet_stage(block, widths[1], STAGE_WIDTHS[2], 1, 2, rates_down)
+            self.layer3 = make_resnet_stage(block, widths[2] + 2 * c_channels, STAGE_WIDTHS[2], layers[2], 1, rates3)
+            self._stage_modules = (("layer2",), ("y_down", "layer3"), ("layer4",))
+            strides = (1, 2, last_stride)
+        self.layer4 = make_resnet_stage(block, widths[2], STAGE_WIDTHS[3], layers[3], last_stride, rates4)
+        reductions = (strides[0], strides[0] * strides[1], strides[0] * strides[1] * strides[2])
+        self.feature_info = [
+            dict(num_chs=widths[i + 1], reduction=reductions[i], module=f"layer{i + 2}") for i in range(3)
+        ]
         self.num_features = self.head_hidden_size = widths[3]
         self.init_head(num_classes, drop_rate)
         init_weights(self, zero_init_last)
 
-    def _fuse(self, x, cbcr: torch.Tensor | None) -> torch.Tensor:
+    # forward_features(x, cbcr=None): features ``(B, num_features, H', W')`` of the DCT input (a tensor, or
+    # ``y, cbcr`` for late fusion).
+
+    def enter(self, x, cbcr: torch.Tensor | None):
         if self.fusion == "early":
             if cbcr is not None or not isinstance(x, torch.Tensor):
                 raise TypeError(
                     "an early-fusion DCT ResNet takes one stacked tensor (B, Ky + 2*Kc, Hy, Wy) "
                     "(DCTCollate layout='stacked'); use the *_late models for (y, cbcr)"
                 )
-            return self.layer2(self.normalize(x))
+            return self.normalize(x)
         y, cbcr = as_ycbcr_pair(x, cbcr)
         if y.shape[1] != self.y_channels or cbcr.shape[1] != 2 * self.c_channels:
             raise ValueError(
                 f"expected y with {self.y_channels} and cbcr with {2 * self.c_channels} channels, "
                 f"got {y.shape[1]} and {cbcr.shape[1]}"
             )
-        y = self.y_down(self.layer2(self.normalize_y(y)))
-        return self.layer3(torch.cat([y, self.normalize_cbcr(cbcr)], dim=1))
+        return self.normalize_y(y), self.normalize_cbcr(cbcr)
 
-    def forward_features(self, x, cbcr: torch.Tensor | None = None) -> torch.Tensor:
-        """Features ``(B, num_features, H', W')`` of the DCT input (a tensor, or ``y, cbcr`` for late fusion)."""
-        x = self._fuse(x, cbcr)
+    def run_stage(self, index: int, state):
         if self.fusion == "early":
-            x = self.layer3(x)
-        return self.layer4(x)
+            return (self.layer2, self.layer3, self.layer4)[index](state)
+        if index == 0:  # the luma path alone; chroma waits at its own grid
+            y, cbcr = state
+            return self.layer2(y), cbcr
+        if index == 1:
+            y, cbcr = state
+            return self.layer3(torch.cat([self.y_down(y), cbcr], dim=1))
+        return self.layer4(state)
+
+    def feature_map(self, index: int, state) -> torch.Tensor:
+        return state[0] if isinstance(state, tuple) else state
 
 
 def _create(variant: str, pretrained: bool, block, layers, fusion: str, cifar: bool, **kwargs) -> DCTResNet:
@@ -158,7 +198,8 @@ def _create(variant: str, pretrained: bool, block, layers, fusion: str, cifar: b
 
 def _cfg(fusion: str, cifar: bool) -> dict:
     first_conv = "layer2.0.conv1" if fusion == "early" else ("layer2.0.conv1", "layer3.0.conv1")
-    return dct_cfg(cifar, first_conv=first_conv, classifier="fc")
+    paper = dict(paper_ids=(JPEG_DCT_PAPER, RESNET_PAPER), paper_name=JPEG_DCT_NAME)
+    return dct_cfg(cifar, first_conv=first_conv, classifier="fc", **paper)
 
 
 default_cfgs = generate_default_cfgs(

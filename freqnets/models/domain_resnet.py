@@ -8,7 +8,14 @@
 
 Each has a ``_cifar`` variant (3x3 stride-1 stem, no max-pool, 32x32 inputs).
 Arguments as the band-limited ResNets: ``compress_rate`` (default 0.5),
-``min_kernel_size`` (default 3), ``backend``, and timm's ``ResNet`` arguments.
+``min_kernel_size`` (default 3), ``backend``, and timm's ``ResNet`` arguments. ``pretrained=True``
+(ImageNet variants) loads timm's ``resnet18.a1_in1k`` weights strictly, then converts them, as the
+band-limited ResNets do.
+
+Papers: Jaderberg, Vedaldi, Zisserman, "Speeding up Convolutional Neural Networks with Low Rank
+Expansions", BMVC 2014 (SVD); Lavin, Gray, "Fast Algorithms for Convolutional Neural Networks",
+CVPR 2016 and Liu, Pool, Han, Dally, "Efficient Sparse-Winograd Convolutional Neural Networks",
+ICLR 2018 (pruned Winograd); the DCT layer band-limits as Dziedzic et al. (ICML 2019) do with the FFT.
 """
 
 from __future__ import annotations
@@ -16,7 +23,14 @@ from __future__ import annotations
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, ResNet
 
-from ._converted import create_converted_resnet, resnet_cfg, resnet_cifar_cfg
+from ._converted import (
+    BAND_LIMITED_NAME,
+    BAND_LIMITED_PAPER,
+    RESNET_PAPER,
+    create_converted,
+    resnet_cifar_cfg,
+    timm_weights_cfg,
+)
 
 __all__ = [
     "dct_conv_resnet18",
@@ -29,21 +43,36 @@ __all__ = [
 
 _PREFIX_DOMAIN = {"svd": "svd", "wino": "winograd", "dct_conv": "dct"}
 
+
+def _create(variant: str, pretrained: bool, **kwargs) -> ResNet:
+    prefix = variant.split("_resnet18")[0]
+    cifar_stem = ("conv1", "maxpool") if variant.endswith("_cifar") else None
+    return create_converted(
+        ResNet, variant, _PREFIX_DOMAIN[prefix], pretrained, cifar_stem, block=BasicBlock, layers=(2, 2, 2, 2), **kwargs
+    )
+
+
+_PAPERS = {
+    "svd": dict(
+        paper_ids=("arXiv:1405.3866", RESNET_PAPER),
+        paper_name="Speeding up Convolutional Neural Networks with Low Rank Expansions",
+    ),
+    "wino": dict(
+        paper_ids=("arXiv:1509.09308", "arXiv:1802.06367", RESNET_PAPER),
+        paper_name="Efficient Sparse-Winograd Convolutional Neural Networks",
+    ),
+    "dct_conv": dict(paper_ids=(BAND_LIMITED_PAPER, RESNET_PAPER), paper_name=BAND_LIMITED_NAME),
+}
+
 default_cfgs = generate_default_cfgs(
     {
-        f"{prefix}_resnet18{suffix}": (resnet_cifar_cfg() if suffix else resnet_cfg())
+        f"{prefix}_resnet18{suffix}": (
+            resnet_cifar_cfg(**_PAPERS[prefix]) if suffix else timm_weights_cfg("resnet18.a1_in1k", **_PAPERS[prefix])
+        )
         for prefix in _PREFIX_DOMAIN
         for suffix in ("", "_cifar")
     }
 )
-
-
-def _create(variant: str, pretrained: bool, **kwargs) -> ResNet:
-    prefix = variant.split("_resnet18")[0]
-    cifar = variant.endswith("_cifar")
-    return create_converted_resnet(
-        variant, _PREFIX_DOMAIN[prefix], pretrained, cifar, block=BasicBlock, layers=(2, 2, 2, 2), **kwargs
-    )
 
 
 @register_model

@@ -12,7 +12,10 @@ block of ``layer4`` merges the low path back (``alpha -> 0``) and the rest of ``
 * ``oct_resnet50`` (ImageNet stem, 224x224), ``oct_resnet18`` (basic blocks);
 * ``oct_resnet18_cifar``, ``oct_resnet50_cifar``: 3x3 stride-1 stem, no max-pool, 32x32 inputs.
 
-Arguments: ``alpha``, ``num_classes``, ``in_chans``, ``drop_rate``.
+Arguments: ``alpha``, ``num_classes``, ``in_chans``, ``drop_rate``, ``drop_path_rate`` (stochastic depth,
+both paths of a block dropped together). timm's ``features_only`` / ``forward_intermediates`` give the
+stem (before the max-pool) and the four stages, as for timm's ResNet; an octave stage's map is its
+high path with the low path upsampled and concatenated (all of the stage's channels).
 """
 
 from __future__ import annotations
@@ -22,9 +25,19 @@ import torch.nn as nn
 from timm.models import generate_default_cfgs, register_model
 
 from ..layers import OctaveMap, OctaveTensors, OctConv2d
+from ..layers.multigrid_conv import drop_branches
 from ..layers.octave_conv import octave_add
-from ._converted import resnet_cfg, resnet_cifar_cfg
-from ._head import ClassifierHeadMixin, ResNetStemMixin, check_layers, create_unpretrained, init_weights
+from ._converted import OCTAVE_PAPER, RESNET_PAPER, resnet_cfg, resnet_cifar_cfg
+from ._head import (
+    ClassifierHeadMixin,
+    FeatureStagesMixin,
+    ResNetStemMixin,
+    check_layers,
+    create_unpretrained,
+    drop_path_rates,
+    init_weights,
+)
+from .mg_resnet import merge_grids
 
 __all__ = ["OctResNet", "oct_resnet18", "oct_resnet18_cifar", "oct_resnet50", "oct_resnet50_cifar"]
 
@@ -47,12 +60,21 @@ class OctaveBlock(nn.Module):
         stride: 1 or 2 (on the 3x3 convolution and the shortcut, pooling both paths).
         alpha_in: low fraction of the input; ``alpha_out`` of the output. Inner maps use the larger.
         bottleneck: bottleneck (``expansion = 4``) or basic (``expansion = 1``) block.
+        drop_path: stochastic-depth rate of the residual branch (both paths dropped together).
     """
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int, alpha_in: float, alpha_out: float, bottleneck: bool
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        alpha_in: float,
+        alpha_out: float,
+        bottleneck: bool,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        self.drop_path = drop_path
         self.expansion = 4 if bottleneck else 1
         outplanes = planes * self.expansion
         inner = max(alpha_in, alpha_out)
@@ -88,11 +110,12 @@ class OctaveBlock(nn.Module):
             out = norm(_as_pair(conv(out)))
             if i + 1 < len(self.convs):
                 out = self.inner_act(out)
+        out = OctaveTensors(*drop_branches(out, self.drop_path, self.training))
         shortcut = x if self.downsample is None else _as_pair(self.downsample(x))
         return self.act(octave_add(out, shortcut))
 
 
-class OctResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
+class OctResNet(FeatureStagesMixin, ClassifierHeadMixin, ResNetStemMixin, nn.Module):
     """ResNet with octave convolutions in its stages (see the module docstring).
 
     Args:
@@ -101,7 +124,10 @@ class OctResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
         alpha: low-frequency fraction of the channels in the octave stages.
         cifar: 3x3 stride-1 stem without max-pool (32x32 inputs) instead of 7x7 stride 2 + max-pool.
         in_chans: input channels; num_classes: classifier outputs; drop_rate: dropout before it.
+        drop_path_rate: stochastic depth, rising linearly over the blocks to this rate.
     """
+
+    _stage_modules = (("conv1", "bn1", "act1"), ("maxpool", "layer1"), ("layer2",), ("layer3",), ("layer4",))
 
     def __init__(
         self,
@@ -112,6 +138,7 @@ class OctResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
         in_chans: int = 3,
         num_classes: int = 1000,
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
     ) -> None:
         super().__init__()
@@ -119,39 +146,57 @@ class OctResNet(ClassifierHeadMixin, ResNetStemMixin, nn.Module):
             raise ValueError(f"alpha must be in (0, 1) (the low-frequency channel fraction), got {alpha!r}")
         layers = check_layers(layers, 4)
         self.alpha, self.in_chans = alpha, in_chans
-        self.init_stem(in_chans, cifar)
+        reduction = self.init_stem(in_chans, cifar)
+        self.feature_info = [dict(num_chs=64, reduction=reduction, module="act1")]
+        reduction *= 1 if cifar else 2  # the max-pool
         expansion = 4 if bottleneck else 1
         inplanes = 64
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+        stages = zip((64, 128, 256, 512), layers, drop_path_rates(drop_path_rate, layers), strict=True)
+        for index, (planes, blocks, rates) in enumerate(stages):
             stage = []
             for b in range(blocks):
                 alpha_in = 0.0 if index == 0 and b == 0 else (0.0 if index == 3 and b > 0 else alpha)
                 alpha_out = 0.0 if index == 3 else alpha
                 stride = 2 if index > 0 and b == 0 else 1
-                stage.append(OctaveBlock(inplanes, planes, stride, alpha_in, alpha_out, bottleneck))
+                stage.append(OctaveBlock(inplanes, planes, stride, alpha_in, alpha_out, bottleneck, rates[b]))
                 inplanes = planes * expansion
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
+            reduction *= 2 if index > 0 else 1
+            self.feature_info.append(dict(num_chs=inplanes, reduction=reduction, module=f"layer{index + 1}"))
         self.num_features = self.head_hidden_size = inplanes
         self.init_head(num_classes, drop_rate)
         init_weights(self, zero_init_last)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, H, W)`` -> ``(B, num_features, H/32, W/32)`` (``H/8`` with the CIFAR stem)."""
-        x = self.forward_stem(x)
-        out = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return out.high
+    # forward_features: ``(B, in_chans, H, W)`` -> ``(B, num_features, H/32, W/32)`` (``H/8`` with the CIFAR stem).
+
+    def run_stage(self, index: int, state):
+        if index == 0:
+            return self.stem_stage(state)
+        if index == 1:
+            state = self.maxpool(state)
+        return getattr(self, f"layer{index}")(state)
+
+    def feature_map(self, index: int, state) -> torch.Tensor:
+        if isinstance(state, torch.Tensor) or state.low is None:
+            return state if isinstance(state, torch.Tensor) else state.high
+        return merge_grids([state.high, state.low])
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> OctResNet:
-    return create_unpretrained(OctResNet, variant, pretrained, **kwargs)
+    return create_unpretrained(OctResNet, variant, pretrained, (0, 1, 2, 3, 4), **kwargs)
 
+
+_PAPER = dict(
+    paper_ids=(OCTAVE_PAPER, RESNET_PAPER),
+    paper_name="Drop an Octave: Reducing Spatial Redundancy in Convolutional Neural Networks with Octave Convolution",
+)
 
 default_cfgs = generate_default_cfgs(
     {
-        "oct_resnet18": resnet_cfg(),
-        "oct_resnet50": resnet_cfg(),
-        "oct_resnet18_cifar": resnet_cifar_cfg(),
-        "oct_resnet50_cifar": resnet_cifar_cfg(),
+        "oct_resnet18": resnet_cfg(**_PAPER),
+        "oct_resnet50": resnet_cfg(**_PAPER),
+        "oct_resnet18_cifar": resnet_cifar_cfg(**_PAPER),
+        "oct_resnet50_cifar": resnet_cifar_cfg(**_PAPER),
     }
 )
 

@@ -13,7 +13,7 @@ Pure PyTorch: differentiable, CPU and CUDA, float16 to float64 (half types are
 computed in float32 and cast back). See each module for layouts and kept sets.
 """
 
-from .base import TransformDomain, available_domains, get_domain, register_domain
+from .base import NonFiniteInputError, TransformDomain, available_domains, get_domain, register_domain
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .dct import (
     DCTDomain,
@@ -33,6 +33,8 @@ from .winograd import (
     WinogradDomain,
     winograd_conv2d,
     winograd_conv2d_transformed,
+    winograd_filter_mask,
+    winograd_filter_transform,
     winograd_matrices,
     winograd_points,
 )
@@ -40,6 +42,7 @@ from .winograd import (
 __all__ = [
     "DCTDomain",
     "FFTDomain",
+    "NonFiniteInputError",
     "SVDCoefficients",
     "SVDDomain",
     "TransformDomain",
@@ -66,6 +69,8 @@ __all__ = [
     "svd_truncate",
     "winograd_conv2d",
     "winograd_conv2d_transformed",
+    "winograd_filter_mask",
+    "winograd_filter_transform",
     "winograd_matrices",
     "winograd_points",
     "ycbcr_to_rgb",

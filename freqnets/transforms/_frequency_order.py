@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .base import NonFiniteInputError
+
 
 def frequency_order(freq_rows: np.ndarray, freq_cols: np.ndarray) -> np.ndarray:
     """Indices into the flattened ``(len(freq_rows), len(freq_cols))`` grid, lowest first.
@@ -51,8 +53,13 @@ def count_for_energy(ordered: torch.Tensor, energy: float) -> int:
     """Length of the shortest prefix of ``ordered`` (1D, non-negative) holding ``energy`` of the sum.
 
     Returns at least 1; an all-zero input keeps everything.
+
+    Raises:
+        NonFiniteInputError: the energies are not finite (a NaN, or finite values whose squares overflow).
     """
     total = ordered.sum()
+    if not bool(torch.isfinite(total)):
+        raise NonFiniteInputError(f"the energy to share is {total.item()}: the input is not finite or overflows")
     if total <= 0:
         return len(ordered)
     cumulative = torch.cumsum(ordered, 0) / total

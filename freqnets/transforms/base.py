@@ -21,6 +21,26 @@ import torch
 from .._checks import check_float_tensor, check_fraction, check_rate, check_size2d, compute_dtype
 
 
+class NonFiniteInputError(ValueError):
+    """An energy-based choice (a rate or rank for a share of the energy) met NaN or infinite values.
+
+    The energy of such an input has no meaning, so no rate is returned for it (it used to come back
+    as 0.0, silently).
+    """
+
+
+def check_finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Raise :class:`NonFiniteInputError` naming how many NaN and infinite values ``x`` holds, if any."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(x).sum())
+        raise NonFiniteInputError(
+            f"{name} has {nan} NaN and {int((~finite).sum()) - nan} infinite values (of {x.numel()}); "
+            "an energy share needs finite input"
+        )
+    return x
+
+
 class TransformDomain(ABC):
     """A transform over the last two dims ``(..., H, W)`` with a compression rule.
 
@@ -81,8 +101,12 @@ class TransformDomain(ABC):
         Energy is summed over all leading dims, so one rate serves a whole batch.
         This is how energy-based settings *choose* a rate; the rate keeps its one
         meaning.
+
+        Raises:
+            NonFiniteInputError: ``x`` holds NaN or infinite values, or its energy overflows.
         """
         check_float_tensor(x)
+        check_finite(x)
         energy = check_fraction(energy, "energy")
         return self._rate_for_energy(x.detach().to(compute_dtype(x.dtype)), energy)
 

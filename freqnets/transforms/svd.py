@@ -18,7 +18,7 @@ import torch
 
 from .._checks import check_float_tensor, check_fraction, check_positive_int, check_rate, compute_dtype
 from ._frequency_order import count_for_energy, kept_count, rate_for_count
-from .base import TransformDomain, register_domain
+from .base import TransformDomain, check_finite, register_domain
 
 
 class SVDCoefficients(NamedTuple):
@@ -35,8 +35,13 @@ def rank_for_rate(n: int, rate: float) -> int:
 
 
 def rank_for_energy(x: torch.Tensor, energy: float) -> int:
-    """Smallest rank whose singular values hold ``energy`` of ``x``'s energy (summed over the batch)."""
+    """Smallest rank whose singular values hold ``energy`` of ``x``'s energy (summed over the batch).
+
+    Raises:
+        NonFiniteInputError: ``x`` holds NaN or infinite values.
+    """
     check_float_tensor(x)
+    check_finite(x)
     energy = check_fraction(energy, "energy")
     s = torch.linalg.svdvals(x.detach().to(compute_dtype(x.dtype)).double())
     return count_for_energy(s.square().reshape(-1, s.shape[-1]).sum(0), energy)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .._checks import check_float_tensor, check_positive_int, check_rate, compute_dtype
 from ._blocks import from_blocks, to_blocks
+from ._conv_args import conv2d_padding
 from ._frequency_order import count_for_energy, kept_count, rate_for_count
 from .base import TransformDomain, register_domain
 
@@ -135,14 +136,6 @@ def winograd_matrices(
     return to_tensor(at), to_tensor(g), to_tensor(bt)
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and v >= 0 for v in value)):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
-    return tuple(value)  # type: ignore[return-value]
-
-
 def _check_conv_arguments(x, weight, groups, padding, r):
     check_float_tensor(x, "x", min_dims=4)
     check_float_tensor(weight, "weight", min_dims=4)
@@ -155,47 +148,129 @@ def _check_conv_arguments(x, weight, groups, padding, r):
         raise ValueError(
             f"channels do not match: x has {x.shape[1]}, weight {tuple(weight.shape)} with groups={groups}"
         )
-    if padding == "valid":
-        padding = 0
-    elif padding == "same":
-        if r % 2 == 0:
-            raise ValueError("padding='same' needs an odd filter size")
-        padding = r // 2
-    return groups, _pair(padding, "padding")
+    left, right, top, bottom = conv2d_padding(padding, (r, r))
+    if left != right or top != bottom:
+        raise ValueError(f"the tiled product pads symmetrically; pad x with F.pad first (padding {padding!r})")
+    return groups, (top, left)
+
+
+def winograd_filter_transform(weight: torch.Tensor, m: int) -> torch.Tensor:
+    """``G w G^T`` of ``F(m, r)`` for every filter: ``(..., r, r)`` -> ``(..., alpha, alpha)``.
+
+    Computed as one matrix product with ``kron(G, G)`` on the flattened filters (many tiny
+    ``alpha x r`` products are an order of magnitude slower for a layer of filters).
+    """
+    r = weight.shape[-1]
+    if weight.shape[-2] != r:
+        raise ValueError(f"Winograd convolution needs square filters, got {tuple(weight.shape[-2:])}")
+    _, g, _ = winograd_matrices(m, r, dtype=weight.dtype, device=weight.device)
+    alpha = g.shape[0]
+    return (weight.reshape(-1, r * r) @ torch.kron(g, g).T).reshape(*weight.shape[:-2], alpha, alpha)
+
+
+def _largest_mask(values: torch.Tensor, count: int) -> torch.Tensor:
+    """Boolean mask of the ``count`` largest of the 1D ``values``; ties at the threshold go to the lowest indices.
+
+    The threshold (the ``count``-th largest value) is selected among the values that fall
+    between two quantiles of a seeded random sample, which brackets it with overwhelming odds for
+    any data; a full selection runs when it does not. Both give the same mask; the bracket
+    makes pruning a large layer a few passes over its values instead of a full top-k.
+    """
+    n = values.numel()
+    if count >= n:
+        return torch.ones_like(values, dtype=torch.bool)
+    if count <= 0:
+        return torch.zeros_like(values, dtype=torch.bool)
+    threshold = None
+    if n > 1 << 18:
+        # Seeded random positions: a stride could alias with the filters' alpha x alpha layout.
+        picks = torch.randint(n, (1 << 16,), generator=torch.Generator().manual_seed(0))
+        sample = values[picks.to(values.device)].double()
+        share = 1.0 - count / n  # the threshold's quantile
+        margin = 6.0 * (share * (1.0 - share) / sample.numel()) ** 0.5 + 4.0 / sample.numel()
+        low, high = (
+            sample.kthvalue(max(1, min(sample.numel(), round(q * sample.numel())))).values.to(values.dtype)
+            for q in (share - margin, share + margin)
+        )
+        above = int(torch.count_nonzero(values > high))
+        candidates = values[(values >= low) & (values <= high)]
+        needed = count - above
+        if 0 < needed <= candidates.numel():
+            threshold = candidates.kthvalue(candidates.numel() - needed + 1).values
+    if threshold is None:
+        threshold = values.kthvalue(n - count + 1).values
+    mask = values >= threshold
+    excess = int(torch.count_nonzero(mask)) - count
+    if excess > 0:  # ties at the threshold: keep the ones with the lowest indices
+        tied = (values == threshold).nonzero().flatten()
+        mask[tied[tied.numel() - excess :]] = False
+    return mask
+
+
+def winograd_filter_mask(filters: torch.Tensor, compress_rate: float) -> torch.Tensor:
+    """Boolean mask keeping the largest ``1 - compress_rate`` of ``|filters|`` over the whole tensor.
+
+    The Winograd-domain pruning rule of Liu, Pool, Han, Dally ("Efficient Sparse-Winograd
+    Convolutional Neural Networks", ICLR 2018): ``filters`` are a layer's ``G w G^T``
+    ``(O, C/g, alpha, alpha)``; ``round((1 - rate) * numel)`` coefficients are kept.
+    """
+    rate = check_rate(compress_rate)
+    magnitude = filters.detach().abs().flatten()
+    return _largest_mask(magnitude, kept_count(magnitude.numel(), rate)).view(filters.shape)
 
 
 def winograd_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     m: int = 4,
+    compress_rate: float = 0.0,
 ) -> torch.Tensor:
-    """Stride-1 2D convolution (cross-correlation, as ``F.conv2d``) by tiled Winograd ``F(m, r)``.
+    """2D convolution (cross-correlation, as ``F.conv2d``) by tiled Winograd ``F(m, r)``, with filter pruning.
+
+    Arguments in ``F.conv2d``'s order and meaning; Winograd's algorithm needs stride 1 and dilation 1.
 
     Args:
         x: ``(N, C, H, W)``.
         weight: ``(O, C / groups, r, r)``, square filters.
         bias: ``(O,)`` or ``None``.
-        padding: int, pair, ``"valid"`` or ``"same"`` (odd ``r``); zero padding.
+        stride, dilation: must be 1 (``ValueError`` otherwise).
+        padding: zero padding as ``F.conv2d``: int, pair, ``"valid"`` or ``"same"``.
         groups: as in ``F.conv2d``.
         m: output tile size; ``alpha = m + r - 1`` input tiles overlap by ``r - 1``.
+        compress_rate: fraction of the Winograd-domain filter coefficients ``G w G^T`` zeroed,
+            the smallest in magnitude over all filters (:func:`winograd_filter_mask`); the
+            forward pass of :class:`freqnets.layers.WinogradConv2d` right after ``prune(rate)``.
 
     Returns:
-        ``(N, O, H + 2 ph - r + 1, W + 2 pw - r + 1)``, equal to ``F.conv2d`` up to rounding
+        ``(N, O, H_out, W_out)`` as ``F.conv2d``; at rate 0 equal to it up to rounding
         (float32: ~1e-6 relative for ``F(2,3)``, ~1e-5 for ``F(4,3)``; larger ``m`` loses accuracy).
     """
     check_float_tensor(weight, "weight", min_dims=4)
     r = weight.shape[-1]
     if weight.shape[-2] != r:
         raise ValueError(f"Winograd convolution needs square filters, got {tuple(weight.shape[-2:])}")
+    if _as_pair(stride) != (1, 1) or _as_pair(dilation) != (1, 1):
+        raise ValueError(f"Winograd convolution needs stride 1 and dilation 1, got {stride=}, {dilation=}")
+    left, right, top, bottom = conv2d_padding(padding, (r, r))
+    if left != right or top != bottom:  # "same" with an even filter: F.conv2d pads one more after
+        check_float_tensor(x, "x", min_dims=4)
+        x, padding = F.pad(x, (left, right, top, bottom)), 0
     _check_conv_arguments(x, weight, groups, padding, r)
     m = check_positive_int(m, "m")
     dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
-    _, g, _ = winograd_matrices(m, r, dtype=dtype, device=x.device)
-    u = g @ weight.to(dtype) @ g.T
+    u = winograd_filter_transform(weight.to(dtype), m)
+    if check_rate(compress_rate) > 0:
+        u = u * winograd_filter_mask(u, compress_rate)
     return winograd_conv2d_transformed(x, u, bias, padding, groups, m, r)
+
+
+def _as_pair(value) -> tuple:
+    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def winograd_conv2d_transformed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,16 +29,19 @@ def test_pipelines_and_report():
     threads = torch.get_num_threads()
     rows, notes = bench_loader.run([source], [0], 8, step=False)
     assert torch.get_num_threads() == threads and notes == []
+    cores = os.cpu_count() or 1
+    threaded = [f"DataLoader, 0 workers, batch 8, DCTReadCollate, {cores} threads"] if cores > 1 else []
     assert [r.mode for r in rows] == [
         "per image", "per image, DCTReadCollate", "DataLoader, 0 workers, batch 8",
-        "DataLoader, 0 workers, batch 8, DCTReadCollate",
+        "DataLoader, 0 workers, batch 8, DCTReadCollate", *threaded,
     ]  # fmt: skip
     assert all(r.dct > 0 and r.pillow > 0 for r in rows)
     text = bench_loader.report(rows, notes)
-    assert text.count("| mini |") == 4 and f"{rows[0].dct / rows[0].pillow:.2f}x" in text
-    # reading in the collate gives the same batch
-    reader = bench_loader.DCTPipeline(False, payloads, in_collate=True)
-    assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], full)
+    assert text.count("| mini |") == len(rows) and f"{rows[0].dct / rows[0].pillow:.2f}x" in text
+    # reading in the collate gives the same batch, on one thread or several
+    for threads in (1, 2):
+        reader = bench_loader.DCTPipeline(False, payloads, in_collate=True, threads=threads)
+        assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], full)
 
 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="bundled data missing")
@@ -53,15 +57,18 @@ def test_imagenet_mode_adds_the_crop_variant_with_identical_batches():
     assert torch.equal(y, a[:, :64])  # the same values; stacked repeats each chroma block 2x2
     assert torch.equal(cbcr.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3), a[:, 64:])
     rows, _ = bench_loader.run([bench_loader.Source("in", payloads, True)], [0], 4, step=False)
+    cores = os.cpu_count() or 1
     assert [r.mode for r in rows] == [
         "per image", "per image, read_dct crop", "per image, read_dct crop, planes layout",
         "per image, DCTReadCollate (crop)",
         "DataLoader, 0 workers, batch 4", "DataLoader, 0 workers, batch 4, read_dct crop",
         "DataLoader, 0 workers, batch 4, read_dct crop, planes layout",
         "DataLoader, 0 workers, batch 4, DCTReadCollate (crop)",
+        *([f"DataLoader, 0 workers, batch 4, DCTReadCollate (crop), {cores} threads"] if cores > 1 else []),
     ]  # fmt: skip
-    reader = bench_loader.DCTPipeline(True, payloads, crop=True, in_collate=True)
-    assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], b)
+    for threads in (1, 2):
+        reader = bench_loader.DCTPipeline(True, payloads, crop=True, in_collate=True, threads=threads)
+        assert torch.equal(reader.collate([(reader.sample(p), 0) for p in payloads])[0], b)
 
 
 def test_sharing_strategy_is_restored():

@@ -11,7 +11,7 @@ import torch.nn as nn
 from freqnets import calibrate_rates, convert_model
 from freqnets.layers import BandLimitedConv1d, BandLimitedConv2d
 from freqnets.layers.spectral_plan import make_plan
-from freqnets.transforms import rfft_energy_weights, rfft_kept_mask
+from freqnets.transforms import NonFiniteInputError, rfft_energy_weights, rfft_kept_mask
 
 
 def test_rate_zero_conversion_keeps_the_function_of_a_timm_resnet():
@@ -40,7 +40,8 @@ def test_conversion_of_mixed_modules_says_why_it_skipped():
     assert notes["0"] == (True, "-> BandLimitedConv1d (backend=torch)") and isinstance(model[0], BandLimitedConv1d)
     assert notes["1"][0] and model[1].compress_rate == 0.25
     assert notes["2"] == (False, "ConvTranspose2d has no band-limited form (Conv1d and Conv2d do)")
-    assert notes["3"][0] is False and notes["4"] == (False, "already band-limited")
+    assert notes["3"][0] is False and notes["4"] == (False, "re-rated: compress_rate 0.0 -> 0.25")
+    assert model.freqnets_conversion.rerated == 1 and model[4].compress_rate == 0.25
 
 
 def test_a_bare_convolution_is_returned_converted():
@@ -101,3 +102,19 @@ def test_calibration_measures_the_uncompressed_network_and_restores_on_error():
     assert broken[0].compress_rate == 0.4 and not broken[0].rate_frozen
     with pytest.raises(ValueError, match="no band-limited layers"):
         calibrate_rates(nn.Sequential(nn.Conv2d(1, 1, 3)), torch.randn(1, 1, 8, 8))
+
+
+def test_one_nan_in_the_calibration_batch_raises_and_changes_no_rate():
+    model = nn.Sequential(
+        BandLimitedConv2d(2, 3, 3, padding=1, compress_rate=0.4), nn.ReLU(), BandLimitedConv2d(3, 3, 3, padding=1)
+    )
+    batch = torch.randn(4, 2, 12, 12)
+    batch[3, 1, 6, 6] = float("nan")
+    with pytest.raises(NonFiniteInputError, match=r"calibrate_rates: the input of layer '0' is not finite") as error:
+        calibrate_rates(model, batch)
+    assert isinstance(error.value, ValueError)
+    assert (model[0].compress_rate, model[2].compress_rate) == (0.4, 0.0)
+    assert not model[0].rate_frozen and not model[2].rate_frozen
+    batch[3, 1, 6, 6] = 0.0
+    calibrate_rates(model, batch)  # the same batch without the NaN calibrates (rates above 0 for smooth data)
+    assert model[0].rate_frozen and model[2].rate_frozen

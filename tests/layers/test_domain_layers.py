@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from freqnets import convert_model
-from freqnets.layers import DCTConv2d, SVDConv2d, WinogradConv2d
-from freqnets.transforms import get_domain, winograd_matrices
+from freqnets.layers import DCTConv2d, SVDConv2d, WinogradConv2d, dct_conv2d, svd_conv2d, winograd_conv2d
+from freqnets.transforms import get_domain, winograd_filter_mask, winograd_filter_transform, winograd_matrices
 from tests.conftest import assert_close_relative
 
 CONFIGS = [
@@ -57,7 +57,7 @@ def test_svd_truncation_is_the_best_low_rank_filter_bank(rate):
         u, s, vh = np.linalg.svd(m, full_matrices=False)
         approx = (u[:, : svd.rank] * s[: svd.rank]) @ vh[: svd.rank]
         expected[2 * g : 2 * g + 2] = approx.reshape(3, 3, 2, 3).transpose(2, 0, 1, 3)
-    assert_close_relative(svd.weight(), torch.from_numpy(expected), 1e-10)
+    assert_close_relative(svd.weight, torch.from_numpy(expected), 1e-10)
     x = torch.randn(1, 6, 9, 9, dtype=torch.float64)
     assert_close_relative(svd(x), F.conv2d(x, torch.from_numpy(expected), conv.bias, padding=1, groups=2), 1e-10)
 
@@ -188,7 +188,7 @@ def test_dct_conv_matches_scipy_band_limiting(rate):
 def test_dct_conv_rate_zero_is_conv2d_and_state_dict_moves():
     conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, padding_mode="replicate")
     dct_conv = DCTConv2d.from_conv(conv)
-    conv.load_state_dict(dct_conv.state_dict())
+    assert conv.load_state_dict(dct_conv.state_dict(), strict=False).unexpected_keys == ["_extra_state"]
     x = torch.randn(2, 3, 11, 9, requires_grad=True)
     (out, gx), (expected, gx_ref) = _grads(dct_conv, x), _grads(conv, x)
     assert_close_relative(out, expected, 1e-4)
@@ -212,3 +212,174 @@ def test_convert_model_in_every_domain_keeps_the_function_at_rate_zero():
     with pytest.raises(ValueError, match="only the 'torch' backend"):
         convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="cupy")
     assert isinstance(convert_model(nn.Conv2d(2, 2, 3), domain="svd", backend="auto", compress_rate=0.0), SVDConv2d)
+
+
+# The drop-in contract every domain conv shares: a weight of nn.Conv2d's shape, and a function form
+# with F.conv2d's arguments (padding as int, pair, "valid" or "same").
+FUNCTION_PADDINGS = [0, 1, (2, 0), "valid", "same"]
+
+
+@pytest.mark.parametrize("padding", FUNCTION_PADDINGS)
+@pytest.mark.parametrize("kernel", [3, (2, 4)])
+def test_svd_function_form_is_conv2d_of_the_filters_the_factors_make(padding, kernel):
+    conv = nn.Conv2d(4, 6, kernel, groups=2, bias=True).double()
+    svd = SVDConv2d.from_conv(conv, compress_rate=0.4)
+    assert svd.weight.shape == conv.weight.shape and svd.weight.dtype == conv.weight.dtype
+    x = torch.randn(2, 4, 9, 10, dtype=torch.float64)
+    stride, dilation = (1, 1) if padding == "same" else ((2, 1), (1, 2))
+    out = svd_conv2d(x, svd.vertical, svd.horizontal, svd.bias, stride, padding, dilation, groups=2)
+    expected = F.conv2d(x, svd.weight.detach(), svd.bias, stride, padding, dilation, groups=2)
+    assert_close_relative(out, expected, 1e-10)
+
+
+def test_svd_weight_is_differentiable_and_a_conv2d_state_dict_loads_factorised():
+    conv = nn.Conv2d(3, 5, 3, padding=1).double()
+    svd = SVDConv2d(3, 5, 3, padding=1, compress_rate=0.0).double()
+    svd.load_state_dict(conv.state_dict())  # timm's weights: a "weight" key, no factors
+    assert set(svd.state_dict()) == {"vertical", "horizontal", "bias", "_extra_state"}
+    assert_close_relative(svd.weight, conv.weight, 1e-10)
+    x = torch.randn(1, 3, 7, 7, dtype=torch.float64)
+    assert_close_relative(svd(x), conv(x), 1e-10)
+    grad = torch.autograd.grad(svd.weight.square().sum(), svd.vertical)[0]
+    assert grad.shape == svd.vertical.shape and grad.abs().sum() > 0
+    truncated = SVDConv2d(3, 5, 3, padding=1, rank=2).double()
+    truncated.load_state_dict(conv.state_dict())
+    assert truncated.rank == 2 and torch.linalg.matrix_rank(truncated.weight.detach().permute(1, 2, 0, 3).reshape(9, 15)) == 2
+    with pytest.raises(ValueError, match=r"weight: a \(O, C/g, kh, kw\)"):
+        svd.load_state_dict({"weight": torch.randn(5, 3, 5, 5), "bias": conv.bias})
+
+
+@pytest.mark.parametrize("padding", FUNCTION_PADDINGS)
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_winograd_function_form_matches_conv2d_and_the_layer(padding, kernel):
+    x = torch.randn(2, 4, 11, 9, dtype=torch.float64)
+    layer = WinogradConv2d(4, 6, kernel, padding=padding, groups=2, m=2).double()
+    expected = F.conv2d(x, layer.weight, layer.bias, 1, padding, 1, 2)
+    out = winograd_conv2d(x, layer.weight, layer.bias, 1, padding, 1, 2, m=2)
+    assert layer.weight.shape == (6, 2, kernel, kernel)
+    assert_close_relative(out, expected, 1e-10)
+    layer.prune(0.5)
+    pruned = winograd_conv2d(x, layer.weight, layer.bias, padding=padding, groups=2, m=2, compress_rate=0.5)
+    assert_close_relative(pruned, layer(x), 1e-12)
+    assert (pruned - expected).abs().max() > 1e-3  # pruning changed the function
+
+
+@pytest.mark.parametrize("values", ["random", "ties", "constant"])
+def test_winograd_mask_keeps_exactly_the_largest_coefficients(values):
+    n = 300_000  # above the size where the mask brackets its threshold from a sample
+    if values == "random":
+        filters = torch.randn(n)
+    elif values == "ties":
+        filters = torch.randint(-3, 4, (n,)).float()
+    else:
+        filters = torch.ones(n)
+    for rate in (0.1, 0.5, 0.93):
+        mask = winograd_filter_mask(filters, rate)
+        kept = round((1 - rate) * n)
+        assert mask.sum().item() == kept
+        magnitude = filters.abs()
+        assert magnitude[mask].min() >= magnitude[~mask].max()
+        assert torch.equal(mask.sum(), torch.tensor(kept))
+        reference = magnitude.double().numpy()
+        threshold = np.sort(reference)[::-1][kept - 1]
+        assert (reference[mask.numpy()] >= threshold).all() and (reference[~mask.numpy()] <= threshold).all()
+
+
+@pytest.mark.parametrize("padding", FUNCTION_PADDINGS)
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_dct_function_form_matches_scipy_and_the_layer(padding, rate):
+    x = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+    layer = DCTConv2d(4, 6, 3, padding=padding, groups=2, compress_rate=rate).double()
+    domain = get_domain("dct")
+
+    def band_limit(t: torch.Tensor) -> torch.Tensor:
+        mask = domain.kept_mask(tuple(t.shape[-2:]), rate).numpy()
+        coefficients = scipy.fft.dctn(t.detach().numpy(), norm="ortho", axes=(-2, -1)) * mask
+        return torch.from_numpy(scipy.fft.idctn(coefficients, norm="ortho", axes=(-2, -1)))
+
+    expected = F.conv2d(band_limit(x), band_limit(layer.weight), layer.bias, 1, padding, 1, 2)
+    out = dct_conv2d(x, layer.weight, layer.bias, 1, padding, 1, 2, compress_rate=rate)
+    assert_close_relative(out, expected, 1e-10)
+    assert_close_relative(layer(x), out, 1e-12)
+
+
+def test_every_domain_layer_has_a_conv2d_shaped_weight_and_is_listed_in_the_registry():
+    from freqnets.layers import BandLimitedConv2d
+    from freqnets.layers.registry import BUILT_IN_LAYERS
+
+    conv = nn.Conv2d(4, 8, 3, padding=1)
+    for domain, layer in BUILT_IN_LAYERS.items():
+        converted = layer.converter(conv, 0.25, "torch")
+        assert isinstance(converted, layer.layer_types), domain
+        assert isinstance(converted.weight, torch.Tensor) and converted.weight.shape == conv.weight.shape, domain
+    assert BUILT_IN_LAYERS["fft"].layer_types[-1] is BandLimitedConv2d
+
+
+def test_function_forms_reject_bad_arguments():
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
+    with pytest.raises(ValueError, match="needs stride 1"):
+        dct_conv2d(x, w, padding="same", stride=2)
+    with pytest.raises(ValueError, match="padding must be"):
+        svd_conv2d(x, torch.randn(6, 4, 3, 1), torch.randn(4, 6, 1, 3), padding=-1)
+    with pytest.raises(ValueError, match="factors do not agree"):
+        svd_conv2d(x, torch.randn(6, 4, 3, 1), torch.randn(4, 5, 1, 3))
+    with pytest.raises(TypeError, match="floating"):
+        dct_conv2d(x.long(), w)
+
+
+def test_svd_factorises_on_first_use_and_never_when_a_checkpoint_replaces_it(monkeypatch):
+    import freqnets.layers.svd_conv as svd_conv
+
+    calls = []
+    factorise = svd_conv._factorise
+    monkeypatch.setattr(svd_conv, "_factorise", lambda *args: calls.append(1) or factorise(*args))
+    conv = nn.Conv2d(4, 6, 3, padding=1).double()
+    layer = SVDConv2d.from_conv(conv, compress_rate=0.25)
+    assert calls == [] and layer.rank == 9
+    layer.double()  # moves the pending filters with the parameters
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    expected = F.conv2d(x, SVDConv2d.from_conv(conv, compress_rate=0.25).weight, conv.bias, padding=1)
+    assert_close_relative(layer(x), expected, 1e-10)
+    calls.clear()
+    restored = SVDConv2d.from_conv(conv, compress_rate=0.25)
+    restored.load_state_dict(layer.state_dict())
+    assert calls == [] and torch.equal(restored(x), layer(x))
+    # A re-rate before the first use only changes the rank the pending SVD will keep.
+    lower = SVDConv2d.from_conv(conv, compress_rate=0.0)
+    lower.compress_rate = 0.5
+    assert calls == [] and lower.rank == 6
+    assert_close_relative(lower.weight, SVDConv2d.from_conv(conv, rank=6).weight, 1e-10)
+    # An init written through parameters() before the first use is kept, not overwritten.
+    initialised = SVDConv2d.from_conv(conv)
+    for parameter in initialised.parameters():
+        nn.init.constant_(parameter, 0.5)
+    assert torch.all(initialised.vertical == 0.5) and torch.all(initialised.horizontal == 0.5)
+
+
+def test_winograd_mask_of_a_layer_with_structured_magnitudes_is_exact():
+    # G w G^T of F(4, 3): the 36 positions of a tile differ in scale by 100x, a pattern a strided sample aliases.
+    layer = WinogradConv2d(64, 64, 3, m=4)
+    filters = winograd_filter_transform(layer.weight.detach(), 4)
+    for rate in (0.3, 0.5, 0.8):
+        mask = winograd_filter_mask(filters, rate)
+        magnitude = filters.abs()
+        assert mask.sum().item() == round((1 - rate) * mask.numel())
+        assert magnitude[mask].min() >= magnitude[~mask].max()
+
+
+def test_winograd_selects_its_mask_on_first_use_from_the_weights_it_was_pruned_at(monkeypatch):
+    import freqnets.layers.winograd_conv as winograd_conv
+
+    calls = []
+    select = winograd_conv.winograd_filter_mask
+    monkeypatch.setattr(winograd_conv, "winograd_filter_mask", lambda *args: calls.append(1) or select(*args))
+    layer = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
+    expected = select(winograd_filter_transform(layer.weight.detach(), 2), 0.5)
+    with torch.no_grad():
+        layer.weight.mul_(-2.0).add_(1.0)  # written after pruning: the mask still comes from the pruned weights
+    assert calls == []
+    layer.double()
+    assert torch.equal(layer.winograd_mask, expected) and calls == [1]
+    restored = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
+    restored.load_state_dict(layer.state_dict())
+    assert calls == [1] and torch.equal(restored.winograd_mask, expected)

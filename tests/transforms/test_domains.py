@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from freqnets.transforms import available_domains, get_domain, rank_for_rate
+from freqnets.transforms import NonFiniteInputError, available_domains, get_domain, rank_for_energy, rank_for_rate
 from tests.conftest import assert_close_relative
 
 # Every domain, with its variants worth checking.
@@ -161,3 +161,22 @@ def test_bad_inputs_name_the_argument(domain):
     if not domain.fixed_grid:
         with pytest.raises(ValueError, match="fixed-grid"):
             domain.kept_mask((8, 8), 0.5)
+
+
+@pytest.mark.parametrize("name", ["fft", "dct", "svd", "winograd"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_rate_for_energy_refuses_non_finite_input_by_name(name, bad):
+    x = torch.randn(2, 3, 16, 16)
+    assert 0.0 <= get_domain(name).rate_for_energy(x, 0.9) < 1.0
+    x[1, 2, 5, 7] = bad
+    with pytest.raises(NonFiniteInputError, match=r"x has \d NaN and \d infinite values") as error:
+        get_domain(name).rate_for_energy(x, 0.9)
+    assert isinstance(error.value, ValueError)
+
+
+def test_energy_that_overflows_and_rank_for_energy_are_refused_too():
+    huge = torch.full((1, 8, 8), 1e200, dtype=torch.float64)  # finite, but its squares overflow
+    with pytest.raises(NonFiniteInputError, match="not finite or overflows"):
+        get_domain("fft").rate_for_energy(huge, 0.9)
+    with pytest.raises(NonFiniteInputError, match="1 NaN"):
+        rank_for_energy(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), 0.9)

@@ -95,8 +95,12 @@ def test_conv2d_rejects_what_it_cannot_do():
         winograd_conv2d(x, torch.randn(2, 4, 3, 1))
     with pytest.raises(ValueError, match="channels"):
         winograd_conv2d(x, torch.randn(2, 3, 3, 3))
-    with pytest.raises(ValueError, match="odd"):
-        winograd_conv2d(x, torch.randn(2, 4, 2, 2), padding="same")
+    with pytest.raises(ValueError, match="stride 1 and dilation 1"):
+        winograd_conv2d(x, torch.randn(2, 4, 3, 3), stride=2)
+    with pytest.raises(ValueError, match="stride 1 and dilation 1"):
+        winograd_conv2d(x, torch.randn(2, 4, 3, 3), dilation=(1, 2))
+    with pytest.raises(ValueError, match="padding must be"):
+        winograd_conv2d(x, torch.randn(2, 4, 3, 3), padding="full")
     with pytest.raises(ValueError, match="smaller"):
         winograd_conv2d(torch.randn(1, 4, 2, 2), torch.randn(2, 4, 3, 3))
     with pytest.raises(TypeError, match="floating"):

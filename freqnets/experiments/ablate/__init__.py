@@ -12,6 +12,7 @@ See docs/ablation.md.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "collect",
     "expand",
     "merge",
+    "preflight",
     "report_folder",
     "run_ablation",
 ]
@@ -56,14 +58,56 @@ def make_pipeline(input_name: str, config: AblationConfig, env: DistEnv, cache: 
     return cache[input_name]
 
 
+def preflight(config: AblationConfig) -> None:
+    """What a study needs, checked before any work: its data (the files of both splits are listed, none
+    read), every model built once with its ``model_args``, and a writable output folder.
+
+    Raises:
+        FileNotFoundError: ``config.data`` does not exist.
+        ConfigError: data that is not a zip or folder of class folders of images, a model that cannot
+            be built with its arguments, or an output folder that cannot be written.
+    """
+    from ..data import labelled_files
+    from .dct_input import DCT_CHANNELS, refuse_cifar10
+    from .models import build_model
+
+    if "dct" in config.inputs:
+        refuse_cifar10(config.data)
+    if config.data != "cifar10":
+        for split, per_class in (("train", config.train_per_class), ("test", config.test_per_class)):
+            try:
+                labelled_files(config.data, split, per_class)
+            except FileNotFoundError:
+                raise
+            except (ValueError, OSError) as error:
+                raise ConfigError(f"data {config.data!r}: {error}") from None
+    builds = [(name, 3, config.model_args) for name in config.models] if "rgb" in config.inputs else []
+    builds += [(config.dct_model, DCT_CHANNELS, config.dct_model_args)] if "dct" in config.inputs else []
+    for name, in_chans, model_args in builds:
+        try:
+            build_model(name, 10, in_chans, model_args)
+        except Exception as error:  # any failure of a factory with these arguments is the user's setting
+            raise ConfigError(f"model {name!r} with {model_args}: {error}") from None
+    try:
+        storage.check_writable_folder(Path(config.out))
+    except storage.NotWritable as error:
+        raise ConfigError(str(error)) from None
+
+
 def collect(out: Path, runs: list[RunSpec]) -> list[dict]:
     """The finished rows of ``runs`` found in ``out/runs/*/result.json``, in grid order."""
     rows = []
     for run in runs:
         path = out / "runs" / run.run_id / "result.json"
         if path.is_file():
-            rows.append(storage.read_json(path))
+            rows.append(storage.read_json(path, _check_row))
     return rows
+
+
+def _check_row(row: Any) -> None:
+    """A result row has the fields the report reads (a finished run of ``freqnets ablate``)."""
+    if not isinstance(row, dict) or not isinstance(row.get("fingerprint"), dict) or "run_id" not in row:
+        raise ValueError("not a result row of freqnets ablate")
 
 
 def _progress(iterable, env: DistEnv, **kwargs):
@@ -92,29 +136,47 @@ def run_ablation(
         every finished run of the grid in ``config.out``, this shard's and others' sharing the folder;
         ``is_main`` is false on the other processes of a torchrun job).
     """
+    grid = expand(config)
+    part = parse_shard(shard)
+    mine = select_shard(grid, part)
+    preflight(config)
     env = setup(config.device)
     threads_before = torch.get_num_threads()
+    out = Path(config.out)
     try:
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        out = Path(config.out)
-        grid = expand(config)
-        mine = select_shard(grid, parse_shard(shard))
-        cache: dict = {}
-        bar = _progress(mine, env, desc="ablate runs", unit="run")
-        for run in bar:
-            bar.set_description(f"ablate {run.run_id}")
-            run_one(run, config, make_pipeline(run.input, config, env, cache), env, out, bar, after_epoch)
-        rows = add_ratios(collect(out, grid))
-        table = markdown_table(rows) if rows else "(no finished runs)"
-        if env.is_main and rows:
-            extra = {"shard": shard, "world_size": env.world_size}
-            _write_outputs(out, config, rows, [r.run_id for r in grid], extra, plots)
+        with _study_lock(out, part) if env.is_main else contextlib.nullcontext():
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            cache: dict = {}
+            bar = _progress(mine, env, desc="ablate runs", unit="run")
+            for run in bar:
+                bar.set_description(f"ablate {run.run_id}")
+                run_one(run, config, make_pipeline(run.input, config, env, cache), env, out, bar, after_epoch)
+            rows = add_ratios(collect(out, grid))
+            table = markdown_table(rows) if rows else "(no finished runs)"
+            if env.is_main and rows:
+                extra = {"shard": shard, "world_size": env.world_size}
+                _write_outputs(out, config, rows, [r.run_id for r in grid], extra, plots)
         complete = len(rows) == len(grid)
         return {"rows": rows, "table": table, "out": out, "complete": complete, "is_main": env.is_main}
     finally:
         torch.set_num_threads(threads_before)
         teardown(env)
+
+
+def _study_lock(out: Path, part: tuple[int, int] | None) -> contextlib.ExitStack:
+    """The lock of a study's process on ``out``: exclusive for a whole grid; for shard ``i/n``, shared
+    with the other shards plus exclusive on that shard (shards complete one folder together, but never
+    two processes the same runs)."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(storage.FolderLock(out, shared=part is not None))
+        if part is not None:
+            stack.enter_context(storage.FolderLock(out, name=f".lock-shard-{part[0]}-of-{part[1]}"))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 def _write_outputs(out: Path, config: AblationConfig, rows: list[dict], grid: list[str], extra: dict, plots: bool):
@@ -142,7 +204,7 @@ def report_folder(out: Path, plots: bool = True, retime_rounds: int = 0) -> dict
     out = Path(out)
     if not (out / "results.json").is_file():
         raise ConfigError(f"{out} has no results.json: is it the output folder of freqnets ablate?")
-    rows = [storage.read_json(p) for p in sorted((out / "runs").glob("*/result.json"))]
+    rows = [storage.read_json(p, _check_row) for p in sorted((out / "runs").glob("*/result.json"))]
     if not rows:
         raise ConfigError(f"no finished runs in {out / 'runs'}")
     if any(not same_training(r["fingerprint"], rows[0]["fingerprint"], "any") for r in rows):
@@ -163,7 +225,12 @@ def report_folder(out: Path, plots: bool = True, retime_rounds: int = 0) -> dict
             torch.set_num_threads(config.threads)
         env = DistEnv(0, 1, 0, pick_device(config.device))
         rows = retime_folder(out, config, add_ratios(rows), env, retime_rounds)
-    _write_outputs(out, config, rows, [r["run_id"] for r in rows], {"reported_from_folder": True}, plots)
+    try:
+        storage.check_writable_folder(out)
+    except storage.NotWritable:  # a finished study on read-only storage: report it, write nothing
+        return {"rows": rows, "table": markdown_table(rows), "out": out, "complete": True, "read_only": True}
+    with storage.FolderLock(out):
+        _write_outputs(out, config, rows, [r["run_id"] for r in rows], {"reported_from_folder": True}, plots)
     return {"rows": rows, "table": markdown_table(rows), "out": out, "complete": True}
 
 
@@ -200,5 +267,6 @@ def merge(sources: list[Path], out: Path, plots: bool = True) -> dict[str, Any]:
     grid = expand(config)
     rows = collect(Path(out), grid)
     extra = {"merged_from": [str(s) for s in sources]}
-    _write_outputs(Path(out), config, rows, [r.run_id for r in grid], extra, plots)
+    with storage.FolderLock(Path(out)):
+        _write_outputs(Path(out), config, rows, [r.run_id for r in grid], extra, plots)
     return {"rows": rows, "table": markdown_table(rows), "out": Path(out), "complete": len(rows) == len(grid)}

@@ -62,7 +62,7 @@ _OVERRIDES = ("data", "models", "inputs", "domains", "rates", "baselines", "ener
 
 
 def run_ablate_command(args: argparse.Namespace) -> int:
-    from . import build_config, merge, report_folder, run_ablation
+    from . import build_config, merge, preflight, report_folder, run_ablation
 
     if args.report:
         if not args.out:
@@ -75,6 +75,7 @@ def run_ablate_command(args: argparse.Namespace) -> int:
     else:
         overrides = {key: getattr(args, key) for key in _OVERRIDES}
         config = build_config(args.preset, args.config, overrides)
+        preflight(config)  # every user error is reported before the first line of output
         print(f"freqnets ablate: preset {args.preset!r}, output {config.out}", file=sys.stderr)
         try:
             result = run_ablation(config, shard=args.shard, plots=not args.no_plots)
@@ -88,7 +89,10 @@ def run_ablate_command(args: argparse.Namespace) -> int:
         return 0
     print(result["table"])
     state = "complete" if result["complete"] else "partial (other shards or runs still to come)"
-    print(f"\n{len(result['rows'])} runs, {state}; results in {result['out']}/results.csv, results.json and plots")
+    if result.get("read_only"):
+        print(f"\n{len(result['rows'])} runs, {state}; {result['out']} is read-only: its results files are unchanged")
+    else:
+        print(f"\n{len(result['rows'])} runs, {state}; results in {result['out']}/results.csv, results.json and plots")
     return 0
 
 

@@ -128,8 +128,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
             values = yaml.safe_load(path.read_text()) or {}
         else:
             raise ConfigError(f"config file must end in .toml, .yaml or .yml, got {path.name!r}")
-    except (tomllib.TOMLDecodeError, ImportError) as error:
+    except (tomllib.TOMLDecodeError, ImportError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from error
+    except RecursionError:
+        raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
     except Exception as error:  # yaml.YAMLError without importing yaml at module level
         if type(error).__module__.startswith("yaml"):
             raise ConfigError(f"cannot read config file {path}: {error}") from error
@@ -173,7 +175,18 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    """A finite real number (not a bool, NaN or infinity)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: Bounds of the integer settings, ``(low, high)``: beyond them a value is a typo, not a study
+#: (``epochs = 99999999999999999999`` would run for ever; a seed must fit torch's 64-bit generator).
+_INT_BOUNDS = {
+    "train_per_class": (0, 10**9), "test_per_class": (0, 10**9), "threads": (0, 4096), "seed": (0, 2**63 - 1),
+    "epochs": (1, 100_000), "batch_size": (1, 1_000_000), "image_size": (8, 4096), "calibration_images": (1, 10**6),
+}  # fmt: skip
+#: Bounds of the real settings: a learning rate of 1e308 overflows the first step to inf/NaN.
+_REAL_BOUNDS = {"lr": (0.0, 10.0), "momentum": (0.0, 1.0), "weight_decay": (0.0, 1.0)}
 
 
 def validate(config: AblationConfig) -> AblationConfig:
@@ -208,13 +221,12 @@ def validate(config: AblationConfig) -> AblationConfig:
     _require(isinstance(config.data, (str, Path)) and str(config.data) != "", "data",
              "'cifar10', a zip or a folder", config.data)  # fmt: skip
     config.data = str(config.data)
-    for name, low in (("train_per_class", 0), ("test_per_class", 0), ("threads", 0), ("seed", 0),
-                      ("epochs", 1), ("batch_size", 1), ("image_size", 8), ("calibration_images", 1)):  # fmt: skip
+    for name, (low, high) in _INT_BOUNDS.items():
         value = getattr(config, name)
-        _require(_is_int(value) and value >= low, name, f"an int >= {low}", value)
-    for name in ("lr", "momentum", "weight_decay"):
+        _require(_is_int(value) and low <= value <= high, name, f"an int in [{low}, {high}]", value)
+    for name, (low, high) in _REAL_BOUNDS.items():
         value = getattr(config, name)
-        _require(_is_real(value) and value >= 0, name, "a real number >= 0", value)
+        _require(_is_real(value) and low <= value <= high, name, f"a finite number in [{low:g}, {high:g}]", value)
     _require(config.lr > 0, "lr", "> 0", config.lr)
     _require(config.device in DEVICES, "device", f"one of {DEVICES}", config.device)
     _require(isinstance(config.out, (str, Path)) and str(config.out) != "", "out", "a folder path", config.out)

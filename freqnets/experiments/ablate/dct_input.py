@@ -25,6 +25,9 @@ from .config import AblationConfig
 from .distributed import DistEnv
 from .inputs import SplitSizes
 
+#: Channels of the early-fusion input: 64 luma and 2 x 64 chroma coefficients per 8x8 block.
+DCT_CHANNELS = 192
+
 
 @dataclass
 class DCTSplit:
@@ -47,7 +50,7 @@ def stack_planes(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     return torch.cat([y, up], dim=1).float()
 
 
-def _refuse_cifar10(data: str) -> None:
+def refuse_cifar10(data: str) -> None:
     if data == "cifar10":
         raise ValueError(
             "input='dct' reads JPEG files; data='cifar10' holds raw pixels: give a folder or zip of JPEGs "
@@ -67,7 +70,7 @@ def _read_split(dataset, indices: list[int]) -> DCTSplit:
 
 def load_dct_split(data: str, split: str, per_class: int) -> DCTSplit:
     """Read the first ``per_class`` JPEG files of each class (0: all) of ``split`` as coefficients."""
-    _refuse_cifar10(data)
+    refuse_cifar10(data)
     return _read_split(*labelled_files(data, split, per_class, raw=False, order="zigzag"))
 
 
@@ -80,7 +83,7 @@ def _as_int16(x: torch.Tensor) -> torch.Tensor:
 
 def _cached(data: str, split: str, per_class: int, cache_dir: Path) -> DCTSplit:
     """:func:`load_dct_split`, kept in ``cache_dir`` keyed by the chosen files' contents."""
-    _refuse_cifar10(data)
+    refuse_cifar10(data)
     dataset, indices = labelled_files(data, split, per_class, raw=False, order="zigzag")
     stamp = f"dct|{files_fingerprint(dataset, indices)}|{split}|{per_class}"
 

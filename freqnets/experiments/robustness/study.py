@@ -157,7 +157,12 @@ class Study:
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.state_path = self.out / "state.json"
-        self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state: dict[str, Any] = {}
+        if self.state_path.exists():
+            try:
+                self.state = storage.read_json(self.state_path, _check_state)
+            except storage.CorruptFile as error:  # start over rather than trust it
+                storage.move_aside(self.state_path, str(error))
         for stage in redo:
             self.state.pop(stage, None)
             self.state.get("seconds", {}).pop(stage, None)
@@ -193,8 +198,7 @@ class Study:
         self.model = ImageClassifier(small_cnn())
         if c.checkpoint and not path.exists():
             raise FileNotFoundError(f"no such checkpoint: {path}")
-        if path.exists():
-            self.model.load_state_dict(torch.load(path, weights_only=True))
+        if path.exists() and self._load_weights(self.model, path, given=bool(c.checkpoint)):
             self._log(f"loaded model from {path}")
         else:
             self._log(f"training the small CNN for {c.epochs} epochs on {len(self.x_train)} images")
@@ -212,13 +216,37 @@ class Study:
         self.x_attack, self.y_attack = self.x_test[self.attack_index], self.y_test[self.attack_index]
         self._save()
 
+    def _load_weights(self, model: nn.Module, path: Path, given: bool) -> bool:
+        """Load ``path`` into ``model`` (``weights_only``; finite, fitting the model). A corrupt file the
+        study wrote is moved aside (``False``: train again); a corrupt ``--checkpoint`` is an error."""
+
+        initial = copy.deepcopy(model.state_dict())
+
+        def check(state: Any) -> None:
+            if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+                raise ValueError("non-finite weights")
+            model.load_state_dict(state)
+
+        try:
+            storage.load_torch(path, check=check)
+            return True
+        except storage.CorruptFile as error:
+            model.load_state_dict(initial)  # a failed load may have copied some tensors
+            if given:
+                raise
+            storage.move_aside(path, str(error))
+            return False
+
     # -- non-adaptive attacks ----------------------------------------------------------------------
     def stage_attacks(self) -> None:
         c = self.config
         path = self.out / "adversarial.pt"
         if "attacks" in self.state and path.exists():
-            self.adversarial = torch.load(path, weights_only=True)
-            return
+            try:
+                self.adversarial = storage.load_torch(path, check=_check_adversarial)
+                return
+            except storage.CorruptFile as error:  # attack again
+                storage.move_aside(path, str(error))
         results = {}
         results["pgd"] = attacks.pgd_linf(self.model, self.x_attack, self.y_attack, c.epsilon, c.pgd_steps)
         results["cw"] = attacks.carlini_wagner_l2(self.model, self.x_attack, self.y_attack, c.cw_steps,
@@ -323,9 +351,7 @@ class Study:
         path = self.out / f"model_fft_{rate:g}.pt"
         network = convert_model(copy.deepcopy(self.model.network), domain="fft", compress_rate=rate)
         model = ImageClassifier(network)
-        if path.exists():
-            model.load_state_dict(torch.load(path, weights_only=True))
-        else:
+        if not (path.exists() and self._load_weights(model, path, given=False)):
             self._log(f"fine-tuning the band-limited model at rate {rate:g} for {c.finetune_epochs} epoch(s)")
             train_on_tensors(model, self.x_train, self.y_train, c.finetune_epochs, 0.01, c.seed + 1)
             torch.save(model.state_dict(), path)
@@ -415,6 +441,16 @@ class Study:
 
         report.write_outputs(self.state, self.out)
         return self.state
+
+
+def _check_adversarial(saved: Any) -> None:
+    if not isinstance(saved, dict) or not all(torch.is_tensor(v) and v.isfinite().all() for v in saved.values()):
+        raise ValueError("expected a table of finite adversarial images")
+
+
+def _check_state(state: Any) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a table of stage results, got {type(state).__name__}")
 
 
 def _json_default(value: Any) -> Any:
