@@ -151,6 +151,10 @@ def _bench(args: argparse.Namespace) -> int:
         return _bench_kernels(args)
     from .experiments import bench_conv
 
+    if args.precision:
+        print(f"freqnets bench conv --precision: the band-limited product in reduced precision on {args.device}\n")
+        print(bench_conv.precision_rows(args.rates[-1], args.device, args.min_run_time, args.quick))
+        return 0
     print(f"freqnets bench conv: forward+backward of transform-domain vs framework convolutions on {args.device}\n")
     results = bench_conv.run(args.rates, args.device, args.min_run_time, args.quick, domains=args.domains)
     print(bench_conv.report(results, args.device))
@@ -293,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-run-time", type=_real_in(0, 3600, low_open=True), default=1.0,
                        help="seconds of timing per measurement")  # fmt: skip
     bench.add_argument("--quick", action="store_true", help="first layer shape only (loader: no training step)")
+    bench.add_argument(
+        "--precision",
+        action="store_true",
+        help="conv: the band-limited product in float32 vs bfloat16 vs float16 (time and error, last --rates value)",
+    )
     bench.add_argument("--images", type=_COUNT, default=2000, help="loader: most files per data set")
     bench.add_argument("--batch-size", type=_COUNT, default=128, help="loader: batch size (ImageNet: at most 32)")
     bench.add_argument("--workers", type=_workers, default=[0, 2],

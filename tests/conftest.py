@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# Every device test is collected for CUDA too, and skipped (marker ``gpu``) on a machine without one.
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")]),
+]
 
 # Relative tolerances for comparisons against float64 references.
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}

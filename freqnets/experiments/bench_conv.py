@@ -190,3 +190,80 @@ def report(results: list[Measurement], device: str) -> str:
                 f"{vs_zero_t} | {_mib(r.saved_bytes)} | {vs_zero_m} | {_mib(r.peak_bytes)} |"
             )
     return "\n".join(lines)
+
+
+#: Product dtypes compared by :func:`precision_rows` (``None``: the default, float32 for every input).
+PRECISIONS = (None, torch.bfloat16, torch.float16)
+
+
+def precision_rows(rate: float, device: str, min_run_time: float, quick: bool) -> str:
+    """The band-limited product over channels in float32, bfloat16 and float16: time and error, side by side.
+
+    For each 2D case: forward+backward time of :func:`freqnets.layers.band_limited_conv2d` with
+    ``product_dtype`` set (the transforms stay float32), its ratio to float32, and the error of the
+    output and of the input gradient against the same computation in float64 (max-norm relative,
+    ``max|a - b| / max|b|``). A bf16 ``F.conv2d`` under autocast is listed as the yardstick of what
+    autocast users already accept.
+    """
+    dev = torch.device(device)
+    labels = [label for label in CASES if CASES[label][1] == 2]
+    labels = labels[:1] if quick else labels
+    lines = [
+        f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, rate {rate:g}",
+        "",
+        "| layer | product dtype | fwd+bwd ms | vs float32 | output error | input-gradient error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        lines += _precision_case(label, rate, dev, min_run_time)
+    return "\n".join(lines)
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach()
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def _precision_case(label: str, rate: float, dev: torch.device, min_run_time: float) -> list[str]:
+    from ..layers import band_limited_conv2d
+
+    shape, _, kwargs = CASES[label]
+    torch.manual_seed(0)
+    x64 = torch.randn(shape, device=dev, dtype=torch.float64, requires_grad=True)
+    w64 = torch.randn(kwargs["out_channels"], kwargs["in_channels"], 3, 3, device=dev, dtype=torch.float64) / 24
+    grad64 = torch.randn(shape[0], kwargs["out_channels"], *shape[2:], device=dev, dtype=torch.float64)
+    x, w, grad = x64.detach().float().requires_grad_(), w64.float(), grad64.float()
+
+    def timed(step, y_exact, gx_exact) -> tuple[float, float, float]:
+        y, gx = step()
+        seconds = Timer("step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time).median
+        return seconds, _relative(y, y_exact), _relative(gx, gx_exact)
+
+    lines, base = [], None
+    y64 = band_limited_conv2d(x64, w64, padding=1, compress_rate=rate)
+    (gx64,) = torch.autograd.grad(y64, x64, grad64)
+    for dtype in PRECISIONS:
+
+        def step(dtype=dtype):
+            y = band_limited_conv2d(x, w, padding=1, compress_rate=rate, product_dtype=dtype)
+            return y, torch.autograd.grad(y, x, grad)[0]
+
+        seconds, y_error, gx_error = timed(step, y64, gx64)
+        base = base or seconds
+        name = "float32 (default)" if dtype is None else str(dtype).removeprefix("torch.")
+        ratio = seconds / base
+        lines.append(f"| {label} | {name} | {seconds * 1e3:.1f} | {ratio:.2f} | {y_error:.1e} | {gx_error:.1e} |")
+
+    def autocast_conv():
+        with torch.autocast(dev.type, torch.bfloat16):
+            y = nn.functional.conv2d(x, w, padding=1)
+        return y, torch.autograd.grad(y, x, grad)[0]
+
+    y_conv = nn.functional.conv2d(x64, w64, padding=1)
+    (gx_conv,) = torch.autograd.grad(y_conv, x64, grad64)
+    seconds, y_error, gx_error = timed(autocast_conv, y_conv, gx_conv)
+    lines.append(
+        f"| {label} | F.conv2d (rate 0), bf16 autocast | {seconds * 1e3:.1f} | {seconds / base:.2f} "
+        f"| {y_error:.1e} | {gx_error:.1e} |"
+    )
+    return lines

@@ -188,8 +188,8 @@ def _products(x_spec: torch.Tensor, w_spec: torch.Tensor, batch: int) -> dict[st
     """The forward product ``(2, K, B*C) x (2, K, O*C) -> (2, K, B*O)`` (one group) by each implementation."""
     return {
         "torch": lambda: reference_product("forward", x_spec, w_spec, batch, 1),
-        "cupy": lambda: bl_product(x_spec, w_spec, batch, 1, False),
-        "cupy_gauss": lambda: bl_product(x_spec, w_spec, batch, 1, True),
+        "cupy": lambda: bl_product("forward", x_spec, w_spec, batch, 1, False, "cupy"),
+        "cupy_gauss": lambda: bl_product("forward", x_spec, w_spec, batch, 1, True, "cupy"),
     }
 
 

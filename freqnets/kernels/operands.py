@@ -10,8 +10,8 @@ the real parts, ``K`` kept frequencies, ``L`` signals with the batch outermost:
 
 Each product is a batch (over frequency ``f`` and group ``g``) of complex matrix
 products whose operands are *views* of these tensors, so the kernel reads them in
-place. The formulas are those of the torch path (``_BandLimitedConv`` with
-``complex_matmul``)::
+place. The formulas are those of the torch specification
+(:func:`freqnets.layers.spectral_product.reference_product`, on these same views)::
 
     forward       Y[f, g]  = X[f, g] @ conj(W[f, g])^T          (B x C/g) @ (C/g x O/g)
     grad_input    GX[f, g] = GY[f, g] @ W[f, g]                 (B x O/g) @ (O/g x C/g)

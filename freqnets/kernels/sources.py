@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 #: Tile shape of the planar complex GEMM (see spectral_product.cu). The NumPy emulation in
-#: :mod:`freqnets.kernels.emulate` uses the same numbers.
+#: The NumPy emulation (tests/kernels/emulate.py) uses the same numbers.
 TILE_M, TILE_N, TILE_K = 32, 32, 16
 MICRO_M, MICRO_N = 2, 2
 SMEM_PAD = 1

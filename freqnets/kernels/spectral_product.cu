@@ -23,7 +23,7 @@
 // No CUDA headers are included (half and bfloat16 are converted with PTX `cvt` and bit arithmetic), so
 // NVRTC compiles this file without a CUDA toolkit include path. The tile constants are defined by the
 // Python side (freqnets/kernels/sources.py), which also emulates this index arithmetic in NumPy; and
-// host_emulation.cpp compiles this very file for the CPU (one OS thread per CUDA thread, a barrier
+// tests/kernels/host_emulation.cpp compiles this very file for the CPU (one OS thread per CUDA thread, a barrier
 // for __syncthreads) so the tests run the kernel's own code without a GPU.
 
 #ifndef TILE_M
@@ -60,7 +60,7 @@ struct Io<double> {
     static __device__ __forceinline__ void store(double* p, double v) { *p = v; }
 };
 
-#ifndef FREQNETS_HOST_EMULATION  // the host harness (host_emulation.cpp) defines these two without PTX
+#ifndef FREQNETS_HOST_EMULATION  // the host harness (tests/kernels/host_emulation.cpp) defines these two without PTX
 __device__ __forceinline__ float half_to_float(unsigned short bits) {
     float v;
     asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(bits));

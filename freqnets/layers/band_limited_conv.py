@@ -20,28 +20,24 @@ Reference: A. Dziedzic, J. Paparrizos, S. Krishnan, A. Elmore, M. Franklin,
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from .._checks import check_rate, compute_dtype
 from ..kernels import cupy_backend
 from ..kernels.cupy_backend import BackendUnavailable
 from .rates import CompressRateState
-from .spectral_plan import Positions, SpectralPlan, analysis, make_plan, synthesis
-from .spectral_product import bl_product, bl_product_grad_input, bl_product_grad_weight, complex_matmul
+from .spectral_plan import Positions, analysis, make_plan, synthesis
+from .spectral_product import BandLimitedProduct
 
 #: ``"torch"``: the pure-PyTorch specification; ``"cupy"``: the CUDA kernels of :mod:`freqnets.kernels`
 #: for the product over channels (CUDA tensors only); ``"auto"``: ``"cupy"`` for CUDA tensors when
 #: CuPy and a GPU are present, ``"torch"`` otherwise.
 BACKENDS = ("torch", "cupy", "auto")
-
-#: Whether the CuPy backend uses Gauss's three-multiplication product in its kernels.
-CUPY_GAUSS = False
-
 
 def check_backend(backend: str) -> str:
     """Return ``backend`` after checking it is a name of :data:`BACKENDS` that can run on this machine.
@@ -117,139 +113,131 @@ def conv_geometry(
     return ConvGeometry(tuple(inputs), tuple(kernels), tuple(outputs), tuple(padded))
 
 
-def _split_groups(planar: torch.Tensor, batch: int, groups: int) -> torch.Tensor:
-    """Planar ``(2, K, batch * groups * n)`` -> ``(2, K * groups, batch, n)``: one matrix per frequency and group."""
-    two, k, total = planar.shape
-    n = total // (batch * groups)
-    if groups == 1:
-        return planar.view(two, k, batch, n)
-    grouped = planar.view(two, k, batch, groups, n).transpose(2, 3)
-    return grouped.reshape(two, k * groups, batch, n)
+def conv_padding(
+    padding: int | tuple[int, int] | str,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """``F.conv2d``'s ``padding`` (an int, ``(ph, pw)``, ``"valid"`` or ``"same"``) as ``(top, bottom, left, right)``.
 
-
-def _merge_groups(planar: torch.Tensor, groups: int) -> torch.Tensor:
-    """Inverse of :func:`_split_groups`: ``(2, K * groups, batch, n)`` -> ``(2, K, batch * groups * n)``."""
-    two, kg, batch, n = planar.shape
-    k = kg // groups
-    if groups == 1:
-        return planar.reshape(two, k, batch * n)
-    return planar.view(two, k, groups, batch, n).transpose(2, 3).reshape(two, k, batch * groups * n)
-
-
-class _BandLimitedConv(torch.autograd.Function):
-    """Forward and backward of the band-limited correlation on the kept spectrum (4D tensors).
-
-    Spectra are planar ``(2, K * groups, rows, cols)`` real tensors (see
-    :func:`freqnets.layers.spectral_plan.analysis`); products use :func:`complex_matmul`.
+    ``"same"`` puts the odd pixel of an even total at the end, as ``nn.Conv2d`` does, and needs stride 1.
     """
-
-    @staticmethod
-    def forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int, backend: str = "torch"):
-        if backend == "cupy":
-            return _cupy_forward(ctx, x, weight, plan, geometry, groups)
-        ctx.backend = "torch"
-        b, c = x.shape[:2]
-        o, cg = weight.shape[:2]
-        x_spec = _split_groups(analysis(x.reshape(b * c, *x.shape[-2:]), plan, *geometry.input), b, groups)
-        w_spec = analysis(weight.reshape(o * cg, *weight.shape[-2:]), plan, *geometry.kernel)
-        w_spec = w_spec.view(2, -1, o // groups, cg)  # (2, K g, O/g, C/g): groups are already outermost
-        y_spec = complex_matmul(x_spec, w_spec.transpose(-1, -2), conj_right=True)  # (2, K g, B, O/g)
-        y = synthesis(_merge_groups(y_spec, groups), plan, *geometry.output)
-        ctx.save_for_backward(x_spec, w_spec)
-        ctx.plan, ctx.geometry, ctx.groups = plan, geometry, groups
-        ctx.shapes = (tuple(x.shape), tuple(weight.shape))
-        return y.reshape(b, o, *y.shape[-2:])
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y):
-        if ctx.backend == "cupy":
-            return _cupy_backward(ctx, grad_y)
-        x_spec, w_spec = ctx.saved_tensors
-        plan, geometry, groups = ctx.plan, ctx.geometry, ctx.groups
-        x_shape, w_shape = ctx.shapes
-        b, o = grad_y.shape[:2]
-        grad_y = grad_y.to(x_spec.dtype).reshape(b * o, *grad_y.shape[-2:])
-        gy_spec = _split_groups(analysis(grad_y, plan, *geometry.output), b, groups)  # (2, K g, B, O/g)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            gx_spec = _merge_groups(complex_matmul(gy_spec, w_spec), groups)
-            grad_x = synthesis(gx_spec, plan, *geometry.input).reshape(x_shape)
-        if ctx.needs_input_grad[1]:
-            gw_spec = complex_matmul(gy_spec.transpose(-1, -2), x_spec, conj_left=True)  # (2, K g, O/g, C/g)
-            grad_w = synthesis(gw_spec.reshape(2, plan.num_kept, -1), plan, *geometry.kernel).reshape(w_shape)
-        return grad_x, grad_w, None, None, None, None
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        if tuple(stride) != (1, 1):
+            raise ValueError(f"padding='same' needs stride 1 (as F.conv2d), got stride {tuple(stride)}")
+        edges = []
+        for k, d in zip(kernel_size, dilation, strict=True):
+            total = d * (k - 1)
+            edges += [total // 2, total - total // 2]
+        return tuple(edges)
+    ph, pw = _pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
 
 
-def _cupy_forward(ctx, x, weight, plan: SpectralPlan, geometry: ConvGeometry, groups: int) -> torch.Tensor:
-    """The forward pass with the product over channels in one kernel on the flat planar spectra.
-
-    Same transforms and saved tensors as the torch path; the group split is a strided view
-    inside the kernel, so the spectra are neither copied nor transposed.
-    """
-    b, c = x.shape[:2]
-    o, cg = weight.shape[:2]
-    x_spec = analysis(x.reshape(b * c, *x.shape[-2:]), plan, *geometry.input)  # (2, K, B C)
-    w_spec = analysis(weight.reshape(o * cg, *weight.shape[-2:]), plan, *geometry.kernel)  # (2, K, O C/g)
-    y_spec = bl_product(x_spec, w_spec, b, groups, CUPY_GAUSS)  # (2, K, B O)
-    y = synthesis(y_spec, plan, *geometry.output)
-    ctx.save_for_backward(x_spec, w_spec)
-    ctx.plan, ctx.geometry, ctx.groups, ctx.backend = plan, geometry, groups, "cupy"
-    ctx.shapes = (tuple(x.shape), tuple(weight.shape))
-    return y.reshape(b, o, *y.shape[-2:])
-
-
-def _cupy_backward(ctx, grad_y):
-    x_spec, w_spec = ctx.saved_tensors
-    plan, geometry, groups = ctx.plan, ctx.geometry, ctx.groups
-    x_shape, w_shape = ctx.shapes
-    b, o = grad_y.shape[:2]
-    grad_y = grad_y.to(x_spec.dtype).reshape(b * o, *grad_y.shape[-2:])
-    gy_spec = analysis(grad_y, plan, *geometry.output)  # (2, K, B O)
-    grad_x = grad_w = None
-    if ctx.needs_input_grad[0]:
-        gx_spec = bl_product_grad_input(gy_spec, w_spec, b, groups, CUPY_GAUSS)
-        grad_x = synthesis(gx_spec, plan, *geometry.input).reshape(x_shape)
-    if ctx.needs_input_grad[1]:
-        gw_spec = bl_product_grad_weight(gy_spec, x_spec, b, groups, CUPY_GAUSS)
-        grad_w = synthesis(gw_spec, plan, *geometry.kernel).reshape(w_shape)
-    return grad_x, grad_w, None, None, None, None
+def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints (as ``F.conv2d`` takes ``stride``, ``padding``, ``dilation``), checked."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair)
+    ):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def band_limited_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
-    stride: tuple[int, int] = (1, 1),
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
-    dilation: tuple[int, int] = (1, 1),
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     compress_rate: float = 0.0,
     route: str = "auto",
     backend: str = "torch",
+    gauss: bool = False,
+    product_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Band-limited 2D correlation of ``x (B, C, H, W)`` with ``weight (O, C / groups, kh, kw)``.
 
+    ``stride``, ``padding`` (zeros; an int, ``(ph, pw)``, ``"valid"`` or ``"same"``), ``dilation``
+    and ``groups`` mean what they mean for ``F.conv2d``; other padding modes pad with ``F.pad`` first.
+
     Args:
-        padding: zero padding ``(top, bottom, left, right)``; other modes pad with ``F.pad`` first.
         compress_rate: fraction of the one-sided spectrum discarded, ``0 <= rate < 1``.
         route: how spectra are computed (``"auto"``, ``"matmul"``, ``"fft"``); all give the same result.
         backend: ``"torch"``, ``"cupy"`` or ``"auto"`` (see :data:`BACKENDS`); the product over
             channels runs in the CuPy kernels for ``"cupy"``. A backend that cannot run raises
             :class:`~freqnets.kernels.BackendUnavailable`.
+        gauss: the CuPy kernels' three-multiplication product (the torch product always uses it).
+        product_dtype: dtype of the product over channels (default: the compute dtype, float32 for
+            half inputs); ``torch.bfloat16``/``torch.float16`` trade accuracy for speed
+            (docs/benchmarks.md measures both).
 
     Returns:
-        ``(B, O, H_out, W_out)`` as ``F.conv2d`` with the same arguments.
+        ``(B, O, H_out, W_out)`` as ``F.conv2d`` with the same arguments, in ``x``'s dtype, or in
+        autocast's dtype when autocast is on for ``x``'s device (as ``F.conv2d``).
+    """
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    edges = conv_padding(padding, tuple(weight.shape[-2:]), stride, dilation)
+    return _band_limited_conv2d(
+        x, weight, bias, stride, edges, dilation, groups, compress_rate, route, backend, gauss, product_dtype
+    )
+
+
+def _band_limited_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    compress_rate: float,
+    route: str = "auto",
+    backend: str = "torch",
+    gauss: bool = False,
+    product_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """:func:`band_limited_conv2d` with zero padding ``(top, bottom, left, right)`` (the layers pad unevenly).
+
+    Forward only: the backward pass is autograd's, through the transforms (linear torch ops) and the
+    product ops (whose registered derivatives are products again), so it is exact to any order.
     """
     rate = check_rate(compress_rate)
     runs = resolve_backend(check_backend(backend), x.device)
-    geometry = conv_geometry(tuple(x.shape[-2:]), tuple(weight.shape[-2:]), stride, dilation, padding)
-    plan = make_plan(geometry.padded_size, rate, route)
+    device_type = x.device.type
+    autocast = torch.is_autocast_enabled(device_type)
+    out_dtype = torch.get_autocast_dtype(device_type) if autocast else x.dtype
     dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
-    y = _BandLimitedConv.apply(x.to(dtype), weight.to(dtype), plan, geometry, groups, runs)
-    if bias is not None:
-        y = y + bias.to(dtype).view(1, -1, 1, 1)
-    return y.to(x.dtype)
+    # Plans are made from static int sizes (torch.jit.trace hands out sizes as tensors).
+    b, c, height, width = (int(n) for n in x.shape)
+    o, cg, kh, kw = (int(n) for n in weight.shape)
+    if b == 0:  # as nn.Conv2d: an empty output that still depends on the parameters
+        top, bottom, left, right = padding
+        padded = F.pad(x.to(dtype), (left, right, top, bottom))
+        bias = None if bias is None else bias.to(dtype)
+        return F.conv2d(padded, weight.to(dtype), bias, stride, 0, dilation, groups).to(out_dtype)
+    geometry = conv_geometry((height, width), (kh, kw), stride, dilation, padding)
+    plan = make_plan(geometry.padded_size, rate, route)
+    # The transforms compute in float32 at least (see compute_dtype); autocast must not recast their GEMMs.
+    with torch.autocast(device_type, enabled=False) if autocast else nullcontext():
+        x_spec = analysis(x.to(dtype).reshape(b * c, height, width), plan, *geometry.input)  # (2, K, B C)
+        w_spec = analysis(weight.to(dtype).reshape(o * cg, kh, kw), plan, *geometry.kernel)
+        if product_dtype is not None:
+            x_spec, w_spec = x_spec.to(product_dtype), w_spec.to(product_dtype)
+        y_spec = BandLimitedProduct.apply("forward", x_spec, w_spec, b, groups, gauss, runs).to(dtype)  # (2, K, B O)
+        y = synthesis(y_spec, plan, *geometry.output).reshape(b, o, geometry.output[0].count, -1)
+        if bias is not None:
+            y = y + bias.to(dtype).view(1, -1, 1, 1)
+    return y.to(out_dtype)
 
 
 class _BandLimitedMixin(CompressRateState):
@@ -337,7 +325,7 @@ class BandLimitedConv2d(_BandLimitedMixin, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unbatched = x.dim() == 3
         x, (left, right, top, bottom) = self._padded(self._batched(x))
-        y = band_limited_conv2d(
+        y = _band_limited_conv2d(
             x,
             self.weight,
             self.bias,
@@ -376,7 +364,7 @@ class BandLimitedConv1d(_BandLimitedMixin, nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unbatched = x.dim() == 2
         x, (left, right) = self._padded(self._batched(x))
-        y = band_limited_conv2d(
+        y = _band_limited_conv2d(
             x.unsqueeze(-2),
             self.weight.unsqueeze(-2),
             self.bias,

@@ -19,11 +19,12 @@ the next 7-smooth length for the FFT route.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from ..transforms import rfft_kept_mask
 
@@ -44,6 +45,44 @@ def next_fast_length(n: int) -> int:
         if rest == 1:
             return m
         m += 1
+
+
+def _constant(maxsize: int):
+    """A cache for plans and DFT matrices that always builds real tensors, also while a caller is traced.
+
+    ``torch.export``, ``torch.jit.trace`` and ``torch.func`` run the layer under tensor modes (fake
+    tensors, tracers); built there, a plan would hit data-dependent ``nonzero`` and the cache would
+    keep a fake tensor for every later eager call. The builders depend on ints only, so they run
+    outside those modes (private torch helpers, the ones ``torch.export`` itself uses) and the
+    trace sees plain constants.
+    """
+
+    def decorate(build):
+        cache: dict = {}
+
+        @torch.compiler.disable(recursive=True)
+        def build_outside_tracing(*args):
+            tracing = torch._C._get_tracing_state()  # torch.jit.trace records ops through this, not through modes
+            torch._C._set_tracing_state(None)
+            try:
+                with _disable_current_modes(), torch._C.DisableTorchFunction(), torch.no_grad():
+                    value = build(*args)
+            finally:
+                torch._C._set_tracing_state(tracing)
+            if len(cache) >= maxsize:
+                cache.pop(next(iter(cache)))  # the oldest entry
+            cache[args] = value
+            return value
+
+        @functools.wraps(build)
+        def constant(*args):
+            value = cache.get(args)  # the hot path: one dict lookup, no mode switching
+            return build_outside_tracing(*args) if value is None else value
+
+        constant.cache_clear = cache.clear
+        return constant
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,7 @@ class SpectralPlan:
         num_cols: kept one-sided columns are ``0 .. num_cols - 1``.
         kept_index: ``(K,)`` flat indices of the kept set within the ``R x num_cols`` rectangle.
         routes: ``("matmul" | "fft", "matmul" | "fft")`` for rows and columns.
+        num_kept: ``K``, as an int (so a traced caller sees no tensor-valued size).
     """
 
     fft_size: tuple[int, int]
@@ -84,10 +124,7 @@ class SpectralPlan:
     num_cols: int
     kept_index: torch.Tensor
     routes: tuple[str, str]
-
-    @property
-    def num_kept(self) -> int:
-        return self.kept_index.numel()
+    num_kept: int
 
     @property
     def kept_fraction(self) -> float:
@@ -102,7 +139,7 @@ def _route_for(length: int, route: str) -> str:
     return "matmul" if length <= MATMUL_MAX_LENGTH else "fft"
 
 
-@lru_cache(maxsize=1024)
+@_constant(maxsize=1024)
 def make_plan(padded_size: tuple[int, int], rate: float, route: str = "auto") -> SpectralPlan:
     """Plan for signals of padded spatial size ``(H, W)`` (``H == 1`` for 1D) at ``rate``."""
     routes = (_route_for(padded_size[0], route), _route_for(padded_size[1], route))
@@ -113,7 +150,7 @@ def make_plan(padded_size: tuple[int, int], rate: float, route: str = "auto") ->
     row_freqs = torch.nonzero(mask.any(dim=1)).flatten()
     num_cols = int(torch.nonzero(mask.any(dim=0)).max()) + 1
     kept_index = torch.nonzero(mask[row_freqs, :num_cols].flatten()).flatten()
-    return SpectralPlan(fft_size, rate, row_freqs, num_cols, kept_index, routes)
+    return SpectralPlan(fft_size, rate, row_freqs, num_cols, kept_index, routes, kept_index.numel())
 
 
 # --- DFT matrices, computed in float64 and cached per device and dtype -------------------------
@@ -123,14 +160,14 @@ def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _column_forward(n: int, cols: int, pos: Positions, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(P, 2F)`` real: ``x @ M`` gives interleaved (re, im) of ``sum_p x[p] e^{-2 pi i l p / n}``."""
     angle = 2 * math.pi * pos.indices()[:, None] * torch.arange(cols, dtype=torch.float64)[None, :] / n
     return torch.stack([angle.cos(), -angle.sin()], dim=-1).flatten(-2).to(device, dtype)
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _column_inverse(n: int, cols: int, pos: Positions, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(2F, P)`` real: interleaved (re, im) of a one-sided spectrum @ M = the real signal at ``pos``."""
     freqs = torch.arange(cols, dtype=torch.float64)
@@ -143,17 +180,23 @@ def _column_inverse(n: int, cols: int, pos: Positions, device: torch.device, dty
     return torch.stack([angle.cos() * scale, -angle.sin() * scale], dim=1).flatten(0, 1).to(device, dtype)
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _row_forward(n: int, rows: tuple[int, ...], pos: Positions, device: torch.device, dtype: torch.dtype):
     """``(R, P)`` complex: ``e^{-2 pi i k p / n}`` for kept rows ``k``."""
     angle = 2 * math.pi * torch.tensor(rows, dtype=torch.float64)[:, None] * pos.indices()[None, :] / n
     return torch.polar(torch.ones_like(angle), -angle).to(device, _complex_dtype(dtype))
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _row_inverse(n: int, rows: tuple[int, ...], pos: Positions, device: torch.device, dtype: torch.dtype):
     """``(P, R)`` complex: ``e^{2 pi i k p / n} / n``."""
     return _row_forward(n, rows, pos, device, dtype).conj().T.contiguous() / n
+
+
+@_constant(maxsize=512)
+def _plan_indices(plan: SpectralPlan, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """The plan's kept indices and kept rows on ``device``, and the kept rows as a tuple (a cache key)."""
+    return plan.kept_index.to(device), plan.row_freqs.to(device), tuple(plan.row_freqs.tolist())
 
 
 # --- the two directions -------------------------------------------------------------------------
@@ -167,6 +210,7 @@ def spectrum(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positio
     """
     n_h, n_w = plan.fft_size
     f = plan.num_cols
+    kept_index, row_freqs, row_key = _plan_indices(plan, t.device)
     if plan.routes[1] == "matmul":
         z = torch.view_as_complex((t @ _column_forward(n_w, f, cols, t.device, t.dtype)).unflatten(-1, (f, 2)))
     else:
@@ -174,14 +218,13 @@ def spectrum(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positio
         grid[..., cols.as_slice()] = t
         z = torch.fft.rfft(grid, dim=-1)[..., :f]
     if n_h > 1:
-        row_key = tuple(plan.row_freqs.tolist())
         if plan.routes[0] == "matmul":
             z = _row_forward(n_h, row_key, rows, t.device, t.dtype) @ z
         else:
             grid = z.new_zeros(*z.shape[:-2], n_h, f)
             grid[..., rows.as_slice(), :] = z
-            z = torch.fft.fft(grid, dim=-2)[..., plan.row_freqs.to(t.device), :]
-    return z.flatten(-2)[..., plan.kept_index.to(t.device)]
+            z = torch.fft.fft(grid, dim=-2)[..., row_freqs, :]
+    return z.flatten(-2)[..., kept_index]
 
 
 def inverse(y: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
@@ -194,16 +237,16 @@ def inverse(y: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Position
     n_h, n_w = plan.fft_size
     f = plan.num_cols
     real_dtype = y.real.dtype
-    rect = y.new_zeros(*y.shape[:-1], plan.row_freqs.numel() * f)
-    rect[..., plan.kept_index.to(y.device)] = y
-    z = rect.unflatten(-1, (plan.row_freqs.numel(), f))
+    kept_index, row_freqs, row_key = _plan_indices(plan, y.device)
+    rect = y.new_zeros(*y.shape[:-1], len(row_key) * f)
+    rect[..., kept_index] = y
+    z = rect.unflatten(-1, (len(row_key), f))
     if n_h > 1:
-        row_key = tuple(plan.row_freqs.tolist())
         if plan.routes[0] == "matmul":
             z = _row_inverse(n_h, row_key, rows, y.device, real_dtype) @ z
         else:
             grid = z.new_zeros(*z.shape[:-2], n_h, f)
-            grid[..., plan.row_freqs.to(y.device), :] = z
+            grid[..., row_freqs, :] = z
             z = torch.fft.ifft(grid, dim=-2)[..., rows.as_slice(), :]
     if plan.routes[1] == "matmul":
         return torch.view_as_real(z).flatten(-2) @ _column_inverse(n_w, f, cols, y.device, real_dtype)
@@ -246,7 +289,7 @@ def uses_kronecker(plan: SpectralPlan, rows: Positions, cols: Positions) -> bool
     return kron_cost <= KRONECKER_ADVANTAGE * _separable_cost(plan, rows, cols)
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _kept_frequencies(plan: SpectralPlan) -> tuple[torch.Tensor, torch.Tensor]:
     """``(K,)`` row and column frequency indices of the kept set, in plan order."""
     f = plan.num_cols
@@ -262,14 +305,14 @@ def _kron_angles(plan: SpectralPlan, rows: Positions, cols: Positions) -> tuple[
     return 2 * math.pi * (row_freq[:, None] * p[None, :] / n_h + col_freq[:, None] * q[None, :] / n_w), col_freq
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _kron_analysis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
     """``(2K, P)``: cos and -sin of the phases, so ``matrix @ samples`` is the planar kept spectrum."""
     angle, _ = _kron_angles(plan, rows, cols)
     return torch.cat([angle.cos(), -angle.sin()]).to(device, dtype)
 
 
-@lru_cache(maxsize=512)
+@_constant(maxsize=512)
 def _kron_synthesis(plan: SpectralPlan, rows: Positions, cols: Positions, device: torch.device, dtype: torch.dtype):
     """``(2K, P)``: planar kept spectrum -> real samples, with the one-sided Hermitian weights."""
     angle, col_freq = _kron_angles(plan, rows, cols)

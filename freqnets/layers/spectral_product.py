@@ -1,18 +1,26 @@
-"""The band-limited product as ``torch.library`` custom ops: CuPy kernels on CUDA, the torch path elsewhere.
+"""The band-limited product over channels: its one torch specification, its custom op, its autograd.
 
-Three ops over the flat planar spectra of :func:`freqnets.layers.spectral_plan.analysis`
-(layouts in :mod:`freqnets.kernels.operands`)::
+Three products over the flat planar spectra of :func:`freqnets.layers.spectral_plan.analysis`
+(layouts and operand views in :mod:`freqnets.kernels.operands`)::
 
-    freqnets::bl_product(x_spec, w_spec, batch, groups, gauss)                -> y_spec   (2, K, B * O)
-    freqnets::bl_product_grad_input(grad_y_spec, w_spec, batch, groups, gauss) -> (2, K, B * C)
-    freqnets::bl_product_grad_weight(grad_y_spec, x_spec, batch, groups, gauss) -> (2, K, O * C/g)
+    "forward"      Y  = X conj(W)^T     (x_spec, w_spec)       -> (2, K, B * O)
+    "grad_input"   GX = GY W            (grad_y_spec, w_spec)  -> (2, K, B * C)
+    "grad_weight"  GW = conj(GY)^T X    (grad_y_spec, x_spec)  -> (2, K, O * C/g)
 
-On CUDA tensors they launch ``planar_cgemm_*`` through :mod:`freqnets.kernels.cupy_backend`
-(and raise if CuPy cannot run: there is no silent fallback). On every other device they run the
-torch path's :func:`complex_matmul` on the same operand views, which is the specification the
-kernels are tested against. Each op has a fake (meta) implementation, so they trace under
-``torch.compile``, and an autograd formula: the three products are each other's real adjoints,
-so first and second derivatives are products again.
+per kept frequency and group. Three layers, each written once:
+
+* :func:`reference_product`: the arithmetic in torch, the specification the CUDA kernels are tested against;
+* ``freqnets::bl_product(product, first, second, batch, groups, gauss, backend)``: a ``torch.library``
+  custom op that launches ``planar_cgemm_*`` through :mod:`freqnets.kernels.cupy_backend`
+  (``backend="cupy"``: CUDA tensors only, no silent fallback) or runs :func:`reference_product`
+  (``"torch"``, so the op can be checked anywhere). Its fake implementation lets ``torch.compile``
+  and ``torch.export`` trace the kernel as one opaque node;
+* :class:`BandLimitedProduct`: the autograd of the three products and the one place that picks
+  :func:`reference_product` (``"torch"``) or the op (``"cupy"``). The products are each other's
+  real adjoints, so the backward pass is products again and differentiates to any order; it has
+  ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms work.
+
+The layer resolves ``backend="auto"`` before it calls in (:func:`freqnets.layers.band_limited_conv.resolve_backend`).
 """
 
 from __future__ import annotations
@@ -22,44 +30,34 @@ import torch
 from ..kernels import cupy_backend
 from ..kernels.operands import product_operands
 
-
-def complex_matmul(
-    left: torch.Tensor, right: torch.Tensor, conj_left: bool = False, conj_right: bool = False
-) -> torch.Tensor:
-    """Batched complex product of planar operands ``(2, ..., m, n) @ (2, ..., n, p)`` -> ``(2, ..., m, p)``.
-
-    Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a + b) c``, ``k2 = a (d - c)``,
-    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``: three real products instead
-    of four (measured faster than four, or than complex ``bmm``, at every layer shape
-    of ``freqnets bench conv``). ``conj_*`` conjugates an operand without materialising it.
-    """
-    ar, ai = left[0], left[1]
-    br, bi = right[0], right[1]
-    k1 = (ar - ai if conj_left else ar + ai) @ br
-    k2 = ar @ (-(bi + br) if conj_right else bi - br)
-    k3 = ai @ (br - bi if conj_right else br + bi)
-    out = k1.new_empty(2, *k1.shape)
-    torch.add(k1, k3, alpha=1.0 if conj_left else -1.0, out=out[0])
-    torch.add(k1, k2, out=out[1])
-    return out
+#: Backends the op accepts (already resolved: no ``"auto"`` here).
+OP_BACKENDS = ("torch", "cupy")
 
 
 def reference_product(
     product: str, first: torch.Tensor, second: torch.Tensor, batch: int, groups: int
 ) -> torch.Tensor:
-    """One of the three products computed by the torch path (:func:`complex_matmul`) on any device."""
+    """One of the three products in torch: ``C = op(A) @ op(B)`` per kept frequency and group.
+
+    ``product``, operands and result layouts as :func:`freqnets.kernels.operands.product_operands`.
+    Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a + b) c``, ``k2 = a (d - c)``,
+    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``: three real products instead of four
+    (measured faster than four, or than complex ``bmm``, at every layer shape of
+    ``freqnets bench conv``). Conjugated operands are folded into the signs, never materialised.
+    """
     ops = product_operands(product, first, second, batch, groups)
-    ops.c.copy_(complex_matmul(ops.a, ops.b, conj_left=ops.conj_a, conj_right=ops.conj_b))
+    ar, ai, br, bi = ops.a[0], ops.a[1], ops.b[0], ops.b[1]
+    k1 = (ar - ai if ops.conj_a else ar + ai) @ br
+    k2 = ar @ (-(bi + br) if ops.conj_b else bi - br)
+    k3 = ai @ (br - bi if ops.conj_b else br + bi)
+    result = torch.stack([k1 + k3 if ops.conj_a else k1 - k3, k1 + k2])
+    if ops.c.is_contiguous():  # the result's layout is the flat output's: no copy
+        return result.view(ops.out.shape)
+    ops.c.copy_(result)  # groups > 1: the groups interleave in the flat output
     return ops.out
 
 
-def _run(product: str, first, second, batch: int, groups: int, gauss: bool) -> torch.Tensor:
-    if first.device.type == "cuda":
-        return cupy_backend.launch(product_operands(product, first, second, batch, groups), gauss)
-    return reference_product(product, first, second, batch, groups)
-
-
-def _fake(product: str, first, second, batch: int, groups: int) -> torch.Tensor:
+def _fake_product(product: str, first: torch.Tensor, second: torch.Tensor, batch: int, groups: int) -> torch.Tensor:
     k = first.shape[1]
     if product == "forward":  # (2, K, B C), (2, K, O C/g) -> (2, K, B O)
         cg = first.shape[2] // batch // groups
@@ -71,72 +69,105 @@ def _fake(product: str, first, second, batch: int, groups: int) -> torch.Tensor:
 
 
 @torch.library.custom_op("freqnets::bl_product", mutates_args=())
-def bl_product(x_spec: torch.Tensor, w_spec: torch.Tensor, batch: int, groups: int, gauss: bool) -> torch.Tensor:
-    """``Y[f, g] = X[f, g] @ conj(W[f, g])^T`` for every kept frequency ``f`` and group ``g``."""
-    return _run("forward", x_spec, w_spec, batch, groups, gauss)
-
-
-@torch.library.custom_op("freqnets::bl_product_grad_input", mutates_args=())
-def bl_product_grad_input(
-    grad_y_spec: torch.Tensor, w_spec: torch.Tensor, batch: int, groups: int, gauss: bool
+def bl_product(
+    product: str,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    batch: int,
+    groups: int,
+    gauss: bool = False,
+    backend: str = "torch",
 ) -> torch.Tensor:
-    """``GX[f, g] = GY[f, g] @ W[f, g]``: the input spectrum's gradient."""
-    return _run("grad_input", grad_y_spec, w_spec, batch, groups, gauss)
+    """One product (no autograd: differentiate through :class:`BandLimitedProduct`).
 
-
-@torch.library.custom_op("freqnets::bl_product_grad_weight", mutates_args=())
-def bl_product_grad_weight(
-    grad_y_spec: torch.Tensor, x_spec: torch.Tensor, batch: int, groups: int, gauss: bool
-) -> torch.Tensor:
-    """``GW[f, g] = conj(GY[f, g])^T @ X[f, g]``: the filter spectrum's gradient (sum over the batch)."""
-    return _run("grad_weight", grad_y_spec, x_spec, batch, groups, gauss)
+    ``gauss`` picks the kernel's three-multiplication form (``backend="cupy"`` only; the torch
+    product always uses it).
+    """
+    if backend == "cupy":
+        return cupy_backend.launch(product_operands(product, first, second, batch, groups), gauss)
+    if backend != "torch":
+        raise ValueError(f"backend of the product op must be one of {', '.join(OP_BACKENDS)}, got {backend!r}")
+    return reference_product(product, first, second, batch, groups)
 
 
 @bl_product.register_fake
-def _(x_spec, w_spec, batch, groups, gauss):
-    return _fake("forward", x_spec, w_spec, batch, groups)
+def _(product, first, second, batch, groups, gauss=False, backend="torch"):
+    return _fake_product(product, first, second, batch, groups)
 
 
-@bl_product_grad_input.register_fake
-def _(grad_y_spec, w_spec, batch, groups, gauss):
-    return _fake("grad_input", grad_y_spec, w_spec, batch, groups)
+class BandLimitedProduct(torch.autograd.Function):
+    """``BandLimitedProduct.apply(product, first, second, batch, groups, gauss, backend)``: a product, differentiable.
+
+    The adjoints (real inner product on the planar spectra)::
+
+        Y  = X conj(W)^T :  dX = G W (grad_input),            dW = conj(G)^T X (grad_weight)
+        GX = GY W        :  dGY = G conj(W)^T (forward),       dW = conj(GY)^T G (grad_weight)
+        GW = conj(GY)^T X:  dGY = X conj(G)^T (forward),       dX = GY G (grad_input)
+    """
+
+    @staticmethod
+    def forward(product, first, second, batch, groups, gauss, backend):
+        if backend == "torch":
+            # The torch product directly: the op's dispatch costs about as much as the product itself on
+            # small layers, and torch.compile / torch.export see plain aten ops (fusable, exportable).
+            return reference_product(product, first, second, batch, groups)
+        return bl_product(product, first, second, batch, groups, gauss, backend)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        product, first, second, *config = inputs
+        ctx.save_for_backward(first, second)
+        ctx.product, ctx.config = product, tuple(config)  # (batch, groups, gauss, backend)
+
+    @staticmethod
+    def backward(ctx, grad):
+        first, second = ctx.saved_tensors
+        apply, config = BandLimitedProduct.apply, ctx.config
+        wants_first, wants_second = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        d_first = d_second = None
+        if ctx.product == "forward":  # first = X, second = W
+            d_first = apply("grad_input", grad, second, *config) if wants_first else None
+            d_second = apply("grad_weight", grad, first, *config) if wants_second else None
+        elif ctx.product == "grad_input":  # first = GY, second = W
+            d_first = apply("forward", grad, second, *config) if wants_first else None
+            d_second = apply("grad_weight", first, grad, *config) if wants_second else None
+        else:  # grad_weight: first = GY, second = X
+            d_first = apply("forward", second, grad, *config) if wants_first else None
+            d_second = apply("grad_input", first, grad, *config) if wants_second else None
+        return None, d_first, d_second, None, None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, product, first, second, batch, groups, gauss, backend):
+        first_dim, second_dim = in_dims[1], in_dims[2]
+        if second_dim is None and product != "grad_weight":
+            # A mapped first operand is more batch: (V, 2, K, B * n) -> (2, K, V * B * n), one product.
+            stacked = first.movedim(first_dim, 2).flatten(2)
+            out = BandLimitedProduct.apply(product, stacked, second, info.batch_size * batch, groups, gauss, backend)
+            return out.unflatten(2, (info.batch_size, -1)), 2
+        # Otherwise one product per mapped slice (the weight gradient sums over the batch, so it cannot fold).
+        outs = [
+            BandLimitedProduct.apply(
+                product,
+                first if first_dim is None else first.select(first_dim, i),
+                second if second_dim is None else second.select(second_dim, i),
+                batch,
+                groups,
+                gauss,
+                backend,
+            )
+            for i in range(info.batch_size)
+        ]
+        return torch.stack(outs), 0
 
 
-@bl_product_grad_weight.register_fake
-def _(grad_y_spec, x_spec, batch, groups, gauss):
-    return _fake("grad_weight", grad_y_spec, x_spec, batch, groups)
-
-
-def _save_operands(ctx, inputs, output) -> None:
-    first, second, batch, groups, gauss = inputs
-    ctx.save_for_backward(first, second)
-    ctx.config = (batch, groups, gauss)
-
-
-def _product_backward(ctx, grad):
-    # y = X conj(W)^T: dX = G W (grad_input), dW = conj(G)^T X (grad_weight).
-    x_spec, w_spec = ctx.saved_tensors
-    grad_x = bl_product_grad_input(grad, w_spec, *ctx.config) if ctx.needs_input_grad[0] else None
-    grad_w = bl_product_grad_weight(grad, x_spec, *ctx.config) if ctx.needs_input_grad[1] else None
-    return grad_x, grad_w, None, None, None
-
-
-def _grad_input_backward(ctx, grad):
-    # gx = GY W: dGY = G conj(W)^T (the forward product), dW = conj(GY)^T G (grad_weight).
-    grad_y_spec, w_spec = ctx.saved_tensors
-    d_grad_y = bl_product(grad, w_spec, *ctx.config) if ctx.needs_input_grad[0] else None
-    d_w = bl_product_grad_weight(grad_y_spec, grad, *ctx.config) if ctx.needs_input_grad[1] else None
-    return d_grad_y, d_w, None, None, None
-
-
-def _grad_weight_backward(ctx, grad):
-    # gw = conj(GY)^T X: dGY = X conj(G)^T (the forward product of X with G), dX = GY G (grad_input).
-    grad_y_spec, x_spec = ctx.saved_tensors
-    d_grad_y = bl_product(x_spec, grad, *ctx.config) if ctx.needs_input_grad[0] else None
-    d_x = bl_product_grad_input(grad_y_spec, grad, *ctx.config) if ctx.needs_input_grad[1] else None
-    return d_grad_y, d_x, None, None, None
-
-
-bl_product.register_autograd(_product_backward, setup_context=_save_operands)
-bl_product_grad_input.register_autograd(_grad_input_backward, setup_context=_save_operands)
-bl_product_grad_weight.register_autograd(_grad_weight_backward, setup_context=_save_operands)
+def band_limited_product(
+    product: str,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    batch: int,
+    groups: int,
+    gauss: bool = False,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """:class:`BandLimitedProduct` as a function: ``product`` of the planar spectra, differentiable to any order."""
+    return BandLimitedProduct.apply(product, first, second, batch, groups, gauss, backend)

@@ -200,15 +200,53 @@ class SVDConv2d(CompressRateState, nn.Module):
         else:
             rank = kept_count(self.full_rank, check_rate(compress_rate or 0.0))
         self._init_rate_state(0.0)
-        self._set_factors(*_factorise(conv.weight, conv.groups, rank))
+        self._set_factors(*self._empty_factors(rank, conv.weight))
+        # The SVD waits for the first use of the factors (see _factorise_pending): building a model
+        # should not cost an SVD per layer, and loading a checkpoint right after makes it moot.
+        # A buffer, so that .to() and DDP's broadcast of buffers carry it with the parameters.
+        self.register_buffer("_pending_filters", conv.weight.detach().clone(), persistent=False)
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    def _empty_factors(self, rank: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cg, (kh, kw) = self.in_channels // self.groups, self.kernel_size
+        shapes = ((self.groups * rank, cg, kh, 1), (self.out_channels, rank, 1, kw))
+        return tuple(torch.zeros(shape, dtype=like.dtype, device=like.device) for shape in shapes)
 
     def _set_factors(self, vertical: torch.Tensor, horizontal: torch.Tensor) -> None:
         """New factor parameters (their rank may differ from the current one)."""
         self.rank = horizontal.shape[1]
         self._compress_rate = 1.0 - self.rank / self.full_rank
-        self.vertical = nn.Parameter(vertical)
-        self.horizontal = nn.Parameter(horizontal)
+        # Straight into _parameters: nn.Module's setattr would read the old factors (and factorise them).
+        self._parameters["vertical"] = nn.Parameter(vertical)
+        self._parameters["horizontal"] = nn.Parameter(horizontal)
+        # What the factors held when set: a later in-place write (an init, a load) is the user's.
+        self._factor_versions = self._versions()
+
+    def _versions(self) -> tuple[int, int]:
+        return self._parameters["vertical"]._version, self._parameters["horizontal"]._version
+
+    def _has_pending_filters(self) -> bool:
+        return "_pending_filters" in self.__dict__.get("_buffers", {})
+
+    @torch.no_grad()
+    def _factorise_pending(self) -> None:
+        """Compute the factors of the filters the layer was built from, unless they were written since."""
+        pending = self._buffers.pop("_pending_filters")
+        if self._factor_versions == self._versions():  # else written in place since (an init): keep that
+            vertical, horizontal = _factorise(pending, self.groups, self.rank)
+            self._parameters["vertical"].copy_(vertical)
+            self._parameters["horizontal"].copy_(horizontal)
+
+    def __getattr__(self, name: str):
+        # Every read of the factors (forward, weight, an optimizer's first look, a user) computes them first.
+        if name in ("vertical", "horizontal") and self._has_pending_filters():
+            self._factorise_pending()
+        return super().__getattr__(name)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        if self._has_pending_filters():
+            self._factorise_pending()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     @torch.no_grad()
     def _apply_compress_rate(self, rate: float) -> None:
@@ -220,7 +258,10 @@ class SVDConv2d(CompressRateState, nn.Module):
                 "vectors it discarded are gone; convert the original nn.Conv2d again for a larger rank"
             )
         if rank < self.rank:
-            self._set_factors(*_factorise(self.weight, self.groups, rank))
+            if self._has_pending_filters():  # not factorised yet: the pending SVD will use the new rank
+                self._set_factors(*self._empty_factors(rank, self._parameters["vertical"]))
+            else:
+                self._set_factors(*_factorise(self.weight, self.groups, rank))
 
     def _prepare_loading(self, state_dict, prefix: str) -> None:
         vertical_key, horizontal_key, weight_key = prefix + "vertical", prefix + "horizontal", prefix + "weight"
@@ -233,7 +274,8 @@ class SVDConv2d(CompressRateState, nn.Module):
                 shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
                 raise ValueError(f"{weight_key}: a (O, C/g, kh, kw) = {expected} filter bank is needed, got {shape}")
             state_dict[vertical_key], state_dict[horizontal_key] = _factorise(weight, self.groups, self.rank)
-            return
+        if vertical_key in state_dict and self._has_pending_filters():
+            del self._buffers["_pending_filters"]  # the loaded factors replace the pending SVD
         vertical, horizontal = state_dict.get(vertical_key), state_dict.get(horizontal_key)
         if isinstance(vertical, torch.Tensor) and isinstance(horizontal, torch.Tensor) and vertical.dim() == 4:
             rank = horizontal.shape[1] if horizontal.dim() == 4 else -1
@@ -243,11 +285,7 @@ class SVDConv2d(CompressRateState, nn.Module):
                 and 1 <= rank <= self.full_rank
             )
             if fits and rank != self.rank:  # the file's rank wins, as its rate does
-                like = self.vertical
-                self._set_factors(
-                    torch.empty(vertical.shape, dtype=like.dtype, device=like.device),
-                    torch.empty(horizontal.shape, dtype=like.dtype, device=like.device),
-                )
+                self._set_factors(*self._empty_factors(rank, self._parameters["vertical"]))
 
     @property
     def weight(self) -> torch.Tensor:

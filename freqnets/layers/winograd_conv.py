@@ -77,16 +77,38 @@ class WinogradConv2d(CompressRateState, nn.Conv2d):
 
     @torch.no_grad()
     def _apply_compress_rate(self, rate: float) -> None:
+        self._buffers.pop("_pending_weight", None)
         if rate == 0.0:  # everything kept: no need to look at the weights
-            self.winograd_mask.fill_(True)
+            self._buffers["winograd_mask"].fill_(True)
         else:
-            self.winograd_mask.copy_(winograd_filter_mask(winograd_filter_transform(self.weight, self.m), rate))
+            # The mask is selected on its first use (_select_pending_mask) from a copy of the weights
+            # as they are now: building a model then costs no selection per layer, and loading a
+            # checkpoint's mask right after makes it moot. A buffer, so that .to() carries it.
+            self.register_buffer("_pending_weight", self._parameters["weight"].detach().clone(), persistent=False)
         self._compress_rate = rate
 
+    @torch.no_grad()
+    def _select_pending_mask(self) -> None:
+        weight = self._buffers.pop("_pending_weight")
+        mask = winograd_filter_mask(winograd_filter_transform(weight, self.m), self._compress_rate)
+        self._buffers["winograd_mask"].copy_(mask)
+
+    def __getattr__(self, name: str):
+        # Every read of the mask (forward, winograd_filters, a user) selects a pending one first.
+        if name == "winograd_mask" and "_pending_weight" in self.__dict__.get("_buffers", {}):
+            self._select_pending_mask()
+        return super().__getattr__(name)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        if "_pending_weight" in self._buffers:
+            self._select_pending_mask()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
     def _finish_loading(self, state_dict, prefix: str, missing_keys: list[str]) -> None:
-        # A plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate.
         key = prefix + "winograd_mask"
-        if key not in state_dict:
+        if key in state_dict:  # the file's mask replaces a pending selection
+            self._buffers.pop("_pending_weight", None)
+        else:  # a plain nn.Conv2d state_dict has no mask: derive it from the loaded weights at this rate
             self._apply_compress_rate(self._compress_rate)
             if key in missing_keys:
                 missing_keys.remove(key)

@@ -172,7 +172,7 @@ def _largest_mask(values: torch.Tensor, count: int) -> torch.Tensor:
     """Boolean mask of the ``count`` largest of the 1D ``values``; ties at the threshold go to the lowest indices.
 
     The threshold (the ``count``-th largest value) is selected among the values that fall
-    between two quantiles of a strided sample, which brackets it with overwhelming odds for
+    between two quantiles of a seeded random sample, which brackets it with overwhelming odds for
     any data; a full selection runs when it does not. Both give the same mask; the bracket
     makes pruning a large layer a few passes over its values instead of a full top-k.
     """
@@ -182,23 +182,28 @@ def _largest_mask(values: torch.Tensor, count: int) -> torch.Tensor:
     if count <= 0:
         return torch.zeros_like(values, dtype=torch.bool)
     threshold = None
-    if n > 1 << 16:
-        sample = values[:: n // 4096].double()
+    if n > 1 << 18:
+        # Seeded random positions: a stride could alias with the filters' alpha x alpha layout.
+        picks = torch.randint(n, (1 << 16,), generator=torch.Generator().manual_seed(0))
+        sample = values[picks.to(values.device)].double()
         share = 1.0 - count / n  # the threshold's quantile
         margin = 6.0 * (share * (1.0 - share) / sample.numel()) ** 0.5 + 4.0 / sample.numel()
-        bounds = torch.tensor([max(share - margin, 0.0), min(share + margin, 1.0)], dtype=torch.float64)
-        low, high = torch.quantile(sample, bounds.to(sample.device)).to(values.dtype)
-        above = values > high
-        candidates = values[(values >= low) & ~above]
-        needed = count - int(above.sum())
+        low, high = (
+            sample.kthvalue(max(1, min(sample.numel(), round(q * sample.numel())))).values.to(values.dtype)
+            for q in (share - margin, share + margin)
+        )
+        above = int(torch.count_nonzero(values > high))
+        candidates = values[(values >= low) & (values <= high)]
+        needed = count - above
         if 0 < needed <= candidates.numel():
             threshold = candidates.kthvalue(candidates.numel() - needed + 1).values
     if threshold is None:
         threshold = values.kthvalue(n - count + 1).values
-    mask = values > threshold
-    missing = count - int(mask.sum())
-    if missing > 0:
-        mask[(values == threshold).nonzero().flatten()[:missing]] = True
+    mask = values >= threshold
+    excess = int(torch.count_nonzero(mask)) - count
+    if excess > 0:  # ties at the threshold: keep the ones with the lowest indices
+        tied = (values == threshold).nonzero().flatten()
+        mask[tied[tied.numel() - excess :]] = False
     return mask
 
 

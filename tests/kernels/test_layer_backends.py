@@ -13,34 +13,52 @@ import torch
 import torch.nn as nn
 
 import freqnets.layers.band_limited_conv as blc
-import freqnets.layers.spectral_product as spectral_product
 from freqnets import convert_model, kernels
-from freqnets.kernels.emulate import emulate_product
-from freqnets.kernels.operands import product_operands
+from freqnets.kernels import cupy_backend
 from freqnets.layers import BandLimitedConv1d, BandLimitedConv2d, band_limited_conv2d
+from freqnets.layers.band_limited_conv import _band_limited_conv2d, conv_padding
 from tests.conftest import assert_close_relative
+from tests.kernels.emulate import emulate_product
 from tests.layers.test_band_limited_conv import CONV1D_CONFIGS, CONV2D_CONFIGS
 
 needs_no_gpu = pytest.mark.skipif(kernels.is_available(), reason="checks the errors of a machine without CuPy/GPU")
 
 
+def complex_launch(ops):
+    """What a GPU launch does to ``ops`` (fill ``ops.out``), computed with a complex matmul of the same views."""
+
+    def as_complex(planar, conj):
+        z = torch.complex(planar[0], planar[1])
+        return z.conj() if conj else z
+
+    product = as_complex(ops.a, ops.conj_a) @ as_complex(ops.b, ops.conj_b)
+    ops.c.copy_(torch.stack([product.real, product.imag]))
+    return ops.out
+
+
 @pytest.fixture
 def cupy_path_on_cpu(monkeypatch):
-    """Let backend='cupy' run on CPU tensors: the layer takes its CuPy code path, the ops their CPU kernel."""
+    """Let backend='cupy' run on CPU tensors: the layer takes its CuPy path, the "launch" a complex matmul.
+
+    Returns the list of launched products' operands.
+    """
+    launched = []
     monkeypatch.setattr(blc, "check_backend", lambda backend: backend)
     monkeypatch.setattr(blc, "resolve_backend", lambda backend, device: "cupy" if backend == "cupy" else "torch")
+    monkeypatch.setattr(cupy_backend, "launch", lambda ops, gauss: launched.append(ops) or complex_launch(ops))
+    return launched
 
 
 @pytest.fixture
 def emulated_kernel(monkeypatch, cupy_path_on_cpu):
-    """...and the ops compute with the NumPy emulation of the CUDA kernel; counts the emulated launches."""
+    """...and the launches compute with the NumPy emulation of the CUDA kernel; returns the launches."""
     calls = []
 
-    def run(product, first, second, batch, groups, gauss):
-        calls.append(product)
-        return emulate_product(product_operands(product, first, second, batch, groups), gauss).to(first.dtype)
+    def launch(ops, gauss):
+        calls.append(ops)
+        return ops.out.copy_(emulate_product(ops, gauss))
 
-    monkeypatch.setattr(spectral_product, "_run", run)
+    monkeypatch.setattr(cupy_backend, "launch", launch)
     return calls
 
 
@@ -82,12 +100,23 @@ def test_cupy_code_path_matches_the_torch_path_1d(config, cupy_path_on_cpu):
 
 @pytest.mark.parametrize("gauss", [False, True], ids=["4mult", "gauss"])
 @pytest.mark.parametrize("config", [CONV2D_CONFIGS[1], CONV2D_CONFIGS[2], CONV2D_CONFIGS[6]])
-def test_emulated_kernel_in_the_layer_matches_the_torch_path(config, gauss, emulated_kernel, monkeypatch):
-    monkeypatch.setattr(blc, "CUPY_GAUSS", gauss)
-    reference, ours = _pair(BandLimitedConv2d, config, 0.5, torch.float32)
-    x = torch.randn(2, config[0], *config[-1], requires_grad=True)
-    assert_same_forward_backward(reference, ours, x, 1e-5)
-    assert emulated_kernel == ["forward", "grad_input", "grad_weight"]  # every product ran in the emulated kernel
+def test_emulated_kernel_in_the_layer_matches_the_torch_path(config, gauss, emulated_kernel):
+    c_in, c_out, kernel, stride, padding, dilation, groups, _, size = config
+    reference = BandLimitedConv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    edges = conv_padding(padding, reference.kernel_size, reference.stride, reference.dilation)
+    args = (reference.weight, reference.bias, reference.stride, edges, reference.dilation, groups, 0.5)
+    x = torch.randn(2, c_in, *size, requires_grad=True)
+    expected = _band_limited_conv2d(x, *args)
+    out = _band_limited_conv2d(x, *args, backend="cupy", gauss=gauss)  # Gauss's form is an argument
+    assert_close_relative(out, expected, 1e-5)
+    grad = torch.randn_like(out)
+    for got, want in zip(
+        torch.autograd.grad(out, (x, reference.weight), grad),
+        torch.autograd.grad(expected, (x, reference.weight), grad),
+        strict=True,
+    ):
+        assert_close_relative(got, want, 1e-5)
+    assert len(emulated_kernel) == 3  # every product (forward, input and weight gradients) ran in the emulation
 
 
 def test_gradcheck_of_the_cupy_code_path(cupy_path_on_cpu):
@@ -95,7 +124,7 @@ def test_gradcheck_of_the_cupy_code_path(cupy_path_on_cpu):
     w = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
 
     def fn(x, w):
-        return band_limited_conv2d(x, w, None, (2, 1), (1, 0, 2, 1), (1, 2), 2, 0.5, backend="cupy")
+        return _band_limited_conv2d(x, w, None, (2, 1), (1, 0, 2, 1), (1, 2), 2, 0.5, backend="cupy")
 
     assert torch.autograd.gradcheck(fn, (x, w), fast_mode=True)
 
@@ -138,13 +167,10 @@ def test_cupy_on_cpu_tensors_raises_never_falls_back(monkeypatch):
         conv(torch.randn(1, 3, 8, 8))
 
 
-def test_cupy_code_path_under_torch_compile(cupy_path_on_cpu, monkeypatch):
-    # The products stay opaque custom ops inside the compiled graphs (their CPU kernel runs here).
-    ran = []
-    run = spectral_product._run
-    monkeypatch.setattr(spectral_product, "_run", lambda product, *args: ran.append(product) or run(product, *args))
+def test_cupy_code_path_under_torch_compile(cupy_path_on_cpu):
+    # The products stay opaque custom ops inside the compiled graphs (the stand-in launch runs here).
     reference, ours = _pair(BandLimitedConv2d, CONV2D_CONFIGS[1], 0.5, torch.float32)
     x = torch.randn(2, 4, 13, 17, requires_grad=True)
     compiled = torch.compile(ours, backend="aot_eager")
     assert_same_forward_backward(reference, compiled, x, 1e-5)
-    assert ran == ["forward", "grad_input", "grad_weight"]
+    assert len(cupy_path_on_cpu) == 3  # forward, input gradient, weight gradient

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from freqnets.kernels import sources
-from freqnets.kernels.emulate import emulate_product
 from freqnets.kernels.operands import kernel_arguments, product_operands
 from freqnets.layers.spectral_product import reference_product
 from tests.conftest import assert_close_relative
+from tests.kernels.emulate import emulate_product
 
 
 def _complex(planar: torch.Tensor) -> np.ndarray:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from freqnets.layers import BandLimitedConv1d, BandLimitedConv2d
-from freqnets.layers.band_limited_conv import band_limited_conv2d, conv_geometry
+from freqnets.layers.band_limited_conv import _band_limited_conv2d, band_limited_conv2d, conv_geometry
 from freqnets.layers.spectral_plan import make_plan, next_fast_length
 from freqnets.transforms import rfft_kept_mask
 from tests.conftest import assert_close_relative
@@ -64,7 +65,7 @@ def test_gradcheck_both_routes(route, rate):
     b = torch.randn(6, dtype=torch.float64, requires_grad=True)
 
     def fn(x, w, b):
-        return band_limited_conv2d(x, w, b, (2, 1), (1, 0, 2, 1), (1, 2), 2, rate, route=route)
+        return _band_limited_conv2d(x, w, b, (2, 1), (1, 0, 2, 1), (1, 2), 2, rate, route=route)
 
     assert torch.autograd.gradcheck(fn, (x, w, b))
 
@@ -74,7 +75,7 @@ def test_routes_agree(route):
     x = torch.randn(2, 3, 20, 24, dtype=torch.float64)
     w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
     # Padded to 24 x 28, both 7-smooth, so both routes use the same FFT grid and kept set.
-    out = band_limited_conv2d(x, w, None, (1, 1), (1, 3, 1, 3), (1, 1), 1, 0.4, route=route)
+    out = _band_limited_conv2d(x, w, None, (1, 1), (1, 3, 1, 3), (1, 1), 1, 0.4, route=route)
     reference = numpy_band_limited(x, w, (1, 3, 1, 3), (1, 1), (1, 1), 0.4, make_plan((24, 28), 0.4, route).fft_size)
     assert_close_relative(out, reference, 1e-10)
 
@@ -105,7 +106,7 @@ def test_rate_matches_the_numpy_definition(rate, stride, dilation):
     x = torch.randn(2, 3, 15, 18, dtype=torch.float64)
     w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
     padding = (1, 1, 2, 0)
-    out = band_limited_conv2d(x, w, None, stride, padding, dilation, 1, rate)
+    out = _band_limited_conv2d(x, w, None, stride, padding, dilation, 1, rate)
     geometry = conv_geometry((15, 18), (3, 3), stride, dilation, padding)
     fft_size = make_plan(geometry.padded_size, rate).fft_size
     assert_close_relative(out, numpy_band_limited(x, w, padding, stride, dilation, rate, fft_size), 1e-10)
@@ -151,7 +152,8 @@ def test_saves_only_the_compressed_spectra():
     for rate in (0.0, 0.5):
         tensors: list[torch.Tensor] = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t, store=tensors: store.append(t) or t, lambda t: t):
-            band_limited_conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, rate)
+            _band_limited_conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, rate)
+        tensors = [t for t in tensors if t.requires_grad]  # the rest are the plan's cached DFT matrices
         assert not any(t.data_ptr() == x.data_ptr() for t in tensors)
         assert all(t.shape[0] == 2 for t in tensors)  # planar (real, imaginary) spectra only
         saved[rate] = sum(t.numel() * t.element_size() for t in tensors)
@@ -194,7 +196,7 @@ def test_every_spectral_path_matches_the_definition(kronecker, route, rate, monk
     x = torch.randn(2, 4, 9, 12, dtype=torch.float64, requires_grad=True)
     w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     padding, stride, dilation = (1, 2, 0, 1), (2, 1), (1, 2)
-    out = band_limited_conv2d(x, w, None, stride, padding, dilation, 2, rate, route=route)
+    out = _band_limited_conv2d(x, w, None, stride, padding, dilation, 2, rate, route=route)
     geometry = conv_geometry((9, 12), (3, 3), stride, dilation, padding)
     fft_size = make_plan(geometry.padded_size, rate, route).fft_size
     grouped = [
@@ -205,5 +207,149 @@ def test_every_spectral_path_matches_the_definition(kronecker, route, rate, monk
     ]
     assert_close_relative(out, torch.cat(grouped, dim=1), 1e-10)
     assert torch.autograd.gradcheck(
-        lambda a, b: band_limited_conv2d(a, b, None, stride, padding, dilation, 2, rate, route=route), (x, w)
+        lambda a, b: _band_limited_conv2d(a, b, None, stride, padding, dilation, 2, rate, route=route), (x, w)
     )
+
+
+# --- the function form's F.conv2d arguments ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stride,padding,dilation",
+    [(1, 0, 1), (2, 1, 1), ((1, 2), (2, 0), (2, 1)), (1, "same", (1, 2)), (1, "valid", 1), (1, "same", 1)],
+)
+@pytest.mark.parametrize("kernel", [3, (2, 4)])
+def test_function_form_takes_f_conv2d_arguments(stride, padding, dilation, kernel, device):
+    x = torch.randn(2, 4, 11, 13, dtype=torch.float64, device=device)
+    w = torch.randn(6, 2, *((kernel, kernel) if isinstance(kernel, int) else kernel), dtype=torch.float64, device=device)
+    b = torch.randn(6, dtype=torch.float64, device=device)
+    expected = F.conv2d(x, w, b, stride, padding, dilation, 2)
+    assert_close_relative(band_limited_conv2d(x, w, b, stride, padding, dilation, 2), expected, 1e-10)
+
+
+def test_function_form_rejects_other_padding():
+    x, w = torch.randn(1, 1, 6, 6), torch.randn(1, 1, 3, 3)
+    with pytest.raises(ValueError, match=r"padding must be an int >= 0 or a pair of them, got \(1, 0, 2, 1\)"):
+        band_limited_conv2d(x, w, padding=(1, 0, 2, 1))
+    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid' or 'same', got 'full'"):
+        band_limited_conv2d(x, w, padding="full")
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        band_limited_conv2d(x, w, stride=2, padding="same")
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        band_limited_conv2d(x, w, stride=0)
+
+
+# --- autograd: double backward, gradient penalties, torch.func ---------------------------------------
+
+
+def test_gradgradcheck_of_the_layer(device):
+    conv = BandLimitedConv2d(2, 3, 3, padding=1, compress_rate=0.5).double().to(device)
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64, device=device, requires_grad=True)
+    weight = conv.weight.detach().clone().requires_grad_()
+
+    def fn(x, weight):
+        return torch.func.functional_call(conv, {"weight": weight, "bias": conv.bias}, (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, weight))
+    assert torch.autograd.gradgradcheck(fn, (x, weight))
+
+
+def test_gradient_penalty_matches_nn_conv2d_at_rate_zero(device):
+    # d/dw || dL/dx ||^2 needs the input gradient's own derivative (create_graph=True).
+    reference, ours = _pair(BandLimitedConv2d, nn.Conv2d, CONV2D_CONFIGS[1], torch.float64)
+    reference, ours = reference.to(device), ours.to(device)
+    x = torch.randn(2, 4, 13, 17, dtype=torch.float64, device=device, requires_grad=True)
+    probe = torch.randn(2, 6, 7, 13, dtype=torch.float64, device=device)
+
+    def penalty_grads(layer):
+        (grad_x,) = torch.autograd.grad((layer(x) * probe).sum(), x, create_graph=True)
+        return torch.autograd.grad(grad_x.square().sum(), (layer.weight, layer.bias), allow_unused=True)
+
+    expected = penalty_grads(reference)
+    got = penalty_grads(ours)
+    assert_close_relative(got[0], expected[0], 1e-10)
+    assert got[1] is None and expected[1] is None  # the input gradient does not depend on the bias
+
+
+def test_torch_func_per_sample_gradients_and_jacobian():
+    conv = BandLimitedConv2d(3, 4, 3, padding=1, compress_rate=0.5).double()
+    params = {name: p.detach() for name, p in conv.named_parameters()}
+    x = torch.randn(3, 3, 6, 7, dtype=torch.float64)
+
+    def loss(params, sample):
+        return torch.func.functional_call(conv, params, (sample[None],)).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    for i in range(3):
+        conv.zero_grad()
+        loss(dict(conv.named_parameters()), x[i]).backward()
+        assert_close_relative(per_sample["weight"][i], conv.weight.grad, 1e-10)
+        assert_close_relative(per_sample["bias"][i], conv.bias.grad, 1e-10)
+    sample = x[:1]
+    jacobian = torch.func.jacrev(lambda t: conv(t))(sample)
+    expected = torch.autograd.functional.jacobian(lambda t: conv(t), sample)
+    assert_close_relative(jacobian, expected, 1e-10)
+
+
+# --- mixed precision, empty batches, export ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_training_step(dtype, device):
+    conv = BandLimitedConv2d(4, 4, 3, padding=1, compress_rate=0.5).to(device)
+    x = torch.randn(2, 4, 32, 32, device=device)
+    expected = conv(x)
+    with torch.autocast(device, dtype):
+        out = conv(x)
+        assert out.dtype == F.conv2d(x, conv.weight).dtype == dtype  # autocast's convention, as F.conv2d
+    out.float().square().sum().backward()
+    assert conv.weight.grad.dtype == torch.float32 and torch.isfinite(conv.weight.grad).all()
+    # float32 inside: the only error is rounding the output to the half type
+    assert_close_relative(out, expected, 1e-2 if dtype == torch.bfloat16 else 2e-3)
+
+
+@pytest.mark.parametrize("module_cls,reference_cls,shape", [
+    (BandLimitedConv2d, nn.Conv2d, (0, 3, 8, 8)),
+    (BandLimitedConv1d, nn.Conv1d, (0, 3, 20)),
+])
+def test_empty_batch_as_nn_conv(module_cls, reference_cls, shape):
+    reference = reference_cls(3, 5, 3, padding=1, stride=2)
+    ours = module_cls(3, 5, 3, padding=1, stride=2, compress_rate=0.5)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(*shape, requires_grad=True)
+    out, expected = ours(x), reference(x)
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    out.sum().backward()
+    assert torch.equal(ours.weight.grad, torch.zeros_like(ours.weight))
+
+
+def test_torch_export_and_jit_trace_of_the_layer():
+    conv = BandLimitedConv2d(4, 6, 3, stride=2, padding=1, compress_rate=0.5).eval()
+    x = torch.randn(2, 4, 15, 16)
+    exported = torch.export.export(conv, (x,))
+    assert "freqnets" not in str(exported.graph)  # plain aten ops with the torch backend
+    with pytest.warns(Warning):  # sizes become constants of the trace, which says so
+        traced = torch.jit.trace(conv, x)
+    other = torch.randn(2, 4, 15, 16)
+    assert_close_relative(exported.module()(other), conv(other), 1e-6)
+    assert_close_relative(traced(other), conv(other), 1e-6)
+    assert conv(torch.randn(1, 4, 9, 9)).shape == (1, 6, 5, 5)  # eager use after tracing: the caches hold no fakes
+
+
+@pytest.mark.slow
+def test_bl_resnet18_cifar_under_bf16_autocast_and_export():
+    import timm
+
+    import freqnets  # noqa: F401  (registers the models)
+
+    model = timm.create_model("bl_resnet18_cifar", compress_rate=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16
+    out.float().logsumexp(-1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    exported = torch.export.export(model, (x,))
+    assert_close_relative(exported.module()(x), model(x), 1e-5)

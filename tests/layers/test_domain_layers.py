@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from freqnets import convert_model
 from freqnets.layers import DCTConv2d, SVDConv2d, WinogradConv2d, dct_conv2d, svd_conv2d, winograd_conv2d
-from freqnets.transforms import get_domain, winograd_filter_mask, winograd_matrices
+from freqnets.transforms import get_domain, winograd_filter_mask, winograd_filter_transform, winograd_matrices
 from tests.conftest import assert_close_relative
 
 CONFIGS = [
@@ -325,3 +325,61 @@ def test_function_forms_reject_bad_arguments():
         svd_conv2d(x, torch.randn(6, 4, 3, 1), torch.randn(4, 5, 1, 3))
     with pytest.raises(TypeError, match="floating"):
         dct_conv2d(x.long(), w)
+
+
+def test_svd_factorises_on_first_use_and_never_when_a_checkpoint_replaces_it(monkeypatch):
+    import freqnets.layers.svd_conv as svd_conv
+
+    calls = []
+    factorise = svd_conv._factorise
+    monkeypatch.setattr(svd_conv, "_factorise", lambda *args: calls.append(1) or factorise(*args))
+    conv = nn.Conv2d(4, 6, 3, padding=1).double()
+    layer = SVDConv2d.from_conv(conv, compress_rate=0.25)
+    assert calls == [] and layer.rank == 9
+    layer.double()  # moves the pending filters with the parameters
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    expected = F.conv2d(x, SVDConv2d.from_conv(conv, compress_rate=0.25).weight, conv.bias, padding=1)
+    assert_close_relative(layer(x), expected, 1e-10)
+    calls.clear()
+    restored = SVDConv2d.from_conv(conv, compress_rate=0.25)
+    restored.load_state_dict(layer.state_dict())
+    assert calls == [] and torch.equal(restored(x), layer(x))
+    # A re-rate before the first use only changes the rank the pending SVD will keep.
+    lower = SVDConv2d.from_conv(conv, compress_rate=0.0)
+    lower.compress_rate = 0.5
+    assert calls == [] and lower.rank == 6
+    assert_close_relative(lower.weight, SVDConv2d.from_conv(conv, rank=6).weight, 1e-10)
+    # An init written through parameters() before the first use is kept, not overwritten.
+    initialised = SVDConv2d.from_conv(conv)
+    for parameter in initialised.parameters():
+        nn.init.constant_(parameter, 0.5)
+    assert torch.all(initialised.vertical == 0.5) and torch.all(initialised.horizontal == 0.5)
+
+
+def test_winograd_mask_of_a_layer_with_structured_magnitudes_is_exact():
+    # G w G^T of F(4, 3): the 36 positions of a tile differ in scale by 100x, a pattern a strided sample aliases.
+    layer = WinogradConv2d(64, 64, 3, m=4)
+    filters = winograd_filter_transform(layer.weight.detach(), 4)
+    for rate in (0.3, 0.5, 0.8):
+        mask = winograd_filter_mask(filters, rate)
+        magnitude = filters.abs()
+        assert mask.sum().item() == round((1 - rate) * mask.numel())
+        assert magnitude[mask].min() >= magnitude[~mask].max()
+
+
+def test_winograd_selects_its_mask_on_first_use_from_the_weights_it_was_pruned_at(monkeypatch):
+    import freqnets.layers.winograd_conv as winograd_conv
+
+    calls = []
+    select = winograd_conv.winograd_filter_mask
+    monkeypatch.setattr(winograd_conv, "winograd_filter_mask", lambda *args: calls.append(1) or select(*args))
+    layer = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
+    expected = select(winograd_filter_transform(layer.weight.detach(), 2), 0.5)
+    with torch.no_grad():
+        layer.weight.mul_(-2.0).add_(1.0)  # written after pruning: the mask still comes from the pruned weights
+    assert calls == []
+    layer.double()
+    assert torch.equal(layer.winograd_mask, expected) and calls == [1]
+    restored = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
+    restored.load_state_dict(layer.state_dict())
+    assert calls == [1] and torch.equal(restored.winograd_mask, expected)

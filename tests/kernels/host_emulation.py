@@ -18,12 +18,13 @@ import subprocess
 import tempfile
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import torch
 
-from . import sources
-from .cupy_backend import pack_arguments
-from .operands import MAX_GRID, ProductOperands, kernel_arguments
+from freqnets.kernels import sources
+from freqnets.kernels.cupy_backend import pack_arguments
+from freqnets.kernels.operands import MAX_GRID, ProductOperands, kernel_arguments
 
 
 def compiler() -> str | None:
@@ -36,9 +37,8 @@ def _library() -> ctypes.CDLL:
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("the host emulation needs g++ (C++20) on PATH")
-    folder = resources.files("freqnets.kernels")
-    harness = folder.joinpath("host_emulation.cpp").read_text()
-    kernel = folder.joinpath("spectral_product.cu").read_text()
+    harness = Path(__file__).with_name("host_emulation.cpp").read_text()  # the harness lives beside this file
+    kernel = resources.files("freqnets.kernels").joinpath("spectral_product.cu").read_text()  # the shipped source
     flags = [f"-D{key}={value}" for key, value in sources.defines().items()]
     digest = hashlib.sha256((harness + kernel + " ".join(flags)).encode()).hexdigest()[:16]
     build = os.path.join(tempfile.gettempdir(), f"freqnets-host-kernels-{digest}")

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import sources
-from .operands import KernelArguments, ProductOperands, kernel_arguments
+from freqnets.kernels import sources
+from freqnets.kernels.operands import KernelArguments, ProductOperands, kernel_arguments
 
 THREADS_M = sources.TILE_M // sources.MICRO_M
 THREADS_N = sources.TILE_N // sources.MICRO_N
