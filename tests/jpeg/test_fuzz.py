@@ -4,7 +4,7 @@ read in a memory- and time-limited subprocess (``sandbox.py``).
 Each default-suite file is read in one call mode (plain, ``crop``, ``chroma``, in turn) with every
 backend and strictness; the slow run reads every file in every mode. Checks: only freqnets' typed errors, no crash, no hang, peak memory and CPU time bounded, and the
 backends agree under ``strict=True`` (a file one decoder rejects is rejected by all; files all accept
-give identical coefficients). The default suite runs a few hundred files; ``-m slow`` a few thousand.
+give identical coefficients). The default suite runs a few hundred files; ``-m soak`` (outside the default suite: about 25 minutes on 2 cores) a few thousand.
 Figures for docs/jpeg.md: ``PYTHONPATH=. python -c "from tests.jpeg.test_fuzz import report; report(500)"``.
 """
 
@@ -133,7 +133,7 @@ def test_mutation_fuzz_backends_agree_under_strict(default_fuzz) -> None:
     assert default_fuzz["strict_disagreements"] == 0, default_fuzz["disagreement_examples"]
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(7200)
 def test_mutation_fuzz_thousands() -> None:
     summary = fuzz(files_per_seed=500, rng_seed=7)
