@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .._checks import check_rate, compute_dtype
 from ..kernels import cupy_backend
 from ..kernels.cupy_backend import BackendUnavailable
+from ..transforms._conv_args import conv2d_padding, int_pair
 from .rates import CompressRateState
 from .spectral_plan import Positions, analysis, make_plan, synthesis
 from .spectral_product import BandLimitedProduct
@@ -121,34 +122,11 @@ def conv_padding(
 ) -> tuple[int, int, int, int]:
     """``F.conv2d``'s ``padding`` (an int, ``(ph, pw)``, ``"valid"`` or ``"same"``) as ``(top, bottom, left, right)``.
 
-    ``"same"`` puts the odd pixel of an even total at the end, as ``nn.Conv2d`` does, and needs stride 1.
+    One rule for every domain: :func:`freqnets.transforms._conv_args.conv2d_padding` (``"same"`` puts the odd
+    pixel of an even total at the end, as ``nn.Conv2d`` does, and needs stride 1).
     """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding != "same":
-            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-        if tuple(stride) != (1, 1):
-            raise ValueError(f"padding='same' needs stride 1 (as F.conv2d), got stride {tuple(stride)}")
-        edges = []
-        for k, d in zip(kernel_size, dilation, strict=True):
-            total = d * (k - 1)
-            edges += [total // 2, total - total // 2]
-        return tuple(edges)
-    ph, pw = _pair(padding, "padding", minimum=0)
-    return (ph, ph, pw, pw)
-
-
-def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (as ``F.conv2d`` takes ``stride``, ``padding``, ``dilation``), checked."""
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (
-        not isinstance(pair, (tuple, list))
-        or len(pair) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair)
-    ):
-        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    left, right, top, bottom = conv2d_padding(padding, kernel_size, dilation, stride)
+    return top, bottom, left, right
 
 
 def band_limited_conv2d(
@@ -185,7 +163,7 @@ def band_limited_conv2d(
         ``(B, O, H_out, W_out)`` as ``F.conv2d`` with the same arguments, in ``x``'s dtype, or in
         autocast's dtype when autocast is on for ``x``'s device (as ``F.conv2d``).
     """
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = int_pair(stride, "stride", 1), int_pair(dilation, "dilation", 1)
     edges = conv_padding(padding, tuple(weight.shape[-2:]), stride, dilation)
     return _band_limited_conv2d(
         x, weight, bias, stride, edges, dilation, groups, compress_rate, route, backend, gauss, product_dtype

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
+def int_pair(value, name: str, minimum: int = 0) -> tuple[int, int]:
+    """An int or a pair of ints ``>= minimum`` (as ``F.conv2d`` takes ``stride``, ``padding``, ``dilation``).
+
+    Raises:
+        ValueError: naming ``name`` and what it got.
+    """
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair)
     ):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
-    return int(value[0]), int(value[1])
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def conv2d_padding(
@@ -37,13 +41,14 @@ def conv2d_padding(
             return 0, 0, 0, 0
         if padding != "same":
             raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-        if _pair(stride, "stride") != (1, 1):
+        if int_pair(stride, "stride", 1) != (1, 1):
             raise ValueError(f"padding='same' needs stride 1 (as F.conv2d), got stride={stride!r}")
         amounts = []
-        for k, d in zip(_pair(tuple(kernel_size), "kernel_size"), _pair(dilation, "dilation"), strict=True):
+        spans = zip(int_pair(tuple(kernel_size), "kernel_size", 1), int_pair(dilation, "dilation", 1), strict=True)
+        for k, d in spans:
             total = d * (k - 1)
             amounts += [total // 2, total - total // 2]
         (top, bottom, left, right) = amounts
         return left, right, top, bottom
-    rows, cols = _pair(padding, "padding")
+    rows, cols = int_pair(padding, "padding")
     return cols, cols, rows, rows
