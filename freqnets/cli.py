@@ -1,7 +1,7 @@
 """The ``freqnets`` command line.
 
 freqnets ablate    the main job: every domain x compress rate, trained and compared (docs/ablation.md)
-freqnets models    the registered timm models with parameters and multiply-adds
+freqnets models    the registered timm models with input shapes, parameters and multiply-adds
 freqnets demo      the transform layer on real images (compress, report the quality)
 freqnets bench     conv | accuracy | loader | kernels: implementations side by side
 freqnets robustness  perturbation channels vs adversarial examples (docs/robustness.md)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import freqnets  # noqa: F401  (registers the models)
-from freqnets.models._converted import use_cifar_stem
+from freqnets.models import use_cifar_stem
 
 # (model, RGB counterpart); "<name>_cifar" counterparts are timm's ResNet with the 3x3 CIFAR stem.
 PAIRS = [

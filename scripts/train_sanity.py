@@ -30,7 +30,7 @@ import freqnets  # noqa: F401  (registers the models)
 from freqnets.experiments.data import DEFAULT_DATA, decode_rgb, labelled_files, normalise
 from freqnets.experiments.training import accuracy, tensor_batches, train_epochs
 from freqnets.jpeg import DCTCollate, read_dct
-from freqnets.models._converted import use_cifar_stem
+from freqnets.models import use_cifar_stem
 
 MODELS = [
     "dct_resnet18_cifar",

@@ -47,7 +47,7 @@ from .. import kernels
 from ..layers import BandLimitedConv2d
 from ..layers.spectral_plan import make_plan
 from ..layers.spectral_product import bl_product, reference_product
-from ..models._converted import use_cifar_stem
+from ..models import use_cifar_stem
 
 __all__ = [
     "DRY_RUN",

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .._checks import check_rate
-from ..models._converted import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
+from ..models import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
 from . import training
 
 __all__ = [

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..jpeg import JpegFolderDataset
-from ..models._converted import CIFAR10_MEAN as _CIFAR10_MEAN
-from ..models._converted import CIFAR10_STD as _CIFAR10_STD
+from ..models import CIFAR10_MEAN as _CIFAR10_MEAN
+from ..models import CIFAR10_STD as _CIFAR10_STD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SPLITS = ("train", "test")

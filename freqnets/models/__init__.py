@@ -10,16 +10,20 @@ All follow timm's interface (``features_only``, ``forward_intermediates``, ``dro
 ``reset_classifier``); the ImageNet ``bl_``, ``svd_``, ``wino_`` and ``dct_conv_`` models load timm's
 weights with ``pretrained=True``. :func:`input_spec` says what a model takes, :func:`example_input`
 makes one, and :func:`dct_data_config` gives ``freqnets.jpeg.DCTCollate`` the arguments that turn
-``read_dct`` results into a DCT-input model's input.
+``read_dct`` results into a DCT-input model's input. :func:`use_cifar_stem` gives any timm ResNet-like
+model the CIFAR stem, and ``CIFAR10_MEAN``/``CIFAR10_STD`` are the image statistics the ``_cifar`` cfgs carry.
 
 Every file added here must be imported below so that ``import freqnets``
 registers its models.
 """
 
 from . import bl_densenet, bl_resnet, dct_mg_resnet, dct_resnet, domain_resnet, mg_resnet, oct_resnet
+from ._converted import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
 from ._inputs import InputSpec, dct_data_config, example_input, input_spec
 
 __all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "InputSpec",
     "bl_densenet",
     "bl_resnet",
@@ -31,4 +35,5 @@ __all__ = [
     "input_spec",
     "mg_resnet",
     "oct_resnet",
+    "use_cifar_stem",
 ]

@@ -72,7 +72,7 @@ _PAPER = dict(paper_ids=(BAND_LIMITED_PAPER, DENSENET_PAPER), paper_name=BAND_LI
 
 default_cfgs = generate_default_cfgs(
     {
-        "bl_densenet121": timm_weights_cfg("densenet121.ra_in1k", **_PAPER),
+        "bl_densenet121.ra_in1k": timm_weights_cfg("densenet121.ra_in1k", **_PAPER),
         "bl_densenet121_cifar": cifar_cfg(first_conv="features.conv0", classifier="classifier", **_PAPER),
     }
 )

@@ -43,8 +43,8 @@ _PAPER = dict(paper_ids=(BAND_LIMITED_PAPER, RESNET_PAPER), paper_name=BAND_LIMI
 
 default_cfgs = generate_default_cfgs(
     {
-        "bl_resnet18": timm_weights_cfg("resnet18.a1_in1k", **_PAPER),
-        "bl_resnet50": timm_weights_cfg("resnet50.a1_in1k", **_PAPER),
+        "bl_resnet18.a1_in1k": timm_weights_cfg("resnet18.a1_in1k", **_PAPER),
+        "bl_resnet50.a1_in1k": timm_weights_cfg("resnet50.a1_in1k", **_PAPER),
         "bl_resnet18_cifar": resnet_cifar_cfg(**_PAPER),
         "bl_resnet50_cifar": resnet_cifar_cfg(**_PAPER),
     }

@@ -66,11 +66,8 @@ _PAPERS = {
 
 default_cfgs = generate_default_cfgs(
     {
-        f"{prefix}_resnet18{suffix}": (
-            resnet_cifar_cfg(**_PAPERS[prefix]) if suffix else timm_weights_cfg("resnet18.a1_in1k", **_PAPERS[prefix])
-        )
-        for prefix in _PREFIX_DOMAIN
-        for suffix in ("", "_cifar")
+        **{f"{p}_resnet18.a1_in1k": timm_weights_cfg("resnet18.a1_in1k", **_PAPERS[p]) for p in _PREFIX_DOMAIN},
+        **{f"{p}_resnet18_cifar": resnet_cifar_cfg(**_PAPERS[p]) for p in _PREFIX_DOMAIN},
     }
 )
 

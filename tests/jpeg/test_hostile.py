@@ -1,19 +1,15 @@
 """Hostile and broken input: each gets the right typed error, fast, without large allocations.
 
-Cases that could allocate or loop if a check regressed (huge headers, random mutations) run in a
-subprocess under an address-space limit and a timeout, so a regression fails the test instead
-of taking the machine down.
+Cases that could allocate or loop if a check regressed (huge headers) run in a subprocess under an
+address-space limit and a timeout (``sandbox.py``), so a regression fails the test instead of taking
+the machine down; the seeded mutation fuzzer is ``test_fuzz.py``.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
 import struct
-import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
@@ -28,6 +24,8 @@ from freqnets.jpeg import (
     available_backends,
     read_dct,
 )
+
+from .sandbox import run_cases
 
 DECODERS = [b for b in available_backends() if b != "jpeg2dct"]
 
@@ -204,36 +202,7 @@ def test_jpeg2dct_refuses_layouts_it_would_reencode_and_sees_truncation() -> Non
     assert read_dct(data[: len(data) // 2], backend="jpeg2dct", strict=False).warnings
 
 
-# --- in a subprocess with a memory limit and a timeout --------------------------------------------------------------
-
-_SANDBOX = textwrap.dedent(
-    """
-    import json, resource, sys
-    from freqnets.jpeg import JpegError, read_dct
-    from freqnets.jpeg._backends import available_backends
-
-    # Allow 2 GiB beyond what the interpreter and torch already reserved.
-    vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (vm + (2 << 30), vm + (2 << 30)))
-    outcomes = {}
-    for group, cases in json.loads(sys.stdin.read()).items():
-        outcome = outcomes[group] = {"ok": 0, "typed": 0, "bad": []}
-        for backend in [b for b in available_backends() if b != "jpeg2dct"]:
-            for index, (data, max_pixels, crop) in enumerate(cases):
-                if crop is not None and backend != "libjpeg":
-                    continue  # windowed cases exercise the C extension's windowed source
-                for strict in (True, False):
-                    try:
-                        read_dct(bytes.fromhex(data), backend=backend, strict=strict, max_pixels=max_pixels,
-                                 crop=None if crop is None else tuple(crop))
-                        outcome["ok"] += 1
-                    except JpegError:
-                        outcome["typed"] += 1
-                    except BaseException as error:
-                        outcome["bad"].append([backend, index, strict, repr(error)[:200]])
-    print(json.dumps(outcomes))
-    """
-)
+# --- in a subprocess with a memory limit and a timeout (the mutation fuzzer is test_fuzz.py) -------------------------
 
 
 def _huge_headers() -> list[tuple[bytes, int | None]]:
@@ -252,76 +221,15 @@ def _huge_headers() -> list[tuple[bytes, int | None]]:
     ]
 
 
-def _mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]:
-    out = []
-    for _ in range(count):
-        buffer = bytearray(data)
-        kind = rng.integers(4)
-        if kind == 0:  # flip a few bytes anywhere
-            for position in rng.integers(0, len(buffer), size=rng.integers(1, 5)):
-                buffer[position] = int(rng.integers(256))
-        elif kind == 1:  # damage the headers, where lengths and sizes live
-            for position in rng.integers(0, min(len(buffer), 700), size=rng.integers(1, 4)):
-                buffer[position] = int(rng.integers(256))
-        elif kind == 2:  # cut
-            del buffer[int(rng.integers(2, len(buffer))) :]
-        else:  # insert marker-like bytes into the entropy-coded data
-            position = int(rng.integers(len(buffer) // 2, len(buffer)))
-            buffer[position:position] = bytes([0xFF, int(rng.integers(0xC0, 0x100))])
-        out.append(bytes(buffer))
-    return out
-
-
-def _fuzz_cases() -> list[tuple[bytes, int]]:
-    rng = np.random.default_rng(2024)
-    seeds = [_jpeg((24, 40), restart_marker_blocks=2), _jpeg((24, 40), progressive=True), _jpeg((17, 9), "L")]
-    # max_pixels bounds what a mutated size field may claim, so the fuzz stays fast.
-    return [(m, 1 << 20) for seed in seeds for m in _mutations(seed, rng, 100)]
-
-
-def _windowed_fuzz_cases() -> list[tuple[bytes, int]]:
-    """Mutations of files spanning many 4 kB chunks, read with ``crop`` (the early-stopping source)."""
-    rng = np.random.default_rng(77)
-    noise = rng.integers(0, 256, size=(200, 160, 3), dtype=np.uint8)
-    seeds = []
-    for save in ({"subsampling": 2, "restart_marker_blocks": 4}, {"subsampling": 0}):
-        buffer = io.BytesIO()
-        Image.fromarray(noise).save(buffer, "JPEG", quality=90, **save)
-        seeds.append(buffer.getvalue())
-    return [(m, 1 << 20) for seed in seeds for m in _mutations(seed, rng, 40)]
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> dict:
-    """Huge headers and 300 mutations, every backend, strict and lenient: one memory-limited subprocess."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the memory-limited sandbox uses /proc and RLIMIT_AS (Linux)")
-    groups = {"huge": _huge_headers(), "fuzz": _fuzz_cases()}
-    cases = {k: [[d.hex(), m, None] for d, m in v] for k, v in groups.items()}
-    cases["windowed"] = [[d.hex(), m, [4, 6]] for d, m in _windowed_fuzz_cases()]
-    payload = json.dumps(cases)
-    result = subprocess.run(
-        [sys.executable, "-c", _SANDBOX], input=payload, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, f"sandbox crashed (rc {result.returncode}): {result.stderr[-2000:]}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def test_huge_headers_in_memory_limited_subprocess(sandbox) -> None:
-    assert sandbox["huge"]["bad"] == []
-    assert sandbox["huge"]["typed"] > 0
-
-
-def test_mutation_fuzz_only_typed_errors(sandbox) -> None:
-    assert sandbox["fuzz"]["bad"] == [], sandbox["fuzz"]["bad"][:5]
-
-
-def test_windowed_mutation_fuzz_only_typed_errors(sandbox) -> None:
-    assert sandbox["windowed"]["bad"] == [], sandbox["windowed"]["bad"][:5]
-    if "libjpeg" in DECODERS:
-        assert sandbox["windowed"]["ok"] + sandbox["windowed"]["typed"] == 2 * 80
-    assert sandbox["fuzz"]["typed"] > 0 and sandbox["fuzz"]["ok"] > 0
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox reads /proc (Linux)")
+def test_huge_headers_in_memory_limited_subprocess() -> None:
+    cases = [
+        (data, {"backend": backend, "strict": strict, "max_pixels": limit})
+        for data, limit in _huge_headers() for backend in DECODERS for strict in (True, False)
+    ]  # fmt: skip
+    results = run_cases(cases, warm=_jpeg((8, 8)))
+    assert [r for r in results if not (r["outcome"][0] == "ok" or r["outcome"][0].startswith("Jpeg"))] == []
+    assert sum(r["outcome"][0] == "JpegTooLargeError" for r in results) >= 4 * len(DECODERS)
 
 
 def test_header_parse_is_independent_of_the_entropy_data() -> None:

@@ -94,3 +94,44 @@ def test_stored_cifar_statistics_are_those_of_the_bundled_data():
     assert len(names) == 2000
     torch.testing.assert_close(mean, torch.tensor(CIFAR10_DCT_MEAN, dtype=torch.float64), rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(std, torch.tensor(CIFAR10_DCT_STD, dtype=torch.float64), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "normalize_input"),
+    [("dct_resnet18_cifar", True), ("dct_resnet18_late_cifar", False), ("dct_mg_resnet18_cifar", True)],
+)
+def test_dct_data_config_turns_jpeg_files_into_the_models_input(samples, name, normalize_input):
+    """JPEG bytes -> read_dct -> DCTCollate(**dct_data_config(model)) -> model, without naming a layout or a
+    channel count: the config says them, and normalises only where the model does not."""
+    from freqnets.models import dct_data_config, example_input, input_spec
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, y_channels=32, c_channels=16, normalize_input=normalize_input).eval()
+    config = dct_data_config(model)
+    assert (config["y_channels"], config["c_channels"]) == (32, 16)
+    assert (config["normalize"] is None) == normalize_input
+    batch = jpeg.DCTCollate(**config)(samples)
+    inputs = (batch[0],) if config["layout"] == "stacked" else (batch.y, batch.cbcr)
+    spec = input_spec(model)
+    assert [tuple(t.shape[1:]) for t in inputs] == [shape for _, shape in spec.shapes]
+    example = example_input(model, batch_size=3)
+    assert [t.shape for t in (example if isinstance(example, tuple) else (example,))] == [t.shape for t in inputs]
+    logits = model(*inputs)
+    assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+    if not normalize_input:
+        # the collate normalised with the same statistics the normalising twin applies itself
+        twin = timm.create_model(name, y_channels=32, c_channels=16).eval()
+        twin.load_state_dict(model.state_dict(), strict=False)
+        raw = jpeg.DCTCollate(**(config | dict(normalize=None)))(samples)
+        torch.testing.assert_close(twin(raw.y, raw.cbcr), logits, rtol=1e-4, atol=1e-4)
+
+
+def test_input_spec_describes_every_kind_of_input():
+    from freqnets.models import dct_data_config, input_spec
+
+    assert str(input_spec(timm.create_model("oct_resnet18_cifar"))) == "3x32x32"
+    assert str(input_spec(timm.create_model("dct_resnet18", y_channels=8, c_channels=4))) == "dct stacked: x 16x28x28"
+    late = timm.create_model("dct_resnet18_late")
+    assert str(input_spec(late)) == "dct planes: y 64x28x28 + cbcr 128x14x14"
+    with pytest.raises(TypeError, match="resolve_data_config"):
+        dct_data_config(timm.create_model("mg_resnet18_cifar"))

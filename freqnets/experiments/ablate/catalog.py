@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import timm
 import torch
 
+from ...models import example_input, input_spec
 from .measure import count_parameters, dense_macs, executed_macs
 
 
 @dataclass
 class ModelInfo:
+    """One row of ``freqnets models``; ``input`` is :func:`freqnets.models.input_spec` as text
+    (``3x32x32`` for images, ``dct planes: y 64x4x4 + cbcr 128x2x2`` for two-plane DCT models)."""
+
     name: str
-    input_size: tuple[int, ...]
+    input: str
     params: int
     dense_macs: int | None
     executed_macs: int | None
@@ -28,16 +31,6 @@ def freqnets_model_names(contains: str = "") -> list[str]:
         if timm.models.model_entrypoint(name).__module__.startswith("freqnets") and contains in name:
             names.append(name)
     return names
-
-
-def _examples(input_size: tuple[int, ...], device: str):
-    """Inputs to try, batch 1: the cfg's tensor, then the Y/CbCr pair of the DCT-input contract
-    (``y`` with a third of the channels at the cfg grid, ``cbcr`` with the rest at half resolution)."""
-    c, h, w = input_size
-    yield torch.randn(1, c, h, w, device=device)
-    if c % 3 == 0:
-        half = (math.ceil(h / 2), math.ceil(w / 2))
-        yield (torch.randn(1, c // 3, h, w, device=device), torch.randn(1, 2 * c // 3, *half, device=device))
 
 
 def _wrapped(model: torch.nn.Module, example):
@@ -59,16 +52,15 @@ def _measure(name: str, device: str) -> ModelInfo:
     torch.manual_seed(0)
     with torch.device(device):
         model = timm.create_model(name, pretrained=False)
-    input_size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    described = str(input_spec(model))
     params = count_parameters(model)
-    errors = []
-    for example in _examples(input_size, device):
-        module = _wrapped(model, example)
-        try:
-            return ModelInfo(name, input_size, params, dense_macs(module, example), executed_macs(module, example))
-        except (RuntimeError, ValueError, TypeError, NotImplementedError) as error:
-            errors.append(str(error).splitlines()[0])
-    return ModelInfo(name, input_size, params, None, None, f"no forward at the cfg input size: {errors[0]}")
+    example = example_input(model, device=device)
+    module = _wrapped(model, example)
+    try:
+        return ModelInfo(name, described, params, dense_macs(module, example), executed_macs(module, example))
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as error:
+        note = f"no forward at the cfg input size: {str(error).splitlines()[0]}"
+        return ModelInfo(name, described, params, None, None, note)
 
 
 def describe(name: str) -> ModelInfo:
@@ -93,7 +85,7 @@ def catalog_table(contains: str = "") -> str:
         "dense GMACs: as if every convolution were dense; executed GMACs: matmuls and convolutions actually run "
         "(FFTs not counted).",
         "",
-        "| model | input (C, H, W) | params (M) | dense GMACs | executed GMACs | note |",
+        "| model | input (C x H x W per tensor) | params (M) | dense GMACs | executed GMACs | note |",
         "|---|---|---|---|---|---|",
     ]
     for name in freqnets_model_names(contains):
@@ -101,7 +93,7 @@ def catalog_table(contains: str = "") -> str:
         dense = "n/a" if info.dense_macs is None else f"{info.dense_macs / 1e9:.3f}"
         run = "n/a" if info.executed_macs is None else f"{info.executed_macs / 1e9:.3f}"
         lines.append(
-            f"| {name} | {'x'.join(map(str, info.input_size))} | {info.params / 1e6:.2f} | {dense} | {run} "
+            f"| {name} | {info.input} | {info.params / 1e6:.2f} | {dense} | {run} "
             f"| {info.note} |"
         )
     return "\n".join(lines)

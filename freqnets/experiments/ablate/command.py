@@ -98,7 +98,7 @@ def run_ablate_command(args: argparse.Namespace) -> int:
 
 def add_models_command(commands) -> argparse.ArgumentParser:
     """Add ``models`` to the ``freqnets`` subcommands."""
-    parser = commands.add_parser("models", help="list freqnets' timm models with parameters and multiply-adds")
+    parser = commands.add_parser("models", help="list freqnets' timm models: input shapes, parameters, multiply-adds")
     parser.add_argument("--filter", default="", help="only names containing this text")
     parser.set_defaults(handler=run_models_command)
     return parser

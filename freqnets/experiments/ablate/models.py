@@ -8,7 +8,7 @@ import timm
 import torch.nn as nn
 from timm.models.resnet import BasicBlock, ResNet
 
-from ...models._converted import use_cifar_stem
+from ...models import use_cifar_stem
 from ..training import small_cnn
 
 __all__ = ["BUILTIN", "cifar_resnet", "small_cnn"]
