@@ -47,6 +47,28 @@ def next_fast_length(n: int) -> int:
         m += 1
 
 
+#: Storages of the cached plans and DFT matrices, ``(device type, data_ptr) -> count``: every call shares
+#: them and they stay allocated between steps, so memory accounting can tell them from per-step tensors.
+_CONSTANT_STORAGES: dict[tuple[str, int], int] = {}
+
+
+def _storage_keys(value) -> list[tuple[str, int]]:
+    """Storage keys of the tensors in a cached value: a tensor, a tuple of them, or a plan's fields."""
+    if isinstance(value, torch.Tensor):
+        try:
+            return [(value.device.type, value.untyped_storage().data_ptr())]
+        except (NotImplementedError, RuntimeError):  # a functorch wrapper or fake tensor has no storage
+            return []
+    parts = value if isinstance(value, (tuple, list)) else getattr(value, "__dict__", {}).values()
+    return [key for part in parts for key in _storage_keys(part)]
+
+
+def is_cached_constant(t: torch.Tensor) -> bool:
+    """Whether ``t`` lives in the storage of a cached plan or DFT matrix (shared by every call, not per step)."""
+    keys = _storage_keys(t)
+    return bool(keys) and keys[0] in _CONSTANT_STORAGES
+
+
 def _constant(maxsize: int):
     """A cache for plans and DFT matrices that always builds real tensors, also while a caller is traced.
 
@@ -70,8 +92,13 @@ def _constant(maxsize: int):
             finally:
                 torch._C._set_tracing_state(tracing)
             if len(cache) >= maxsize:
-                cache.pop(next(iter(cache)))  # the oldest entry
+                for key in _storage_keys(cache.pop(next(iter(cache)))):  # the oldest entry
+                    _CONSTANT_STORAGES[key] -= 1
+                    if not _CONSTANT_STORAGES[key]:
+                        del _CONSTANT_STORAGES[key]
             cache[args] = value
+            for key in _storage_keys(value):
+                _CONSTANT_STORAGES[key] = _CONSTANT_STORAGES.get(key, 0) + 1
             return value
 
         @functools.wraps(build)
@@ -79,7 +106,14 @@ def _constant(maxsize: int):
             value = cache.get(args)  # the hot path: one dict lookup, no mode switching
             return build_outside_tracing(*args) if value is None else value
 
-        constant.cache_clear = cache.clear
+        def cache_clear() -> None:
+            while cache:
+                for key in _storage_keys(cache.pop(next(iter(cache)))):
+                    _CONSTANT_STORAGES[key] -= 1
+                    if not _CONSTANT_STORAGES[key]:
+                        del _CONSTANT_STORAGES[key]
+
+        constant.cache_clear = cache_clear
         return constant
 
     return decorate
@@ -153,6 +187,37 @@ def make_plan(padded_size: tuple[int, int], rate: float, route: str = "auto") ->
     return SpectralPlan(fft_size, rate, row_freqs, num_cols, kept_index, routes, kept_index.numel())
 
 
+class _OneSidedFFT(torch.autograd.Function):
+    """``torch.fft.rfft`` along the last dim whose backward keeps nothing of the input.
+
+    torch's own ``rfft`` saves its (zero-filled, padded) input for backward, which would undo the
+    band-limited layer's memory saving on the FFT route. The map is linear: the gradient of a real
+    signal ``x`` (length ``n``) from the one-sided spectrum's gradient ``g`` is
+    ``Re(sum_k g_k e^{2 pi i k p / n})``, an unnormalised inverse FFT of ``g`` zero-filled to ``n``.
+    The backward is written in differentiable torch ops, so higher derivatives exist.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft(x, dim=-1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.length = inputs[0].shape[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        full = torch.nn.functional.pad(grad, (0, ctx.length - grad.shape[-1]))
+        return torch.fft.ifft(full, dim=-1, norm="forward").real
+
+
+def one_sided_fft(x: torch.Tensor) -> torch.Tensor:
+    """``torch.fft.rfft(x, dim=-1)``: real ``(..., n)`` -> complex ``(..., n // 2 + 1)``; nothing saved for backward."""
+    return _OneSidedFFT.apply(x)
+
+
 # --- DFT matrices, computed in float64 and cached per device and dtype -------------------------
 
 
@@ -216,7 +281,7 @@ def spectrum(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positio
     else:
         grid = t.new_zeros(*t.shape[:-1], n_w)
         grid[..., cols.as_slice()] = t
-        z = torch.fft.rfft(grid, dim=-1)[..., :f]
+        z = one_sided_fft(grid)[..., :f]
     if n_h > 1:
         if plan.routes[0] == "matmul":
             z = _row_forward(n_h, row_key, rows, t.device, t.dtype) @ z
@@ -338,7 +403,7 @@ def analysis(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positio
     if _is_long_1d(plan):
         grid = t.new_zeros(t.shape[0], plan.fft_size[1])
         grid[:, cols.as_slice()] = t.reshape(t.shape[0], -1)
-        kept = torch.fft.rfft(grid, dim=-1)[:, : plan.num_kept]
+        kept = one_sided_fft(grid)[:, : plan.num_kept]
         return torch.view_as_real(kept).permute(2, 1, 0).contiguous()
     return torch.view_as_real(spectrum(t, plan, rows, cols)).permute(2, 1, 0).contiguous()
 

@@ -136,7 +136,17 @@ class WinogradConv2d(CompressRateState, nn.Conv2d):
                 padding = 0
             else:
                 padding = (top, left)
-        return winograd_conv2d_transformed(x, self.winograd_filters(), self.bias, padding, self.groups, self.m, self.r)
+        device_type = x.device.type
+        if not torch.is_autocast_enabled(device_type):
+            filters = self.winograd_filters()
+            return winograd_conv2d_transformed(x, filters, self.bias, padding, self.groups, self.m, self.r)
+        # Winograd's transforms amplify rounding (F(4, 3)'s points reach 2): they stay in float32 under
+        # autocast, and the output takes the autocast dtype as F.conv2d's does.
+        with torch.autocast(device_type, enabled=False):
+            filters = self.winograd_filters().float()
+            bias = None if self.bias is None else self.bias.float()
+            y = winograd_conv2d_transformed(x.float(), filters, bias, padding, self.groups, self.m, self.r)
+        return y.to(torch.get_autocast_dtype(device_type))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", m={self.m}, compress_rate={self.compress_rate}"

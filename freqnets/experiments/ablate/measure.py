@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ...layers.spectral_plan import is_cached_constant
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -83,11 +85,15 @@ def saved_for_backward_bytes(step_forward) -> int:
 
     ``step_forward`` runs one training forward pass and returns the loss; every tensor
     saved for backward passes through ``torch.autograd.graph.saved_tensors_hooks`` and is
-    counted once per storage (views of one storage count once).
+    counted once per storage (views of one storage count once). The band-limited layers' cached plans
+    and DFT matrices are not counted: every call shares them and they stay allocated between steps
+    (:func:`freqnets.layers.spectral_plan.is_cached_constant`).
     """
     storages: dict[tuple, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
+        if is_cached_constant(t):
+            return t
         storage = t.untyped_storage()
         storages[(t.device.type, storage.data_ptr())] = storage.nbytes()
         return t
