@@ -281,7 +281,7 @@ def test_mutated_files_rejected_alike() -> None:
     _check_mutants(_mutants(150, seed=0))
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_mutated_files_rejected_alike_many() -> None:
     _check_mutants(_mutants(2000, seed=1))
 

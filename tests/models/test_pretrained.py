@@ -21,7 +21,7 @@ SOURCE = {
 }
 # minutes of FFT convolutions on a CPU; SVD and Winograd builds take 5-10 s each until their build speed is fixed
 SLOW = {"bl_resnet50", "bl_densenet121", "svd_resnet18", "wino_resnet18"}
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in SOURCE]
+NAMES = [pytest.param(n, marks=pytest.mark.soak) if n in SLOW else n for n in SOURCE]
 
 
 @pytest.fixture(scope="module")

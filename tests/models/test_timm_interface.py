@@ -66,7 +66,8 @@ def check_cfg(name: str, model: nn.Module, x) -> None:
     # first_conv: the convolutions reading the input; classifier: the head.
     first = [cfg["first_conv"]] if isinstance(cfg["first_conv"], str) else list(cfg["first_conv"])
     convs = [model.get_submodule(n) for n in first]
-    assert all(isinstance(c, nn.Conv2d) for c in convs)
+    # an nn.Conv2d or a domain conv with its drop-in contract (SVDConv2d: weight is the factors' filter bank)
+    assert all(isinstance(c.weight, torch.Tensor) and c.weight.dim() == 4 and c.in_channels for c in convs)
     if name not in DCT_INPUT:
         assert [c.in_channels for c in convs] == [3] == [cfg["input_size"][0]]
     assert model.get_classifier() is model.get_submodule(cfg["classifier"])
@@ -80,7 +81,7 @@ def check_cfg(name: str, model: nn.Module, x) -> None:
 SLOW = {"bl_resnet50", "bl_resnet50_cifar", "bl_densenet121", "bl_densenet121_cifar"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ALL])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.soak) if n in SLOW else n for n in ALL])
 def test_timm_interface(name):
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=5, drop_path_rate=0.5)
