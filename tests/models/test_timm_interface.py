@@ -77,8 +77,9 @@ def check_cfg(name: str, model: nn.Module, x) -> None:
     assert tuple(s // reduction for s in cfg["input_size"][1:]) == tuple(cfg["pool_size"])
 
 
-# The band-limited ResNet-50s and DenseNets take minutes on a CPU (FFT convolutions, many layers).
-SLOW = {"bl_resnet50", "bl_resnet50_cifar", "bl_densenet121", "bl_densenet121_cifar"}
+# The band-limited ResNet-50s and DenseNets take minutes on a CPU (FFT convolutions, many layers); the
+# ImageNet-size SVD and Winograd ResNet-18s repeat their _cifar twins at 7x the pixels. All run under -m soak.
+SLOW = {"bl_resnet50", "bl_resnet50_cifar", "bl_densenet121", "bl_densenet121_cifar", "svd_resnet18", "wino_resnet18"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.soak) if n in SLOW else n for n in ALL])
