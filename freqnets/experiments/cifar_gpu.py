@@ -22,7 +22,6 @@ adds the GPU-resident data, the recipe and the checkpoints.
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 import traceback
@@ -42,6 +41,7 @@ from PIL import Image
 from .._checks import check_rate
 from ..models import CIFAR10_MEAN, CIFAR10_STD, use_cifar_stem
 from . import training
+from .storage import CorruptFile, load_torch, move_aside, read_json, save_torch, write_json
 
 __all__ = [
     "DeviceImages",
@@ -334,11 +334,9 @@ def _checkpoint_path(state_dir: Path, label: str) -> Path:
 
 
 def _save(path: Path, model, optimizer, schedule, state: RunState, recipe: Recipe) -> None:
-    tmp = path.with_suffix(".tmp")
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                "state": asdict(state), "recipe": asdict(recipe)}  # fmt: skip
-    torch.save(payload, tmp)
-    tmp.replace(path)  # a call killed while saving leaves the previous checkpoint whole
+    save_torch(path, payload)  # atomic: a call killed while saving leaves the previous checkpoint whole
 
 
 def train_run(
@@ -382,8 +380,13 @@ def train_run(
     optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
     if rate is not None:  # "auto" named as what runs: "cupy" or "torch"
         state.backend = next(m.resolved_backend for m in model.modules() if hasattr(m, "resolved_backend"))
+    saved = None
     if path.is_file():
-        saved = torch.load(path, map_location=device, weights_only=True)
+        try:
+            saved = load_torch(path, device)
+        except CorruptFile as error:  # as the ablation: named, moved aside, the run starts again
+            move_aside(path, str(error))
+    if saved is not None:
         if saved["recipe"] != asdict(recipe):
             raise ValueError(f"{path} was trained with another recipe ({saved['recipe']}); remove it to restart")
         model.load_state_dict(saved["model"])
@@ -456,8 +459,11 @@ def run_table(
         label = run_label(rate)
         done = state_dir / f"{label}.json"
         if done.is_file():
-            results.append(json.loads(done.read_text()))
-            continue
+            try:
+                results.append(read_json(done))
+                continue
+            except CorruptFile as error:
+                move_aside(done, str(error))
         left = end - time.monotonic()
         if left <= start_reserve:
             results.append({"run": label, "rate": rate, "finished": False, "notes": ["not started: no time left"]})
@@ -468,7 +474,7 @@ def run_table(
             result = {"run": label, "rate": rate, "finished": False, "error": f"{type(error).__name__}: {error}",
                       "traceback": traceback.format_exc(limit=8)}  # fmt: skip
         if result.get("finished"):
-            done.write_text(json.dumps(result, indent=1))
+            write_json(done, result)
         results.append(result)
     return results
 
