@@ -173,6 +173,21 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert split["test_accuracy"] == whole["test_accuracy"]
 
 
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_run_starts_again(tmp_path, capsys):
+    torch.set_num_threads(1)
+    data = _synthetic_sets()
+    recipe = cifar_gpu.Recipe(epochs=2, batch_size=8, width=8, bf16=False)
+    whole = cifar_gpu.train_run(None, data, data, recipe, tmp_path / "whole", 1e9)
+    state = tmp_path / "again"
+    state.mkdir()
+    (state / "conv2d.pt").write_bytes(b"not a checkpoint")
+    again = cifar_gpu.train_run(None, data, data, recipe, state, 1e9)
+    assert "conv2d.pt is corrupt" in capsys.readouterr().err
+    assert (state / "conv2d.pt.corrupt").read_bytes() == b"not a checkpoint"
+    assert again["finished"] and again["epochs_done"] == 2
+    assert again["test_accuracy"] == whole["test_accuracy"]  # seeded: the same run as one never interrupted
+
+
 def test_training_batches_are_reflect_padded_crops_and_flips():
     generator = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=generator)
