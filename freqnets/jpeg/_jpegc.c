@@ -85,8 +85,9 @@ struct window_source {
  * coefficient past index 63 (sequential) or past the scan's spectral band (progressive first and
  * refinement scans) is written to the last coefficient, and data bytes left over after a scan's last
  * MCU are skipped silently when they were already in the bit buffer. This decoder replaces libjpeg's
- * decode_mcu for Huffman-coded files (libjpeg's start_pass still runs first for every scan, so its
- * checks of the scan parameters, the tables and the progression stay in force) and reports each of
+ * decode_mcu for Huffman-coded files (for progressive scans libjpeg's start_pass still runs first, so its
+ * checks of the scan parameters, the tables and the progression stay in force; for sequential scans the
+ * same checks run here, see fq_start_pass) and reports each of
  * those conditions as a warning, with the Python reference decoder's wording and semantics: after a
  * corrupt MCU the rest of its restart interval is left zero. Valid files decode to exactly libjpeg's
  * coefficients (tested against both other backends).
@@ -169,7 +170,28 @@ struct fq_cached {
 static __thread struct fq_cached fq_cache[FQ_CACHE_SIZE];
 static __thread unsigned long fq_clock;
 
-static const struct fq_huff *fq_table(const JHUFF_TBL *table, int is_ac) {
+/* libjpeg's checks of a Huffman table (those of jpeg_make_d_derived_tbl, with its errors), for the
+ * sequential scans whose libjpeg start_pass is skipped (fq_start_pass): at most 256 symbols, codes that fit
+ * their lengths without the all-ones code, DC symbols (magnitude categories) 0..15. */
+static void fq_check_table(j_decompress_ptr cinfo, const JHUFF_TBL *table, int is_ac, int n_symbols) {
+    long code = 0;
+    int count = 0;
+    for (int l = 1; l <= 16; l++) {
+        count += table->bits[l];
+        code += table->bits[l];
+        if (count > 256 || code >= (1L << l)) {
+            ERREXIT(cinfo, JERR_BAD_HUFF_TABLE);
+        }
+        code <<= 1;
+    }
+    for (int i = 0; !is_ac && i < n_symbols; i++) {
+        if (table->huffval[i] > 15) {
+            ERREXIT(cinfo, JERR_BAD_HUFF_TABLE);
+        }
+    }
+}
+
+static const struct fq_huff *fq_table(j_decompress_ptr cinfo, const JHUFF_TBL *table, int is_ac) {
     int n_symbols = 0;
     for (int l = 1; l <= 16; l++) {
         n_symbols += table->bits[l];
@@ -187,6 +209,8 @@ static const struct fq_huff *fq_table(const JHUFF_TBL *table, int is_ac) {
             oldest = c;
         }
     }
+    /* only checked tables enter the cache (an error longjmps out before anything is stored) */
+    fq_check_table(cinfo, table, is_ac, n_symbols);
     /* a scan uses at most 8 tables, all looked up at its start: evicting the oldest never hits one in use */
     oldest->stamp = ++fq_clock;
     oldest->is_ac = is_ac;
@@ -206,6 +230,7 @@ struct session {
     unsigned long long max_bytes; /* 0: no limit (see check_budget) */
     int has_outs, dh, dv;
     jvirt_barray_ptr *arrays;
+    void (*libjpeg_start_input_pass)(j_decompress_ptr); /* see session_start_input_pass */
     int created;
     int has_windows;
     long windows[FQ_MAX_COMPONENTS][4]; /* per component: first row, first column, rows, columns */
@@ -640,7 +665,7 @@ static boolean fq_decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data) {
     return TRUE;
 }
 
-/* Per scan: libjpeg's own start_pass (scan parameter, table and progression checks), then ours. */
+/* Per scan, after the checks of fq_start_pass: our decoder's state for the scan. */
 static void fq_scan_setup(j_decompress_ptr cinfo, struct fq_entropy *e) {
     const int dc_first = cinfo->Ss == 0 && cinfo->Ah == 0, dc_refine = cinfo->Ss == 0 && cinfo->Ah != 0;
     if (!cinfo->progressive_mode) {
@@ -656,8 +681,8 @@ static void fq_scan_setup(j_decompress_ptr cinfo, struct fq_entropy *e) {
         const jpeg_component_info *comp = cinfo->cur_comp_info[slot];
         e->slot[b] = slot;
         /* libjpeg's start_pass checked the table numbers and the tables this scan uses */
-        e->dc[b] = need_dc ? fq_table(cinfo->dc_huff_tbl_ptrs[comp->dc_tbl_no], 0) : NULL;
-        e->ac[b] = need_ac && cinfo->Se > 0 ? fq_table(cinfo->ac_huff_tbl_ptrs[comp->ac_tbl_no], 1) : NULL;
+        e->dc[b] = need_dc ? fq_table(cinfo, cinfo->dc_huff_tbl_ptrs[comp->dc_tbl_no], 0) : NULL;
+        e->ac[b] = need_ac && cinfo->Se > 0 ? fq_table(cinfo, cinfo->ac_huff_tbl_ptrs[comp->ac_tbl_no], 1) : NULL;
     }
     for (int i = 0; i < MAX_COMPS_IN_SCAN; i++) {
         e->pred[i] = 0;
@@ -671,22 +696,47 @@ static void fq_scan_setup(j_decompress_ptr cinfo, struct fq_entropy *e) {
     cinfo->entropy->decode_mcu = fq_decode_mcu;
 }
 
+/* The table lookup of a sequential scan with libjpeg's checks: the table number in range and defined. */
+static void fq_check_defined(j_decompress_ptr cinfo, int tblno, int is_ac) {
+    const JHUFF_TBL *table = NULL;
+    if (tblno >= 0 && tblno < NUM_HUFF_TBLS) {
+        table = is_ac ? cinfo->ac_huff_tbl_ptrs[tblno] : cinfo->dc_huff_tbl_ptrs[tblno];
+    }
+    if (table == NULL) {
+        ERREXIT1(cinfo, JERR_NO_HUFF_TABLE, tblno);
+    }
+    (void)fq_table(cinfo, table, is_ac); /* checks the table's contents when it is not cached yet */
+}
+
+/* Per scan. Progressive scans: libjpeg's own start_pass first (progression checks, the coef_bits it keeps).
+ * Sequential scans: libjpeg's start_pass only checks and then builds lookup tables for its own decoder, which
+ * never runs (on a CIFAR-sized file that costs a fifth of the read): the same checks here, with the same
+ * warning and errors, and our cached tables. */
 static void fq_start_pass(j_decompress_ptr cinfo) {
     struct fq_entropy *e = fq_state(cinfo);
-    (*e->libjpeg_start_pass)(cinfo);
+    if (cinfo->progressive_mode) {
+        (*e->libjpeg_start_pass)(cinfo);
+    } else {
+        if (cinfo->Ss != 0 || cinfo->Se != DCTSIZE2 - 1 || cinfo->Ah != 0 || cinfo->Al != 0) {
+            WARNMS(cinfo, JWRN_NOT_SEQUENTIAL);
+        }
+        for (int ci = 0; ci < cinfo->comps_in_scan; ci++) {
+            fq_check_defined(cinfo, cinfo->cur_comp_info[ci]->dc_tbl_no, 0);
+            fq_check_defined(cinfo, cinfo->cur_comp_info[ci]->ac_tbl_no, 1);
+        }
+    }
     fq_scan_setup(cinfo, e);
 }
 
-/* Take over libjpeg's Huffman decoder once jpeg_read_coefficients has created it and started the first
- * scan (called from the progress monitor before any entropy-coded data is read). Arithmetic-coded files
- * keep libjpeg's decoder, which reports its damage itself. */
+/* Take over libjpeg's Huffman decoder once jpeg_read_coefficients has created it, before it starts the first
+ * scan (session_start_input_pass). Arithmetic-coded files keep libjpeg's decoder, which reports its damage
+ * itself. */
 static void fq_install(j_decompress_ptr cinfo, struct fq_entropy *e) {
     if (cinfo->arith_code || cinfo->entropy == NULL) {
         return;
     }
     e->libjpeg_start_pass = cinfo->entropy->start_pass;
     cinfo->entropy->start_pass = fq_start_pass;
-    fq_scan_setup(cinfo, e);
 }
 
 static const JOCTET fake_eoi[2] = {0xFF, JPEG_EOI};
@@ -711,11 +761,10 @@ static boolean window_fill_input_buffer(j_decompress_ptr cinfo) {
     return TRUE;
 }
 
-/* Before every iMCU row of jpeg_read_coefficients (the entropy decoder reloads its input position from
- * cinfo->src for every MCU): takes over the Huffman decoder at the first call, then ends the data after
- * a window's last row. */
-static void session_progress(j_common_ptr common) {
-    j_decompress_ptr cinfo = (j_decompress_ptr)common;
+/* jpeg_read_coefficients creates the entropy decoder, then starts the first scan through the input
+ * controller's start_input_pass (later scans start inside libjpeg and call the entropy decoder's start_pass
+ * directly): hooked there, our Huffman decoder takes over before any scan starts. */
+static void session_start_input_pass(j_decompress_ptr cinfo) {
     struct session *s = (struct session *)cinfo;
     if (!s->entropy.installed) {
         s->entropy.installed = 1;
@@ -723,6 +772,14 @@ static void session_progress(j_common_ptr common) {
             fq_install(cinfo, &s->entropy);
         }
     }
+    (*s->libjpeg_start_input_pass)(cinfo);
+}
+
+/* Before every iMCU row of jpeg_read_coefficients (the entropy decoder reloads its input position from
+ * cinfo->src for every MCU): ends the data after a window's last row. */
+static void session_progress(j_common_ptr common) {
+    j_decompress_ptr cinfo = (j_decompress_ptr)common;
+    struct session *s = (struct session *)cinfo;
     if (!s->has_windows) {
         return;
     }
@@ -892,8 +949,10 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
     } else {
         jpeg_mem_src(&s->cinfo, data, size);
     }
-    s->source.progress.progress_monitor = session_progress;
-    s->cinfo.progress = &s->source.progress;
+    if (s->has_windows) { /* the monitor only ends a window's data early */
+        s->source.progress.progress_monitor = session_progress;
+        s->cinfo.progress = &s->source.progress;
+    }
     jpeg_read_header(&s->cinfo, TRUE);
     if (s->cinfo.num_components > FQ_MAX_COMPONENTS || s->cinfo.data_precision != 8) {
         snprintf(s->err.error, sizeof s->err.error, "unsupported JPEG (%d components, %d-bit)",
@@ -903,6 +962,8 @@ static int decode_coefficients(struct session *s, const unsigned char *data, uns
     if (!check_budget(s) || (s->err.strict && !first_scan_fits(s))) {
         return 0;
     }
+    s->libjpeg_start_input_pass = s->cinfo.inputctl->start_input_pass;
+    s->cinfo.inputctl->start_input_pass = session_start_input_pass;
     if (s->has_windows) {
         /* the windows must lie in the block grids; the last iMCU row any of them needs */
         long last = 0;
@@ -1284,6 +1345,97 @@ static int out_fits(const struct given_outs *g, int ci, long rows, long cols, st
     return 1;
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * DLPack output (read_coefficients(..., dlpack=True)): each plane in a buffer of its own, handed to the caller
+ * as a DLPack capsule ("dltensor", the unversioned C ABI of dlpack.h, declared here) that torch.from_dlpack
+ * turns into a tensor owning the buffer without a copy. One call then makes each tensor, where a bytearray
+ * takes NumPy and torch wrappers (on a CIFAR-sized file those cost as much as decoding it).
+ * --------------------------------------------------------------------------------------------------- */
+
+struct fq_dl_device {
+    int32_t device_type; /* kDLCPU = 1 */
+    int32_t device_id;
+};
+struct fq_dl_dtype {
+    uint8_t code; /* kDLInt = 0, kDLFloat = 2 */
+    uint8_t bits;
+    uint16_t lanes;
+};
+struct fq_dl_tensor {
+    void *data;
+    struct fq_dl_device device;
+    int32_t ndim;
+    struct fq_dl_dtype dtype;
+    int64_t *shape;
+    int64_t *strides; /* in elements */
+    uint64_t byte_offset;
+};
+struct fq_dl_managed {
+    struct fq_dl_tensor dl_tensor;
+    void *manager_ctx;
+    void (*deleter)(struct fq_dl_managed *self);
+};
+/* one allocation: the managed tensor, its shape and strides, then the data (64-byte aligned) */
+struct fq_dl_block {
+    struct fq_dl_managed managed;
+    int64_t shape[3], strides[3];
+    void *allocation;
+};
+
+static void fq_dl_delete(struct fq_dl_managed *self) { free(((struct fq_dl_block *)self)->allocation); }
+
+/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). */
+static void fq_dl_capsule_free(PyObject *capsule) {
+    if (PyCapsule_IsValid(capsule, "dltensor")) {
+        struct fq_dl_managed *m = PyCapsule_GetPointer(capsule, "dltensor");
+        if (m != NULL && m->deleter != NULL) {
+            m->deleter(m);
+        }
+    } else {
+        PyErr_Clear(); /* IsValid sets no error; GetPointer is not called on a consumed capsule */
+    }
+}
+
+/* A new C-contiguous CPU tensor of ndim (1..3) dims, its data uninitialised: the capsule, and *data set to
+ * its buffer; NULL with MemoryError. code/bits: the DLPack dtype (float32: 2/32, int32: 0/32). */
+static PyObject *fq_dl_new(int ndim, const int64_t *shape, uint8_t code, uint8_t bits, void **data) {
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++) {
+        count *= (size_t)shape[i];
+    }
+    const size_t head = (sizeof(struct fq_dl_block) + 63) / 64 * 64;
+    void *allocation = malloc(head + (count > 0 ? count : 1) * (bits / 8) + 64);
+    if (allocation == NULL) {
+        return PyErr_NoMemory();
+    }
+    struct fq_dl_block *block = allocation;
+    memset(block, 0, sizeof *block);
+    block->allocation = allocation;
+    int64_t stride = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        block->shape[i] = shape[i];
+        block->strides[i] = stride;
+        stride *= shape[i];
+    }
+    struct fq_dl_tensor *t = &block->managed.dl_tensor;
+    t->data = (char *)allocation + head;
+    t->device.device_type = 1;
+    t->ndim = ndim;
+    t->dtype.code = code;
+    t->dtype.bits = bits;
+    t->dtype.lanes = 1;
+    t->shape = block->shape;
+    t->strides = block->strides;
+    block->managed.deleter = fq_dl_delete;
+    PyObject *capsule = PyCapsule_New(&block->managed, "dltensor", fq_dl_capsule_free);
+    if (capsule == NULL) {
+        free(allocation);
+        return NULL;
+    }
+    *data = t->data;
+    return capsule;
+}
+
 PyDoc_STRVAR(read_coefficients_doc,
              "read_coefficients(data, max_memory, max_scans, zigzag, windows=None, downsample=None, outs=None, *,\n"
              "                  strict=False, max_bytes=0, libjpeg_huffman=False)\n"
@@ -1306,24 +1458,27 @@ PyDoc_STRVAR(read_coefficients_doc,
              "message starts with 'over max_bytes:'.\n"
              "libjpeg_huffman: decode with libjpeg's own Huffman decoder instead of this module's strict one (which\n"
              "also reports coefficient runs past the block or the spectral band and data left over in a segment).\n"
+             "dlpack: without outs, each plane is a DLPack capsule of a float32 (64, rows, columns) tensor instead of\n"
+             "a bytearray (torch.from_dlpack takes it without a copy), and quant_tables a capsule of int32\n"
+             "(n_components, 64).\n"
              "Raises RuntimeError(message, warnings) on a fatal libjpeg error.");
 
 static PyObject *read_coefficients(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *keywords[] = {"data",   "max_memory", "max_scans",       "zigzag", "windows", "downsample",
-                               "outs",   "strict",     "max_bytes",       "libjpeg_huffman",   NULL};
+                               "outs",   "strict",     "max_bytes",       "libjpeg_huffman",   "dlpack", NULL};
     Py_buffer buffer;
     unsigned long long max_memory, max_bytes = 0;
     long max_scans;
-    int zigzag, strict = 0, libjpeg_huffman = 0;
+    int zigzag, strict = 0, libjpeg_huffman = 0, dlpack = 0;
     PyObject *window_arg = Py_None, *down_arg = Py_None, *outs_arg = Py_None;
     long windows[FQ_MAX_COMPONENTS][4] = {{0}};
     int n_windows = 0;
     int dh = 1, dv = 1;
     float kernel[8 * 16];
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Klp|OOO$pKp", keywords, &buffer, &max_memory, &max_scans,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Klp|OOO$pKpp", keywords, &buffer, &max_memory, &max_scans,
                                      &zigzag, &window_arg, &down_arg, &outs_arg, &strict, &max_bytes,
-                                     &libjpeg_huffman)) {
+                                     &libjpeg_huffman, &dlpack)) {
         return NULL;
     }
     if (down_arg != Py_None) {
@@ -1454,13 +1609,20 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args, PyObject *kwa
         struct plane_out o;
         if (outs_arg == Py_None) {
             Py_ssize_t size = (Py_ssize_t)out_rows * out_cols * DCTSIZE2 * sizeof(float);
-            data = PyByteArray_FromStringAndSize(NULL, size);
+            if (dlpack) {
+                const int64_t shape[3] = {DCTSIZE2, out_rows, out_cols};
+                void *buf = NULL;
+                data = fq_dl_new(3, shape, 2, 32, &buf);
+                o.base = buf;
+            } else {
+                data = PyByteArray_FromStringAndSize(NULL, size);
+                o.base = data != NULL ? (float *)PyByteArray_AS_STRING(data) : NULL;
+            }
             if (data == NULL) {
                 Py_DECREF(planes);
                 close_session(s);
                 return NULL;
             }
-            o.base = (float *)PyByteArray_AS_STRING(data);
             o.plane_stride = (size_t)out_rows * (size_t)out_cols;
             o.row_stride = (size_t)out_cols;
             o.channels = DCTSIZE2;
@@ -1496,7 +1658,17 @@ static PyObject *read_coefficients(PyObject *self, PyObject *args, PyObject *kwa
         release_outs(&given);
     }
     PyObject *warnings = warnings_list(s);
-    PyObject *tables = PyBytes_FromStringAndSize((const char *)quant, (Py_ssize_t)n * DCTSIZE2 * sizeof(UINT16));
+    PyObject *tables;
+    if (dlpack && outs_arg == Py_None) {
+        const int64_t shape[2] = {n, DCTSIZE2};
+        void *buf = NULL;
+        tables = fq_dl_new(2, shape, 0, 32, &buf);
+        for (int k = 0; tables != NULL && k < n * DCTSIZE2; k++) {
+            ((int32_t *)buf)[k] = quant[k];
+        }
+    } else {
+        tables = PyBytes_FromStringAndSize((const char *)quant, (Py_ssize_t)n * DCTSIZE2 * sizeof(UINT16));
+    }
     close_session(s);
     if (warnings == NULL || tables == NULL) {
         Py_XDECREF(warnings);
@@ -1766,10 +1938,364 @@ static PyObject *read_batch(PyObject *self, PyObject *args, PyObject *kwargs) {
     return results;
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * Planned batches (DCTReadCollate): the per-file work of a batch without Python. Files of a data set share
+ * a few distinct headers; for each, Python computes once a plan (where its planes go in a sample of the
+ * batch, the block windows, the chroma downsampling, the budget figures of freqnets/jpeg/budget.py), and
+ * C finds each file's plan by its header bytes (match_headers) and then, on several threads without the
+ * GIL, checks the file's own limits, decodes it and writes it into its slot (read_planned).
+ * --------------------------------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(match_headers_doc,
+             "match_headers(datas, prefixes) -> [index of the prefix each file starts with, or -1]\n\n"
+             "datas: bytes objects; prefixes: bytes (whole headers, SOI to the end of the first SOS segment). A file\n"
+             "starting with exactly a header's bytes has exactly that header (the parser reads nothing else).");
+
+static PyObject *match_headers(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *datas_arg, *prefixes_arg;
+    if (!PyArg_ParseTuple(args, "OO", &datas_arg, &prefixes_arg)) {
+        return NULL;
+    }
+    PyObject *datas = PySequence_Tuple(datas_arg);
+    PyObject *prefixes = datas != NULL ? PySequence_Tuple(prefixes_arg) : NULL;
+    PyObject *result = prefixes != NULL ? PyList_New(PyTuple_GET_SIZE(datas)) : NULL;
+    const Py_ssize_t n_prefixes = prefixes != NULL ? PyTuple_GET_SIZE(prefixes) : 0;
+    for (Py_ssize_t k = 0; result != NULL && k < n_prefixes; k++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(prefixes, k))) {
+            PyErr_SetString(PyExc_TypeError, "match_headers: prefixes must be bytes");
+            Py_CLEAR(result);
+        }
+    }
+    Py_ssize_t last = 0; /* files of a batch mostly share one header: try the last match first */
+    for (Py_ssize_t i = 0; result != NULL && i < PyTuple_GET_SIZE(datas); i++) {
+        PyObject *data = PyTuple_GET_ITEM(datas, i);
+        if (!PyBytes_Check(data)) {
+            PyErr_SetString(PyExc_TypeError, "match_headers: datas must be bytes");
+            Py_CLEAR(result);
+            break;
+        }
+        const Py_ssize_t size = PyBytes_GET_SIZE(data);
+        long found = -1;
+        for (Py_ssize_t j = 0; j < n_prefixes && found < 0; j++) {
+            const Py_ssize_t k = (last + j) % n_prefixes;
+            PyObject *prefix = PyTuple_GET_ITEM(prefixes, k);
+            const Py_ssize_t length = PyBytes_GET_SIZE(prefix);
+            if (length <= size && memcmp(PyBytes_AS_STRING(data), PyBytes_AS_STRING(prefix), (size_t)length) == 0) {
+                found = (long)k;
+                last = k;
+            }
+        }
+        PyObject *value = PyLong_FromLong(found);
+        if (value == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, value);
+    }
+    Py_XDECREF(datas);
+    Py_XDECREF(prefixes);
+    return result;
+}
+
+struct planned_out {
+    int buffer; /* 0: the luma batch, 1: the chroma batch */
+    Py_ssize_t offset, channels, plane_stride, row_stride; /* in floats, within one sample */
+    long rows, cols;                                       /* the plane libjpeg must return */
+};
+
+struct plan {
+    unsigned long long max_memory;
+    int has_windows, n_components, dh, dv;
+    long windows[FQ_MAX_COMPONENTS][4];
+    struct planned_out outs[FQ_MAX_COMPONENTS];
+    Py_ssize_t data_start;
+    unsigned long long first_scan_bits, blocks;
+};
+
+struct planned_batch {
+    const unsigned char **data;
+    Py_ssize_t *size;
+    const long *index; /* the plan of each file, -1: none */
+    signed char *status;
+    Py_ssize_t n_files, next;
+    const struct plan *plans;
+    float *base[2];
+    Py_ssize_t sample[2]; /* floats of one sample in each batch buffer */
+    long max_scans;
+    int zigzag;
+    unsigned long long work_allowance, work_per_byte;
+    float kernel[8 * 16];
+};
+
+/* One file: 0 when decoded and written, 1 when the general path must read it (a limit reached, an error, a
+ * corrupt-data warning, an unexpected grid: the general path reports or recovers exactly). */
+static int run_planned(const struct planned_batch *b, Py_ssize_t i) {
+    const struct plan *p = &b->plans[b->index[i]];
+    const unsigned char *data = b->data[i];
+    const Py_ssize_t size = b->size[i];
+    /* budget.check_read's figures that depend on the file: too short for the first scan (refused, or read
+     * with the general path's lower limit), more scans x blocks than the file's size allows */
+    if (size < p->data_start || 8ULL * (unsigned long long)(size - p->data_start) < p->first_scan_bits) {
+        return 1;
+    }
+    unsigned long long scans = 1;
+    for (const unsigned char *q = data + p->data_start, *end = data + size; q + 1 < end; q++) {
+        q = memchr(q, 0xFF, (size_t)(end - q - 1));
+        if (q == NULL) {
+            break;
+        }
+        scans += q[1] == 0xDA;
+    }
+    if (scans * p->blocks > b->work_allowance + b->work_per_byte * (unsigned long long)size) {
+        return 1;
+    }
+    struct session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return 1;
+    }
+    s->err.max_scans = b->max_scans;
+    s->err.strict = 1;
+    s->has_outs = 1;
+    s->dh = p->dh;
+    s->dv = p->dv;
+    if (p->has_windows) {
+        s->has_windows = 1;
+        memcpy(s->windows, p->windows, sizeof s->windows);
+    }
+    int ok = decode_coefficients(s, data, (unsigned long)size, (unsigned long)p->max_memory) &&
+             s->cinfo.num_components == p->n_components && s->err.n_warnings == 0;
+    const int down = p->dh > 1 || p->dv > 1;
+    long windows[FQ_MAX_COMPONENTS][4];
+    for (int ci = 0; ok && ci < p->n_components; ci++) {
+        if (p->has_windows) {
+            memcpy(windows[ci], p->windows[ci], sizeof windows[ci]);
+        } else {
+            windows[ci][0] = windows[ci][1] = 0;
+            windows[ci][2] = (long)s->cinfo.comp_info[ci].height_in_blocks;
+            windows[ci][3] = (long)s->cinfo.comp_info[ci].width_in_blocks;
+        }
+        const long rows = ci > 0 && down ? (windows[ci][2] + p->dv - 1) / p->dv : windows[ci][2];
+        const long cols = ci > 0 && down ? (windows[ci][3] + p->dh - 1) / p->dh : windows[ci][3];
+        ok = rows == p->outs[ci].rows && cols == p->outs[ci].cols;
+    }
+    for (int ci = 0; ok && ci < p->n_components; ci++) {
+        const struct planned_out *po = &p->outs[ci];
+        if (po->channels == 0) {
+            continue;
+        }
+        struct plane_out o;
+        o.base = b->base[po->buffer] + i * b->sample[po->buffer] + po->offset;
+        o.plane_stride = (size_t)po->plane_stride;
+        o.row_stride = (size_t)po->row_stride;
+        o.channels = (int)po->channels;
+        ok = ci > 0 && down ? write_plane_downsampled(s, ci, &o, b->zigzag, windows[ci], p->dh, p->dv, b->kernel)
+                            : write_plane(s, ci, &o, b->zigzag, windows[ci]);
+    }
+    ok = ok && s->err.n_warnings == 0;
+    close_session(s);
+    return ok ? 0 : 1;
+}
+
+static void *planned_worker(void *arg) {
+    struct planned_batch *b = arg;
+    for (;;) {
+        const Py_ssize_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->n_files) {
+            return NULL;
+        }
+        b->status[i] = b->index[i] < 0 ? -1 : (signed char)run_planned(b, i);
+    }
+}
+
+/* plan: (max_memory, windows or None, dh, dv, outs, data_start, first_scan_bits, blocks), outs one
+ * (buffer, offset, channels, plane_stride, row_stride, rows, cols) per component; every element a plan
+ * writes must lie inside one sample of its buffer. 0 with an exception otherwise. */
+static int parse_plan(PyObject *arg, struct plan *p, const Py_ssize_t sample[2]) {
+    PyObject *item = PySequence_Tuple(arg);
+    PyObject *window_arg, *outs_arg;
+    if (item == NULL || !PyArg_ParseTuple(item, "KOiiOnKK", &p->max_memory, &window_arg, &p->dh, &p->dv, &outs_arg,
+                                          &p->data_start, &p->first_scan_bits, &p->blocks)) {
+        Py_XDECREF(item);
+        return 0;
+    }
+    int ok = (p->dh == 1 || p->dh == 2) && (p->dv == 1 || p->dv == 2) && p->data_start >= 0;
+    PyObject *outs = ok ? PySequence_Tuple(outs_arg) : NULL;
+    ok = outs != NULL && PyTuple_GET_SIZE(outs) >= 1 && PyTuple_GET_SIZE(outs) <= FQ_MAX_COMPONENTS;
+    p->n_components = ok ? (int)PyTuple_GET_SIZE(outs) : 0;
+    for (int ci = 0; ok && ci < p->n_components; ci++) {
+        struct planned_out *o = &p->outs[ci];
+        PyObject *entry = PySequence_Tuple(PyTuple_GET_ITEM(outs, ci));
+        ok = entry != NULL && PyArg_ParseTuple(entry, "innnnll", &o->buffer, &o->offset, &o->channels,
+                                               &o->plane_stride, &o->row_stride, &o->rows, &o->cols);
+        Py_XDECREF(entry);
+        if (!ok) {
+            break;
+        }
+        const Py_ssize_t limit = (Py_ssize_t)1 << 40;
+        ok = (o->buffer == 0 || o->buffer == 1) && o->offset >= 0 && o->channels >= 0 && o->channels <= DCTSIZE2 &&
+             o->plane_stride >= 0 && o->row_stride >= 0 && o->rows >= 1 && o->cols >= 1 && o->rows <= (1L << 20) &&
+             o->cols <= (1L << 20) && o->offset < limit && o->plane_stride < limit && o->row_stride < limit;
+        if (ok && o->channels > 0) {
+            const Py_ssize_t last = o->offset + (o->channels - 1) * o->plane_stride +
+                                    ((Py_ssize_t)o->rows - 1) * o->row_stride + ((Py_ssize_t)o->cols - 1);
+            ok = last < sample[o->buffer];
+        }
+    }
+    Py_XDECREF(outs);
+    p->has_windows = 0;
+    if (ok && window_arg != Py_None) {
+        PyObject *seq = PySequence_Tuple(window_arg);
+        ok = seq != NULL && PyTuple_GET_SIZE(seq) == p->n_components;
+        for (Py_ssize_t i = 0; ok && i < PyTuple_GET_SIZE(seq); i++) {
+            PyObject *w = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+            long *wd = p->windows[i];
+            ok = w != NULL && PyArg_ParseTuple(w, "llll", &wd[0], &wd[1], &wd[2], &wd[3]);
+            Py_XDECREF(w);
+        }
+        Py_XDECREF(seq);
+        p->has_windows = ok;
+    }
+    Py_DECREF(item);
+    if (!ok && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "read_planned: a plan with bad factors, windows or outputs (outside a sample)");
+    }
+    return ok;
+}
+
+PyDoc_STRVAR(read_planned_doc,
+             "read_planned(datas, indices, plans, y, cbcr, y_sample, c_sample, threads, max_scans, zigzag, kernel,\n"
+             "             work_allowance, work_per_byte) -> [status per file]\n\n"
+             "Decodes file i (bytes) with plans[indices[i]] (-1: none, status -1) on `threads` threads without the\n"
+             "GIL, into sample i of the writable float32 buffers y and cbcr (y_sample, c_sample floats per sample),\n"
+             "strictly. Status 0: written; 1: the file needs the general path (over the work or first-scan limits,\n"
+             "an error, a corrupt-data warning, an unexpected grid). A plan: (max_memory, windows or None, dh, dv,\n"
+             "outs, data_start, first_scan_bits, blocks), outs per component (buffer 0/1, offset, channels,\n"
+             "plane_stride, row_stride, rows, cols) within a sample. kernel: as read_coefficients' downsample.");
+
+static PyObject *read_planned(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *datas_arg, *indices_arg, *plans_arg, *y_arg, *c_arg;
+    Py_buffer kbuf;
+    int threads;
+    struct planned_batch b = {0};
+    if (!PyArg_ParseTuple(args, "OOOOOnnilpy*KK", &datas_arg, &indices_arg, &plans_arg, &y_arg, &c_arg, &b.sample[0],
+                          &b.sample[1], &threads, &b.max_scans, &b.zigzag, &kbuf, &b.work_allowance,
+                          &b.work_per_byte)) {
+        return NULL;
+    }
+    int kernel_ok = kbuf.len == (Py_ssize_t)sizeof b.kernel;
+    if (kernel_ok) {
+        memcpy(b.kernel, kbuf.buf, sizeof b.kernel);
+    }
+    PyBuffer_Release(&kbuf);
+    if (!kernel_ok || threads < 1 || threads > 256 || b.sample[0] < 0 || b.sample[1] < 0) {
+        PyErr_SetString(PyExc_ValueError, "read_planned: kernel of 512 bytes, threads in 1..256, samples >= 0");
+        return NULL;
+    }
+    Py_buffer views[2];
+    if (!get_float_buffer(y_arg, &views[0])) {
+        return NULL;
+    }
+    if (!get_float_buffer(c_arg, &views[1])) {
+        PyBuffer_Release(&views[0]);
+        return NULL;
+    }
+    PyObject *datas = PySequence_Tuple(datas_arg);
+    PyObject *indices = datas != NULL ? PySequence_Tuple(indices_arg) : NULL;
+    PyObject *plans = indices != NULL ? PySequence_Tuple(plans_arg) : NULL;
+    PyObject *result = NULL;
+    struct plan *parsed = NULL;
+    void *arrays = NULL;
+    if (plans == NULL) {
+        goto done;
+    }
+    b.n_files = PyTuple_GET_SIZE(datas);
+    const Py_ssize_t n_plans = PyTuple_GET_SIZE(plans);
+    if (PyTuple_GET_SIZE(indices) != b.n_files) {
+        PyErr_SetString(PyExc_ValueError, "read_planned: one plan index per file");
+        goto done;
+    }
+    for (int k = 0; k < 2; k++) {
+        const Py_ssize_t floats = views[k].len / (Py_ssize_t)sizeof(float);
+        if (b.sample[k] > 0 && b.n_files > floats / b.sample[k]) {
+            PyErr_SetString(PyExc_ValueError, "read_planned: the batch buffers hold fewer samples than files");
+            goto done;
+        }
+        b.base[k] = views[k].buf;
+    }
+    parsed = PyMem_Calloc((size_t)(n_plans > 0 ? n_plans : 1), sizeof *parsed);
+    arrays = PyMem_Calloc((size_t)(b.n_files > 0 ? b.n_files : 1),
+                          sizeof(unsigned char *) + sizeof(Py_ssize_t) + sizeof(long) + 1);
+    if (parsed == NULL || arrays == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n_plans; k++) {
+        if (!parse_plan(PyTuple_GET_ITEM(plans, k), &parsed[k], b.sample)) {
+            goto done;
+        }
+    }
+    b.plans = parsed;
+    b.data = arrays;
+    b.size = (Py_ssize_t *)(b.data + b.n_files);
+    long *index = (long *)(b.size + b.n_files);
+    b.index = index;
+    b.status = (signed char *)(index + b.n_files);
+    for (Py_ssize_t i = 0; i < b.n_files; i++) {
+        PyObject *data = PyTuple_GET_ITEM(datas, i);
+        index[i] = PyLong_AsLong(PyTuple_GET_ITEM(indices, i));
+        if (index[i] == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        if (!PyBytes_Check(data) || index[i] < -1 || index[i] >= n_plans) {
+            PyErr_SetString(PyExc_ValueError, "read_planned: files must be bytes, indices -1 or a plan's");
+            goto done;
+        }
+        /* the tuple holds the bytes objects (immutable) until the end of the call */
+        b.data[i] = (const unsigned char *)PyBytes_AS_STRING(data);
+        b.size[i] = PyBytes_GET_SIZE(data);
+    }
+    const int n_threads = (Py_ssize_t)threads < b.n_files ? threads : (int)(b.n_files > 0 ? b.n_files : 1);
+    pthread_t pool[256];
+    int started = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int t = 1; t < n_threads; t++) {
+        if (pthread_create(&pool[started], NULL, planned_worker, &b) == 0) {
+            started++;
+        }
+    }
+    planned_worker(&b);
+    for (int t = 0; t < started; t++) {
+        pthread_join(pool[t], NULL);
+    }
+    Py_END_ALLOW_THREADS
+    result = PyList_New(b.n_files);
+    for (Py_ssize_t i = 0; result != NULL && i < b.n_files; i++) {
+        PyObject *value = PyLong_FromLong(b.status[i]);
+        if (value == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, value);
+    }
+done:
+    PyMem_Free(parsed);
+    PyMem_Free(arrays);
+    Py_XDECREF(datas);
+    Py_XDECREF(indices);
+    Py_XDECREF(plans);
+    PyBuffer_Release(&views[0]);
+    PyBuffer_Release(&views[1]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"read_coefficients", (PyCFunction)(void (*)(void))read_coefficients, METH_VARARGS | METH_KEYWORDS,
      read_coefficients_doc},
     {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_VARARGS | METH_KEYWORDS, read_batch_doc},
+    {"match_headers", match_headers, METH_VARARGS, match_headers_doc},
+    {"read_planned", read_planned, METH_VARARGS, read_planned_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import torch
@@ -18,9 +18,16 @@ import torch
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._decode_py import RawCoefficients
-from ._markers import DEFAULT_MAX_PIXELS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
-from .budget import DEFAULT_MAX_BYTES, check_read
-from .chroma import Windows, crop_windows, downsample_factors, layout_factors, with_layout
+from ._markers import DEFAULT_MAX_PIXELS, MAX_SCANS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
+from .budget import (
+    DEFAULT_MAX_BYTES,
+    WORK_ALLOWANCE,
+    WORK_PER_BYTE,
+    check_read,
+    read_bytes_needed,
+    scan_data_short,
+)
+from .chroma import _NAMES, Windows, chroma_grid, crop_windows, downsample_factors, layout_factors, with_layout
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "ReadOptions", "available_backends", "read_bytes", "read_dct"]
@@ -184,9 +191,35 @@ def read_dct(
             ``JpegTooLargeError``, ``JpegUnsupportedError`` (12-bit, CMYK/YCCK, RGB, arithmetic,
             lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
     """
-    options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes)
+    options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes)
     chosen = _backends.resolve_backend(options.backend)
-    return read_bytes(_read_source(source), options, chosen)
+    return read_bytes(source if type(source) is bytes else _read_source(source), options, chosen)
+
+
+# Options checked before, by the exact arguments of read_dct (see _checked_options).
+_OPTIONS: dict[tuple, ReadOptions] = {}
+_MAX_OPTIONS = 64
+
+
+def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes) -> ReadOptions:
+    """:class:`ReadOptions` of read_dct's arguments, from a small cache when the same arguments were checked
+    before (building and checking them costs a fifth of a CIFAR-sized read)."""
+    # The classes are part of the key: 1 == True == 1.0 hash alike, but only some of them are valid. A crop is
+    # read through ReadOptions every time (a tuple's items could be of any class).
+    key = None
+    if crop is None:
+        key = (strict, max_pixels, backend, order, chroma, max_bytes, strict.__class__, max_pixels.__class__,
+               max_bytes.__class__)  # fmt: skip
+        try:
+            return _OPTIONS[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable argument, refused by ReadOptions below
+            pass
+    options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes)
+    if key is not None:
+        if len(_OPTIONS) >= _MAX_OPTIONS:
+            _OPTIONS.clear()
+        _OPTIONS[key] = options
+    return options
 
 
 def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None) -> JpegCoefficients:
@@ -202,6 +235,10 @@ def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None) ->
 
 
 def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
+    if chosen == "libjpeg":
+        coeffs = _read_fast(data, options)
+        if coeffs is not None:
+            return coeffs
     # The python decoder updates the header's tables while it reads later scans: it gets its own parse.
     header = (
         parse_header(data, options.max_pixels) if chosen == "python" else HEADER_CACHE.parse(data, options.max_pixels)
@@ -272,3 +309,142 @@ def _planes(raw: RawCoefficients, windows: Windows | None, order: str) -> list[t
     if windows is not None:
         blocks = [b[r0 : r0 + n, c0 : c0 + m] for b, (r0, c0, n, m) in zip(blocks, windows, strict=True)]
     return [_plane(b, table, order) for b, table in zip(blocks, raw.quant_tables, strict=True)]
+
+
+# --- the fast path of the libjpeg backend -----------------------------------------------------------------------------
+#
+# On a CIFAR-sized file (32x32) decoding takes about as long as the Python around it in the general path
+# (_read below: options, header, windows, budget, NumPy and torch wrappers, the result object). The fast path
+# gives the same results with less: what depends only on the header and the options is computed once per
+# (header, options) pair (a _Plan), the C reader hands back each plane as a DLPack capsule that becomes a
+# tensor in one call, and the result object is filled directly. Anything unusual (a budget limit reached,
+# an error, corrupt-data warnings, a layout the C reader does not convert) goes to the general path, which
+# reads the file again and reports or recovers exactly as before.
+
+
+class _Plan(NamedTuple):
+    """What a libjpeg read of files with one header under one :class:`ReadOptions` needs, known in advance."""
+
+    fast: bool  # False: the general path handles these files (a limit, a conversion after reading, ...)
+    windows: Windows | None
+    down: tuple | None  # the C reader's downsample argument
+    dims: list[tuple[int, int]]  # the (rows, columns) of each plane libjpeg must return
+    max_memory: int
+    data_start: int  # of the first scan's entropy-coded data
+    first_scan_bits: int  # the fewest bits of data that can hold the first scan (0: no bound)
+    blocks: int  # blocks of the MCU-padded planes (one scan's work)
+    fields: dict  # the result's fields that do not depend on the file's data
+
+
+# (id(header), id(options)) -> (header, options, plan): the entry holds both, so neither id can be reused by
+# another object while it is cached (headers come from HEADER_CACHE, options mostly from _OPTIONS).
+_PLANS: dict[tuple[int, int], tuple[JpegHeader, ReadOptions, _Plan]] = {}
+_MAX_PLANS = 256
+# JpegCoefficients' fields with their defaults (see _coefficients); all defaults are immutable.
+_DEFAULT_FIELDS = {
+    f.name: f.default if f.default is not MISSING else f.default_factory()
+    for f in fields(JpegCoefficients)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
+
+
+def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
+    """The :class:`_Plan` of ``header`` read with ``options`` by the libjpeg backend (as :func:`_read` reads it)."""
+    frame = header.frame
+    windows, size = (None, (frame.height, frame.width))
+    if options.crop is not None:
+        windows, size = crop_windows(header, options.crop)
+    colour = header.subsampling != "gray"
+    downsample = None
+    if options.target is not None and colour:
+        downsample = downsample_factors(header.sampling_factors, options.target)
+    grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components] if windows is None else [
+        w[2:] for w in windows
+    ]  # fmt: skip
+    dims = [grids[0]] + [
+        (-(-rows // downsample[1]), -(-cols // downsample[0])) if downsample is not None else (rows, cols)
+        for rows, cols in grids[1:]
+    ]
+    result = {
+        "size": size,
+        "subsampling": header.subsampling,
+        "sampling_factors": header.sampling_factors,
+        "order": options.order,
+        "backend": "libjpeg",
+    }
+    # what _read and with_layout do: the planes of a converted file are described in the target layout
+    converts = options.target is not None and colour and downsample != (1, 1)
+    fast = len(frame.components) in (1, 3) and (not converts or downsample is not None)
+    if converts and fast:
+        fast = len(header.sampling_factors) == 3 and dims[1] == chroma_grid(*dims[0], options.target)
+        result.update(
+            subsampling=_NAMES[options.target],
+            sampling_factors=(options.target, (1, 1), (1, 1)),
+            stored_subsampling=header.subsampling,
+        )
+    # check_read's limits that do not depend on the file's length; those that do are checked per file
+    if options.max_bytes is not None and read_bytes_needed(header, "libjpeg", windows) > options.max_bytes:
+        fast = False
+    short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
+    return _Plan(
+        fast=fast,
+        windows=windows,
+        down=None if downsample is None or downsample == (1, 1) else (*downsample, _backends._kernel_bytes()),
+        dims=dims,
+        max_memory=_backends.libjpeg_memory(header),
+        data_start=header.first_scan.data_start,
+        first_scan_bits=0 if short is None else short[0],
+        blocks=header.coefficients // 64,
+        fields=result,
+    )
+
+
+def _coefficients(values: dict) -> JpegCoefficients:
+    """A :class:`JpegCoefficients` of ``values`` (the fields without defaults and any others), filled directly:
+    the frozen dataclass's ``__init__`` sets each of its twelve fields through ``object.__setattr__``, which
+    costs a sixth of a CIFAR-sized read. The same object as ``JpegCoefficients(**values)``."""
+    coeffs = object.__new__(JpegCoefficients)
+    attributes = coeffs.__dict__
+    attributes.update(_DEFAULT_FIELDS)
+    attributes.update(values)
+    return coeffs
+
+
+def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
+    """:func:`_read` with the libjpeg backend for the usual files, or ``None``: the general path must read it."""
+    header = HEADER_CACHE.parse(data, options.max_pixels)  # raises the header's typed errors
+    entry = _PLANS.get((id(header), id(options)))
+    if entry is None or entry[0] is not header or entry[1] is not options:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        entry = header, options, _plan(header, options)
+        _PLANS[(id(header), id(options))] = entry
+    plan = entry[2]
+    if not plan.fast:
+        return None
+    # check_read's limits that depend on the file: data too short for the first scan (refused, or read within
+    # a lower limit), more scans x blocks than the file's size allows
+    size = len(data)
+    if 8 * (size - plan.data_start) < plan.first_scan_bits:
+        return None
+    work = (1 + data.count(b"\xff\xda", plan.data_start)) * plan.blocks
+    if work > WORK_ALLOWANCE["libjpeg"] + WORK_PER_BYTE["libjpeg"] * size:
+        return None
+    try:
+        planes, quant, warnings = _backends._jpegc.read_coefficients(
+            data, plan.max_memory, MAX_SCANS, options.order == "zigzag", plan.windows, plan.down,
+            strict=options.strict, max_bytes=options.max_bytes or 0, dlpack=True,
+        )  # fmt: skip
+    except RuntimeError:
+        return None
+    if warnings or [(rows, cols) for rows, cols, _ in planes] != plan.dims:
+        return None
+    values = plan.fields.copy()
+    values["y"] = torch.from_dlpack(planes[0][2])
+    if len(planes) == 3:
+        values["cb"] = torch.from_dlpack(planes[1][2])
+        values["cr"] = torch.from_dlpack(planes[2][2])
+    else:
+        values["cb"] = values["cr"] = None
+    values["quant_tables"] = torch.from_dlpack(quant)
+    return _coefficients(values)

@@ -161,12 +161,13 @@ def test_python_decoder_work_is_bounded() -> None:
 
 
 def test_memory_error_becomes_a_typed_error(monkeypatch) -> None:
-    from freqnets.jpeg import _backends
+    from freqnets.jpeg import _backends, reader
 
     def exhausted(*args, **kwargs):
         raise MemoryError
 
     monkeypatch.setattr(_backends, "decode", exhausted)
+    monkeypatch.setattr(reader, "_read_fast", exhausted)  # the libjpeg backend's fast path (issue 17)
     with pytest.raises(JpegTooLargeError, match="not enough memory"):
         read_dct(_jpeg((16, 16)))
 
