@@ -123,7 +123,7 @@ def profile_report(rows: list[dict]) -> str:
         note = row.get("error") or row.get("skipped") or ""
         lines.append(
             f"| {row['shape']} | {row['impl']} | {cell(row['rate'])} | {row['batch']} | {cell(ms, 3)} "
-            f"| {cell(host, 3)} | {cell(row.get('gpu_kernel_ms'), 3)} | {row.get('kernels', '-')} "
+            f"| {cell(host, 3)} | {cell(row.get('gpu_kernel_ms'), 3)} | {cell(row.get('kernels'), 0)} "
             f"| {row.get('aten_ops', '-')} | {cell(share)} | {note[:120].replace('|', '/')} |"
         )
     tops = [(row, k) for row in rows for k in row.get("top_kernels", []) if row["impl"].startswith("bl_")]
