@@ -36,6 +36,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import timm
@@ -65,7 +66,10 @@ __all__ = [
 ]
 
 #: ``fp32``: float32; ``bf16``: bfloat16 autocast; ``bf16_cl``: bfloat16 autocast and channels_last.
-PRECISIONS = ("fp32", "bf16", "bf16_cl")
+#: ``tf32``: float32 tensors with TF32 tensor-core matmuls allowed (``torch.backends.cuda.matmul.allow_tf32``;
+#: off by default in torch, while cuDNN's float32 convolutions use TF32 by default, so ``fp32`` rows compare
+#: full-float32 transforms with TF32 convolutions; ``tf32`` rows compare like with like).
+PRECISIONS = ("fp32", "tf32", "bf16", "bf16_cl")
 
 #: The 3x3 stride-1 convolutions of ResNet-18 at 224 px: (channels, spatial size) per stage.
 RESNET18_LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))
@@ -218,8 +222,17 @@ def product_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
     return rows
 
 
-def _autocast(precision: str, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision != "fp32")
+@contextmanager
+def _precision(precision: str, device: torch.device, cache_enabled: bool = True):
+    """The context of one precision: bf16 autocast for ``bf16*``, TF32 matmuls for ``tf32`` (restored after)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32" or tf32
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16"),
+                            cache_enabled=cache_enabled):  # fmt: skip
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def _memory_format(precision: str) -> torch.memory_format:
@@ -241,7 +254,7 @@ def layer_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
             grad = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=fmt)
 
             def step(layer, x=x, grad=grad, precision=precision):
-                with _autocast(precision, device):
+                with _precision(precision, device):
                     out = layer(x)
                 out.backward(grad.to(out.dtype))
 
@@ -304,7 +317,7 @@ def training_step(
 
     def body() -> torch.Tensor:
         # autocast's weight cache would hold casts made outside the graph's memory: off while capturing
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision != "fp32", cache_enabled=not graph):
+        with _precision(precision, device, cache_enabled=not graph):
             loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()

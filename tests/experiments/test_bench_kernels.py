@@ -62,3 +62,14 @@ def test_graph_rows_are_compared_with_the_graph_baseline():
     graph_vs_timm = found[("step time, rate 0.5 / timm resnet18", "cifar 32px fp32 bl_torch+graph")]
     assert graph_vs_timm["value"] == pytest.approx(2.4) and graph_vs_timm["met"] is False
     assert found[("step time, rate 0.5 / rate 0", "cifar 32px fp32 bl_torch+graph")]["met"] is True
+
+
+@pytest.mark.parametrize("precision", bench_kernels.PRECISIONS)
+def test_each_precision_sets_its_flags_and_restores_them(precision):
+    before = torch.backends.cuda.matmul.allow_tf32
+    with bench_kernels._precision(precision, torch.device("cpu")):
+        assert torch.backends.cuda.matmul.allow_tf32 == (precision == "tf32" or before)
+        assert torch.is_autocast_enabled("cpu") == precision.startswith("bf16")
+        if precision.startswith("bf16"):
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert torch.backends.cuda.matmul.allow_tf32 == before and not torch.is_autocast_enabled("cpu")
