@@ -390,7 +390,7 @@ def table(out: Path, dry_run: bool, argv: list[str], args: argparse.Namespace) -
         torch.backends.cudnn.benchmark = True
     summary = Summary(out, "table", argv)
     start = time.monotonic()
-    recipe = cifar_gpu.Recipe(epochs=args.epochs)
+    recipe = cifar_gpu.Recipe(epochs=args.epochs, cuda_graph=args.cuda_graph)
     if dry_run:
         recipe = replace(recipe, epochs=2, batch_size=8, width=8)
 
@@ -453,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=450.0, help="table: seconds for this call")
     parser.add_argument("--max-epochs", type=int, default=None, help="table: at most this many epochs per network")
     parser.add_argument("--backend", default="auto", help="table: band-limited backend (auto, cupy, torch)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="table: forward and backward captured in CUDA graphs (see the check's +graph rows)")
     parser.add_argument("--state", type=Path, default=ROOT / "runs" / "device_table",
                         help="table: checkpoint folder kept between calls (git-ignored)")  # fmt: skip
     parser.add_argument("--synthetic", action="store_true", help="table dry run: synthetic images even with the pack")
@@ -468,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--only: unknown parts {', '.join(unknown)}; the parts are {', '.join(CHECK_BUDGETS)}")
         data = check(args.out, args.dry_run, argv, only)
     else:
+        if args.cuda_graph and (args.dry_run or not torch.cuda.is_available()):
+            parser.error("--cuda-graph needs a CUDA GPU (and no --dry-run)")
         data = table(args.out, args.dry_run, argv, args)
     failed = [name for name, part in data["parts"].items() if part["status"] != "ok"]
     print((args.out / f"{'device_check' if args.part == 'check' else 'table'}.md").read_text())

@@ -290,3 +290,13 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
     with pytest.raises(ValueError, match="batch size"):
         cifar_gpu.train_run(None, _synthetic_sets(), _synthetic_sets(), cifar_gpu.Recipe(batch_size=64, width=8),
                             tmp_path, 10.0)  # fmt: skip
+
+
+def test_cuda_graph_training_is_refused_without_a_gpu(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script().main([str(tmp_path), "--part", "table", "--dry-run", "--cuda-graph"])
+    assert "--cuda-graph needs a CUDA GPU" in capsys.readouterr().err
+    data = _synthetic_sets()
+    recipe = cifar_gpu.Recipe(epochs=1, batch_size=8, width=8, cuda_graph=True)
+    with pytest.raises(ValueError, match="cuda_graph needs"):
+        cifar_gpu.train_run(0.5, data, data, recipe, tmp_path, 60.0, backend="torch")
