@@ -11,6 +11,9 @@ data. Every read therefore checks, before it allocates or decodes:
   of scan data than that cannot be complete. ``strict=True`` rejects it as truncated before
   allocating; ``strict=False`` still reads it (the missing part is zero) but within at most
   :data:`SHORT_DATA_MAX_BYTES`, so a file of a few kilobytes never costs more than that.
+  Arithmetic-coded scans have no such bound (an adaptive binary decision may cost far less than a
+  bit: a flat image of the largest allowed size fits in a few hundred bytes), so only ``max_bytes``
+  and ``max_pixels`` limit what a short arithmetic-coded file costs.
 * **Work** (:func:`block_decodes`): scans x blocks (the scans counted by their SOS markers, which
   entropy-coded data cannot contain), bounded per backend in proportion to the file's size plus a
   fixed allowance, so that end-of-band runs (one code covering 32,767 blocks) in many scans do not
@@ -75,10 +78,11 @@ def scan_data_short(data: bytes, header: JpegHeader) -> tuple[int, int] | None:
     The first scan codes every block of its components (the MCU-padded ones too when interleaved;
     counted without them here, a lower bound) with at least one Huffman code for the DC value and,
     in a sequential scan, one for the AC values (an end-of-block code at the least). Progressive
-    scans of AC bands can code a run of 32,767 empty blocks in one code: no bound from those.
+    scans of AC bands can code a run of 32,767 empty blocks in one code: no bound from those. Nor from
+    arithmetic-coded data: an adaptive binary decision may cost far less than a bit, any short scan may be whole.
     """
     scan, frame = header.first_scan, header.frame
-    if frame.progressive and (scan.ss > 0 or scan.ah > 0):
+    if frame.arithmetic or (frame.progressive and (scan.ss > 0 or scan.ah > 0)):
         return None
     blocks = sum(frame.components[i].height_in_blocks * frame.components[i].width_in_blocks for i in scan.components)
     needed = blocks * (1 if frame.progressive else 2)

@@ -211,7 +211,8 @@ def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
         windows, size = crop_windows(header, options.crop)
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
     downsample = None
-    if options.target is not None and header.subsampling != "gray":
+    four = len(header.frame.components) == 4  # CMYK/YCCK: no chroma conversion (see read_dct's chroma)
+    if options.target is not None and header.subsampling != "gray" and not four:
         downsample = downsample_factors(header.sampling_factors, options.target)
     check_read(data, header, chosen, options.strict, options.max_bytes, windows)
     raw, header, chosen = _decode(data, header, chosen, options, windows, downsample)
@@ -220,8 +221,8 @@ def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
     planes = _planes(raw, windows, options.order)
     coeffs = JpegCoefficients(
         y=planes[0],
-        cb=planes[1] if len(planes) == 3 else None,
-        cr=planes[2] if len(planes) == 3 else None,
+        cb=planes[1] if len(planes) >= 3 else None,
+        cr=planes[2] if len(planes) >= 3 else None,
         quant_tables=torch.from_numpy(raw.quant_tables),  # int32 from every backend
         size=size,
         subsampling=header.subsampling,
@@ -230,8 +231,11 @@ def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
         block_size=8,
         backend=chosen,
         warnings=tuple(dict.fromkeys(raw.warnings)),
+        k=planes[3] if four else None,
+        colour_model=header.colour,
+        adobe_inverted=four and header.tables.adobe_transform is not None,
     )
-    if options.target is None or coeffs.cb is None or downsample == (1, 1):
+    if options.target is None or coeffs.cb is None or four or downsample == (1, 1):
         return coeffs
     return with_layout(coeffs, options.target, converted=downsample is not None and chosen == "libjpeg")
 
@@ -253,7 +257,7 @@ def _decode(
         )
         return raw, header, chosen
     except JpegTruncatedError as error:
-        if options.strict or chosen != "libjpeg":
+        if options.strict or chosen != "libjpeg" or header.frame.arithmetic:  # the python decoder reads no arithmetic
             raise
         # libjpeg stops at some damage (e.g. a table cut by the end of the file) without returning
         # coefficients; the reference decoder keeps what precedes it. Recorded, never silent.
