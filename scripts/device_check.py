@@ -64,7 +64,8 @@ DRY_RUN_BUDGETS = {name: 60 for name in CHECK_BUDGETS}
 
 #: pytest arguments per test part (GPU run).
 PYTEST_TARGETS = {
-    "tests_kernels": ["tests/kernels"],
+    # The g++ emulation of the kernel source is the CPU's stand-in for a GPU (CI runs it); here the kernels run.
+    "tests_kernels": ["tests/kernels", "--ignore=tests/kernels/test_host_kernels.py"],
     "tests_layers": ["tests/layers", "tests/models", "-k", "cuda"],
 }
 #: The dry run collects the GPU tests (they skip on the CPU): the subprocess, junit and summary path runs.
@@ -133,8 +134,8 @@ def run_pytest(name: str, args: list[str], out: Path, timeout: float) -> dict:
     """
     junit = out / f"pytest_{name}.xml"
     junit.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", *args, "-v", "-rfE", "-p", "no:cacheprovider", "-o", "timeout=120",
-               f"--junitxml={junit}"]  # fmt: skip
+    command = [sys.executable, "-m", "pytest", *args, "-v", "-rfE", "-p", "no:cacheprovider",
+               "-p", "tests.live_failures", "-o", "timeout=120", f"--junitxml={junit}"]  # fmt: skip
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = {"command": " ".join(["pytest", *args]), "timed_out": False}
     start = time.monotonic()
@@ -156,10 +157,23 @@ def run_pytest(name: str, args: list[str], out: Path, timeout: float) -> dict:
 
 
 _VERBOSE_LINE = re.compile(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", re.MULTILINE)
+#: The header tests.live_failures prints before a failure's traceback.
+_LIVE_FAILURE = re.compile(r"^\[live\] (\S+::\S+) (?:setup|call|teardown) FAILED after", re.MULTILINE)
+
+
+def _live_messages(output: str) -> dict[str, str]:
+    """``{test: first "E ..." line of its traceback}`` from the lines ``tests.live_failures`` printed."""
+    messages = {}
+    for match in _LIVE_FAILURE.finditer(output):
+        after = output[match.end() :].splitlines()
+        errors = [line[1:].strip() for line in after[:200] if line.startswith("E ")]
+        messages.setdefault(match.group(1), errors[0][:500] if errors else "")
+    return messages
 
 
 def verbose_summary(output: str) -> dict:
-    """Counts and failures from pytest's ``-v`` lines (what a killed run printed), in :func:`junit_summary`'s form."""
+    """Counts and failures from pytest's ``-v`` lines (what a killed run printed), in :func:`junit_summary`'s form;
+    each failure's message is the first error line of the traceback ``tests.live_failures`` printed."""
     outcomes = _VERBOSE_LINE.findall(output)
     if not outcomes:
         return {"counts": None, "failed": []}
@@ -167,7 +181,12 @@ def verbose_summary(output: str) -> dict:
     counts = {"tests": len(outcomes), "failures": kinds.count("FAILED"), "errors": kinds.count("ERROR"),
               "skipped": kinds.count("SKIPPED") + kinds.count("XFAIL")}  # fmt: skip
     counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    failed = [{"test": test, "kind": kind.lower(), "message": ""}
+    messages = _live_messages(output)  # keyed by node id (rootdir-relative; -v may print a cwd-relative path)
+
+    def message(test: str) -> str:
+        return next((text for node, text in messages.items() if test == node or test.endswith("/" + node)), "")
+
+    failed = [{"test": test, "kind": kind.lower(), "message": message(test)}
               for test, kind in outcomes if kind in ("FAILED", "ERROR")]  # fmt: skip
     return {"counts": counts, "failed": failed}
 

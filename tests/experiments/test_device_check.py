@@ -113,6 +113,20 @@ def test_pytest_part_reports_a_run_past_its_budget(tmp_path):
     assert result["timed_out"] and result["returncode"] is None and result["counts"] is None
 
 
+def test_a_killed_run_still_logs_why_each_test_failed(tmp_path):
+    # pytest prints tracebacks at the end, which a killed run never reaches; tests.live_failures prints them at once
+    device_check = _script()
+    tests = tmp_path / "test_killed.py"
+    tests.write_text("import time\n"
+                     "def test_planted(): assert [1, 2] == [1, 3], 'planted mismatch'\n"
+                     "def test_sleeps(): time.sleep(120)\n")  # fmt: skip
+    result = device_check.run_pytest("killed", [str(tests)], tmp_path, timeout=8)
+    assert result["timed_out"] and result["counts"]["failures"] == 1
+    assert result["failed"][0]["test"].endswith("test_planted")
+    assert "planted mismatch" in result["failed"][0]["message"]
+    assert "planted mismatch" in (tmp_path / "pytest_killed.log").read_text()
+
+
 def test_verbose_output_of_a_killed_run_is_counted():
     device_check = _script()
     output = ("tests/a.py::test_x[cuda] PASSED   [ 10%]\ntests/a.py::test_y FAILED   [ 20%]\n"
