@@ -9,6 +9,7 @@ refuses these files with a typed error; strict reading stays strict (libjpeg's w
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 
 from freqnets.jpeg import JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError, _backends, read_dct
 from freqnets.jpeg._markers import parse_header
+from freqnets.jpeg.budget import SHORT_DATA_MAX_BYTES, arithmetic_sparse
 
 from .arithmetic import transcoder
 
@@ -137,15 +139,24 @@ def test_other_arithmetic_processes_keep_their_typed_errors() -> None:
         read_dct(twelve_bit)
 
 
-def test_short_arithmetic_file_claiming_a_large_frame_is_bounded_by_max_bytes() -> None:
-    """No lower bound on arithmetic-coded data per block: a flat 4096x4096 image takes a few hundred bytes and
-    reads whole; what such a file may cost is bounded by max_bytes (refused before allocating)."""
+def test_short_arithmetic_file_claiming_a_large_frame_costs_at_most_the_short_data_budget() -> None:
+    """No lower bound on arithmetic-coded data per block: a flat 4096x4096 image takes about a kilobyte and
+    reads whole (strict too); a file that short claiming a larger frame is read within SHORT_DATA_MAX_BYTES
+    (refused before allocating when it needs more), whatever max_bytes says; max_bytes still applies below it."""
     buffer = io.BytesIO()
     Image.new("L", (4096, 4096), 77).save(buffer, "JPEG", quality=90)
     data = TRANSCODE(buffer.getvalue())
-    assert len(data) < 4096
+    assert len(data) < 4096 and arithmetic_sparse(data, parse_header(data))
     got = read_dct(data)
     assert got.y.shape == (64, 512, 512) and got.warnings == ()
     assert torch.equal(got.y, read_dct(buffer.getvalue()).y)
     with pytest.raises(JpegTooLargeError, match="max_bytes"):
         read_dct(data, max_bytes=32 << 20)
+    sof = data.index(b"\xff\xc9")
+    huge = data[: sof + 5] + struct.pack(">HH", 9000, 9000) + data[sof + 9 :]  # 81 MP, under max_pixels
+    for strict in (True, False):
+        for max_bytes in (None, 1 << 30):
+            with pytest.raises(JpegTooLargeError, match=f"{SHORT_DATA_MAX_BYTES} for an arithmetic-coded file"):
+                read_dct(huge, strict=strict, max_bytes=max_bytes)
+    # a photo-like arithmetic file is far above the sparse threshold
+    assert not arithmetic_sparse(TRANSCODE(FILES["420"]), parse_header(TRANSCODE(FILES["420"])))
