@@ -7,12 +7,17 @@ On the GPU machine, from the repository root, with the data pack carried (docs/d
 
 Part ``check`` writes ``OUT/device_check.json`` and ``OUT/device_check.md`` (plus pytest's junit files):
 
-* ``tests_kernels``: ``pytest tests/kernels`` (CuPy kernels vs the torch path, forward and backward, every dtype);
+* ``tests_kernels``: ``pytest tests/kernels`` (CuPy kernels vs the torch path, forward and backward, every dtype;
+  not the g++ emulation of the kernel source, the CPU's stand-in that CI runs); failures print their
+  tracebacks at once (``tests/live_failures.py``), so a part killed at its budget still says why;
 * ``tests_layers``: ``pytest tests/layers tests/models -k cuda`` (the device-parametrised tests, CUDA cases);
 * ``bench_product``, ``bench_layer``, ``bench_step``: :mod:`freqnets.experiments.bench_kernels` (product, one layer,
   ResNet-18 training step at 224 px and the CIFAR variant; backends torch and cupy, rates 0 / 0.5 / 0.75,
   against timm's resnet18 on cuDNN; fp32, bf16 autocast, bf16 + channels_last; CUDA-event medians and peak
-  ``torch.cuda.max_memory_allocated``, ratios in one run);
+  ``torch.cuda.max_memory_allocated``, ratios in one run), and the training steps captured in a CUDA graph
+  (``+graph`` rows, fp32 and bf16 + channels_last, rates 0 and 0.5);
+* ``profile_layer``: :mod:`freqnets.experiments.layer_profile` (one layer's host issue time against its GPU time
+  and kernels per call: launch-bound or not);
 * ``dct_step``: JPEG bytes -> ``read_dct`` -> ``DCTCollate`` -> ``dct_resnet18_cifar`` training step on the GPU,
   and its logits on the GPU against the CPU;
 * the issue's targets (met / not met) from the measured ratios.
@@ -50,13 +55,13 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from freqnets.experiments import bench_kernels, cifar_gpu  # noqa: E402
+from freqnets.experiments import bench_kernels, cifar_gpu, layer_profile  # noqa: E402
 
 PACK = ROOT / "device_data" / "cifar10_jpeg.npz"
 
 #: Seconds per part of the GPU check (the sum stays under 8 minutes with the start-up and the summaries).
 CHECK_BUDGETS = {"tests_kernels": 140, "tests_layers": 75, "bench_product": 25, "bench_layer": 45,
-                 "bench_step": 125, "dct_step": 25}  # fmt: skip
+                 "profile_layer": 20, "bench_step": 170, "dct_step": 25}  # fmt: skip
 #: Seconds for the whole check: a part gets at most what is left of it (the command's limit is 10 minutes).
 CHECK_TOTAL = 465
 #: The same for the CPU dry run.
@@ -347,6 +352,14 @@ def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> 
             summary.data["targets"] = found
             summary.markdown["targets (issue 13)"] = bench_kernels.targets_table(found)
             summary.write()
+        if name == "bench_layer" and "profile_layer" in wanted:
+            def profile(budget: float) -> list[dict]:
+                return layer_profile.profile_rows(settings, bench_kernels.Deadline(budget))
+
+            profiled = summary.run("profile_layer", budgets["profile_layer"], profile)
+            if profiled is not None:
+                summary.markdown["profile_layer"] = layer_profile.profile_report(profiled)
+                summary.write()
     if "dct_step" in wanted:
         result = summary.run("dct_step", budgets["dct_step"], lambda b: dct_step(
             device, 4 if dry_run else 256, settings, ("fp32",) if dry_run else ("fp32", "bf16")))  # fmt: skip
