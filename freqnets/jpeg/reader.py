@@ -166,8 +166,9 @@ def read_dct(
             ``DCTCollate(chroma=...)`` to float32 rounding. The libjpeg backend averages while it
             writes the planes (4:4:4, 4:2:2, 4:4:0 -> 4:2:0 and the like), so samples reach the
             collate in its layout; ``subsampling``/``sampling_factors`` then describe the returned
-            planes and ``stored_subsampling`` the file's. Files already in the target layout and
-            greyscale files are returned as stored (``stored_subsampling`` stays ``None``).
+            planes and ``stored_subsampling`` the file's. Files already in the target layout,
+            greyscale and 4-component (CMYK/YCCK) files are returned as stored (``stored_subsampling`` stays
+            ``None``; :func:`~freqnets.jpeg.cmyk_to_ycbcr` converts the latter to YCbCr).
         max_bytes: the most memory the read may allocate, in bytes: the float32 planes it returns plus
             the backend's working arrays, computed from the header before anything is allocated
             (:class:`JpegTooLargeError`; :mod:`~freqnets.jpeg.budget`); default
@@ -186,8 +187,10 @@ def read_dct(
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
-        chroma resolution (``None`` for greyscale), ``quant_tables`` ``(n_components, 64)`` int32
-        (always natural order), the size, subsampling, sampling factors, the backend used and any warnings.
+        chroma resolution (``None`` for greyscale), ``k`` (the fourth plane of CMYK/YCCK files, else ``None``),
+        ``quant_tables`` ``(n_components, 64)`` int32 (always natural order), the size, subsampling, sampling
+        factors, ``colour_model`` (``"ycbcr"``, ``"grayscale"``, ``"cmyk"``, ``"ycck"``) and ``adobe_inverted``,
+        the backend used and any warnings. Arithmetic-coded files (SOF9/SOF10) are read by the libjpeg backend.
 
     Raises:
         TypeError: ``source`` or ``strict`` of the wrong type (also an array or tensor that is not ``uint8``).
