@@ -7,12 +7,17 @@ On the GPU machine, from the repository root, with the data pack carried (docs/d
 
 Part ``check`` writes ``OUT/device_check.json`` and ``OUT/device_check.md`` (plus pytest's junit files):
 
-* ``tests_kernels``: ``pytest tests/kernels`` (CuPy kernels vs the torch path, forward and backward, every dtype);
+* ``tests_kernels``: ``pytest tests/kernels`` (CuPy kernels vs the torch path, forward and backward, every dtype;
+  not the g++ emulation of the kernel source, the CPU's stand-in that CI runs); failures print their
+  tracebacks at once (``tests/live_failures.py``), so a part killed at its budget still says why;
 * ``tests_layers``: ``pytest tests/layers tests/models -k cuda`` (the device-parametrised tests, CUDA cases);
 * ``bench_product``, ``bench_layer``, ``bench_step``: :mod:`freqnets.experiments.bench_kernels` (product, one layer,
   ResNet-18 training step at 224 px and the CIFAR variant; backends torch and cupy, rates 0 / 0.5 / 0.75,
   against timm's resnet18 on cuDNN; fp32, bf16 autocast, bf16 + channels_last; CUDA-event medians and peak
-  ``torch.cuda.max_memory_allocated``, ratios in one run);
+  ``torch.cuda.max_memory_allocated``, ratios in one run), and the training steps captured in a CUDA graph
+  (``+graph`` rows, fp32 and bf16 + channels_last, rates 0 and 0.5);
+* ``profile_layer``: :mod:`freqnets.experiments.layer_profile` (one layer's host issue time against its GPU time
+  and kernels per call: launch-bound or not);
 * ``dct_step``: JPEG bytes -> ``read_dct`` -> ``DCTCollate`` -> ``dct_resnet18_cifar`` training step on the GPU,
   and its logits on the GPU against the CPU;
 * the issue's targets (met / not met) from the measured ratios.
@@ -50,13 +55,13 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from freqnets.experiments import bench_kernels, cifar_gpu  # noqa: E402
+from freqnets.experiments import bench_kernels, cifar_gpu, layer_profile  # noqa: E402
 
 PACK = ROOT / "device_data" / "cifar10_jpeg.npz"
 
 #: Seconds per part of the GPU check (the sum stays under 8 minutes with the start-up and the summaries).
 CHECK_BUDGETS = {"tests_kernels": 140, "tests_layers": 75, "bench_product": 25, "bench_layer": 45,
-                 "bench_step": 125, "dct_step": 25}  # fmt: skip
+                 "profile_layer": 20, "bench_step": 170, "dct_step": 25}  # fmt: skip
 #: Seconds for the whole check: a part gets at most what is left of it (the command's limit is 10 minutes).
 CHECK_TOTAL = 465
 #: The same for the CPU dry run.
@@ -64,7 +69,8 @@ DRY_RUN_BUDGETS = {name: 60 for name in CHECK_BUDGETS}
 
 #: pytest arguments per test part (GPU run).
 PYTEST_TARGETS = {
-    "tests_kernels": ["tests/kernels"],
+    # The g++ emulation of the kernel source is the CPU's stand-in for a GPU (CI runs it); here the kernels run.
+    "tests_kernels": ["tests/kernels", "--ignore=tests/kernels/test_host_kernels.py"],
     "tests_layers": ["tests/layers", "tests/models", "-k", "cuda"],
 }
 #: The dry run collects the GPU tests (they skip on the CPU): the subprocess, junit and summary path runs.
@@ -133,8 +139,8 @@ def run_pytest(name: str, args: list[str], out: Path, timeout: float) -> dict:
     """
     junit = out / f"pytest_{name}.xml"
     junit.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", *args, "-v", "-rfE", "-p", "no:cacheprovider", "-o", "timeout=120",
-               f"--junitxml={junit}"]  # fmt: skip
+    command = [sys.executable, "-m", "pytest", *args, "-v", "-rfE", "-p", "no:cacheprovider",
+               "-p", "tests.live_failures", "-o", "timeout=120", f"--junitxml={junit}"]  # fmt: skip
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = {"command": " ".join(["pytest", *args]), "timed_out": False}
     start = time.monotonic()
@@ -156,10 +162,23 @@ def run_pytest(name: str, args: list[str], out: Path, timeout: float) -> dict:
 
 
 _VERBOSE_LINE = re.compile(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", re.MULTILINE)
+#: The header tests.live_failures prints before a failure's traceback.
+_LIVE_FAILURE = re.compile(r"^\[live\] (\S+::\S+) (?:setup|call|teardown) FAILED after", re.MULTILINE)
+
+
+def _live_messages(output: str) -> dict[str, str]:
+    """``{test: first "E ..." line of its traceback}`` from the lines ``tests.live_failures`` printed."""
+    messages = {}
+    for match in _LIVE_FAILURE.finditer(output):
+        after = output[match.end() :].splitlines()
+        errors = [line[1:].strip() for line in after[:200] if line.startswith("E ")]
+        messages.setdefault(match.group(1), errors[0][:500] if errors else "")
+    return messages
 
 
 def verbose_summary(output: str) -> dict:
-    """Counts and failures from pytest's ``-v`` lines (what a killed run printed), in :func:`junit_summary`'s form."""
+    """Counts and failures from pytest's ``-v`` lines (what a killed run printed), in :func:`junit_summary`'s form;
+    each failure's message is the first error line of the traceback ``tests.live_failures`` printed."""
     outcomes = _VERBOSE_LINE.findall(output)
     if not outcomes:
         return {"counts": None, "failed": []}
@@ -167,7 +186,12 @@ def verbose_summary(output: str) -> dict:
     counts = {"tests": len(outcomes), "failures": kinds.count("FAILED"), "errors": kinds.count("ERROR"),
               "skipped": kinds.count("SKIPPED") + kinds.count("XFAIL")}  # fmt: skip
     counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    failed = [{"test": test, "kind": kind.lower(), "message": ""}
+    messages = _live_messages(output)  # keyed by node id (rootdir-relative; -v may print a cwd-relative path)
+
+    def message(test: str) -> str:
+        return next((text for node, text in messages.items() if test == node or test.endswith("/" + node)), "")
+
+    failed = [{"test": test, "kind": kind.lower(), "message": message(test)}
               for test, kind in outcomes if kind in ("FAILED", "ERROR")]  # fmt: skip
     return {"counts": counts, "failed": failed}
 
@@ -328,6 +352,14 @@ def check(out: Path, dry_run: bool, argv: list[str], only: list[str] | None) -> 
             summary.data["targets"] = found
             summary.markdown["targets (issue 13)"] = bench_kernels.targets_table(found)
             summary.write()
+        if name == "bench_layer" and "profile_layer" in wanted:
+            def profile(budget: float) -> list[dict]:
+                return layer_profile.profile_rows(settings, bench_kernels.Deadline(budget))
+
+            profiled = summary.run("profile_layer", budgets["profile_layer"], profile)
+            if profiled is not None:
+                summary.markdown["profile_layer"] = layer_profile.profile_report(profiled)
+                summary.write()
     if "dct_step" in wanted:
         result = summary.run("dct_step", budgets["dct_step"], lambda b: dct_step(
             device, 4 if dry_run else 256, settings, ("fp32",) if dry_run else ("fp32", "bf16")))  # fmt: skip
@@ -358,7 +390,7 @@ def table(out: Path, dry_run: bool, argv: list[str], args: argparse.Namespace) -
         torch.backends.cudnn.benchmark = True
     summary = Summary(out, "table", argv)
     start = time.monotonic()
-    recipe = cifar_gpu.Recipe(epochs=args.epochs)
+    recipe = cifar_gpu.Recipe(epochs=args.epochs, cuda_graph=args.cuda_graph)
     if dry_run:
         recipe = replace(recipe, epochs=2, batch_size=8, width=8)
 
@@ -421,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=450.0, help="table: seconds for this call")
     parser.add_argument("--max-epochs", type=int, default=None, help="table: at most this many epochs per network")
     parser.add_argument("--backend", default="auto", help="table: band-limited backend (auto, cupy, torch)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="table: forward and backward captured in CUDA graphs (see the check's +graph rows)")
     parser.add_argument("--state", type=Path, default=ROOT / "runs" / "device_table",
                         help="table: checkpoint folder kept between calls (git-ignored)")  # fmt: skip
     parser.add_argument("--synthetic", action="store_true", help="table dry run: synthetic images even with the pack")
@@ -436,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--only: unknown parts {', '.join(unknown)}; the parts are {', '.join(CHECK_BUDGETS)}")
         data = check(args.out, args.dry_run, argv, only)
     else:
+        if args.cuda_graph and (args.dry_run or not torch.cuda.is_available()):
+            parser.error("--cuda-graph needs a CUDA GPU (and no --dry-run)")
         data = table(args.out, args.dry_run, argv, args)
     failed = [name for name, part in data["parts"].items() if part["status"] != "ok"]
     print((args.out / f"{'device_check' if args.part == 'check' else 'table'}.md").read_text())

@@ -36,6 +36,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import timm
@@ -65,7 +66,10 @@ __all__ = [
 ]
 
 #: ``fp32``: float32; ``bf16``: bfloat16 autocast; ``bf16_cl``: bfloat16 autocast and channels_last.
-PRECISIONS = ("fp32", "bf16", "bf16_cl")
+#: ``tf32``: float32 tensors with TF32 tensor-core matmuls allowed (``torch.backends.cuda.matmul.allow_tf32``;
+#: off by default in torch, while cuDNN's float32 convolutions use TF32 by default, so ``fp32`` rows compare
+#: full-float32 transforms with TF32 convolutions; ``tf32`` rows compare like with like).
+PRECISIONS = ("fp32", "tf32", "bf16", "bf16_cl")
 
 #: The 3x3 stride-1 convolutions of ResNet-18 at 224 px: (channels, spatial size) per stage.
 RESNET18_LAYERS = ((64, 56), (128, 28), (256, 14), (512, 7))
@@ -87,6 +91,10 @@ class BenchSettings:
     imagenet_size: int = 224
     warmup: int = 3
     repeats: int = 10
+    #: Training steps also captured in a CUDA graph and replayed (impl ``<impl>+graph``; GPU only): which
+    #: rates and precisions (the graph removes the host's per-kernel launch cost from the step's time).
+    graph_rates: tuple[float, ...] = (0.0, 0.5)
+    graph_precisions: tuple[str, ...] = ("fp32", "bf16_cl")
     width: int = 64  # ResNet-18 stage widths width * (1, 2, 4, 8); the dry run narrows them (not below 8: torch
     # 2.14's CPU convolution backward in channels_last corrupts the heap with 4 channels)
 
@@ -163,7 +171,7 @@ def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats
             "peak_mib": peak, "extra_mib": extra, "kernel_launches": launches}  # fmt: skip
 
 
-def _case(row: dict, fn: Callable[[], dict], deadline: Deadline) -> dict:
+def run_case(row: dict, fn: Callable[[], dict], deadline: Deadline) -> dict:
     """``row`` completed by ``fn()``'s numbers, or by ``error`` (the exception) or ``skipped`` (no time left)."""
     if deadline.expired():
         return row | {"skipped": "time budget of the part spent"}
@@ -176,7 +184,7 @@ def _case(row: dict, fn: Callable[[], dict], deadline: Deadline) -> dict:
             torch.cuda.empty_cache()
 
 
-def _cupy_skip_reason(settings: BenchSettings) -> str | None:
+def cupy_skip_reason(settings: BenchSettings) -> str | None:
     if "cupy" not in settings.backends:
         return "not requested"
     if settings.device != "cuda":
@@ -196,7 +204,7 @@ def _products(x_spec: torch.Tensor, w_spec: torch.Tensor, batch: int) -> dict[st
 def product_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
     """The product over channels of one 3x3 layer's forward pass, float32, per layer shape and rate."""
     device = torch.device(settings.device)
-    batch, cupy_skip = settings.product_batch, _cupy_skip_reason(settings)
+    batch, cupy_skip = settings.product_batch, cupy_skip_reason(settings)
     rows = []
     for channels, size in settings.layer_shapes:
         for rate in settings.rates:
@@ -209,12 +217,22 @@ def product_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
                 if impl != "torch" and cupy_skip:
                     rows.append(row | {"skipped": cupy_skip})
                     continue
-                rows.append(_case(row, lambda fn=fn: measure(fn, device, settings.warmup, settings.repeats), deadline))
+                timed = lambda fn=fn: measure(fn, device, settings.warmup, settings.repeats)  # noqa: E731
+                rows.append(run_case(row, timed, deadline))
     return rows
 
 
-def _autocast(precision: str, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision != "fp32")
+@contextmanager
+def _precision(precision: str, device: torch.device, cache_enabled: bool = True):
+    """The context of one precision: bf16 autocast for ``bf16*``, TF32 matmuls for ``tf32`` (restored after)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32" or tf32
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16"),
+                            cache_enabled=cache_enabled):  # fmt: skip
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def _memory_format(precision: str) -> torch.memory_format:
@@ -224,7 +242,7 @@ def _memory_format(precision: str) -> torch.memory_format:
 def layer_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
     """One 3x3 layer forward + backward per shape, precision and rate: nn.Conv2d, then each backend."""
     device = torch.device(settings.device)
-    batch, cupy_skip = settings.layer_batch, _cupy_skip_reason(settings)
+    batch, cupy_skip = settings.layer_batch, cupy_skip_reason(settings)
     conv_name = "cudnn" if device.type == "cuda" else "conv2d"
     rows = []
     for channels, size in settings.layer_shapes:
@@ -236,14 +254,14 @@ def layer_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
             grad = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=fmt)
 
             def step(layer, x=x, grad=grad, precision=precision):
-                with _autocast(precision, device):
+                with _precision(precision, device):
                     out = layer(x)
                 out.backward(grad.to(out.dtype))
 
             base = {"part": "layer", "shape": f"{channels}x{size}", "precision": precision, "batch": batch}
             row = base | {"rate": None, "impl": conv_name}
             conv.to(memory_format=fmt)
-            rows.append(_case(row, lambda step=step, conv=conv: measure(lambda: step(conv), device, settings.warmup,
+            rows.append(run_case(row, lambda step=step, conv=conv: measure(lambda: step(conv), device, settings.warmup,
                                                                         settings.repeats), deadline))  # fmt: skip
             for rate in settings.rates:
                 for backend in settings.backends:
@@ -258,7 +276,7 @@ def layer_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
                         layer.load_state_dict(conv.state_dict())
                         return measure(lambda: step(layer), device, settings.warmup, settings.repeats)
 
-                    rows.append(_case(row, run, deadline))
+                    rows.append(run_case(row, run, deadline))
     return rows
 
 
@@ -276,33 +294,66 @@ def _resnet18(variant: str, impl: str, rate: float | None, width: int = 64) -> n
 
 
 def training_step(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str, graph: bool = False
 ) -> Callable[[], torch.Tensor]:
     """One SGD (momentum 0.9) step of ``model`` on the batch under ``precision``; returns the step function.
 
     ``model`` and ``images`` (``(B, 3, H, W)``) must be on the same device; ``bf16_cl`` puts both in
-    channels_last. The step returns the (detached) loss.
+    channels_last. The step returns the (detached) loss. With ``graph=True`` (CUDA only) the step is run
+    three times on a side stream, then captured once in a CUDA graph, and each call replays the graph
+    (PyTorch's whole-network capture: static inputs, gradients and optimizer state in the graph's memory),
+    so the host issues one launch per step instead of one per kernel.
+
+    Raises:
+        ValueError: ``graph=True`` for tensors that are not on a CUDA device.
     """
     fmt = _memory_format(precision)
     model.to(memory_format=fmt).train()
     images = images.contiguous(memory_format=fmt)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    device = images.device
+    if graph and device.type != "cuda":
+        raise ValueError(f"a CUDA graph needs CUDA tensors, got tensors on {device}")
 
-    def step() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(precision, images.device):
+    def body() -> torch.Tensor:
+        # autocast's weight cache would hold casts made outside the graph's memory: off while capturing
+        with _precision(precision, device, cache_enabled=not graph):
             loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()
         return loss.detach()
 
-    return step
+    if not graph:
+
+        def step() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            return body()
+
+        return step
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up: cuDNN's algorithm search, cached DFT matrices, CuPy's module load
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            body()
+    torch.cuda.current_stream(device).wait_stream(side)
+    captured = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)  # backward allocates the gradients inside the graph's memory
+    with torch.cuda.graph(captured):
+        static_loss = body()
+
+    def replay() -> torch.Tensor:
+        captured.replay()
+        return static_loss
+
+    return replay
 
 
 def model_step_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
-    """ResNet-18 training steps: per variant (``imagenet``, ``cifar``) and precision, timm then each backend/rate."""
+    """ResNet-18 training steps: per variant (``imagenet``, ``cifar``) and precision, timm then each backend/rate;
+    then, on a GPU, the same steps captured in a CUDA graph (impl ``<impl>+graph``) for ``settings.graph_*``."""
     device = torch.device(settings.device)
-    cupy_skip = _cupy_skip_reason(settings)
+    cupy_skip = cupy_skip_reason(settings)
     conv_name = "cudnn" if device.type == "cuda" else "conv2d"
     variants = {
         "imagenet": (settings.step_batch_imagenet, settings.imagenet_size, 1000),
@@ -313,22 +364,30 @@ def model_step_rows(settings: BenchSettings, deadline: Deadline) -> list[dict]:
         images = torch.randn(batch, 3, size, size, device=device)
         labels = torch.randint(0, classes, (batch,), device=device)
         for precision in settings.precisions:
-            cases = [(conv_name, None)] + [(f"bl_{b}", r) for r in settings.rates for b in settings.backends]
-            for impl, rate in cases:
+            cases = [(conv_name, None, False)]
+            cases += [(f"bl_{b}", r, False) for r in settings.rates for b in settings.backends]
+            if precision in settings.graph_precisions:
+                cases += [(conv_name, None, True)]
+                cases += [(f"bl_{b}", r, True) for r in settings.graph_rates for b in settings.backends]
+            for impl, rate, graph in cases:
                 row = {"part": "step", "shape": f"{variant} {size}px", "rate": rate, "precision": precision,
-                       "impl": impl, "batch": batch}  # fmt: skip
+                       "impl": impl + ("+graph" if graph else ""), "batch": batch}  # fmt: skip
                 if impl == "bl_cupy" and cupy_skip:
                     rows.append(row | {"skipped": cupy_skip})
                     continue
+                if graph and device.type != "cuda":
+                    rows.append(row | {"skipped": "CUDA graphs need a GPU"})
+                    continue
 
-                def run(impl=impl, rate=rate, precision=precision, variant=variant, images=images, labels=labels):
+                def run(impl=impl, rate=rate, precision=precision, variant=variant, images=images, labels=labels,
+                        graph=graph):  # fmt: skip
                     model = _resnet18(variant, impl, rate, settings.width).to(device)
-                    result = measure(training_step(model, images, labels, precision), device, settings.warmup,
-                                     settings.repeats)  # fmt: skip
-                    del model
+                    step = training_step(model, images, labels, precision, graph=graph)
+                    result = measure(step, device, settings.warmup, settings.repeats)
+                    del model, step
                     return result
 
-                rows.append(_case(row, run, deadline))
+                rows.append(run_case(row, run, deadline))
     return rows
 
 
@@ -347,14 +406,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def cell(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _baseline_impl(rows: list[dict], part: str) -> str:
+def _baseline_impl(rows: list[dict], part: str, impl: str = "") -> str:
+    """The implementation a row's ratio is taken against: the torch path for the product, else cuDNN (or
+    ``nn.Conv2d`` on the CPU), captured in a CUDA graph too when the row's ``impl`` is."""
     if part == "product":
         return "torch"
-    return "cudnn" if any(r.get("impl") == "cudnn" for r in rows) else "conv2d"
+    base = "cudnn" if any(r.get("impl") == "cudnn" for r in rows) else "conv2d"
+    return base + ("+graph" if impl.endswith("+graph") else "")
 
 
 def report(rows: list[dict]) -> str:
@@ -376,18 +438,20 @@ def report(rows: list[dict]) -> str:
         for row in part_rows:
             # the product's baseline is the torch path at the same rate; cuDNN has none (rate None)
             same_rate = {"rate": row["rate"]} if part == "product" else {}
-            base = _find(part_rows, part=part, shape=row["shape"], precision=row["precision"], impl=base_impl,
-                         **same_rate)  # fmt: skip
+            base = _find(part_rows, part=part, shape=row["shape"], precision=row["precision"],
+                         impl=_baseline_impl(part_rows, part, row["impl"]), **same_rate)  # fmt: skip
             zero = _find(part_rows, part=part, shape=row["shape"], precision=row["precision"], impl=row["impl"],
                          rate=0.0) if row["rate"] not in (None, 0.0) else None  # fmt: skip
             ms, peak = row.get("ms"), row.get("peak_mib")
             note = row.get("error") or row.get("skipped") or ""
             lines.append(
-                f"| {row['shape']} | {row['precision']} | {row['impl']} | {_fmt(row['rate'])} | {row['batch']} "
-                f"| {_fmt(ms, 3)} | {_fmt(peak, 0)} | {_fmt(_ratio(ms, base and base['ms']))} "
-                f"| {_fmt(_ratio(peak, base and base['peak_mib']))} | {_fmt(_ratio(ms, zero and zero['ms']))} "
-                f"| {_fmt(_ratio(peak, zero and zero['peak_mib']))} | {note[:120].replace('|', '/')} |"
+                f"| {row['shape']} | {row['precision']} | {row['impl']} | {cell(row['rate'])} | {row['batch']} "
+                f"| {cell(ms, 3)} | {cell(peak, 0)} | {cell(_ratio(ms, base and base['ms']))} "
+                f"| {cell(_ratio(peak, base and base['peak_mib']))} | {cell(_ratio(ms, zero and zero['ms']))} "
+                f"| {cell(_ratio(peak, zero and zero['peak_mib']))} | {note[:120].replace('|', '/')} |"
             )
+        if any(r["impl"].endswith("+graph") for r in part_rows):
+            lines += ["", f"Rows `+graph`: the step captured in a CUDA graph; their ratios are to `{base_impl}+graph`."]
         lines.append("")
     return "\n".join(lines)
 
@@ -411,7 +475,7 @@ def targets(rows: list[dict]) -> list[dict]:
             where = f"{row['shape']} {row['precision']} {row['impl']}"
             match = {"part": "step", "shape": row["shape"], "precision": row["precision"]}
             zero = _find(rows, **match, impl=row["impl"], rate=0.0)
-            base = _find(rows, **match, impl=_baseline_impl(rows, "step"))
+            base = _find(rows, **match, impl=_baseline_impl(rows, "step", row["impl"]))
             add("step time, rate 0.5 / rate 0", where, _ratio(row.get("ms"), zero and zero["ms"]), 0.7)
             add("step peak memory, rate 0.5 / rate 0", where,
                 _ratio(row.get("peak_mib"), zero and zero["peak_mib"]), 0.6)  # fmt: skip
@@ -460,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"freqnets bench kernels: torch {torch.__version__}, {name}, rates {list(settings.rates)}, "
           f"precisions {list(settings.precisions)}")  # fmt: skip
-    reason = _cupy_skip_reason(settings)
+    reason = cupy_skip_reason(settings)
     if reason:
         print(f"CuPy rows skipped: {reason}")
     if device != "cuda":

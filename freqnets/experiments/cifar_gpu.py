@@ -257,6 +257,10 @@ class Recipe:
     channels_last: bool = True
     seed: int = 0
     width: int = 64  # stage widths width * (1, 2, 4, 8): 64 is ResNet-18; the CPU dry run uses less
+    #: Capture the network's forward and backward in CUDA graphs (``torch.cuda.make_graphed_callables``; the
+    #: loss and the optimizer step stay eager): one launch per pass instead of one per kernel, for networks
+    #: whose step time is the host's launch cost (docs/benchmarks.md). CUDA only.
+    cuda_graph: bool = False
 
 
 def run_label(rate: float | None) -> str:
@@ -291,7 +295,28 @@ def make_optimizer(
 
 
 def _autocast(recipe: Recipe, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16)
+    # autocast's cache of weight casts would hold tensors made outside the graphs' memory: off with graphs
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16, cache_enabled=not recipe.cuda_graph)
+
+
+def _graphed(model: nn.Module, data: DeviceImages, recipe: Recipe) -> nn.Module:
+    """``model`` with its training forward and backward captured in CUDA graphs on one training batch.
+
+    ``torch.cuda.make_graphed_callables`` runs the batch through a few warm-up passes (they update the
+    BatchNorm running statistics like any training batch) and then replays the graphs for every call in
+    training mode with the same batch shape; in eval mode the module runs eagerly, so evaluation is unchanged.
+    """
+    generator = torch.Generator(device=data.device)
+    generator.manual_seed(recipe.seed * 100_003 - 1)  # not any epoch's stream of batches
+    sample, _ = next(data.train_batches(recipe.batch_size, generator))
+    model.train()
+    with _autocast(recipe, data.device):
+        return torch.cuda.make_graphed_callables(model, (sample,))
+
+
+def _build(rate: float | None, backend: str, recipe: Recipe, device: torch.device) -> nn.Module:
+    model = build_model(rate, backend, width=recipe.width).to(device)
+    return model.to(memory_format=torch.channels_last) if recipe.channels_last else model
 
 
 def train_epoch(model, data: DeviceImages, optimizer, schedule, recipe: Recipe, epoch: int) -> dict:
@@ -364,6 +389,8 @@ def train_run(
         network was built (the data on the GPU excluded; weights, gradients, optimizer state included).
     """
     device = train.device
+    if recipe.cuda_graph and device.type != "cuda":
+        raise ValueError(f"recipe.cuda_graph needs the data and the network on a CUDA device, got {device}")
     label = run_label(rate)
     path = _checkpoint_path(state_dir, label)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -374,9 +401,7 @@ def train_run(
     train.pad_once()  # the data's memory is not the network's: it is allocated before the peak's baseline
     base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
     torch.manual_seed(recipe.seed)
-    model = build_model(rate, backend if rate is not None else "torch", width=recipe.width).to(device)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = _build(rate, backend if rate is not None else "torch", recipe, device)
     optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
     if rate is not None:  # "auto" named as what runs: "cupy" or "torch"
         state.backend = next(m.resolved_backend for m in model.modules() if hasattr(m, "resolved_backend"))
@@ -394,6 +419,8 @@ def train_run(
         schedule.load_state_dict(saved["schedule"])
         state = RunState(**saved["state"])
         del saved  # the loaded copies would count in the peak
+    if recipe.cuda_graph:  # after loading: the graphs keep the parameters' storage, which loading copies into
+        model = _graphed(model, train, recipe)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     deadline = time.monotonic() + seconds_left
@@ -411,10 +438,10 @@ def train_run(
                                + traceback.format_exc(limit=3))  # fmt: skip
             state.backend = "torch"
             torch.manual_seed(recipe.seed)  # the same initial weights as the failed attempt
-            model = build_model(rate, "torch", width=recipe.width).to(device)
-            if recipe.channels_last:
-                model = model.to(memory_format=torch.channels_last)
+            model = _build(rate, "torch", recipe, device)
             optimizer, schedule = make_optimizer(model, recipe, steps_per_epoch)
+            if recipe.cuda_graph:
+                model = _graphed(model, train, recipe)
             continue
         epoch["epoch"] = state.epoch + 1
         state.history.append(epoch)
@@ -492,6 +519,7 @@ def table_report(results: list[dict], recipe: Recipe) -> str:
         f"Recipe: {recipe.epochs} epochs, batch {recipe.batch_size}, SGD Nesterov one-cycle peak lr {recipe.lr}, "
         f"weight decay {recipe.weight_decay}, label smoothing {recipe.label_smoothing}, "
         f"{'bf16 autocast' if recipe.bf16 else 'float32'}{', channels_last' if recipe.channels_last else ''}, "
+        f"{'forward and backward in CUDA graphs, ' if recipe.cuda_graph else ''}"
         "random crop (4 px reflect padding) + flip on the GPU.",
         "",
         "| network | rate | backend | epochs | test accuracy % | vs rate 0 (points) | s / epoch | time vs rate 0 "

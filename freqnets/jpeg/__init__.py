@@ -9,6 +9,7 @@ from . import augment
 from .chroma import convert_chroma
 from .coefficients import JpegCoefficients, JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 from .collate import DCTBatch, DCTCollate
+from .colour import cmyk_to_ycbcr
 from .datasets import EncodedImageDataset, JpegFolderDataset
 from .encode import decode_dct, decode_planes, encode_dct, quant_tables_for_quality
 from .read_collate import DCTReadCollate
@@ -29,6 +30,7 @@ __all__ = [
     "JpegUnsupportedError",
     "augment",
     "available_backends",
+    "cmyk_to_ycbcr",
     "convert_chroma",
     "decode_dct",
     "decode_planes",

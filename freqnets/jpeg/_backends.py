@@ -221,6 +221,10 @@ def decode(
     ``downsample``, ``strict`` and ``max_bytes`` are for the libjpeg backend only (see :func:`read_libjpeg`)."""
     if backend == "libjpeg":
         return decode_libjpeg(data, header, order, windows, downsample, strict=strict, max_bytes=max_bytes)
+    if header.frame.arithmetic:
+        raise JpegUnsupportedError(
+            f"arithmetic-coded JPEG is read by backend='libjpeg' only, not by backend={backend!r}"
+        )
     if backend == "jpeg2dct":
         return decode_jpeg2dct(data, header)
     return decode_python(data, header)

@@ -899,7 +899,8 @@ static int check_budget(struct session *s) {
 static int first_scan_fits(struct session *s) {
     j_decompress_ptr cinfo = &s->cinfo;
     const int bits_per_block = !cinfo->progressive_mode ? 2 : (cinfo->Ss == 0 && cinfo->Ah == 0 ? 1 : 0);
-    if (bits_per_block == 0 || cinfo->comps_in_scan < 1) {
+    /* arithmetic coding has no such bound: an adaptive decision may cost far less than a bit */
+    if (bits_per_block == 0 || cinfo->comps_in_scan < 1 || cinfo->arith_code) {
         return 1;
     }
     unsigned long long blocks = 0;

@@ -3,9 +3,10 @@
 Every backend of :func:`freqnets.jpeg.read_dct` runs :func:`parse_header` first. It walks the
 marker segments from SOI to the first SOS (O(header) work, no allocation that depends on the
 claimed image size) and rejects, with a typed :class:`~freqnets.jpeg.JpegError`, everything the
-readers do not decode: 12-bit or lossless frames, arithmetic coding, hierarchical files, CMYK/YCCK
-and RGB colour, sizes over ``max_pixels``, bad sampling factors and tables a scan needs but that
-were never defined.
+readers do not decode: 12-bit or lossless frames, hierarchical files, RGB colour, sizes over
+``max_pixels``, bad sampling factors and Huffman tables a scan needs but that were never defined.
+Arithmetic-coded frames (SOF9 sequential, SOF10 progressive) are parsed here and decoded by the libjpeg
+backend only (the python decoder refuses them); 4-component frames are CMYK or YCCK (:func:`colour_model`).
 
 :func:`read_segment` is the same table parser for the segments between later scans; the pure
 Python decoder uses it to follow progressive files scan by scan.
@@ -31,7 +32,9 @@ APP0, APP14, APP15 = 0xE0, 0xEE, 0xEF
 SOF_HUFFMAN = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}
 SOF_LOSSLESS = {0xC3}
 SOF_HIERARCHICAL = {0xC5, 0xC6, 0xC7}
-SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+SOF_ARITHMETIC = {0xC9: "extended", 0xCA: "progressive"}  # the DCT ones libjpeg decodes
+SOF_ARITHMETIC_OTHER = {0xCB: "lossless", 0xCD: "hierarchical", 0xCE: "hierarchical", 0xCF: "hierarchical"}
+APP1 = 0xE1
 DAC = 0xCC  # arithmetic conditioning tables
 EXP = 0xDF  # hierarchical expand reference components
 
@@ -67,6 +70,7 @@ class Frame(NamedTuple):
     v_max: int
     mcus_x: int  # MCUs across an interleaved scan
     mcus_y: int
+    arithmetic: bool = False  # arithmetic-coded (SOF9/SOF10) instead of Huffman-coded
 
     @property
     def progressive(self) -> bool:
@@ -106,6 +110,7 @@ class TableState:
     restart_interval: int = 0
     jfif: bool = False
     adobe_transform: int | None = None
+    exif: tuple[int, int] | None = None  # (start, end) in the file of the first APP1 "Exif" payload's TIFF data
 
 
 @dataclass(slots=True)
@@ -118,6 +123,7 @@ class JpegHeader:
     subsampling: str
     sampling_factors: tuple[tuple[int, int], ...]  # (h, v) per component
     coefficients: int = 0  # coefficients of the MCU-padded planes (check_allocation)
+    colour: str = "ycbcr"  # colour_model(): "grayscale", "ycbcr", "cmyk" or "ycck"
 
 
 def _u16(data: bytes, pos: int) -> int:
@@ -201,15 +207,15 @@ _UNEXPECTED = frozenset([0x00, 0x01, SOI, EOI, *range(RST0, RST7 + 1), *range(0x
 def read_segment(data: bytes, marker: int, pos: int, tables: TableState) -> int:
     """Parse one table/misc segment (DQT, DHT, DRI, APPn, COM) at ``pos`` into ``tables``; the end.
 
+    DAC (arithmetic conditioning) segments are skipped: libjpeg reads and checks them itself.
+
     Raises:
-        JpegUnsupportedError: arithmetic coding tables (DAC), DNL, hierarchical EXP.
+        JpegUnsupportedError: DNL, hierarchical EXP.
         JpegTruncatedError: the segment runs past the end of the data.
         JpegError: any other marker that may not appear here, or a corrupt segment.
     """
     if marker in _UNEXPECTED:
         raise JpegError(f"corrupt JPEG: unexpected marker 0x{marker:02X} at byte {pos - 2}")
-    if marker == DAC:
-        raise JpegUnsupportedError("arithmetic-coded JPEG (DAC marker) is not supported")
     if marker == DNL:
         raise JpegUnsupportedError("JPEG with a DNL marker (height defined after the first scan) is not supported")
     if marker == EXP:
@@ -236,6 +242,8 @@ def read_segment(data: bytes, marker: int, pos: int, tables: TableState) -> int:
             tables.jfif = True
     elif marker == APP14 and length >= 14 and data[pos + 2 : pos + 7] == b"Adobe":
         tables.adobe_transform = data[pos + 13]
+    elif marker == APP1 and tables.exif is None and length >= 8 and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
+        tables.exif = (pos + 8, end)
     return end
 
 
@@ -253,10 +261,8 @@ def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
         raise JpegTooLargeError(
             f"JPEG claims {width}x{height} = {width * height} pixels, more than max_pixels={max_pixels}"
         )
-    if n == 4:
-        raise JpegUnsupportedError("4-component JPEG (CMYK/YCCK) is not supported")
-    if n not in (1, 3):
-        raise JpegUnsupportedError(f"JPEG with {n} components is not supported (only greyscale or YCbCr)")
+    if n not in (1, 3, 4):
+        raise JpegUnsupportedError(f"JPEG with {n} components is not supported (only greyscale, YCbCr, CMYK or YCCK)")
     if len(payload) != 6 + 3 * n:
         raise JpegError(f"corrupt JPEG: SOF segment length {len(payload)} does not match {n} components")
     raw = []
@@ -280,7 +286,8 @@ def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
         ]
     )
     mcus_x, mcus_y = -(-width // (8 * h_max)), -(-height // (8 * v_max))
-    return Frame(SOF_HUFFMAN[marker], precision, height, width, components, h_max, v_max, mcus_x, mcus_y)
+    process, arithmetic = (SOF_ARITHMETIC[marker], True) if marker in SOF_ARITHMETIC else (SOF_HUFFMAN[marker], False)
+    return Frame(process, precision, height, width, components, h_max, v_max, mcus_x, mcus_y, arithmetic)
 
 
 def check_allocation(frame: Frame, max_pixels: int | None) -> int:
@@ -327,6 +334,8 @@ def parse_scan(payload: bytes, frame: Frame, tables: TableState, data_start: int
         comp = frame.components[index]
         if comp.tq not in tables.quant:
             raise JpegError(f"corrupt JPEG: component {index} uses quantisation table {comp.tq}, never defined")
+        if frame.arithmetic:
+            continue  # conditioning tables have defaults (T.81 F.1.4.4.1.4); libjpeg checks the ids
         needs_dc = ss == 0 and ah == 0  # DC refinement scans carry raw bits only
         needs_ac = ss > 0 or not frame.progressive  # progressive DC scans code no AC coefficients
         if needs_dc and (dc > 3 or dc not in tables.dc):
@@ -346,6 +355,18 @@ def _check_colour(frame: Frame, tables: TableState) -> None:
         return
     if tuple(c.ident for c in frame.components) == (ord("R"), ord("G"), ord("B")):
         raise JpegUnsupportedError("RGB JPEG (component ids R, G, B) is not supported (only YCbCr)")
+
+
+def colour_model(frame: Frame, tables: TableState) -> str:
+    """The colour model of a frame, as libjpeg guesses it: ``"grayscale"`` (1 component), ``"ycbcr"`` (3; RGB
+    files are refused by the parser), ``"cmyk"`` or ``"ycck"`` (4 components: YCCK when an Adobe APP14 marker
+    says transform 2, or any transform code but 0, for which libjpeg assumes YCCK; CMYK otherwise)."""
+    n = len(frame.components)
+    if n == 1:
+        return "grayscale"
+    if n == 3:
+        return "ycbcr"
+    return "ycck" if tables.adobe_transform not in (None, 0) else "cmyk"
 
 
 def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> JpegHeader:
@@ -377,14 +398,15 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             marker, pos = next_marker(data, pos)
         if marker in (DQT, DHT) or APP0 <= marker <= APP15 or marker == COM:
             pos = read_segment(data, marker, pos, tables)
-        elif marker in SOF_HUFFMAN:
+        elif marker in SOF_HUFFMAN or marker in SOF_ARITHMETIC:
             if frame is not None:
                 raise JpegError("corrupt JPEG: more than one SOF marker")
             payload, pos = segment_payload(data, pos, marker)
             frame = _parse_sof(marker, payload, max_pixels)
             coefficients = check_allocation(frame, max_pixels)
-        elif marker in SOF_ARITHMETIC:
-            raise JpegUnsupportedError(f"arithmetic-coded JPEG (SOF{marker - 0xC0}) is not supported")
+        elif marker in SOF_ARITHMETIC_OTHER:
+            kind = SOF_ARITHMETIC_OTHER[marker]
+            raise JpegUnsupportedError(f"{kind} arithmetic-coded JPEG (SOF{marker - 0xC0}) is not supported")
         elif marker in SOF_LOSSLESS:
             raise JpegUnsupportedError("lossless JPEG (SOF3) is not supported")
         elif marker in SOF_HIERARCHICAL:
@@ -396,7 +418,8 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             _check_colour(frame, tables)
             scan = parse_scan(payload, frame, tables, pos)
             factors = tuple([(c.h, c.v) for c in frame.components])
-            return JpegHeader(frame, tables, scan, subsampling_name(factors), factors, coefficients)
+            colour = colour_model(frame, tables)
+            return JpegHeader(frame, tables, scan, subsampling_name(factors), factors, coefficients, colour)
         elif marker == EOI:
             raise JpegError("corrupt JPEG: no frame/scan before EOI" if frame is None else "JPEG has no scan")
         else:

@@ -71,9 +71,7 @@ def _frequencies(c: JpegCoefficients) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _map_planes(c: JpegCoefficients, fn: Callable[[torch.Tensor], torch.Tensor], **changes) -> JpegCoefficients:
-    planes = [fn(p) for p in c.planes()]
-    cb, cr = (planes[1], planes[2]) if len(planes) == 3 else (None, None)
-    return replace(c, y=planes[0], cb=cb, cr=cr, **changes)
+    return c.with_planes([fn(p) for p in c.planes()], **changes)
 
 
 def window(c: JpegCoefficients, top: int, left: int, height: int, width: int) -> JpegCoefficients:
@@ -96,8 +94,7 @@ def window(c: JpegCoefficients, top: int, left: int, height: int, width: int) ->
         if y1 > y0 and x1 > x0:
             out[:, y0 - by : y1 - by, x0 - bx : x1 - bx] = plane[:, y0:y1, x0:x1]
         planes.append(out)
-    cb, cr = (planes[1], planes[2]) if len(planes) == 3 else (None, None)
-    return replace(c, y=planes[0], cb=cb, cr=cr, size=(height, width))
+    return c.with_planes(planes, size=(height, width))
 
 
 def align_to_mcu(c: JpegCoefficients) -> JpegCoefficients:

@@ -11,6 +11,11 @@ data. Every read therefore checks, before it allocates or decodes:
   of scan data than that cannot be complete. ``strict=True`` rejects it as truncated before
   allocating; ``strict=False`` still reads it (the missing part is zero) but within at most
   :data:`SHORT_DATA_MAX_BYTES`, so a file of a few kilobytes never costs more than that.
+  Arithmetic-coded scans have no such bound (an adaptive binary decision may cost far less than a
+  bit: a flat 4096x4096 image takes about a kilobyte), so they are never refused as short; instead a
+  file with less than :data:`ARITHMETIC_SPARSE_BITS` bits of scan data per block of its first scan
+  is read (``strict`` or not) within :data:`SHORT_DATA_MAX_BYTES` too (:func:`arithmetic_sparse`):
+  flat images up to about 40 megapixels still read, and a few kilobytes never cost more than that.
 * **Work** (:func:`block_decodes`): scans x blocks (the scans counted by their SOS markers, which
   entropy-coded data cannot contain), bounded per backend in proportion to the file's size plus a
   fixed allowance, so that end-of-band runs (one code covering 32,767 blocks) in many scans do not
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 1 << 30
 #: The most a read of a file whose scan data is too short for its frame may cost (``strict=False``).
 SHORT_DATA_MAX_BYTES = 256 << 20
+#: Bits of scan data per block below which an arithmetic-coded file is read within SHORT_DATA_MAX_BYTES
+#: (photos take tens of bits per block; only near-flat images come below it).
+ARITHMETIC_SPARSE_BITS = 1 / 8
 # libjpeg's own working memory besides the coefficient arrays (Huffman tables, buffers; the C
 # extension caps libjpeg at the arrays plus this)
 LIBJPEG_WORKSPACE = 16 << 20
@@ -75,15 +83,26 @@ def scan_data_short(data: bytes, header: JpegHeader) -> tuple[int, int] | None:
     The first scan codes every block of its components (the MCU-padded ones too when interleaved;
     counted without them here, a lower bound) with at least one Huffman code for the DC value and,
     in a sequential scan, one for the AC values (an end-of-block code at the least). Progressive
-    scans of AC bands can code a run of 32,767 empty blocks in one code: no bound from those.
+    scans of AC bands can code a run of 32,767 empty blocks in one code: no bound from those. Nor from
+    arithmetic-coded data: an adaptive binary decision may cost far less than a bit, any short scan may be whole.
     """
     scan, frame = header.first_scan, header.frame
-    if frame.progressive and (scan.ss > 0 or scan.ah > 0):
+    if frame.arithmetic or (frame.progressive and (scan.ss > 0 or scan.ah > 0)):
         return None
     blocks = sum(frame.components[i].height_in_blocks * frame.components[i].width_in_blocks for i in scan.components)
     needed = blocks * (1 if frame.progressive else 2)
     held = 8 * max(0, len(data) - scan.data_start)
     return (needed, held) if held < needed else None
+
+
+def arithmetic_sparse(data: bytes, header: JpegHeader) -> bool:
+    """True for an arithmetic-coded file with less than :data:`ARITHMETIC_SPARSE_BITS` bits of scan data (the
+    rest of the file) per block of its first scan: it may be a few bytes claiming a large frame."""
+    frame, scan = header.frame, header.first_scan
+    if not frame.arithmetic:
+        return False
+    blocks = sum(frame.components[i].height_in_blocks * frame.components[i].width_in_blocks for i in scan.components)
+    return 8 * max(0, len(data) - scan.data_start) < blocks * ARITHMETIC_SPARSE_BITS
 
 
 def block_decodes(data: bytes, header: JpegHeader) -> int:
@@ -114,6 +133,8 @@ def check_read(data: bytes, header: JpegHeader, backend: str, strict: bool, max_
             )
         if limit is None or limit > SHORT_DATA_MAX_BYTES:
             limit, reason = SHORT_DATA_MAX_BYTES, f"{SHORT_DATA_MAX_BYTES} for a file too short for its frame"
+    elif arithmetic_sparse(data, header) and (limit is None or limit > SHORT_DATA_MAX_BYTES):
+        limit, reason = SHORT_DATA_MAX_BYTES, f"{SHORT_DATA_MAX_BYTES} for an arithmetic-coded file this short"
     if limit is not None:
         # only the libjpeg backend lays out just the windows; the others decode whole planes and cut
         needed = read_bytes_needed(header, backend, windows if backend == "libjpeg" else None, len(data))

@@ -73,10 +73,11 @@ def chroma_factors(sampling_factors: tuple[tuple[int, int], ...]) -> tuple[int, 
 
 
 def subsampling_name(sampling_factors: tuple[tuple[int, int], ...]) -> str:
-    """``"gray"``, ``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"`` or ``"other"``."""
+    """``"gray"``, ``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"`` or ``"other"``; of 4-component
+    (CMYK/YCCK) files, how the second and third planes sit against the first (the fourth is not named)."""
     if len(sampling_factors) == 1:
         return "gray"
-    (yh, yv), (bh, bv), (rh, rv) = sampling_factors
+    (yh, yv), (bh, bv), (rh, rv) = sampling_factors[:3]
     if (bh, bv) != (rh, rv) or yh % bh or yv % bv:
         return "other"
     return _NAMES.get((yh // bh, yv // bv), "other")

@@ -13,8 +13,15 @@ Coefficient layout (one contract for every backend):
   coefficient is 8 x the block's mean shifted level.
 * ``cb``, ``cr``: the same at the chroma planes' own resolution (``None`` for
   greyscale). Nothing is upsampled or re-encoded.
+* ``k``: the fourth plane of a 4-component file, else ``None``.
+* ``colour_model``: ``"grayscale"``, ``"ycbcr"``, ``"cmyk"`` or ``"ycck"`` (the file's colour model, as
+  libjpeg decides it from the Adobe APP14 marker). For ``"cmyk"``, ``y``, ``cb``, ``cr``, ``k`` hold the
+  file's C, M, Y, K components in that order; for ``"ycck"``, Y, Cb, Cr and K. ``adobe_inverted``: the
+  file has an Adobe marker, so its C, M, Y, K samples are stored inverted (255 = no ink), as Photoshop
+  writes them and Pillow reads them (``"CMYK;I"``). :func:`freqnets.jpeg.cmyk_to_ycbcr` converts 4-component
+  coefficients to three YCbCr planes; the collate refuses them otherwise.
 * ``quant_tables``: ``(n_components, 64)`` int32 in natural order, the table
-  of each component (``y``, then ``cb``, ``cr``).
+  of each component (``y``, then ``cb``, ``cr``, ``k``).
 * ``size``: ``(height, width)`` in pixels; ``subsampling``: ``"4:4:4"``,
   ``"4:2:2"``, ``"4:2:0"``, ``"4:4:0"``, ``"4:1:1"``, ``"gray"`` or
   ``"other"``; ``sampling_factors``: ``((h, v), ...)`` per component.
@@ -29,9 +36,12 @@ Coefficient layout (one contract for every backend):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
+
+COLOUR_MODELS = ("grayscale", "ycbcr", "cmyk", "ycck")
 
 
 class JpegError(ValueError):
@@ -43,7 +53,7 @@ class JpegTooLargeError(JpegError):
 
 
 class JpegUnsupportedError(JpegError):
-    """A valid JPEG that freqnets does not read: 12-bit precision, CMYK/YCCK, arithmetic coding, ..."""
+    """A valid JPEG that freqnets does not read: 12-bit precision, lossless or hierarchical coding, RGB colour, ..."""
 
 
 class JpegTruncatedError(JpegError):
@@ -66,14 +76,32 @@ class JpegCoefficients:
     backend: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
     stored_subsampling: str | None = None
+    k: torch.Tensor | None = None
+    colour_model: str = ""  # "" at construction: "grayscale" or "ycbcr" from the planes
+    adobe_inverted: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.colour_model:
+            object.__setattr__(self, "colour_model", "grayscale" if self.cb is None else "ycbcr")
+        elif self.colour_model not in COLOUR_MODELS:
+            raise ValueError(f"colour_model must be one of {COLOUR_MODELS}, got {self.colour_model!r}")
 
     @property
     def is_gray(self) -> bool:
         return self.cb is None
 
     def planes(self) -> tuple[torch.Tensor, ...]:
-        """``(y,)`` for greyscale, ``(y, cb, cr)`` otherwise."""
-        return (self.y,) if self.cb is None else (self.y, self.cb, self.cr)
+        """``(y,)`` for greyscale, ``(y, cb, cr)`` for YCbCr, ``(y, cb, cr, k)`` for 4-component files."""
+        if self.cb is None:
+            return (self.y,)
+        return (self.y, self.cb, self.cr) if self.k is None else (self.y, self.cb, self.cr, self.k)
+
+    def with_planes(self, planes: Sequence[torch.Tensor], **changes) -> JpegCoefficients:
+        """A copy with the planes replaced (as many as :meth:`planes` returns) and ``changes`` applied."""
+        if len(planes) != len(self.planes()):
+            raise ValueError(f"expected {len(self.planes())} planes, got {len(planes)}")
+        names = ("y", "cb", "cr", "k")[: len(planes)]
+        return replace(self, **dict(zip(names, planes, strict=True)), **changes)
 
     def to_order(self, order: str) -> JpegCoefficients:
         """The same coefficients with channels in ``"natural"`` or ``"zigzag"`` order."""
@@ -89,4 +117,6 @@ class JpegCoefficients:
         def reorder(plane: torch.Tensor | None) -> torch.Tensor | None:
             return None if plane is None else plane.index_select(0, index.to(plane.device))
 
-        return replace(self, y=reorder(self.y), cb=reorder(self.cb), cr=reorder(self.cr), order=order)
+        return replace(
+            self, y=reorder(self.y), cb=reorder(self.cb), cr=reorder(self.cr), k=reorder(self.k), order=order
+        )

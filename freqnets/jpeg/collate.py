@@ -45,9 +45,11 @@ import torch
 
 from ..transforms import zigzag_indices
 from .chroma import centre_offsets, chroma_factors, chroma_grid, fit_grid, layout_factors, resample_chroma
-from .coefficients import JpegCoefficients
+from .coefficients import JpegCoefficients, JpegUnsupportedError
+from .colour import cmyk_to_ycbcr
 
 LAYOUTS = ("planes", "stacked")
+CMYK_MODES = ("error", "ycbcr")
 # luma grids of at least this many blocks are written sample by sample (smaller ones: batched ops)
 _PER_SAMPLE_BLOCKS = 64
 
@@ -81,6 +83,9 @@ class DCTCollate:
         chroma: target chroma layout ``"420"``, ``"422"`` or ``"444"``.
         normalize: ``None`` or ``(mean, std)`` (sequences or 1D tensors, see the module docstring).
         grid: ``None`` (all samples share a block grid) or ``(Hy, Wy)`` luma blocks to crop/pad to.
+        cmyk: what to do with CMYK/YCCK samples (``colour_model`` ``"cmyk"``/``"ycck"``, four planes):
+            ``"error"`` (:class:`~freqnets.jpeg.JpegUnsupportedError` naming the sample) or ``"ycbcr"``:
+            convert them with :func:`~freqnets.jpeg.cmyk_to_ycbcr` (black applied per block, documented there).
 
     Example:
         >>> from freqnets.jpeg import encode_dct
@@ -98,6 +103,7 @@ class DCTCollate:
         chroma: str = "420",
         normalize: tuple[Sequence[float] | torch.Tensor, Sequence[float] | torch.Tensor] | None = None,
         grid: tuple[int, int] | None = None,
+        cmyk: str = "error",
     ) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -113,6 +119,9 @@ class DCTCollate:
             grid = (int(grid[0]), int(grid[1]))
         self.grid = grid
         self.normalize = None if normalize is None else self._check_normalize(normalize)
+        if cmyk not in CMYK_MODES:
+            raise ValueError(f"cmyk must be one of {CMYK_MODES}, got {cmyk!r}")
+        self.cmyk = cmyk
 
     def _check_normalize(self, normalize) -> tuple[torch.Tensor, torch.Tensor]:
         try:
@@ -128,7 +137,8 @@ class DCTCollate:
     def __repr__(self) -> str:
         return (
             f"DCTCollate(layout={self.layout!r}, y_channels={self.y_channels}, c_channels={self.c_channels}, "
-            f"chroma={self.chroma!r}, normalize={'None' if self.normalize is None else '(...)'}, grid={self.grid})"
+            f"chroma={self.chroma!r}, normalize={'None' if self.normalize is None else '(...)'}, grid={self.grid}"
+            + (f", cmyk={self.cmyk!r})" if self.cmyk != "error" else ")")
         )
 
     def selected_stats(self, b2: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -147,6 +157,18 @@ class DCTCollate:
     def batch_shape(self, hy: int, wy: int) -> BatchShape:
         """The :class:`BatchShape` of batches on a luma grid of ``hy x wy`` blocks."""
         return BatchShape(self.y_channels, self.c_channels, hy, wy, *chroma_grid(hy, wy, self.factors))
+
+    def _three_planes(self, coeffs: list[JpegCoefficients]) -> list[JpegCoefficients]:
+        """``coeffs`` with CMYK/YCCK samples converted to YCbCr (``cmyk="ycbcr"``), else the typed error."""
+        for i, c in enumerate(coeffs):
+            if c.colour_model in ("cmyk", "ycck"):
+                if self.cmyk == "error":
+                    raise JpegUnsupportedError(
+                        f"sample {i} of the batch is {c.colour_model.upper()} (four planes): pass DCTCollate(cmyk="
+                        "'ycbcr') or convert it with freqnets.jpeg.cmyk_to_ycbcr"
+                    )
+                coeffs = [*coeffs[:i], cmyk_to_ycbcr(c), *coeffs[i + 1 :]]
+        return coeffs
 
     def _in_layout(self, coeffs: list[JpegCoefficients], shape: BatchShape) -> list[bool]:
         """Per sample: True when it already has the batch's grid, the target chroma layout and the first
@@ -274,6 +296,7 @@ class DCTCollate:
             raise TypeError(f"samples must be (JpegCoefficients, int label) pairs: {error}") from error
         if not all(isinstance(c, JpegCoefficients) for c in coeffs):
             raise TypeError(f"samples must hold JpegCoefficients, got {type(coeffs[0]).__name__}")
+        coeffs = self._three_planes(coeffs)
         block_sizes = {c.block_size for c in coeffs}
         if len(block_sizes) != 1:
             raise ValueError(f"all samples need the same block size, got {sorted(block_sizes)}")

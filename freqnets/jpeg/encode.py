@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..transforms import block_dct2, block_idct2, blocks_to_channels, channels_to_blocks, rgb_to_ycbcr, ycbcr_to_rgb
 from .coefficients import JpegCoefficients
+from .colour import cmyk_to_ycbcr
 
 # IJG standard tables (JPEG Annex K.1 and K.2), natural row-major order.
 STD_LUMINANCE_TABLE = (
@@ -196,7 +197,9 @@ def decode_dct(coeffs: JpegCoefficients) -> torch.Tensor:
     """Pixels of coefficients: ``(3, H, W)`` RGB (``(1, H, W)`` for greyscale) float32 in ``[0, 1]``.
 
     Chroma is upsampled by pixel replication; values are clamped to ``[0, 1]`` (8-bit rounding is not applied).
+    CMYK/YCCK coefficients are first converted with :func:`~freqnets.jpeg.cmyk_to_ycbcr` (black per block).
     """
+    coeffs = cmyk_to_ycbcr(coeffs)
     planes = decode_planes(coeffs)
     h, w = coeffs.size
     if len(planes) == 1:

@@ -78,6 +78,8 @@ class DCTReadCollate:
         sample ``index`` of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` (where
         :class:`DCTCollate` places them): ``(downsample, (data, header, windows, outs), (rows, cols))`` for
         :func:`~._backends.read_batch_libjpeg`, or ``None`` when read_dct must handle the file."""
+        if len(header.frame.components) == 4:  # CMYK/YCCK: read_dct, then the collate converts or refuses
+            return None
         if header.subsampling == "gray":
             down = None
         else:
@@ -169,7 +171,7 @@ class DCTReadCollate:
                 except JpegError as error:  # the collate does not know file names: say which sample
                     raise type(error)(f"sample {i} of the batch: {error}") from error
             # the same planes from read_dct's results (not normalised: finish() does that for all)
-            fallback = DCTCollate("planes", ky, kc, self.chroma, grid=(hy, wy))
+            fallback = DCTCollate("planes", ky, kc, self.chroma, grid=(hy, wy), cmyk=self.collate.cmyk)
             rest_y, rest_c, _ = fallback(coeffs)
             index = torch.tensor(rest)
             y.index_copy_(0, index, rest_y)

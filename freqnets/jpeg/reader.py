@@ -27,8 +27,19 @@ from .budget import (
     read_bytes_needed,
     scan_data_short,
 )
-from .chroma import _NAMES, Windows, chroma_grid, crop_windows, downsample_factors, layout_factors, with_layout
+from .chroma import (
+    _NAMES,
+    Windows,
+    chroma_factors,
+    chroma_grid,
+    crop_windows,
+    downsample_factors,
+    layout_factors,
+    with_layout,
+)
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
+from .exif import exif_orientation
+from .orientation import apply_orientation, transposes
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "ReadOptions", "available_backends", "read_bytes", "read_dct"]
 
@@ -102,11 +113,13 @@ class ReadOptions:
     crop: tuple[int, int] | None = None
     chroma: str | None = None
     max_bytes: int | None = DEFAULT_MAX_BYTES
+    exif_orientation: bool = False
     target: tuple[int, int] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.strict, bool):
-            raise TypeError(f"strict must be a bool, got {type(self.strict).__name__}")
+        for name in ("strict", "exif_orientation"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         for name in ("max_pixels", "max_bytes"):
             limit = getattr(self, name)
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -135,6 +148,7 @@ def read_dct(
     crop: tuple[int, int] | None = None,
     chroma: str | None = None,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    exif_orientation: bool = False,
 ) -> JpegCoefficients:
     """The dequantised DCT coefficients of a JPEG file, per plane at its own resolution.
 
@@ -168,8 +182,9 @@ def read_dct(
             ``DCTCollate(chroma=...)`` to float32 rounding. The libjpeg backend averages while it
             writes the planes (4:4:4, 4:2:2, 4:4:0 -> 4:2:0 and the like), so samples reach the
             collate in its layout; ``subsampling``/``sampling_factors`` then describe the returned
-            planes and ``stored_subsampling`` the file's. Files already in the target layout and
-            greyscale files are returned as stored (``stored_subsampling`` stays ``None``).
+            planes and ``stored_subsampling`` the file's. Files already in the target layout,
+            greyscale and 4-component (CMYK/YCCK) files are returned as stored (``stored_subsampling`` stays
+            ``None``; :func:`~freqnets.jpeg.cmyk_to_ycbcr` converts the latter to YCbCr).
         max_bytes: the most memory the read may allocate, in bytes: the float32 planes it returns plus
             the backend's working arrays, computed from the header before anything is allocated
             (:class:`JpegTooLargeError`; :mod:`~freqnets.jpeg.budget`); default
@@ -177,21 +192,31 @@ def read_dct(
             too short for its frame is truncated (``strict=True`` raises before allocating) and is read
             with ``strict=False`` within at most 256 MB whatever ``max_bytes`` says. Each backend may also
             visit at most a number of blocks (scans x blocks) in proportion to the file's size.
+        exif_orientation: turn the image as its EXIF Orientation tag (1..8) says, exactly in the DCT domain
+            (:mod:`~freqnets.jpeg.orientation`: block and coefficient transposes, mirrors with ``(-1)^u`` /
+            ``(-1)^v`` sign flips, every plane; 4:2:2 becomes 4:4:0 under a transpose unless ``chroma`` asks
+            for a layout). Exact where the image fills whole MCUs; a partial edge MCU that a mirror would
+            move to the top or left is dropped first (as ``jpegtran -trim``), so ``size`` shrinks to whole
+            MCUs on that axis. ``crop`` and ``chroma`` describe the turned image (the window is the stored
+            image's centre window of the transposed size). Malformed EXIF is ignored (orientation 1) with the
+            reason in ``warnings``, even under ``strict=True`` (:mod:`~freqnets.jpeg.exif`).
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
-        chroma resolution (``None`` for greyscale), ``quant_tables`` ``(n_components, 64)`` int32
-        (always natural order), the size, subsampling, sampling factors, the backend used and any warnings.
+        chroma resolution (``None`` for greyscale), ``k`` (the fourth plane of CMYK/YCCK files, else ``None``),
+        ``quant_tables`` ``(n_components, 64)`` int32 (always natural order), the size, subsampling, sampling
+        factors, ``colour_model`` (``"ycbcr"``, ``"grayscale"``, ``"cmyk"``, ``"ycck"``) and ``adobe_inverted``,
+        the backend used and any warnings. Arithmetic-coded files (SOF9/SOF10) are read by the libjpeg backend.
 
     Raises:
         TypeError: ``source`` or ``strict`` of the wrong type (also an array or tensor that is not ``uint8``).
         ValueError: a bad ``max_pixels``, ``max_bytes``, ``backend``, ``order``, ``crop`` or ``chroma``; an array or
             tensor ``source`` that is not 1-D.
         JpegError: input that is not a readable JPEG (a ``ValueError``); the subclasses
-            ``JpegTooLargeError``, ``JpegUnsupportedError`` (12-bit, CMYK/YCCK, RGB, arithmetic,
-            lossless, hierarchical) and ``JpegTruncatedError`` name the reason.
+            ``JpegTooLargeError``, ``JpegUnsupportedError`` (12-bit, RGB, lossless, hierarchical; arithmetic
+            coding with other backends than ``"libjpeg"``) and ``JpegTruncatedError`` name the reason.
     """
-    options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes)
+    options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
     chosen = _backends.resolve_backend(options.backend)
     return read_bytes(source if type(source) is bytes else _read_source(source), options, chosen)
 
@@ -201,20 +226,20 @@ _OPTIONS: dict[tuple, ReadOptions] = {}
 _MAX_OPTIONS = 64
 
 
-def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes) -> ReadOptions:
+def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation) -> ReadOptions:
     """:class:`ReadOptions` of read_dct's arguments, from a small cache when the same arguments were checked
     before (building and checking them costs a fifth of a CIFAR-sized read)."""
     # The classes are part of the key: 1 == True == 1.0 hash alike, but only some of them are valid. A crop is
     # read through ReadOptions every time (a tuple's items could be of any class).
     key = None
     if crop is None:
-        key = (strict, max_pixels, backend, order, chroma, max_bytes, strict.__class__, max_pixels.__class__,
-               max_bytes.__class__)  # fmt: skip
+        key = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, strict.__class__,
+               max_pixels.__class__, max_bytes.__class__, exif_orientation.__class__)  # fmt: skip
         try:
             return _OPTIONS[key]
         except (KeyError, TypeError):  # TypeError: an unhashable argument, refused by ReadOptions below
             pass
-    options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes)
+    options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
     if key is not None:
         if len(_OPTIONS) >= _MAX_OPTIONS:
             _OPTIONS.clear()
@@ -235,7 +260,7 @@ def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None) ->
 
 
 def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
-    if chosen == "libjpeg":
+    if chosen == "libjpeg" and not options.exif_orientation:
         coeffs = _read_fast(data, options)
         if coeffs is not None:
             return coeffs
@@ -243,12 +268,16 @@ def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
     header = (
         parse_header(data, options.max_pixels) if chosen == "python" else HEADER_CACHE.parse(data, options.max_pixels)
     )
+    orientation, exif_note = exif_orientation(data, header.tables.exif) if options.exif_orientation else (1, None)
     windows, size = (None, (header.frame.height, header.frame.width))
     if options.crop is not None:
-        windows, size = crop_windows(header, options.crop)
+        crop = options.crop[::-1] if transposes(orientation) else options.crop  # the stored image's window
+        windows, size = crop_windows(header, crop)
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
     downsample = None
-    if options.target is not None and header.subsampling != "gray":
+    four = len(header.frame.components) == 4  # CMYK/YCCK: no chroma conversion (see read_dct's chroma)
+    # a turned image gets its chroma layout after turning (a transpose swaps 4:2:2 and 4:4:0)
+    if options.target is not None and header.subsampling != "gray" and not four and orientation == 1:
         downsample = downsample_factors(header.sampling_factors, options.target)
     check_read(data, header, chosen, options.strict, options.max_bytes, windows)
     raw, header, chosen = _decode(data, header, chosen, options, windows, downsample)
@@ -257,8 +286,8 @@ def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
     planes = _planes(raw, windows, options.order)
     coeffs = JpegCoefficients(
         y=planes[0],
-        cb=planes[1] if len(planes) == 3 else None,
-        cr=planes[2] if len(planes) == 3 else None,
+        cb=planes[1] if len(planes) >= 3 else None,
+        cr=planes[2] if len(planes) >= 3 else None,
         quant_tables=torch.from_numpy(raw.quant_tables),  # int32 from every backend
         size=size,
         subsampling=header.subsampling,
@@ -266,11 +295,27 @@ def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
         order=options.order,
         block_size=8,
         backend=chosen,
-        warnings=tuple(dict.fromkeys(raw.warnings)),
+        warnings=tuple(dict.fromkeys(raw.warnings)) + ((exif_note,) if exif_note else ()),
+        k=planes[3] if four else None,
+        colour_model=header.colour,
+        adobe_inverted=four and header.tables.adobe_transform is not None,
     )
-    if options.target is None or coeffs.cb is None or downsample == (1, 1):
+    if orientation != 1:
+        coeffs = apply_orientation(coeffs, orientation)
+        if options.target is None or coeffs.cb is None or four or _in_layout(coeffs, options.target):
+            return coeffs
+        return with_layout(coeffs, options.target, converted=False)
+    if options.target is None or coeffs.cb is None or four or downsample == (1, 1):
         return coeffs
     return with_layout(coeffs, options.target, converted=downsample is not None and chosen == "libjpeg")
+
+
+def _in_layout(coeffs: JpegCoefficients, target: tuple[int, int]) -> bool:
+    """True when the chroma planes of ``coeffs`` are in the ``target`` layout (chroma factors) already."""
+    try:
+        return chroma_factors(coeffs.sampling_factors) == target
+    except ValueError:  # a layout the maps do not cover: with_layout names it
+        return False
 
 
 def _decode(
@@ -290,7 +335,7 @@ def _decode(
         )
         return raw, header, chosen
     except JpegTruncatedError as error:
-        if options.strict or chosen != "libjpeg":
+        if options.strict or chosen != "libjpeg" or header.frame.arithmetic:  # the python decoder reads no arithmetic
             raise
         # libjpeg stops at some damage (e.g. a table cut by the end of the file) without returning
         # coefficients; the reference decoder keeps what precedes it. Recorded, never silent.
@@ -371,10 +416,13 @@ def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
         "sampling_factors": header.sampling_factors,
         "order": options.order,
         "backend": "libjpeg",
+        "colour_model": header.colour,
     }
     # what _read and with_layout do: the planes of a converted file are described in the target layout
+    # (4-component files, CMYK/YCCK, and arithmetic-coded ones, with budget rules of their own, take the
+    # general path)
     converts = options.target is not None and colour and downsample != (1, 1)
-    fast = len(frame.components) in (1, 3) and (not converts or downsample is not None)
+    fast = len(frame.components) in (1, 3) and not frame.arithmetic and (not converts or downsample is not None)
     if converts and fast:
         fast = len(header.sampling_factors) == 3 and dims[1] == chroma_grid(*dims[0], options.target)
         result.update(
@@ -400,9 +448,10 @@ def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
 
 
 def _coefficients(values: dict) -> JpegCoefficients:
-    """A :class:`JpegCoefficients` of ``values`` (the fields without defaults and any others), filled directly:
-    the frozen dataclass's ``__init__`` sets each of its twelve fields through ``object.__setattr__``, which
-    costs a sixth of a CIFAR-sized read. The same object as ``JpegCoefficients(**values)``."""
+    """A :class:`JpegCoefficients` of ``values`` (the fields without defaults and any others, ``colour_model``
+    set), filled directly: the frozen dataclass's ``__init__`` sets each of its fifteen fields through
+    ``object.__setattr__``, which costs a sixth of a CIFAR-sized read. The same object as
+    ``JpegCoefficients(**values)`` (whose ``__post_init__`` only fills in or checks ``colour_model``)."""
     coeffs = object.__new__(JpegCoefficients)
     attributes = coeffs.__dict__
     attributes.update(_DEFAULT_FIELDS)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .._checks import check_rate, compute_dtype
 from ..kernels import cupy_backend
 from ..kernels.cupy_backend import BackendUnavailable
-from ..transforms._conv_args import conv2d_padding, int_pair
+from ..transforms import conv2d_padding, int_pair
 from .rates import CompressRateState
 from .spectral_plan import Positions, analysis, make_plan, synthesis
 from .spectral_product import BandLimitedProduct
@@ -122,7 +122,7 @@ def conv_padding(
 ) -> tuple[int, int, int, int]:
     """``F.conv2d``'s ``padding`` (an int, ``(ph, pw)``, ``"valid"`` or ``"same"``) as ``(top, bottom, left, right)``.
 
-    One rule for every domain: :func:`freqnets.transforms._conv_args.conv2d_padding` (``"same"`` puts the odd
+    One rule for every domain: :func:`freqnets.transforms.conv2d_padding` (``"same"`` puts the odd
     pixel of an even total at the end, as ``nn.Conv2d`` does, and needs stride 1).
     """
     left, right, top, bottom = conv2d_padding(padding, kernel_size, dilation, stride)

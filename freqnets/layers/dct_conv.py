@@ -7,8 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_float_tensor, check_rate
-from ..transforms import get_domain
-from ..transforms._conv_args import conv2d_padding
+from ..transforms import conv2d_padding, get_domain
 from .rates import CompressRateState
 
 

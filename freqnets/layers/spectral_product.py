@@ -95,14 +95,57 @@ def _(product, first, second, batch, groups, gauss=False, backend="torch"):
     return _fake_product(product, first, second, batch, groups)
 
 
-class BandLimitedProduct(torch.autograd.Function):
-    """``BandLimitedProduct.apply(product, first, second, batch, groups, gauss, backend)``: a product, differentiable.
+def adjoint_products(product, first, second, grad, wanted, apply):
+    """Gradients of ``product(first, second)`` for the output gradient ``grad``: products again.
 
-    The adjoints (real inner product on the planar spectra)::
+    ``wanted`` is ``(first wanted, second wanted)``; ``apply(product, a, b)`` computes one product (the
+    autograd function or the op, so each route differentiates with its own kind). The adjoints (real inner
+    product on the planar spectra)::
 
         Y  = X conj(W)^T :  dX = G W (grad_input),            dW = conj(G)^T X (grad_weight)
         GX = GY W        :  dGY = G conj(W)^T (forward),       dW = conj(GY)^T G (grad_weight)
         GW = conj(GY)^T X:  dGY = X conj(G)^T (forward),       dX = GY G (grad_input)
+
+    Returns:
+        ``(d_first, d_second)``, ``None`` where not wanted.
+    """
+    if product == "forward":  # first = X, second = W
+        pairs = (("grad_input", grad, second), ("grad_weight", grad, first))
+    elif product == "grad_input":  # first = GY, second = W
+        pairs = (("forward", grad, second), ("grad_weight", first, grad))
+    else:  # grad_weight: first = GY, second = X
+        pairs = (("forward", second, grad), ("grad_input", first, grad))
+    d_first = apply(*pairs[0]) if wanted[0] else None
+    d_second = apply(*pairs[1]) if wanted[1] else None
+    return d_first, d_second
+
+
+def _save_operands(ctx, inputs, output):
+    product, first, second, *config = inputs
+    ctx.save_for_backward(first, second)
+    ctx.product, ctx.config = product, tuple(config)  # (batch, groups, gauss, backend)
+
+
+def _op_backward(ctx, grad):
+    first, second = ctx.saved_tensors
+
+    def apply(product, a, b):
+        return bl_product(product, a, b, *ctx.config)
+
+    d_first, d_second = adjoint_products(ctx.product, first, second, grad, ctx.needs_input_grad[1:3], apply)
+    return None, d_first, d_second, None, None, None, None
+
+
+# The op differentiates by itself too (to any order: its backward is the op again), so code that calls it
+# directly, torch.compile's and torch.export's traces of it, and torch.library.opcheck with inputs that
+# require grad see the same adjoints as BandLimitedProduct.
+bl_product.register_autograd(_op_backward, setup_context=_save_operands)
+
+
+class BandLimitedProduct(torch.autograd.Function):
+    """``BandLimitedProduct.apply(product, first, second, batch, groups, gauss, backend)``: a product, differentiable.
+
+    Its backward is :func:`adjoint_products` through this function again, so it differentiates to any order.
     """
 
     @staticmethod
@@ -113,27 +156,16 @@ class BandLimitedProduct(torch.autograd.Function):
             return reference_product(product, first, second, batch, groups)
         return bl_product(product, first, second, batch, groups, gauss, backend)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        product, first, second, *config = inputs
-        ctx.save_for_backward(first, second)
-        ctx.product, ctx.config = product, tuple(config)  # (batch, groups, gauss, backend)
+    setup_context = staticmethod(_save_operands)
 
     @staticmethod
     def backward(ctx, grad):
         first, second = ctx.saved_tensors
-        apply, config = BandLimitedProduct.apply, ctx.config
-        wants_first, wants_second = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        d_first = d_second = None
-        if ctx.product == "forward":  # first = X, second = W
-            d_first = apply("grad_input", grad, second, *config) if wants_first else None
-            d_second = apply("grad_weight", grad, first, *config) if wants_second else None
-        elif ctx.product == "grad_input":  # first = GY, second = W
-            d_first = apply("forward", grad, second, *config) if wants_first else None
-            d_second = apply("grad_weight", first, grad, *config) if wants_second else None
-        else:  # grad_weight: first = GY, second = X
-            d_first = apply("forward", second, grad, *config) if wants_first else None
-            d_second = apply("grad_input", first, grad, *config) if wants_second else None
+
+        def apply(product, a, b):
+            return BandLimitedProduct.apply(product, a, b, *ctx.config)
+
+        d_first, d_second = adjoint_products(ctx.product, first, second, grad, ctx.needs_input_grad[1:3], apply)
         return None, d_first, d_second, None, None, None, None
 
     @staticmethod

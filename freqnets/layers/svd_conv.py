@@ -28,9 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_float_tensor, check_positive_int, check_rate
-from ..transforms import rank_for_energy
-from ..transforms._conv_args import conv2d_padding
-from ..transforms._frequency_order import kept_count
+from ..transforms import conv2d_padding, kept_count, rank_for_energy
 from .rates import CompressRateState
 
 

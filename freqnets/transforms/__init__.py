@@ -13,6 +13,8 @@ Pure PyTorch: differentiable, CPU and CUDA, float16 to float64 (half types are
 computed in float32 and cast back). See each module for layouts and kept sets.
 """
 
+from ._conv_args import conv2d_padding, int_pair
+from ._frequency_order import kept_count
 from .base import NonFiniteInputError, TransformDomain, available_domains, get_domain, register_domain
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .dct import (
@@ -52,6 +54,7 @@ __all__ = [
     "block_idct2",
     "blocks_to_channels",
     "channels_to_blocks",
+    "conv2d_padding",
     "dct",
     "dct2",
     "fft_compress",
@@ -59,6 +62,8 @@ __all__ = [
     "get_domain",
     "idct",
     "idct2",
+    "int_pair",
+    "kept_count",
     "rank_for_energy",
     "rank_for_rate",
     "register_domain",

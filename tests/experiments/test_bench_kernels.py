@@ -38,3 +38,38 @@ def test_runs_without_a_gpu_and_says_what_it_skipped(capsys):
 def test_bad_precision_is_refused():
     with pytest.raises(SystemExit):
         bench_kernels.main(["--precisions", "fp16", "--no-model"])
+
+
+def test_a_graph_step_needs_cuda_tensors():
+    model = torch.nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="CUDA graph needs CUDA tensors"):
+        bench_kernels.training_step(model, torch.randn(2, 4), torch.tensor([0, 1]), "fp32", graph=True)
+
+
+def test_graph_rows_are_compared_with_the_graph_baseline():
+    def row(impl, rate, ms, peak):
+        return {"part": "step", "shape": "cifar 32px", "precision": "fp32", "impl": impl, "rate": rate, "batch": 8,
+                "ms": ms, "peak_mib": peak}  # fmt: skip
+
+    rows = [row("cudnn", None, 10.0, 100.0), row("bl_torch", 0.0, 50.0, 300.0), row("bl_torch", 0.5, 40.0, 200.0),
+            row("cudnn+graph", None, 5.0, 100.0), row("bl_torch+graph", 0.0, 20.0, 300.0),
+            row("bl_torch+graph", 0.5, 12.0, 200.0)]  # fmt: skip
+    table = {(c[2], c[3]): c for c in map(_cells, bench_kernels.report(rows).splitlines()) if c[0] == "cifar 32px"}
+    assert table[("bl_torch", "0.50")][7] == "4.00"  # 40 / 10 (eager cuDNN)
+    assert table[("bl_torch+graph", "0.50")][7] == "2.40"  # 12 / 5 (cuDNN in a graph), not 12 / 10
+    assert table[("bl_torch+graph", "0.50")][9] == "0.60"  # 12 / 20 (rate 0 in a graph)
+    found = {(t["target"], t["where"]): t for t in bench_kernels.targets(rows)}
+    graph_vs_timm = found[("step time, rate 0.5 / timm resnet18", "cifar 32px fp32 bl_torch+graph")]
+    assert graph_vs_timm["value"] == pytest.approx(2.4) and graph_vs_timm["met"] is False
+    assert found[("step time, rate 0.5 / rate 0", "cifar 32px fp32 bl_torch+graph")]["met"] is True
+
+
+@pytest.mark.parametrize("precision", bench_kernels.PRECISIONS)
+def test_each_precision_sets_its_flags_and_restores_them(precision):
+    before = torch.backends.cuda.matmul.allow_tf32
+    with bench_kernels._precision(precision, torch.device("cpu")):
+        assert torch.backends.cuda.matmul.allow_tf32 == (precision == "tf32" or before)
+        assert torch.is_autocast_enabled("cpu") == precision.startswith("bf16")
+        if precision.startswith("bf16"):
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert torch.backends.cuda.matmul.allow_tf32 == before and not torch.is_autocast_enabled("cpu")

@@ -43,7 +43,7 @@ def _restore_threads():
 
 def test_check_dry_run_writes_the_summaries_with_every_measurement(tmp_path):
     device_check = _script()
-    parts = "bench_product,bench_layer,bench_step,dct_step"
+    parts = "bench_product,bench_layer,profile_layer,bench_step,dct_step"
     assert device_check.main([str(tmp_path), "--dry-run", "--only", parts]) == 0
     data = json.loads((tmp_path / "device_check.json").read_text())
     assert {name: p["status"] for name, p in data["parts"].items()} == dict.fromkeys(parts.split(","), "ok")
@@ -63,6 +63,16 @@ def test_check_dry_run_writes_the_summaries_with_every_measurement(tmp_path):
     assert all(r["kernel_launches"] == 0 for r in measured)  # no GPU here: the torch path only
     skipped = [r for r in rows if "cupy" in r["impl"]]
     assert skipped and all("skipped" in r for r in skipped)
+    graph_rows = [r for r in rows if r["impl"].endswith("+graph")]
+    assert graph_rows and all("skipped" in r for r in graph_rows)
+    assert all(r["skipped"] == "CUDA graphs need a GPU" for r in graph_rows if "cupy" not in r["impl"])
+
+    # the layer profile: host time and op counts per implementation (no GPU time on the CPU)
+    profiled = {r["impl"]: r for r in data["parts"]["profile_layer"]["result"]}
+    assert set(profiled) == {"conv2d", "bl_torch", "bl_cupy"} and "skipped" in profiled["bl_cupy"]
+    for impl in ("conv2d", "bl_torch"):
+        assert profiled[impl]["ms"] > 0 and profiled[impl]["host_ms"] > 0 and profiled[impl]["kernels"] is None
+    assert profiled["bl_torch"]["aten_ops"] > profiled["conv2d"]["aten_ops"] > 0
 
     # the targets are the ratios of the measured rows
     by_key = {(r["shape"], r["precision"], r["impl"], r["rate"]): r for r in measured if r["part"] == "step"}
@@ -77,7 +87,8 @@ def test_check_dry_run_writes_the_summaries_with_every_measurement(tmp_path):
     assert dct["input_shape"] == [4, 192, 4, 4] and set(dct["steps"]) == {"fp32"}
     assert all(np.isfinite(s["first_loss"]) for s in dct["steps"].values())
     markdown = (tmp_path / "device_check.md").read_text()
-    for title in ("Product over channels", "One 3x3 layer", "ResNet-18 training step", "targets (issue 13)", "dct_step"):
+    for title in ("Product over channels", "One 3x3 layer", "ResNet-18 training step", "targets (issue 13)", "dct_step",
+                  "host time vs GPU time"):
         assert title in markdown
 
 
@@ -111,6 +122,20 @@ def test_pytest_part_reports_a_run_past_its_budget(tmp_path):
     tests.write_text("import time\ndef test_sleeps(): time.sleep(120)\n")
     result = device_check.run_pytest("slow", [str(tests)], tmp_path, timeout=4)
     assert result["timed_out"] and result["returncode"] is None and result["counts"] is None
+
+
+def test_a_killed_run_still_logs_why_each_test_failed(tmp_path):
+    # pytest prints tracebacks at the end, which a killed run never reaches; tests.live_failures prints them at once
+    device_check = _script()
+    tests = tmp_path / "test_killed.py"
+    tests.write_text("import time\n"
+                     "def test_planted(): assert [1, 2] == [1, 3], 'planted mismatch'\n"
+                     "def test_sleeps(): time.sleep(120)\n")  # fmt: skip
+    result = device_check.run_pytest("killed", [str(tests)], tmp_path, timeout=8)
+    assert result["timed_out"] and result["counts"]["failures"] == 1
+    assert result["failed"][0]["test"].endswith("test_planted")
+    assert "planted mismatch" in result["failed"][0]["message"]
+    assert "planted mismatch" in (tmp_path / "pytest_killed.log").read_text()
 
 
 def test_verbose_output_of_a_killed_run_is_counted():
@@ -265,3 +290,13 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
     with pytest.raises(ValueError, match="batch size"):
         cifar_gpu.train_run(None, _synthetic_sets(), _synthetic_sets(), cifar_gpu.Recipe(batch_size=64, width=8),
                             tmp_path, 10.0)  # fmt: skip
+
+
+def test_cuda_graph_training_is_refused_without_a_gpu(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script().main([str(tmp_path), "--part", "table", "--dry-run", "--cuda-graph"])
+    assert "--cuda-graph needs a CUDA GPU" in capsys.readouterr().err
+    data = _synthetic_sets()
+    recipe = cifar_gpu.Recipe(epochs=1, batch_size=8, width=8, cuda_graph=True)
+    with pytest.raises(ValueError, match="cuda_graph needs"):
+        cifar_gpu.train_run(0.5, data, data, recipe, tmp_path, 60.0, backend="torch")

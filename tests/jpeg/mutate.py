@@ -37,6 +37,27 @@ def seeds() -> dict[str, bytes]:
         "422-optimized": pillow_jpeg((16, 40), subsampling=1, optimize=True),
         "gray": pillow_jpeg((17, 9), "L"),
         "gray-progressive": pillow_jpeg((24, 16), "L", progressive=True),
+        "cmyk": pillow_jpeg((16, 24), "CMYK"),
+        "exif-orientation-6": pillow_jpeg((24, 40), exif=_exif_orientation(6)),
+        **_arithmetic_seeds(),
+    }
+
+
+def _exif_orientation(value: int) -> bytes:
+    """An APP1 Exif payload whose first IFD holds one entry: Orientation (SHORT, 1) = ``value``."""
+    return b"Exif\x00\x00II" + struct.pack("<HIHHHIHHI", 42, 8, 1, 0x0112, 3, 1, value, 0, 0)
+
+
+def _arithmetic_seeds() -> dict[str, bytes]:
+    """Arithmetic-coded twins (libjpeg's re-encoding, see arithmetic.py) where a transcoder builds here."""
+    from .arithmetic import transcoder
+
+    transcode = transcoder()
+    if transcode is None:
+        return {}
+    return {
+        "arith-420-restart": transcode(pillow_jpeg((24, 40), seed=3, restart_marker_blocks=2)),
+        "arith-444-progressive": transcode(pillow_jpeg((24, 40), seed=4, subsampling=0), progressive=True),
     }
 
 
@@ -79,6 +100,9 @@ def segments(data: bytes) -> list[tuple[int, int, int]]:
         pos += 2 + length
 
 
+SOF_MARKERS = (0xC0, 0xC1, 0xC2, 0xC9, 0xCA)  # the frames the readers decode (Huffman, arithmetic)
+
+
 def _first(found, markers) -> tuple[int, int, int] | None:
     return next((s for s in found if s[0] in markers), None)
 
@@ -102,7 +126,7 @@ def truncate_at_marker(data, found, rng) -> bytes:
 
 
 def frame_size(data, found, rng) -> bytes:
-    sof = _first(found, (0xC0, 0xC1, 0xC2))
+    sof = _first(found, SOF_MARKERS)
     height, width = [(0, _random(rng, 1, 65536)), (_random(rng, 1, 65536), 0), (65535, 65535),
                      (_random(rng, 2048, 65536), _random(rng, 2048, 65536)), (1, 65535), (65535, 1),
                      (_random(rng, 1, 300), _random(rng, 1, 300))][_random(rng, 7)]  # fmt: skip
@@ -158,7 +182,7 @@ def bad_huffman_table(data, found, rng) -> bytes:
 
 
 def bad_sampling(data, found, rng) -> bytes:
-    sof = _first(found, (0xC0, 0xC1, 0xC2))
+    sof = _first(found, SOF_MARKERS)
     components = data[sof[1] + 9]
     out = bytearray(data)
     index = sof[1] + 10 + 3 * _random(rng, max(1, components)) + 1

@@ -26,7 +26,7 @@ from .sandbox import run_cases
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox reads /proc (Linux)")
 
 DECODERS = [b for b in available_backends() if b != "jpeg2dct"]
-MODES = {"plain": {}, "crop": {"crop": [2, 3]}, "chroma": {"chroma": "420"}}
+MODES = {"plain": {}, "crop": {"crop": [2, 3]}, "chroma": {"chroma": "420"}, "exif": {"exif_orientation": True}}
 PEAK_LIMIT = 256 << 20  # a file of a few kilobytes never costs more (issue 15)
 CPU_LIMIT = 1.0
 
@@ -83,6 +83,10 @@ def summarise(files: list, keys: list, results: list[dict]) -> dict:
     accepted_by_some = digest_mismatch = 0
     examples = []
     for (index, mode), per_backend in by_file.items():
+        if len(per_backend) < 2:
+            continue
+        # the python decoder does not read arithmetic coding (a typed refusal, not a disagreement)
+        per_backend = {b: o for b, o in per_backend.items() if "libjpeg' only" not in str(o[1])}
         if len(per_backend) < 2:
             continue
         ok = {b: o for b, o in per_backend.items() if o[0] == "ok"}

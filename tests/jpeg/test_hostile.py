@@ -71,10 +71,14 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def _cmyk() -> bytes:
+def _two_components() -> bytes:
+    """A 4-component (CMYK) file whose SOF claims 2 components, the payload cut to match."""
     buffer = io.BytesIO()
     Image.new("CMYK", (16, 16), (10, 20, 30, 40)).save(buffer, "JPEG")
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    sof = data.index(b"\xff\xc0")
+    payload = struct.pack(">HBHHB", 8 + 6, 8, 16, 16, 2) + data[sof + 10 : sof + 16]
+    return data[:sof + 2] + payload + data[sof + 2 + 8 + 12 :]
 
 
 def _adobe_rgb() -> bytes:
@@ -93,9 +97,9 @@ HOSTILE = [  # (id, bytes, error type, a phrase of the message)
     ("soi-eoi", b"\xff\xd8\xff\xd9", JpegError, "no frame"),
     ("missing-sof", _without_segment(BASELINE, 0xC0), JpegError, "before the frame header"),
     ("12-bit", _patch(BASELINE, SOF + 4, b"\x0c"), JpegUnsupportedError, "12-bit"),
-    ("cmyk", _cmyk(), JpegUnsupportedError, "CMYK"),
+    ("two-components", _two_components(), JpegUnsupportedError, "2 components"),
     ("adobe-rgb", _adobe_rgb(), JpegUnsupportedError, "RGB"),
-    ("arithmetic-sof9", _patch(BASELINE, SOF + 1, b"\xc9"), JpegUnsupportedError, "arithmetic"),
+    ("arithmetic-lossless-sof11", _patch(BASELINE, SOF + 1, b"\xcb"), JpegUnsupportedError, "arithmetic"),
     ("lossless-sof3", _patch(BASELINE, SOF + 1, b"\xc3"), JpegUnsupportedError, "lossless"),
     ("hierarchical-sof5", _patch(BASELINE, SOF + 1, b"\xc5"), JpegUnsupportedError, "hierarchical"),
     ("width-0", _patch(BASELINE, SOF + 7, b"\x00\x00"), JpegError, "width is 0"),

@@ -47,10 +47,31 @@ def test_reference_product_is_the_definition(product, device):
     assert torch.equal(bl_product(product, first, second, B, G), reference_product(product, first, second, B, G))
 
 
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["no_grad", "grad"])
 @pytest.mark.parametrize("product", PRODUCTS)
-def test_opcheck(product):
-    spectra = _spectra()
+def test_opcheck(product, requires_grad):
+    # With inputs that require grad opcheck also backpropagates through the op's own autograd under
+    # AOT dispatch (the GPU run of 2026-12-04 failed there before the op had one).
+    spectra = _spectra(requires_grad=requires_grad)
     torch.library.opcheck(bl_product, (product, *(spectra[name] for name in OPERANDS[product]), B, G, False, "torch"))
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_op_differentiates_by_itself_to_second_order(product):
+    spectra = _spectra(requires_grad=True)
+    first, second = (spectra[name] for name in OPERANDS[product])
+
+    def op(a, b):
+        return bl_product(product, a, b, B, G, False, "torch")
+
+    assert torch.autograd.gradcheck(op, (first, second))
+    assert torch.autograd.gradgradcheck(op, (first, second))
+    # the op's gradients are the autograd function's
+    g = torch.randn_like(op(first, second))
+    via_op = torch.autograd.grad(op(first, second), (first, second), g)
+    via_function = torch.autograd.grad(band_limited_product(product, first, second, B, G), (first, second), g)
+    for a, b in zip(via_op, via_function, strict=True):
+        assert_close_relative(a, b, 1e-12)
 
 
 def test_fake_shapes_match_real_ones():
