@@ -2027,7 +2027,59 @@ struct planned_batch {
     int zigzag;
     unsigned long long work_allowance, work_per_byte;
     float kernel[8 * 16];
+    /* finishing (DCTCollate.finish per sample): normalise, and for the stacked layout write x */
+    int finish;
+    float *x; /* stacked (B, ky + 2 kc, hy, wy); NULL: the planes layout, normalised in place */
+    Py_ssize_t ky, kc, hy, wy, hc, wc;
+    int fv, fh;
+    const float *mean, *std; /* ky + 2 kc each; NULL: no normalisation */
 };
+
+/* Sample i laid out as DCTCollate.finish lays out a batch, with the same float32 operations (a subtraction
+ * and a division, each rounded once, as torch's sub and div): luma channels normalised, chroma channels
+ * normalised and, for the stacked layout, repeated to the luma grid (luma block (r, c) takes chroma block
+ * (r / fv, c / fh)). */
+static void finish_planned(const struct planned_batch *b, Py_ssize_t i) {
+    float *y = b->base[0] + i * b->sample[0], *c = b->base[1] + i * b->sample[1];
+    const Py_ssize_t ny = b->hy * b->wy, nc = b->hc * b->wc, channels = b->ky + 2 * b->kc;
+    const float *mean = b->mean, *std = b->std;
+    if (b->x == NULL) {
+        for (Py_ssize_t k = 0; mean != NULL && k < channels; k++) {
+            float *plane = k < b->ky ? y + k * ny : c + (k - b->ky) * nc;
+            const Py_ssize_t n = k < b->ky ? ny : nc;
+            const float m = mean[k], sd = std[k];
+            for (Py_ssize_t j = 0; j < n; j++) {
+                plane[j] = (plane[j] - m) / sd;
+            }
+        }
+        return;
+    }
+    float *x = b->x + i * channels * ny;
+    for (Py_ssize_t k = 0; k < b->ky; k++) {
+        const float *src = y + k * ny;
+        float *dst = x + k * ny;
+        if (mean == NULL) {
+            memcpy(dst, src, (size_t)ny * sizeof(float));
+            continue;
+        }
+        const float m = mean[k], sd = std[k];
+        for (Py_ssize_t j = 0; j < ny; j++) {
+            dst[j] = (src[j] - m) / sd;
+        }
+    }
+    for (Py_ssize_t k = 0; k < 2 * b->kc; k++) {
+        const float *src = c + k * nc;
+        float *dst = x + (b->ky + k) * ny;
+        const float m = mean != NULL ? mean[b->ky + k] : 0.0f, sd = mean != NULL ? std[b->ky + k] : 1.0f;
+        for (Py_ssize_t r = 0; r < b->hy; r++) {
+            const float *row = src + (r / b->fv) * b->wc;
+            float *out = dst + r * b->wy;
+            for (Py_ssize_t col = 0; col < b->wy; col++) {
+                out[col] = mean != NULL ? (row[col / b->fh] - m) / sd : row[col / b->fh];
+            }
+        }
+    }
+}
 
 /* One file: 0 when decoded and written, 1 when the general path must read it (a limit reached, an error, a
  * corrupt-data warning, an unexpected grid: the general path reports or recovers exactly). */
@@ -2105,7 +2157,13 @@ static void *planned_worker(void *arg) {
         if (i >= b->n_files) {
             return NULL;
         }
+        /* a window smaller than the batch leaves the rest of its slot zero, as DCTCollate pads */
+        memset(b->base[0] + i * b->sample[0], 0, (size_t)b->sample[0] * sizeof(float));
+        memset(b->base[1] + i * b->sample[1], 0, (size_t)b->sample[1] * sizeof(float));
         b->status[i] = b->index[i] < 0 ? -1 : (signed char)run_planned(b, i);
+        if (b->status[i] == 0 && b->finish) {
+            finish_planned(b, i);
+        }
     }
 }
 
@@ -2166,23 +2224,27 @@ static int parse_plan(PyObject *arg, struct plan *p, const Py_ssize_t sample[2])
 
 PyDoc_STRVAR(read_planned_doc,
              "read_planned(datas, indices, plans, y, cbcr, y_sample, c_sample, threads, max_scans, zigzag, kernel,\n"
-             "             work_allowance, work_per_byte) -> [status per file]\n\n"
+             "             work_allowance, work_per_byte, finish=None) -> [status per file]\n\n"
              "Decodes file i (bytes) with plans[indices[i]] (-1: none, status -1) on `threads` threads without the\n"
-             "GIL, into sample i of the writable float32 buffers y and cbcr (y_sample, c_sample floats per sample),\n"
-             "strictly. Status 0: written; 1: the file needs the general path (over the work or first-scan limits,\n"
-             "an error, a corrupt-data warning, an unexpected grid). A plan: (max_memory, windows or None, dh, dv,\n"
-             "outs, data_start, first_scan_bits, blocks), outs per component (buffer 0/1, offset, channels,\n"
-             "plane_stride, row_stride, rows, cols) within a sample. kernel: as read_coefficients' downsample.");
+             "GIL, into sample i of the writable float32 buffers y and cbcr (y_sample, c_sample floats per sample;\n"
+             "the slot zeroed first), strictly. Status 0: written; 1: the file needs the general path (over the work\n"
+             "or first-scan limits, an error, a corrupt-data warning, an unexpected grid). A plan: (max_memory,\n"
+             "windows or None, dh, dv, outs, data_start, first_scan_bits, blocks), outs per component (buffer 0/1,\n"
+             "offset, channels, plane_stride, row_stride, rows, cols) within a sample. kernel: as read_coefficients'\n"
+             "downsample. finish: None, or (x or None, ky, kc, hy, wy, hc, wc, fv, fh, mean or None, std or None):\n"
+             "each sample written is then laid out as DCTCollate.finish does (y, cbcr samples (ky, hy, wy),\n"
+             "(2 kc, hc, wc); normalised with float32 mean, std of ky + 2 kc channels; x: the stacked batch\n"
+             "(B, ky + 2 kc, hy, wy), chroma repeated to the luma grid; None: y and cbcr normalised in place).");
 
 static PyObject *read_planned(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *datas_arg, *indices_arg, *plans_arg, *y_arg, *c_arg;
+    PyObject *datas_arg, *indices_arg, *plans_arg, *y_arg, *c_arg, *finish_arg = Py_None;
     Py_buffer kbuf;
     int threads;
     struct planned_batch b = {0};
-    if (!PyArg_ParseTuple(args, "OOOOOnnilpy*KK", &datas_arg, &indices_arg, &plans_arg, &y_arg, &c_arg, &b.sample[0],
-                          &b.sample[1], &threads, &b.max_scans, &b.zigzag, &kbuf, &b.work_allowance,
-                          &b.work_per_byte)) {
+    if (!PyArg_ParseTuple(args, "OOOOOnnilpy*KK|O", &datas_arg, &indices_arg, &plans_arg, &y_arg, &c_arg,
+                          &b.sample[0], &b.sample[1], &threads, &b.max_scans, &b.zigzag, &kbuf, &b.work_allowance,
+                          &b.work_per_byte, &finish_arg)) {
         return NULL;
     }
     int kernel_ok = kbuf.len == (Py_ssize_t)sizeof b.kernel;
@@ -2194,7 +2256,8 @@ static PyObject *read_planned(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "read_planned: kernel of 512 bytes, threads in 1..256, samples >= 0");
         return NULL;
     }
-    Py_buffer views[2];
+    Py_buffer views[2], extra[3]; /* extra: x, mean, std of finish */
+    int n_extra = 0;
     if (!get_float_buffer(y_arg, &views[0])) {
         return NULL;
     }
@@ -2224,6 +2287,46 @@ static PyObject *read_planned(PyObject *self, PyObject *args) {
             goto done;
         }
         b.base[k] = views[k].buf;
+    }
+    if (finish_arg != Py_None) {
+        PyObject *x_arg, *mean_arg, *std_arg;
+        PyObject *f = PySequence_Tuple(finish_arg);
+        int ok = f != NULL && PyArg_ParseTuple(f, "OnnnnnniiOO", &x_arg, &b.ky, &b.kc, &b.hy, &b.wy, &b.hc, &b.wc,
+                                               &b.fv, &b.fh, &mean_arg, &std_arg);
+        Py_XDECREF(f); /* the buffers below keep their objects */
+        ok = ok && b.ky >= 0 && b.kc >= 0 && b.hy >= 1 && b.wy >= 1 && b.fv >= 1 && b.fh >= 1 && b.ky <= DCTSIZE2 &&
+             b.kc <= DCTSIZE2 && b.hy <= (1 << 20) && b.wy <= (1 << 20) && b.hc >= (b.hy + b.fv - 1) / b.fv &&
+             b.wc >= (b.wy + b.fh - 1) / b.fh && b.hc <= (1 << 20) && b.wc <= (1 << 20) &&
+             b.sample[0] == b.ky * b.hy * b.wy && b.sample[1] == 2 * b.kc * b.hc * b.wc &&
+             (mean_arg == Py_None) == (std_arg == Py_None);
+        const Py_ssize_t channels = b.ky + 2 * b.kc;
+        PyObject *objects[3] = {x_arg, mean_arg, std_arg};
+        for (int k = 0; ok && k < 3; k++) {
+            if (objects[k] == Py_None) {
+                continue;
+            }
+            ok = get_float_buffer(objects[k], &extra[n_extra]);
+            if (!ok) {
+                goto done;
+            }
+            const Py_ssize_t floats = extra[n_extra].len / (Py_ssize_t)sizeof(float);
+            float *buf = extra[n_extra].buf;
+            n_extra++;
+            if (k == 0) {
+                ok = floats / (channels * b.hy * b.wy > 0 ? channels * b.hy * b.wy : 1) >= b.n_files;
+                b.x = buf;
+            } else {
+                ok = floats == channels;
+                *(k == 1 ? &b.mean : &b.std) = buf;
+            }
+        }
+        if (!ok) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "read_planned: finish does not fit the batch buffers");
+            }
+            goto done;
+        }
+        b.finish = 1;
     }
     parsed = PyMem_Calloc((size_t)(n_plans > 0 ? n_plans : 1), sizeof *parsed);
     arrays = PyMem_Calloc((size_t)(b.n_files > 0 ? b.n_files : 1),
@@ -2288,6 +2391,9 @@ done:
     Py_XDECREF(plans);
     PyBuffer_Release(&views[0]);
     PyBuffer_Release(&views[1]);
+    for (int k = 0; k < n_extra; k++) {
+        PyBuffer_Release(&extra[k]);
+    }
     return result;
 }
 

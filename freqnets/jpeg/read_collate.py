@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from . import _backends
-from .budget import DEFAULT_MAX_BYTES, check_read
+from ._markers import MAX_SCANS, JpegHeader
+from .budget import DEFAULT_MAX_BYTES, WORK_ALLOWANCE, WORK_PER_BYTE, read_bytes_needed, scan_data_short
 from .chroma import centre_offsets, crop_windows, downsample_factors
 from .coefficients import JpegError
 from .collate import BatchShape, DCTBatch, DCTCollate, new_output
@@ -49,6 +49,8 @@ class DCTReadCollate:
         ...                     collate_fn=DCTReadCollate(DCTCollate(layout="stacked")))  # doctest: +SKIP
     """
 
+    MAX_HEADERS = 64  # distinct file headers remembered (most data sets have a few)
+
     def __init__(
         self,
         collate: DCTCollate,
@@ -68,62 +70,105 @@ class DCTReadCollate:
         self.chroma = collate.chroma  # read_dct takes the same spellings
         # what read_dct does with the files the fast path leaves (checked here, before any batch)
         self.options = ReadOptions(strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes)
+        # headers seen (their bytes, for the C reader to find each file's), and plans per (header, batch shape)
+        self._known: list[JpegHeader] = []
+        self._prefixes: list[bytes] = []
+        self._plans: dict[tuple[int, BatchShape], tuple | None] = {}
 
     def __repr__(self) -> str:
         threads = f", threads={self.threads}" if self.threads != 1 else ""
         return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels}{threads})"
 
-    def _job(self, data: bytes, header, index: int, shape: BatchShape, y: np.ndarray, cbcr: np.ndarray):
-        """Where the file's planes (zigzag, chroma in the target layout, the collate's ``grid`` window) go in
-        sample ``index`` of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` (where
-        :class:`DCTCollate` places them): ``(downsample, (data, header, windows, outs), (rows, cols))`` for
-        :func:`~._backends.read_batch_libjpeg`, or ``None`` when read_dct must handle the file."""
-        if len(header.frame.components) == 4:  # CMYK/YCCK: read_dct, then the collate converts or refuses
+    def _plan(self, header: JpegHeader, shape: BatchShape) -> tuple | None:
+        """The C reader's plan for files with ``header`` in a batch of ``shape`` (see ``_jpegc.read_planned``):
+        where the file's planes (zigzag, chroma in the target layout, the collate's ``grid`` window) go in one
+        sample of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` (where :class:`DCTCollate`
+        places them) and the budget figures of :func:`~.budget.check_read`; ``None`` when read_dct must read
+        such files (4-component or arithmetic-coded files, layouts that need upsampling, over ``max_bytes``, a
+        window larger than the batch)."""
+        frame = header.frame
+        if len(frame.components) not in (1, 3) or frame.arithmetic:  # CMYK/YCCK: the collate converts or refuses
             return None
         if header.subsampling == "gray":
-            down = None
+            down = (1, 1)
         else:
             down = downsample_factors(header.sampling_factors, self.collate.factors)
             if down is None:
                 return None
         grid = self.collate.grid
         windows = None if grid is None else crop_windows(header, grid)[0]
-        luma = header.frame.components[0]
-        rows, cols = (luma.height_in_blocks, luma.width_in_blocks) if windows is None else windows[0][2:]
+        grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components] if windows is None else [
+            w[2:] for w in windows
+        ]  # fmt: skip
+        rows, cols = grids[0]
         ky, kc, hy, wy, hc, wc = shape
         if rows > hy or cols > wy:
             return None
-        try:  # over its memory or work budget, or too short: read_bytes raises the typed error
-            check_read(data, header, "libjpeg", self.strict, self.options.max_bytes, windows)
-        except JpegError:
+        max_bytes = self.options.max_bytes
+        if max_bytes is not None and read_bytes_needed(header, "libjpeg", windows) > max_bytes:
             return None
         fh, fv = self.collate.factors
         _, dy, _ = centre_offsets(rows, hy, fv)  # where DCTCollate places a smaller window
         _, dx, _ = centre_offsets(cols, wy, fh)
-        outs = [(y, index * ky * hy * wy + dy * wy + dx, ky, hy * wy, wy)]
-        if header.subsampling != "gray":
-            chroma = index * 2 * kc * hc * wc + (dy // fv) * wc + dx // fh
-            outs += [(cbcr, chroma, kc, hc * wc, wc), (cbcr, chroma + kc * hc * wc, kc, hc * wc, wc)]
-        return down, (data, header, windows, outs), (rows, cols)
+        outs = [(0, dy * wy + dx, ky, hy * wy, wy, rows, cols)]
+        if len(grids) == 3:
+            chroma = (dy // fv) * wc + dx // fh
+            c_rows, c_cols = -(-grids[1][0] // down[1]), -(-grids[1][1] // down[0])
+            cr = chroma + kc * hc * wc  # Cr's channels follow Cb's in the chroma batch
+            outs += [(1, chroma, kc, hc * wc, wc, c_rows, c_cols), (1, cr, kc, hc * wc, wc, c_rows, c_cols)]
+        short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
+        return (
+            _backends.libjpeg_memory(header),
+            windows,
+            *down,
+            outs,
+            header.first_scan.data_start,
+            0 if short is None else short[0],
+            header.coefficients // 64,
+        )
 
-    def _read_fast(self, payloads, headers, shape: BatchShape, y: np.ndarray, cbcr: np.ndarray) -> list[int]:
-        """Read every file it can straight into the batch (on ``threads`` threads); the indices of the others."""
-        rest, groups = [], {}
-        for i, (data, header) in enumerate(zip(payloads, headers, strict=True)):
-            job = self._job(data, header, i, shape, y, cbcr)
-            if job is None:
-                rest.append(i)
-            else:
-                groups.setdefault(job[0], []).append((i, job[1], job[2]))
-        for down, group in groups.items():
-            # strict: a file too short for its frame is refused before allocating (read_dct reports it)
-            results = _backends.read_batch_libjpeg([job for _, job, _ in group], self.threads, True, down, strict=True)
-            # anything unusual (an error, a corrupt-data warning, an unexpected grid) goes to read_dct,
-            # which reports it
-            for (i, _, want), (error, dims, warnings) in zip(group, results, strict=True):
-                if error is not None or warnings or tuple(dims[0]) != want:
-                    rest.append(i)
-        return sorted(rest)
+    def _headers(self, payloads: list[bytes]) -> list[int]:
+        """The index in ``self._known`` of each file's header, parsing (and adding) the ones not seen before."""
+        if len(self._known) >= self.MAX_HEADERS:  # forgotten between batches (a batch's indices stay valid)
+            self._known, self._prefixes, self._plans = [], [], {}
+        indices = _backends._jpegc.match_headers(payloads, self._prefixes)
+        for i, k in enumerate(indices):
+            if k >= 0:
+                continue
+            try:
+                header = HEADER_CACHE.parse(payloads[i], self.max_pixels)
+            except JpegError as error:
+                raise type(error)(f"sample {i} of the batch: {error}") from error
+            self._known.append(header)
+            self._prefixes.append(payloads[i][: header.first_scan.data_start])
+            indices[i] = len(self._known) - 1
+            # later files of the batch with the same header bytes
+            rest = _backends._jpegc.match_headers(payloads[i + 1 :], self._prefixes[-1:])
+            for j, found in enumerate(rest, start=i + 1):
+                if found == 0 and indices[j] < 0:
+                    indices[j] = indices[i]
+        return indices
+
+    def _read_fast(self, payloads: list[bytes], indices: list[int], shape: BatchShape, y, cbcr, finish) -> list[int]:
+        """Read every file it can straight into the batch (on ``threads`` threads), laid out as ``finish`` says
+        (``_jpegc.read_planned``); the indices of the others."""
+        plans, positions = [], {}
+        for k in set(indices):
+            key = (k, shape)
+            if key not in self._plans:
+                self._plans[key] = self._plan(self._known[k], shape)
+            if self._plans[key] is not None:
+                positions[k] = len(plans)
+                plans.append(self._plans[key])
+        ky, kc, hy, wy, hc, wc = shape
+        status = _backends._jpegc.read_planned(
+            payloads, [positions.get(k, -1) for k in indices], plans, y, cbcr, ky * hy * wy, 2 * kc * hc * wc,
+            self.threads, MAX_SCANS, True, _backends._kernel_bytes(), WORK_ALLOWANCE["libjpeg"],
+            WORK_PER_BYTE["libjpeg"], finish,
+        )  # fmt: skip
+        # anything unusual (an error, a corrupt-data warning, a limit, an unexpected grid) goes to read_dct,
+        # which reports it
+        return [i for i, s in enumerate(status) if s]
 
     def __call__(self, samples: Sequence[tuple[bytes, int]]) -> DCTBatch | tuple[torch.Tensor, torch.Tensor]:
         if len(samples) == 0:
@@ -141,14 +186,10 @@ class DCTReadCollate:
         if not _backends.has_libjpeg():
             coeffs = [read_bytes(p, self.options) for p in payloads]
             return self.collate(list(zip(coeffs, labels.tolist(), strict=True)))
-        headers = []
-        for i, data in enumerate(payloads):
-            try:
-                headers.append(HEADER_CACHE.parse(data, self.max_pixels))
-            except JpegError as error:
-                raise type(error)(f"sample {i} of the batch: {error}") from error
+        indices = self._headers(payloads)
         if grid is None:
-            grids = {(-(-h.frame.height // 8), -(-h.frame.width // 8)) for h in headers}
+            frames = [self._known[k].frame for k in set(indices)]
+            grids = {(-(-f.height // 8), -(-f.width // 8)) for f in frames}
             if len(grids) != 1:
                 raise ValueError(f"files have different block grids {sorted(grids)}: pass grid=(Hy, Wy) to crop/pad")
             hy, wy = grids.pop()
@@ -156,13 +197,21 @@ class DCTReadCollate:
             hy, wy = grid
         shape = self.collate.batch_shape(hy, wy)
         ky, kc, hy, wy, hc, wc = shape
+        stats = self.collate.selected_stats(64)
+        stacked = self.collate.layout != "planes"
+        # the C reader lays out each sample as finish() does, with float32 arithmetic: float32 statistics only
+        in_c = stats is None or all(t.dtype == torch.float32 for t in stats)
         # the planes layout returns these (in shared memory inside a DataLoader worker); the stacked
-        # layout copies them into its output, so they stay in ordinary memory
-        new = new_output if self.collate.layout == "planes" else torch.empty
-        y = new(len(samples), ky, hy, wy).zero_()
-        cbcr = new(len(samples), 2 * kc, hc, wc).zero_()
-        y_flat, c_flat = y.numpy().reshape(-1), cbcr.numpy().reshape(-1)
-        rest = self._read_fast(payloads, headers, shape, y_flat, c_flat)
+        # layout copies them into its output, so they stay in ordinary memory. The C reader zeroes each slot.
+        new = torch.empty if stacked else new_output
+        y, cbcr = new(len(samples), ky, hy, wy), new(len(samples), 2 * kc, hc, wc)
+        x = new_output(len(samples), ky + 2 * kc, hy, wy) if stacked and in_c else None
+        finish = None
+        if in_c:
+            mean, std = (None, None) if stats is None else (t.contiguous().numpy() for t in stats)
+            fh, fv = self.collate.factors
+            finish = (None if x is None else x.numpy().reshape(-1), ky, kc, hy, wy, hc, wc, fv, fh, mean, std)
+        rest = self._read_fast(payloads, indices, shape, y.numpy().reshape(-1), cbcr.numpy().reshape(-1), finish)
         if rest:
             coeffs = []
             for i in rest:
@@ -170,10 +219,19 @@ class DCTReadCollate:
                     coeffs.append((read_bytes(payloads[i], self.options), 0))
                 except JpegError as error:  # the collate does not know file names: say which sample
                     raise type(error)(f"sample {i} of the batch: {error}") from error
-            # the same planes from read_dct's results (not normalised: finish() does that for all)
+            # the same planes from read_dct's results (not normalised: finish() does that)
             fallback = DCTCollate("planes", ky, kc, self.chroma, grid=(hy, wy), cmyk=self.collate.cmyk)
             rest_y, rest_c, _ = fallback(coeffs)
             index = torch.tensor(rest)
-            y.index_copy_(0, index, rest_y)
-            cbcr.index_copy_(0, index, rest_c)
-        return self.collate.finish(y, cbcr, labels, self.collate.selected_stats(64))
+            if in_c:  # these samples laid out as the C reader laid out the others
+                part = self.collate.finish(rest_y, rest_c, labels[index], stats)
+                if stacked:
+                    x.index_copy_(0, index, part[0])
+                else:  # normalised in place
+                    rest_y, rest_c = part.y, part.cbcr
+            if not stacked or not in_c:
+                y.index_copy_(0, index, rest_y)
+                cbcr.index_copy_(0, index, rest_c)
+        if not in_c:
+            return self.collate.finish(y, cbcr, labels, stats)
+        return (x, labels) if stacked else DCTBatch(y, cbcr, labels)

@@ -243,3 +243,85 @@ def test_dlpack_planes_equal_bytearray_planes() -> None:
     # capsules nobody takes free their buffers (run under a memory checker this would show a leak otherwise)
     for _ in range(100):
         read(FILES["photo-420"], 1 << 26, 100, False, dlpack=True)
+
+
+# --- DCTReadCollate's planned batches (match_headers, read_planned) ---------------------------------------------
+
+
+def _collate_files() -> list[bytes]:
+    return [
+        FILES["cifar-420"], FILES["420-odd"], FILES["444"], FILES["gray"], FILES["progressive"], FILES["422"],
+        FILES["411-non-interleaved"],  # read_dct's conversion: the general path
+        FILES["photo-420"][: len(FILES["photo-420"]) * 2 // 3],  # damaged: the general path, lenient
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["stacked", "planes"])
+@pytest.mark.parametrize("normalize", ["none", "float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_planned_batches_equal_read_dct_then_collate(layout, normalize, threads) -> None:
+    from freqnets.jpeg import DCTCollate, DCTReadCollate
+
+    stats = {
+        "none": None,
+        "float32": (torch.linspace(-3, 3, 192), torch.linspace(0.5, 4, 192)),
+        "float64": (torch.linspace(-3, 3, 192, dtype=torch.float64), torch.linspace(0.5, 4, 192, dtype=torch.float64)),
+    }[normalize]
+    collate = DCTCollate(layout, 20, 6, "420", normalize=stats, grid=(6, 8))
+    files = _collate_files()
+    samples = [(data, i) for i, data in enumerate(files)]
+    reader_collate = DCTReadCollate(collate, strict=False, threads=threads)
+    got = reader_collate(samples)
+    coeffs = [read_dct(d, order="zigzag", chroma="420", crop=(6, 8), strict=False) for d in files]
+    want = collate(list(zip(coeffs, range(len(files)), strict=True)))
+    again = reader_collate(samples[::-1])  # known headers, another order
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    for a, b in zip(again, want, strict=True):
+        assert torch.equal(a, b.flip(0))
+
+
+def test_planned_batches_forget_headers_past_their_limit(monkeypatch) -> None:
+    from freqnets.jpeg import DCTCollate, DCTReadCollate
+
+    collate = DCTReadCollate(DCTCollate("planes", grid=(4, 4)))
+    monkeypatch.setattr(DCTReadCollate, "MAX_HEADERS", 2)
+    files = [_jpeg((32, 32), seed=0, quality=q) for q in (50, 60, 70, 80, 90)]  # five distinct headers
+    for _ in range(2):
+        batch = collate([(d, 0) for d in files])
+        assert len(collate._known) <= 2 + len(files)
+        for i, data in enumerate(files):
+            c = read_dct(data, order="zigzag", chroma="420", crop=(4, 4))
+            assert torch.equal(batch.y[i], c.y)
+
+
+def test_read_planned_refuses_plans_and_buffers_that_do_not_fit() -> None:
+    read = _backends._jpegc.read_planned
+    data = FILES["cifar-420"]
+    y, c = np.zeros(64 * 16, np.float32), np.zeros(128 * 4, np.float32)
+    kernel = bytes(512)
+    good = (1 << 26, None, 2, 2, [(0, 0, 64, 16, 4, 4, 4), (1, 0, 64, 4, 2, 1, 1), (1, 256, 64, 4, 2, 1, 1)], 0, 0, 1)
+    # chroma 2x2 blocks averaged to 1x1 (a zero kernel: zeros), luma written
+    assert read([data], [0], [good], y, c, 64 * 16, 128 * 4, 1, 100, True, kernel, 1 << 30, 1) == [0]
+    assert y.any() and not c.any()
+    y[:] = 0
+    bad_plans = [
+        (1 << 26, None, 2, 2, [(0, 1, 64, 16, 4, 4, 4)], 0, 0, 1),  # one float past the sample
+        (1 << 26, None, 3, 2, [(0, 0, 64, 16, 4, 4, 4)], 0, 0, 1),  # factor 3
+        (1 << 26, None, 2, 2, [(2, 0, 64, 16, 4, 4, 4)], 0, 0, 1),  # no third buffer
+        (1 << 26, None, 2, 2, [(0, 0, 65, 16, 4, 4, 4)], 0, 0, 1),  # 65 channels
+        (1 << 26, [(0, 0, 4, 4), (0, 0, 2, 2)], 2, 2, [(0, 0, 64, 16, 4, 4, 4)], 0, 0, 1),  # windows != outs
+    ]
+    for plan in bad_plans:
+        with pytest.raises(ValueError, match="read_planned"):
+            read([data], [0], [plan], y, c, 64 * 16, 128 * 4, 1, 100, True, kernel, 1 << 30, 1)
+    with pytest.raises(ValueError, match="fewer samples"):
+        read([data, data], [0, 0], [good], y, c, 64 * 16, 128 * 4, 1, 100, True, kernel, 1 << 30, 1)
+    with pytest.raises(ValueError, match="indices"):
+        read([data], [1], [good], y, c, 64 * 16, 128 * 4, 1, 100, True, kernel, 1 << 30, 1)
+    with pytest.raises(ValueError, match="finish"):  # x too small for the stacked batch
+        finish = (np.zeros(10, np.float32), 64, 64, 4, 4, 2, 2, 2, 2, None, None)
+        read([data], [0], [good], y, c, 64 * 16, 128 * 4, 1, 100, True, kernel, 1 << 30, 1, finish)
+    assert not y.any() and not c.any()  # nothing was written by the refused calls
+    assert read([data], [-1], [], y, c, 64 * 16, 128 * 4, 1, 100, True, kernel, 1 << 30, 1) == [-1]
+    assert _backends._jpegc.match_headers([data, b"\xff\xd8", data[:10]], [data[:200], data[:100]]) == [0, -1, -1]
