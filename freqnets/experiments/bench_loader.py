@@ -303,7 +303,7 @@ def run(sources: list[Source], workers: list[int], batch_size: int, step: bool =
 def report(rows: list[Row], notes: list[str]) -> str:
     """A markdown table of images/s and the DCT / Pillow ratios, then the training-step lines."""
     lines = [
-        f"Pillow {PIL_VERSION}, torch {torch.__version__}, loaders at 1 torch thread; read_dct backend: "
+        f"{pil_name()}, torch {torch.__version__}, loaders at 1 torch thread; read_dct backend: "
         f"{_backend_name()}",
         "",
         "| files | pipeline | DCT images/s | Pillow images/s | DCT / Pillow |",
@@ -312,6 +312,15 @@ def report(rows: list[Row], notes: list[str]) -> str:
     for r in rows:
         lines.append(f"| {r.source} | {r.mode} | {r.dct:,.0f} | {r.pillow:,.0f} | {r.dct / r.pillow:.2f}x |")
     return "\n".join([*lines, "", *notes])
+
+
+def pil_name() -> str:
+    """Which PIL decodes the Pillow rows: Pillow-SIMD (a ``.postN`` version, the fair anchor: run with its
+    folder first on ``PYTHONPATH``, e.g. after ``pip install --target /work/simd pillow-simd``) or Pillow."""
+    import PIL
+
+    kind = "Pillow-SIMD" if ".post" in PIL_VERSION else "Pillow"
+    return f"{kind} {PIL_VERSION} ({PIL.__file__.rsplit('/', 2)[0]})"
 
 
 def _backend_name() -> str:
