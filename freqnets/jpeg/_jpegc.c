@@ -38,9 +38,6 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <jpegint.h> /* the entropy decoder and marker reader interfaces (see fq_install) */
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #define MAX_WARNINGS 8
 #define FQ_MAX_COMPONENTS 4
@@ -1001,62 +998,6 @@ struct plane_out {
     int channels;
 };
 
-#if defined(__SSE2__)
-/* write_plane's inner work for groups of 8 blocks of a row: the blocks' coefficients (channels k0..k0 + 7
- * of 8 blocks, int16) transposed in registers to 8 channels x 8 consecutive blocks, widened to float32 and
- * multiplied by the steps (the same single rounding as the scalar loop), stored as runs of 8 floats. The
- * plain loop reads one coefficient per block with a 128-byte stride and spent as long as the entropy
- * decoding of a photo. Returns the blocks written (a multiple of 8); the caller writes the rest. */
-static size_t write_row_sse2(JBLOCKROW blocks, size_t w, int zigzag, const float *step, int channels, float *dst,
-                             size_t plane_stride) {
-    size_t x = 0;
-    for (; x + 8 <= w; x += 8) {
-        const JCOEF *b[8];
-        JCOEF permuted[8][DCTSIZE2];
-        for (int j = 0; j < 8; j++) {
-            b[j] = blocks[x + j];
-            if (zigzag) { /* channel k of the output is zigzag coefficient k */
-                for (int k = 0; k < channels; k++) {
-                    permuted[j][k] = blocks[x + j][zigzag_to_natural[k]];
-                }
-                b[j] = permuted[j];
-            }
-        }
-        for (int k0 = 0; k0 < channels; k0 += 8) {
-            __m128i r[8], a[8], t[8], c[8];
-            for (int j = 0; j < 8; j++) {
-                r[j] = _mm_loadu_si128((const __m128i *)(b[j] + k0));
-            }
-            for (int j = 0; j < 8; j += 2) {
-                a[j] = _mm_unpacklo_epi16(r[j], r[j + 1]);
-                a[j + 1] = _mm_unpackhi_epi16(r[j], r[j + 1]);
-            }
-            t[0] = _mm_unpacklo_epi32(a[0], a[2]);
-            t[1] = _mm_unpackhi_epi32(a[0], a[2]);
-            t[2] = _mm_unpacklo_epi32(a[1], a[3]);
-            t[3] = _mm_unpackhi_epi32(a[1], a[3]);
-            t[4] = _mm_unpacklo_epi32(a[4], a[6]);
-            t[5] = _mm_unpackhi_epi32(a[4], a[6]);
-            t[6] = _mm_unpacklo_epi32(a[5], a[7]);
-            t[7] = _mm_unpackhi_epi32(a[5], a[7]);
-            for (int j = 0; j < 4; j++) { /* c[i]: coefficient k0 + i of the 8 blocks */
-                c[2 * j] = _mm_unpacklo_epi64(t[j], t[j + 4]);
-                c[2 * j + 1] = _mm_unpackhi_epi64(t[j], t[j + 4]);
-            }
-            for (int i = 0; i < 8 && k0 + i < channels; i++) {
-                const __m128 q = _mm_set1_ps(step[k0 + i]);
-                const __m128 lo = _mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpacklo_epi16(c[i], c[i]), 16));
-                const __m128 hi = _mm_cvtepi32_ps(_mm_srai_epi32(_mm_unpackhi_epi16(c[i], c[i]), 16));
-                float *out = dst + (size_t)(k0 + i) * plane_stride + x;
-                _mm_storeu_ps(out, _mm_mul_ps(lo, q));
-                _mm_storeu_ps(out + 4, _mm_mul_ps(hi, q));
-            }
-        }
-    }
-    return x;
-}
-#endif
-
 /* Phase 2, without the GIL: dequantise and transpose component ci's window into o (float32). */
 static int write_plane(struct session *s, int ci, const struct plane_out *o, int zigzag, const long *window) {
     if (setjmp(s->err.jump)) {
@@ -1077,18 +1018,14 @@ static int write_plane(struct session *s, int ci, const struct plane_out *o, int
         JBLOCKARRAY rows =
             (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], (JDIMENSION)(r0 + row), 1, FALSE);
         JBLOCKROW blocks = rows[0] + c0;
-        size_t x = 0;
-#if defined(__SSE2__)
-        x = write_row_sse2(blocks, w, zigzag, step, o->channels, o->base + row * o->row_stride, o->plane_stride);
-#endif
-        for (int k = 0; k < o->channels && x < w; k++) {
+        for (int k = 0; k < o->channels; k++) {
             float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride;
             const int src = source[k];
             const float q = step[k];
             /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
              * exact integer product rounded once, as NumPy's float32 product is. */
-            for (size_t c = x; c < w; c++) {
-                dst[c] = (float)blocks[c][src] * q;
+            for (size_t x = 0; x < w; x++) {
+                dst[x] = (float)blocks[x][src] * q;
             }
         }
     }
