@@ -218,7 +218,15 @@ def read_dct(
     """
     options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
     chosen = _backends.resolve_backend(options.backend)
-    return read_bytes(source if type(source) is bytes else _read_source(source), options, chosen)
+    data = source if type(source) is bytes else _read_source(source)
+    if chosen == "libjpeg" and not options.exif_orientation:  # read_bytes' first step, without its frames
+        try:
+            coeffs = _read_fast(data, options)
+        except MemoryError:
+            raise _out_of_memory(data) from None
+        if coeffs is not None:
+            return coeffs
+    return read_bytes(data, options, chosen, fast=False)
 
 
 # Options checked before, by the exact arguments of read_dct (see _checked_options).
@@ -247,20 +255,25 @@ def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes
     return options
 
 
-def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None) -> JpegCoefficients:
+def read_bytes(data: bytes, options: ReadOptions, backend: str | None = None, fast: bool = True) -> JpegCoefficients:
     """:func:`read_dct` of a whole file's bytes with checked ``options``; ``backend``: the concrete backend
-    when the caller resolved it already (:func:`~._backends.resolve_backend`)."""
+    when the caller resolved it already (:func:`~._backends.resolve_backend`); ``fast=False``: without the
+    libjpeg backend's fast path (the caller tried it)."""
     chosen = backend or _backends.resolve_backend(options.backend)
     try:
-        return _read(data, options, chosen)
+        return _read(data, options, chosen, fast)
     except MemoryError:  # the budget is an estimate: what it misses still gets a freqnets error
-        raise JpegTooLargeError(
-            f"not enough memory to read this JPEG ({len(data)} bytes); a lower max_bytes refuses it before allocating"
-        ) from None
+        raise _out_of_memory(data) from None
 
 
-def _read(data: bytes, options: ReadOptions, chosen: str) -> JpegCoefficients:
-    if chosen == "libjpeg" and not options.exif_orientation:
+def _out_of_memory(data: bytes) -> JpegTooLargeError:
+    return JpegTooLargeError(
+        f"not enough memory to read this JPEG ({len(data)} bytes); a lower max_bytes refuses it before allocating"
+    )
+
+
+def _read(data: bytes, options: ReadOptions, chosen: str, fast: bool = True) -> JpegCoefficients:
+    if fast and chosen == "libjpeg" and not options.exif_orientation:
         coeffs = _read_fast(data, options)
         if coeffs is not None:
             return coeffs
@@ -381,11 +394,16 @@ class _Plan(NamedTuple):
     fields: dict  # the result's fields that do not depend on the file's data
 
 
+# torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a third of
+# the call's cost; the public function where torch lacks the private one.
+_from_dlpack = getattr(torch._C, "_from_dlpack", torch.from_dlpack)
+# (header bytes, options, plan) of the last file read by the fast path
+_LAST: tuple[bytes, ReadOptions, _Plan] | None = None
 # (id(header), id(options)) -> (header, options, plan): the entry holds both, so neither id can be reused by
 # another object while it is cached (headers come from HEADER_CACHE, options mostly from _OPTIONS).
 _PLANS: dict[tuple[int, int], tuple[JpegHeader, ReadOptions, _Plan]] = {}
 _MAX_PLANS = 256
-# JpegCoefficients' fields with their defaults (see _coefficients); all defaults are immutable.
+# JpegCoefficients' fields with their defaults (see _read_fast); all defaults are immutable.
 _DEFAULT_FIELDS = {
     f.name: f.default if f.default is not MISSING else f.default_factory()
     for f in fields(JpegCoefficients)
@@ -411,6 +429,9 @@ def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
         for rows, cols in grids[1:]
     ]
     result = {
+        **_DEFAULT_FIELDS,
+        "cb": None,
+        "cr": None,
         "size": size,
         "subsampling": header.subsampling,
         "sampling_factors": header.sampling_factors,
@@ -447,37 +468,36 @@ def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
     )
 
 
-def _coefficients(values: dict) -> JpegCoefficients:
-    """A :class:`JpegCoefficients` of ``values`` (the fields without defaults and any others, ``colour_model``
-    set), filled directly: the frozen dataclass's ``__init__`` sets each of its fifteen fields through
-    ``object.__setattr__``, which costs a sixth of a CIFAR-sized read. The same object as
-    ``JpegCoefficients(**values)`` (whose ``__post_init__`` only fills in or checks ``colour_model``)."""
-    coeffs = object.__new__(JpegCoefficients)
-    attributes = coeffs.__dict__
-    attributes.update(_DEFAULT_FIELDS)
-    attributes.update(values)
-    return coeffs
-
-
 def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
     """:func:`_read` with the libjpeg backend for the usual files, or ``None``: the general path must read it."""
-    header = HEADER_CACHE.parse(data, options.max_pixels)  # raises the header's typed errors
-    entry = _PLANS.get((id(header), id(options)))
-    if entry is None or entry[0] is not header or entry[1] is not options:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        entry = header, options, _plan(header, options)
-        _PLANS[(id(header), id(options))] = entry
-    plan = entry[2]
+    global _LAST
+    last = _LAST
+    # the plan of the previous file when this one starts with the same header bytes under the same options
+    # (the header parser reads nothing else, so the header is the same: the usual case in a data set)
+    if last is not None and last[1] is options and data.startswith(last[0]):
+        plan = last[2]
+    else:
+        header = HEADER_CACHE.parse(data, options.max_pixels)  # raises the header's typed errors
+        entry = _PLANS.get((id(header), id(options)))
+        if entry is None or entry[0] is not header or entry[1] is not options:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            entry = header, options, _plan(header, options)
+            _PLANS[(id(header), id(options))] = entry
+        plan = entry[2]
+        _LAST = data[: plan.data_start], options, plan
     if not plan.fast:
         return None
     # check_read's limits that depend on the file: data too short for the first scan (refused, or read within
-    # a lower limit), more scans x blocks than the file's size allows
+    # a lower limit), more scans x blocks than the file's size allows (counted only when the file is long
+    # enough to hold that many SOS markers, two bytes each)
     size = len(data)
     if 8 * (size - plan.data_start) < plan.first_scan_bits:
         return None
-    work = (1 + data.count(b"\xff\xda", plan.data_start)) * plan.blocks
-    if work > WORK_ALLOWANCE["libjpeg"] + WORK_PER_BYTE["libjpeg"] * size:
+    allowed = WORK_ALLOWANCE["libjpeg"] + WORK_PER_BYTE["libjpeg"] * size
+    if (1 + (size - plan.data_start) // 2) * plan.blocks > allowed and (
+        (1 + data.count(b"\xff\xda", plan.data_start)) * plan.blocks > allowed
+    ):
         return None
     try:
         planes, quant, warnings = _backends._jpegc.read_coefficients(
@@ -488,12 +508,15 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         return None
     if warnings or [(rows, cols) for rows, cols, _ in planes] != plan.dims:
         return None
-    values = plan.fields.copy()
-    values["y"] = torch.from_dlpack(planes[0][2])
+    values = plan.fields.copy()  # every field (see _plan); a new dict per result
+    values["y"] = _from_dlpack(planes[0][2])
     if len(planes) == 3:
-        values["cb"] = torch.from_dlpack(planes[1][2])
-        values["cr"] = torch.from_dlpack(planes[2][2])
-    else:
-        values["cb"] = values["cr"] = None
-    values["quant_tables"] = torch.from_dlpack(quant)
-    return _coefficients(values)
+        values["cb"] = _from_dlpack(planes[1][2])
+        values["cr"] = _from_dlpack(planes[2][2])
+    values["quant_tables"] = _from_dlpack(quant)
+    # The frozen dataclass's __init__ sets each of its fifteen fields through object.__setattr__, which costs a
+    # sixth of a CIFAR-sized read: the object gets its attribute dict directly, the same dict __init__ builds
+    # (its __post_init__ only fills in or checks colour_model, set here from the header).
+    coeffs = object.__new__(JpegCoefficients)
+    object.__setattr__(coeffs, "__dict__", values)
+    return coeffs
