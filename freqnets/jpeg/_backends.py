@@ -103,23 +103,6 @@ def libjpeg_memory(header: JpegHeader) -> int:
     return 2 * header.coefficients + (16 << 20)
 
 
-def read_batch_libjpeg(
-    jobs: list[tuple[bytes, JpegHeader, Windows | None, list]],
-    threads: int,
-    zigzag: bool,
-    downsample: tuple[int, int] | None = None,
-    strict: bool = False,
-    max_bytes: int | None = None,
-) -> list[tuple[str | None, list[tuple[int, int]] | None, list[str]]]:
-    """The C extension's ``read_batch``: the files of ``jobs`` ``(data, header, windows, outs)`` decoded on
-    ``threads`` threads (GIL released), each written into its ``outs`` (see :func:`read_libjpeg`). Per job
-    ``(error message or None, (rows, columns) per component, warnings)``, libjpeg's notes on metadata left out."""
-    down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
-    native = [(data, libjpeg_memory(header), windows, outs) for data, header, windows, outs in jobs]
-    results = _jpegc.read_batch(native, threads, MAX_SCANS, zigzag, down, strict=strict, max_bytes=max_bytes or 0)
-    return [(e, dims, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]) for e, dims, warnings in results]
-
-
 def decode_libjpeg(
     data: bytes,
     header: JpegHeader,

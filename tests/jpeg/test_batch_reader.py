@@ -74,23 +74,19 @@ def test_threads_argument_is_checked() -> None:
     assert "threads=3" in repr(DCTReadCollate(DCTCollate(), threads=3))
 
 
-def test_read_batch_reports_each_file_and_checks_outputs() -> None:
+def test_read_planned_reports_each_file() -> None:
+    # status 0: decoded into its slot; 1: the general path must read it (a cut file); -1: no plan
     good, bad = _jpeg(0, mode="L"), _jpeg(1, mode="L")[:200]
-    grid = parse_header(good).frame.components[0]
+    header = parse_header(good)
+    grid = header.frame.components[0]
     rows, cols = grid.height_in_blocks, grid.width_in_blocks
-    out = np.zeros((2, 64, rows, cols), np.float32)
-    flat = out.reshape(-1)
-    jobs = [
-        (data, parse_header(good), None, [(flat, i * 64 * rows * cols, 64, rows * cols, cols)])
-        for i, data in enumerate((good, bad))
-    ]
-    (e0, dims0, w0), (e1, _, w1) = _backends.read_batch_libjpeg(jobs, 2, False)
-    assert e0 is None and dims0 == [(rows, cols)] and w0 == []
+    out, unused = np.zeros((3, 64, rows, cols), np.float32), np.zeros(0, np.float32)
+    plan = (1 << 26, None, 1, 1, [(0, 0, 64, rows * cols, cols, rows, cols)], header.first_scan.data_start, 0,
+            header.coefficients // 64)  # fmt: skip
+    status = _backends._jpegc.read_planned(
+        [good, bad, good], [0, 0, -1], [plan], out.reshape(-1), unused, 64 * rows * cols, 0, 2, 1000, False,
+        _backends._kernel_bytes(), 1 << 26, 4096,
+    )  # fmt: skip
+    assert status == [0, 1, -1]
     np.testing.assert_array_equal(out[0], read_dct(good).y.numpy())
-    assert e1 is not None or w1  # a cut file: an error or its warnings, never an exception
-    # an output that does not fit: that file's error, the others are read
-    small = np.zeros(10, np.float32)
-    results = _backends.read_batch_libjpeg([(good, jobs[0][1], None, [(small, 0, 64, 1, 1)])], 1, False)
-    assert "does not fit" in results[0][0]
-    with pytest.raises(ValueError, match="float32"):
-        _backends.read_batch_libjpeg([(good, jobs[0][1], None, [(np.zeros(10), 0, 64, 1, 1)])], 1, False)
+    assert not out[2].any()  # the slot of a file without a plan is zeroed, nothing more
