@@ -15,11 +15,12 @@ Coefficient layout (one contract for every backend):
   greyscale). Nothing is upsampled or re-encoded.
 * ``k``: the fourth plane of a 4-component file, else ``None``.
 * ``colour_model``: ``"grayscale"``, ``"ycbcr"``, ``"cmyk"`` or ``"ycck"`` (the file's colour model, as
-  libjpeg decides it from the Adobe APP14 marker). For ``"cmyk"``, ``y``, ``cb``, ``cr``, ``k`` hold the
-  file's C, M, Y, K components in that order; for ``"ycck"``, Y, Cb, Cr and K. ``adobe_inverted``: the
-  file has an Adobe marker, so its C, M, Y, K samples are stored inverted (255 = no ink), as Photoshop
-  writes them and Pillow reads them (``"CMYK;I"``). :func:`freqnets.jpeg.cmyk_to_ycbcr` converts 4-component
-  coefficients to three YCbCr planes; the collate refuses them otherwise.
+  libjpeg decides it from the Adobe APP14 marker; a property: the field ``four_colour`` holds it for
+  4-component files). For ``"cmyk"``, ``y``, ``cb``, ``cr``, ``k`` hold the file's C, M, Y, K components
+  in that order; for ``"ycck"``, Y, Cb, Cr and K. ``adobe_inverted``: the file has an Adobe marker, so
+  its C, M, Y, K samples are stored inverted (255 = no ink), as Photoshop writes them and Pillow reads
+  them (``"CMYK;I"``). :func:`freqnets.jpeg.cmyk_to_ycbcr` converts 4-component coefficients to three
+  YCbCr planes; the collate refuses them otherwise.
 * ``quant_tables``: ``(n_components, 64)`` int32 in natural order, the table
   of each component (``y``, then ``cb``, ``cr``, ``k``).
 * ``size``: ``(height, width)`` in pixels; ``subsampling``: ``"4:4:4"``,
@@ -40,8 +41,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-
-COLOUR_MODELS = ("grayscale", "ycbcr", "cmyk", "ycck")
 
 
 class JpegError(ValueError):
@@ -77,14 +76,15 @@ class JpegCoefficients:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     stored_subsampling: str | None = None
     k: torch.Tensor | None = None
-    colour_model: str = ""  # "" at construction: "grayscale" or "ycbcr" from the planes
+    four_colour: str | None = None  # "cmyk" or "ycck" for 4-component files (see colour_model)
     adobe_inverted: bool = False
 
-    def __post_init__(self) -> None:
-        if not self.colour_model:
-            object.__setattr__(self, "colour_model", "grayscale" if self.cb is None else "ycbcr")
-        elif self.colour_model not in COLOUR_MODELS:
-            raise ValueError(f"colour_model must be one of {COLOUR_MODELS}, got {self.colour_model!r}")
+    @property
+    def colour_model(self) -> str:
+        """``"grayscale"``, ``"ycbcr"``, ``"cmyk"`` or ``"ycck"`` (a property: nothing to build per read)."""
+        if self.four_colour is not None:
+            return self.four_colour
+        return "grayscale" if self.cb is None else "ycbcr"
 
     @property
     def is_gray(self) -> bool:

@@ -139,6 +139,5 @@ def cmyk_to_ycbcr(coeffs: JpegCoefficients, black: str = "block") -> JpegCoeffic
         backend=natural.backend,
         warnings=natural.warnings,
         stored_subsampling=natural.stored_subsampling,
-        colour_model="ycbcr",
     )
     return result.to_order(coeffs.order)

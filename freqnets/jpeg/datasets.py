@@ -43,10 +43,11 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         split: a top-level folder of ``root`` to use (e.g. ``"train"``), or ``None`` for ``root`` itself.
         transform: applied to the :class:`JpegCoefficients` (e.g. a :mod:`freqnets.jpeg.augment` pipeline).
         target_transform: applied to the integer label.
-        strict, max_pixels, max_bytes, backend, order, crop, chroma: passed to :func:`~freqnets.jpeg.read_dct`
-            (``crop=(Hy, Wy)`` reads only the centre window that ``DCTCollate(grid=(Hy, Wy))`` keeps;
-            ``chroma="420"`` converts chroma while reading, in the worker, so that the collate only
-            stacks: both faster on large files).
+        strict, max_pixels, max_bytes, backend, order, crop, chroma, exif_orientation: passed to
+            :func:`~freqnets.jpeg.read_dct` (``crop=(Hy, Wy)`` reads only the centre window that
+            ``DCTCollate(grid=(Hy, Wy))`` keeps; ``chroma="420"`` converts chroma while reading, in the worker,
+            so that the collate only stacks: both faster on large files; ``exif_orientation=True`` turns each
+            image as its EXIF tag says, in the DCT domain).
         raw: return the files' bytes instead of reading them (the read options are then unused), for
             :class:`~freqnets.jpeg.DCTReadCollate`, which reads a whole batch at once (faster on small files).
         extensions: file-name endings (case-insensitive) that count as JPEG files.
@@ -74,6 +75,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         order: str = "natural",
         crop: tuple[int, int] | None = None,
         chroma: str | None = None,
+        exif_orientation: bool = False,
         raw: bool = False,
         extensions: tuple[str, ...] = JPEG_EXTENSIONS,
     ) -> None:
@@ -89,6 +91,8 @@ class JpegFolderDataset(torch.utils.data.Dataset):
             self.read_options["crop"] = crop
         if chroma is not None:
             self.read_options["chroma"] = chroma
+        if exif_orientation:
+            self.read_options["exif_orientation"] = exif_orientation
         self.raw = raw
         self.extensions = tuple(e.lower() for e in extensions)
         self.is_zip = self.root.is_file()

@@ -309,10 +309,11 @@ def _read(data: bytes, options: ReadOptions, chosen: str, fast: bool = True) -> 
         block_size=8,
         backend=chosen,
         warnings=tuple(dict.fromkeys(raw.warnings)) + ((exif_note,) if exif_note else ()),
-        k=planes[3] if four else None,
-        colour_model=header.colour,
-        adobe_inverted=four and header.tables.adobe_transform is not None,
     )
+    if four:
+        coeffs = replace(
+            coeffs, k=planes[3], four_colour=header.colour, adobe_inverted=header.tables.adobe_transform is not None
+        )
     if orientation != 1:
         coeffs = apply_orientation(coeffs, orientation)
         if options.target is None or coeffs.cb is None or four or _in_layout(coeffs, options.target):

@@ -9,6 +9,7 @@ neither is available (the tests then skip).
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +29,9 @@ def _program() -> list[str] | None:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
-    binary = Path(tempfile.mkdtemp(prefix="freqnets-arith-")) / "arith_transcode"
+    folder = tempfile.mkdtemp(prefix="freqnets-arith-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    binary = Path(folder) / "arith_transcode"
     built = subprocess.run([compiler, "-O1", "-o", str(binary), str(SOURCE), "-ljpeg"], capture_output=True)
     return [str(binary)] if built.returncode == 0 else None
 

@@ -16,7 +16,16 @@ import pytest
 import torch
 from PIL import Image
 
-from freqnets.jpeg import JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError, _backends, read_dct
+from freqnets.jpeg import (
+    DCTCollate,
+    DCTReadCollate,
+    JpegError,
+    JpegTooLargeError,
+    JpegTruncatedError,
+    JpegUnsupportedError,
+    _backends,
+    read_dct,
+)
 from freqnets.jpeg._markers import parse_header
 from freqnets.jpeg.budget import SHORT_DATA_MAX_BYTES, arithmetic_sparse
 
@@ -160,3 +169,27 @@ def test_short_arithmetic_file_claiming_a_large_frame_costs_at_most_the_short_da
                 read_dct(huge, strict=strict, max_bytes=max_bytes)
     # a photo-like arithmetic file is far above the sparse threshold
     assert not arithmetic_sparse(TRANSCODE(FILES["420"]), parse_header(TRANSCODE(FILES["420"])))
+
+
+def test_read_collate_reads_arithmetic_files_into_the_batch() -> None:
+    files = [TRANSCODE(_pillow_jpeg((32, 32), seed=s, quality=80), progressive=bool(s % 2)) for s in range(4)]
+    collate = DCTCollate(grid=(4, 4))
+    batch = DCTReadCollate(collate, threads=2)([(data, i) for i, data in enumerate(files)])
+    expected = collate([(read_dct(data, order="zigzag"), i) for i, data in enumerate(files)])
+    assert torch.equal(batch.y, expected.y) and torch.equal(batch.cbcr, expected.cbcr)
+
+
+def test_conditioning_tables_are_checked_by_libjpeg() -> None:
+    """DAC segments (arithmetic conditioning): valid ones read; a table index past 31 or DC bounds L > U are a
+    typed error (libjpeg's checks; an AC Kx only selects statistics bins and libjpeg takes any byte)."""
+    data = TRANSCODE(FILES["gray"])
+    sof = data.index(b"\xff\xc9")
+    cases = [(b"\x00\x10", None), (b"\x10\x05", None), (b"\x00\x0f", "Bogus DAC value"), (b"\x20\x05", "DAC index")]
+    for tables, error in cases:
+        dac = b"\xff\xcc" + struct.pack(">H", 2 + len(tables)) + tables  # Tc/Tb, then U/L (DC) or Kx (AC)
+        patched = data[:sof] + dac + data[sof:]
+        if error is None:
+            assert read_dct(patched).y.shape == read_dct(data).y.shape
+        else:
+            with pytest.raises(JpegError, match=error):
+                read_dct(patched)

@@ -43,11 +43,11 @@ def _smooth(shape: tuple[int, int, int], seed: int) -> np.ndarray:
     return np.clip(np.stack(out, -1), 0, 255)
 
 
-def _blocky(shape: tuple[int, int], seed: int) -> np.ndarray:
-    """Samples constant over each 8x8 block (a K plate that is flat per block)."""
+def _blocky(shape: tuple[int, int], seed: int, size: int = 8) -> np.ndarray:
+    """Samples constant over each ``size x size`` block (a K plate that is flat per block)."""
     h, w = shape
-    levels = np.random.default_rng(seed).integers(0, 256, (-(-h // 8), -(-w // 8)))
-    return np.kron(levels, np.ones((8, 8)))[:h, :w].astype(np.float64)
+    levels = np.random.default_rng(seed).integers(0, 256, (-(-h // size), -(-w // size)))
+    return np.kron(levels, np.ones((size, size)))[:h, :w].astype(np.float64)
 
 
 def _pillow_cmyk(pixels: np.ndarray, quality: int = 95) -> bytes:
@@ -141,7 +141,8 @@ def test_cmyk_black_with_texture_inside_blocks_is_an_approximation() -> None:
 def test_ycck_planes_and_conversion_against_pillow(backend, subsampled) -> None:
     h, w = 48, 64
     stored = _smooth((h, w, 3), seed=5) * 0.6 + 50  # away from 0 and 255: libjpeg clamps there
-    k_stored = _blocky((h, w), seed=6) * 0.5 + 127  # Adobe: K stored inverted, 255 = no black ink
+    # Adobe: K stored inverted, 255 = no black ink; flat over 16x16, the pixels of one 4:2:0 chroma block
+    k_stored = _blocky((h, w), seed=6, size=16) * 0.5 + 127
     data, coefficients = _ycck_file(255.0 - stored, k_stored, subsampled)
     got = read_dct(data, backend=backend)
     assert (got.colour_model, got.adobe_inverted) == ("ycck", True)
@@ -160,6 +161,14 @@ def test_ycck_planes_and_conversion_against_pillow(backend, subsampled) -> None:
         visible = 255.0 - ink[..., :3]
         luma = visible @ np.array([0.299, 0.587, 0.114])
         assert np.abs(decode_planes(plain)[0].numpy() - luma).max() <= 3.0
+        # black per block, each plane at its own resolution: (255 - k) / 255 from Pillow's K times the
+        # black-free samples (luma: Y = f Y0; chroma: Cb - 128 = f (Cb0 - 128))
+        factor = (255.0 - ink[..., 3]) / 255.0
+        full, free = decode_planes(cmyk_to_ycbcr(got)), decode_planes(plain)
+        assert np.abs(full[0].numpy() - factor * free[0].numpy()).max() <= 1.0
+        for index in (1, 2):
+            expected = factor[::2, ::2] * (free[index].numpy() - 128.0) + 128.0
+            assert np.abs(full[index].numpy() - expected).max() <= 1.0
 
 
 def test_collate_refuses_four_planes_unless_asked_to_convert() -> None:

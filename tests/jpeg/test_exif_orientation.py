@@ -16,7 +16,14 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from freqnets.jpeg import JpegUnsupportedError, available_backends, convert_chroma, decode_planes, read_dct
+from freqnets.jpeg import (
+    JpegFolderDataset,
+    JpegUnsupportedError,
+    available_backends,
+    convert_chroma,
+    decode_planes,
+    read_dct,
+)
 from freqnets.jpeg.exif import exif_orientation
 from freqnets.jpeg.orientation import apply_orientation
 
@@ -210,6 +217,16 @@ def test_exif_cut_by_the_end_of_the_file_and_twelve_bit_keep_their_errors() -> N
     sof = data.index(b"\xff\xc0")
     with pytest.raises(JpegUnsupportedError, match="12-bit"):
         read_dct(data[: sof + 4] + b"\x0c" + data[sof + 5 :], exif_orientation=True)
+
+
+def test_folder_dataset_passes_the_option(tmp_path) -> None:
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    data = _jpeg((48, 64), 8)
+    (folder / "a.jpg").write_bytes(data)
+    turned, _ = JpegFolderDataset(tmp_path, exif_orientation=True)[0]
+    assert turned.size == (64, 48) and torch.equal(turned.y, read_dct(data, exif_orientation=True).y)
+    assert JpegFolderDataset(tmp_path)[0][0].size == (48, 64)
 
 
 def test_arguments() -> None:
