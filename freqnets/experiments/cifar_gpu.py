@@ -419,10 +419,12 @@ def train_run(
         schedule.load_state_dict(saved["schedule"])
         state = RunState(**saved["state"])
         del saved  # the loaded copies would count in the peak
-    if recipe.cuda_graph:  # after loading: the graphs keep the parameters' storage, which loading copies into
-        model = _graphed(model, train, recipe)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if recipe.cuda_graph:
+        # After loading (the graphs keep the parameters' storage, which loading copies into) and after the peak's
+        # reset: replays run in the graphs' private pool, not counted as allocated, so the peak is the warm-up's.
+        model = _graphed(model, train, recipe)
     deadline = time.monotonic() + seconds_left
     stop_at = recipe.epochs if max_epochs is None else min(recipe.epochs, state.epoch + max_epochs)
     while state.epoch < stop_at:

@@ -14,11 +14,12 @@ per kept frequency and group. Three layers, each written once:
   custom op that launches ``planar_cgemm_*`` through :mod:`freqnets.kernels.cupy_backend`
   (``backend="cupy"``: CUDA tensors only, no silent fallback) or runs :func:`reference_product`
   (``"torch"``, so the op can be checked anywhere). Its fake implementation lets ``torch.compile``
-  and ``torch.export`` trace the kernel as one opaque node;
-* :class:`BandLimitedProduct`: the autograd of the three products and the one place that picks
+  and ``torch.export`` trace the kernel as one opaque node, and it differentiates by itself
+  (``register_autograd``), for code that calls it directly;
+* :class:`BandLimitedProduct`: the autograd function the layers use, and the one place that picks
   :func:`reference_product` (``"torch"``) or the op (``"cupy"``). The products are each other's
-  real adjoints, so the backward pass is products again and differentiates to any order; it has
-  ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms work.
+  real adjoints (:func:`adjoint_products`, shared by both), so the backward pass is products again and
+  differentiates to any order; it has ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms work.
 
 The layer resolves ``backend="auto"`` before it calls in (:func:`freqnets.layers.band_limited_conv.resolve_backend`).
 """
@@ -78,7 +79,7 @@ def bl_product(
     gauss: bool = False,
     backend: str = "torch",
 ) -> torch.Tensor:
-    """One product (no autograd: differentiate through :class:`BandLimitedProduct`).
+    """One product; differentiable by itself (its autograd is :func:`adjoint_products` through the op again).
 
     ``gauss`` picks the kernel's three-multiplication form (``backend="cupy"`` only; the torch
     product always uses it).

@@ -65,11 +65,23 @@ def test_graph_rows_are_compared_with_the_graph_baseline():
 
 
 @pytest.mark.parametrize("precision", bench_kernels.PRECISIONS)
-def test_each_precision_sets_its_flags_and_restores_them(precision):
+def test_each_precision_holds_its_flags_through_forward_and_backward(precision):
+    # TF32 must cover the backward GEMMs too (two thirds of a step's work); autocast covers the forward
     before = torch.backends.cuda.matmul.allow_tf32
-    with bench_kernels._precision(precision, torch.device("cpu")):
-        assert torch.backends.cuda.matmul.allow_tf32 == (precision == "tf32" or before)
-        assert torch.is_autocast_enabled("cpu") == precision.startswith("bf16")
-        if precision.startswith("bf16"):
-            assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    seen = {}
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    model(torch.randn(1, 3, 6, 6))  # materialise the lazy layer
+
+    def forward_hook(module, args, out):
+        seen["forward"] = (torch.backends.cuda.matmul.allow_tf32, torch.is_autocast_enabled("cpu"))
+
+    def backward_hook(module, grad_input, grad_output):
+        seen["backward"] = torch.backends.cuda.matmul.allow_tf32
+
+    model[0].register_forward_hook(forward_hook)
+    model[0].register_full_backward_hook(backward_hook)
+    step = bench_kernels.training_step(model, torch.randn(2, 3, 6, 6), torch.tensor([0, 1]), precision)
+    assert torch.isfinite(step())
+    tf32 = precision == "tf32" or before
+    assert seen == {"forward": (tf32, precision.startswith("bf16")), "backward": tf32}
     assert torch.backends.cuda.matmul.allow_tf32 == before and not torch.is_autocast_enabled("cpu")
