@@ -25,6 +25,7 @@ from .budget import DEFAULT_MAX_BYTES, check_read
 from .chroma import centre_offsets, crop_windows, downsample_factors
 from .coefficients import JpegError
 from .collate import BatchShape, DCTBatch, DCTCollate, new_output
+from .exif import exif_orientation
 from .reader import DEFAULT_MAX_PIXELS, HEADER_CACHE, ReadOptions, buffer_bytes, read_bytes
 
 __all__ = ["DCTReadCollate"]
@@ -38,7 +39,8 @@ class DCTReadCollate:
     Args:
         collate: the :class:`DCTCollate` whose batches to produce (layout, channels, chroma layout,
             normalisation, ``grid``; with ``grid=None`` all files must have one luma block grid).
-        strict, max_pixels, max_bytes: as for :func:`~freqnets.jpeg.read_dct` (per file).
+        strict, max_pixels, max_bytes, exif_orientation: as for :func:`~freqnets.jpeg.read_dct` (per file;
+            files whose EXIF tag turns them are read by ``read_dct``, the others straight into the batch).
         threads: the files of a batch are decoded on this many threads inside the C extension (GIL
             released, each written straight into its slot of the batch), so one process can use every
             core without DataLoader workers; keep 1 inside workers (one core each). Results do not depend
@@ -57,6 +59,7 @@ class DCTReadCollate:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         threads: int = 1,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
+        exif_orientation: bool = False,
     ) -> None:
         if not isinstance(collate, DCTCollate):
             raise TypeError(f"collate must be a DCTCollate, got {type(collate).__name__}")
@@ -67,11 +70,14 @@ class DCTReadCollate:
         self.collate, self.strict, self.max_pixels, self.threads = collate, strict, max_pixels, threads
         self.chroma = collate.chroma  # read_dct takes the same spellings
         # what read_dct does with the files the fast path leaves (checked here, before any batch)
-        self.options = ReadOptions(strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes)
+        self.options = ReadOptions(
+            strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes, exif_orientation
+        )
 
     def __repr__(self) -> str:
         threads = f", threads={self.threads}" if self.threads != 1 else ""
-        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels}{threads})"
+        exif = ", exif_orientation=True" if self.options.exif_orientation else ""
+        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels}{threads}{exif})"
 
     def _job(self, data: bytes, header, index: int, shape: BatchShape, y: np.ndarray, cbcr: np.ndarray):
         """Where the file's planes (zigzag, chroma in the target layout, the collate's ``grid`` window) go in
@@ -80,6 +86,8 @@ class DCTReadCollate:
         :func:`~._backends.read_batch_libjpeg`, or ``None`` when read_dct must handle the file."""
         if len(header.frame.components) == 4:  # CMYK/YCCK: read_dct, then the collate converts or refuses
             return None
+        if self.options.exif_orientation and exif_orientation(data, header.tables.exif)[0] != 1:
+            return None  # read_dct turns it (the compiled batch reader does not)
         if header.subsampling == "gray":
             down = None
         else:

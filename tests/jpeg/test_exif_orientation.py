@@ -17,6 +17,8 @@ import torch
 from PIL import Image, ImageOps
 
 from freqnets.jpeg import (
+    DCTCollate,
+    DCTReadCollate,
     JpegFolderDataset,
     JpegUnsupportedError,
     available_backends,
@@ -227,6 +229,31 @@ def test_folder_dataset_passes_the_option(tmp_path) -> None:
     turned, _ = JpegFolderDataset(tmp_path, exif_orientation=True)[0]
     assert turned.size == (64, 48) and torch.equal(turned.y, read_dct(data, exif_orientation=True).y)
     assert JpegFolderDataset(tmp_path)[0][0].size == (48, 64)
+
+
+def test_read_collate_turns_the_files_that_say_so(tmp_path) -> None:
+    """DCTReadCollate(exif_orientation=True): files with a turning tag go through read_dct (the compiled batch
+    reader does not turn), the others straight into the batch; the batch is the collate of read_dct's results.
+    A raw dataset cannot pass the option through its bytes, so it refuses it instead of returning unturned files."""
+    samples = [(_jpeg((48, 64), orientation, seed=i), i) for i, orientation in enumerate((None, 1, 3, 6, 8, 2))]
+    for chroma in ("420", "444"):
+        collate = DCTCollate(grid=(4, 4), chroma=chroma)
+        batch = DCTReadCollate(collate, exif_orientation=True)(samples)
+        options = {"crop": (4, 4), "chroma": chroma, "order": "zigzag"}
+        turned = collate([(read_dct(data, exif_orientation=True, **options), label) for data, label in samples])
+        assert torch.allclose(batch.y, turned.y) and torch.allclose(batch.cbcr, turned.cbcr)
+        assert torch.equal(batch.labels, turned.labels)
+        stored = DCTReadCollate(collate)(samples)  # without the option nothing turns, as read_dct
+        plain = collate([(read_dct(data, **options), label) for data, label in samples])
+        assert torch.allclose(stored.y, plain.y) and not torch.allclose(stored.y, batch.y)
+    assert "exif_orientation=True" in repr(DCTReadCollate(DCTCollate(), exif_orientation=True))
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(samples[3][0])
+    with pytest.raises(ValueError, match=r"exif_orientation=True has no effect with raw=True.*DCTReadCollate"):
+        JpegFolderDataset(tmp_path, raw=True, exif_orientation=True)
+    data, _ = JpegFolderDataset(tmp_path, raw=True)[0]
+    assert data == samples[3][0]
 
 
 def test_arguments() -> None:
