@@ -9,6 +9,7 @@ DCT of the unturned planes (the subsampled chroma, which Pillow's decoder upsamp
 from __future__ import annotations
 
 import io
+import math
 import struct
 
 import numpy as np
@@ -134,6 +135,80 @@ def test_partial_edge_mcus_are_trimmed_where_a_mirror_moves_them(orientation, ba
     assert np.abs(_clamped(decode_planes(turned)[0]) - expected[..., 0]).max() <= 1.0
 
 
+MCU = {"4:4:4": (8, 8), "4:2:2": (8, 16), "4:2:0": (16, 16)}  # (height, width) in pixels
+
+
+def _kept(size: tuple[int, int], orientation: int, subsampling: str) -> tuple[int, int]:
+    """The stored part a turn keeps: mirrored axes of at least one MCU rounded down to whole MCUs."""
+    mirrored = (orientation in (3, 4, 6, 7), orientation in (2, 3, 7, 8))  # stored rows, columns
+    return tuple(n // m * m if mirror and n >= m else n
+                 for n, m, mirror in zip(size, MCU[subsampling], mirrored, strict=True))  # fmt: skip
+
+
+SMALL = [((8, 8), 2, "4:2:0"), ((5, 20), 4, "4:2:0"), ((6, 6), 6, "4:2:0"), ((5, 20), 3, "4:2:0"),
+         ((12, 9), 7, "4:2:2"), ((7, 13), 8, "4:4:4"), ((14, 11), 5, "4:2:0"), ((3, 40), 3, "4:4:4")]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+@pytest.mark.parametrize(("size", "orientation", "subsampling"), SMALL)
+def test_axes_under_one_mcu_are_mirrored_exactly(size, orientation, subsampling, backend) -> None:
+    """A mirrored axis shorter than one MCU cannot be trimmed (nothing would be left) and its planes' partial
+    blocks do not line up under a block flip (8 luma pixels of 4:2:0 are 4 of an 8-pixel chroma block): every
+    plane is mirrored over its own pixels by an exact map, so the size stays and luma and chroma stay aligned."""
+    data = _jpeg(size, orientation, subsampling=subsampling, seed=3)
+    plain, turned = read_dct(data, backend=backend), read_dct(data, exif_orientation=True, backend=backend)
+    kept = _kept(size, orientation, subsampling)
+    assert turned.size == (kept[::-1] if orientation >= 5 else kept)
+    expected = _pillow_turned(data, box=kept)
+    ours = decode_planes(turned)
+    assert np.abs(_clamped(ours[0]) - expected[..., 0]).max() <= 1.0
+    if subsampling == "4:4:4":
+        for index in (1, 2):
+            assert np.abs(_clamped(ours[index]) - expected[..., index]).max() <= 1.0
+    # every plane, at its own resolution: the turn of the stored plane's kept pixels; grids cover them
+    for mine, stored, plane in zip(ours, decode_planes(plain), turned.planes(), strict=True):
+        factor = stored.shape[0] / size[0], stored.shape[1] / size[1]
+        part = stored.numpy()[: -(-kept[0] * stored.shape[0] // size[0]), : -(-kept[1] * stored.shape[1] // size[1])]
+        want = TURN[orientation](part)
+        assert mine.shape == want.shape and np.allclose(mine.numpy(), want, atol=1e-2), factor
+        assert tuple(plane.shape[-2:]) == (-(-want.shape[0] // 8), -(-want.shape[1] // 8))
+    assert torch.equal(read_dct(data, exif_orientation=True, order="zigzag").to_order("natural").cb, turned.cb)
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2"])
+def test_crop_shape_does_not_depend_on_the_orientation(subsampling, backend) -> None:
+    """crop=(Hy, Wy) is the centre window of the turned image (offsets rounded down to even blocks and whole
+    MCUs): the same shapes for every orientation, the values of the whole turned read's window and of
+    Pillow's exif_transpose cut to it."""
+    size = (72, 88)  # 4.5 x 5.5 MCUs of 4:2:0: partial edge MCUs on both axes
+    for crop in ((3, 3), (5, 4), (4, 7)):
+        shapes, converted = {}, set()
+        for orientation in range(1, 9):
+            data = _jpeg(size, orientation, subsampling=subsampling, seed=orientation)
+            whole = read_dct(data, exif_orientation=True, backend=backend)
+            cropped = read_dct(data, exif_orientation=True, backend=backend, crop=crop)
+            # per layout: a transpose turns 4:2:2 into 4:4:0; a chroma layout asked for gives one shape
+            shapes.setdefault(cropped.subsampling, set()).add(tuple(tuple(p.shape) for p in cropped.planes()))
+            layout = read_dct(data, exif_orientation=True, backend=backend, crop=crop, chroma="420")
+            converted.add(tuple(tuple(p.shape) for p in layout.planes()))
+            v_max, h_max = whole.sampling_factors[0][1], whole.sampling_factors[0][0]
+            v, h = whole.sampling_factors[1][1], whole.sampling_factors[1][0]
+            blocks = whole.y.shape[-2:]
+            top, left = ((n - want) // 2 // math.lcm(2, m) * math.lcm(2, m)
+                         for n, want, m in zip(blocks, crop, (v_max, h_max), strict=True))  # fmt: skip
+            assert torch.equal(cropped.y, whole.y[:, top : top + crop[0], left : left + crop[1]])
+            rows, cols = -(-crop[0] * v // v_max), -(-crop[1] * h // h_max)
+            r0, c0 = top * v // v_max, left * h // h_max
+            assert torch.equal(cropped.cr, whole.cr[:, r0 : r0 + rows, c0 : c0 + cols])
+            assert cropped.size == (8 * crop[0], 8 * crop[1])
+            expected = _pillow_turned(data, box=_kept(size, orientation, subsampling))
+            window = expected[8 * top : 8 * (top + crop[0]), 8 * left : 8 * (left + crop[1]), 0]
+            assert np.abs(_clamped(decode_planes(cropped)[0]) - window).max() <= 1.0
+        assert all(len(s) == 1 for s in shapes.values()) and len(converted) == 1, (crop, shapes, converted)
+        assert converted == {((64, *crop), *[(64, -(-crop[0] // 2), -(-crop[1] // 2))] * 2)}
+
+
 @pytest.mark.parametrize("orientation", [2, 6, 7])
 def test_every_plane_turns_cmyk_and_grayscale(orientation) -> None:
     for mode in ("CMYK", "L"):
@@ -151,10 +226,11 @@ def test_crop_and_chroma_describe_the_turned_image() -> None:
     data = _jpeg((48, 96), 6, subsampling="4:2:2")
     whole = read_dct(data, exif_orientation=True)
     assert whole.size == (96, 48) and whole.subsampling == "4:4:0"
-    # crop=(Hy, Wy) of the turned image: the stored image's centre window of (Wy, Hy), then turned
+    # crop=(Hy, Wy): the centre window of the turned image (12 x 6 blocks), offsets rounded down to even
+    # blocks: rows (12 - 8) // 2 = 2, columns (6 - 4) // 2 = 1 -> 0
     cropped = read_dct(data, exif_orientation=True, crop=(8, 4))
-    assert cropped.y.shape == (64, 8, 4)
-    assert torch.equal(cropped.y, apply_orientation(read_dct(data, crop=(4, 8)), 6).y)
+    assert cropped.y.shape == (64, 8, 4) and cropped.size == (64, 32)
+    assert torch.equal(cropped.y, whole.y[:, 2:10, 0:4]) and torch.equal(cropped.cb, whole.cb[:, 1:5, 0:4])
     # chroma: the turned planes converted to the asked layout (4:4:0 -> 4:2:2 here)
     for layout in ("422", "420", "444"):
         got = read_dct(data, exif_orientation=True, chroma=layout)
