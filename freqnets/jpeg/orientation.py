@@ -211,7 +211,8 @@ def turned_window(frame: Frame, crop: tuple[int, int], orientation: int) -> tupl
 
 
 def keep_window(coeffs: JpegCoefficients, rows: int, cols: int) -> JpegCoefficients:
-    """The top-left ``rows x cols`` luma blocks of ``coeffs`` (whole MCUs' worth of each other plane)."""
+    """The top-left ``rows x cols`` luma blocks of ``coeffs`` and the blocks of the other planes that cover
+    them (``ceil(rows * v / v_max)`` rows, columns alike), with ``size`` cut to them."""
     v_max, h_max = _mcu_axes(coeffs.sampling_factors)
     if coeffs.y.shape[-2:] == (rows, cols):
         return coeffs
