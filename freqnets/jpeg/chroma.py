@@ -203,7 +203,16 @@ def centre_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[Windows, 
     for blocks, want, mcu in axes:
         step = math.lcm(2, mcu)
         box.append(((blocks - want) // 2 // step * step, want) if blocks > want else (0, blocks))
-    (top, rows), (left, cols) = box
+    return _block_windows(header, *box)
+
+
+def _block_windows(
+    header: JpegHeader, vertical: tuple[int, int], horizontal: tuple[int, int]
+) -> tuple[Windows, tuple[int, int]]:
+    """Per component block windows of the luma blocks ``(first, count)`` per axis (firsts on whole MCUs),
+    and the window's size in pixels."""
+    frame = header.frame
+    (top, rows), (left, cols) = vertical, horizontal
     windows = []
     for c in frame.components:
         r0, c0 = top * c.v // frame.v_max, left * c.h // frame.h_max
@@ -215,6 +224,17 @@ def centre_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[Windows, 
 
 def crop_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[Windows | None, tuple[int, int]]:
     """:func:`centre_windows`, with ``None`` when the windows are the whole planes (nothing to cut)."""
-    windows, size = centre_windows(header, crop)
+    return _or_whole(header, *centre_windows(header, crop))
+
+
+def block_windows(
+    header: JpegHeader, vertical: tuple[int, int], horizontal: tuple[int, int]
+) -> tuple[Windows | None, tuple[int, int]]:
+    """Per component block windows of the luma blocks ``(first, count)`` on each axis (the firsts on whole
+    MCUs), ``None`` when they are the whole planes, and the window's size in pixels."""
+    return _or_whole(header, *_block_windows(header, vertical, horizontal))
+
+
+def _or_whole(header: JpegHeader, windows: Windows, size: tuple[int, int]) -> tuple[Windows | None, tuple[int, int]]:
     whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]
     return (None if windows == whole else windows), size

@@ -13,7 +13,8 @@ Coefficient layout (one contract for every backend):
   coefficient is 8 x the block's mean shifted level.
 * ``cb``, ``cr``: the same at the chroma planes' own resolution (``None`` for
   greyscale). Nothing is upsampled or re-encoded.
-* ``k``: the fourth plane of a 4-component file, else ``None``.
+* ``k``: the fourth plane of a 4-component file, else ``None``; given exactly when ``four_colour`` is
+  (the constructor raises ``ValueError`` otherwise).
 * ``colour_model``: ``"grayscale"``, ``"ycbcr"``, ``"cmyk"`` or ``"ycck"`` (the file's colour model, as
   libjpeg decides it from the Adobe APP14 marker; a property: the field ``four_colour`` holds it for
   4-component files). For ``"cmyk"``, ``y``, ``cb``, ``cr``, ``k`` hold the file's C, M, Y, K components
@@ -59,6 +60,10 @@ class JpegTruncatedError(JpegError):
     """The entropy-coded data ends early or is corrupt (raised under ``strict=True``)."""
 
 
+# the colour models of 4-component files (libjpeg's JCS_CMYK and JCS_YCCK), the values of ``four_colour``
+FOUR_COLOUR_MODELS = ("cmyk", "ycck")
+
+
 @dataclass(frozen=True)
 class JpegCoefficients:
     """DCT coefficients of one image, per plane at its own resolution (see the module docstring)."""
@@ -78,6 +83,18 @@ class JpegCoefficients:
     k: torch.Tensor | None = None
     four_colour: str | None = None  # "cmyk" or "ycck" for 4-component files (see colour_model)
     adobe_inverted: bool = False
+
+    def __post_init__(self) -> None:
+        # A K plane and its colour model come together, else cmyk_to_ycbcr would index a missing plane or
+        # drop K silently. One identity test on the common (three-plane) path: constructors are per read.
+        if self.k is None and self.four_colour is None:
+            return
+        if self.four_colour not in FOUR_COLOUR_MODELS:
+            raise ValueError(f"four_colour must be one of {FOUR_COLOUR_MODELS} or None, got {self.four_colour!r}")
+        if self.k is None:
+            raise ValueError(f"four_colour={self.four_colour!r} needs the fourth plane k, got k=None")
+        if self.cb is None or self.cr is None:
+            raise ValueError("a k plane needs cb and cr planes (four-component files have four planes)")
 
     @property
     def colour_model(self) -> str:

@@ -49,7 +49,8 @@ class JpegFolderDataset(torch.utils.data.Dataset):
             so that the collate only stacks: both faster on large files; ``exif_orientation=True`` turns each
             image as its EXIF tag says, in the DCT domain).
         raw: return the files' bytes instead of reading them (the read options are then unused), for
-            :class:`~freqnets.jpeg.DCTReadCollate`, which reads a whole batch at once (faster on small files).
+            :class:`~freqnets.jpeg.DCTReadCollate`, which reads a whole batch at once (faster on small files);
+            ``exif_orientation`` is refused with it (the bytes cannot carry it): pass it to the collate.
         extensions: file-name endings (case-insensitive) that count as JPEG files.
 
     Attributes:
@@ -58,7 +59,7 @@ class JpegFolderDataset(torch.utils.data.Dataset):
 
     Raises:
         FileNotFoundError: ``root`` or ``split`` does not exist.
-        ValueError: no class folder, or a class folder without JPEG files.
+        ValueError: no class folder, or a class folder without JPEG files; ``raw=True`` with ``exif_orientation=True``.
     """
 
     def __init__(
@@ -79,6 +80,11 @@ class JpegFolderDataset(torch.utils.data.Dataset):
         raw: bool = False,
         extensions: tuple[str, ...] = JPEG_EXTENSIONS,
     ) -> None:
+        if raw and exif_orientation:  # the bytes go out unread: the images would silently stay unturned
+            raise ValueError(
+                "exif_orientation=True has no effect with raw=True (the files' bytes are returned unread): "
+                "pass exif_orientation=True to DCTReadCollate instead"
+            )
         self.root = Path(root)
         if not self.root.exists():
             raise FileNotFoundError(f"no such folder or zip archive: {self.root}")

@@ -17,18 +17,37 @@ turned image wherever the image fills whole MCUs (the 8 x 8 ``h_max`` x ``v_max`
 (height) is not a multiple of the MCU would then start with the encoder's padding. As ``jpegtran -trim``
 does, the partial MCU column (row) on each axis a mirror turns is dropped before turning, so the result is
 exactly the turned image of the kept part: its size is the stored size rounded down to whole MCUs on those
-axes (an image narrower than one MCU on such an axis keeps its one MCU, padding included). Axes that are
-only transposed keep their partial edge (it stays at the right/bottom, past ``size``).
+axes. Axes that are only transposed keep their partial edge (it stays at the right/bottom, past ``size``).
+
+**Axes shorter than one MCU** on a mirror: the trim would leave nothing, and a block flip would misalign the
+planes (8 luma pixels of 4:2:0 fill a luma block but half a chroma block). Such an axis keeps its size and
+every plane is mirrored over its own pixels by an exact coefficient map (:mod:`.resample`: inverse DCT,
+mirror, forward DCT in one matrix; the padding past the image repeats its edge): the turned image exactly,
+planes aligned, but off the quantisation lattice (float32 rounding).
+
+**Crops** (:func:`turned_window`): ``read_dct(crop=..., exif_orientation=True)`` returns the centre window of
+the turned image, the same shape for every orientation.
 """
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 
 from .chroma import subsampling_name
 from .coefficients import JpegCoefficients
+from .resample import apply_axis_maps, coefficient_map
 
-__all__ = ["ORIENTATIONS", "apply_orientation", "transposes"]
+if TYPE_CHECKING:
+    from ._markers import Frame
+
+__all__ = ["ORIENTATIONS", "apply_orientation", "keep_window", "transposes", "turned_window"]
+
+Box = tuple[int, int]  # (first luma block, count) on one axis
 
 # orientation -> (transpose, mirror left-right, mirror top-bottom), the mirrors taken after the transpose
 ORIENTATIONS = {
@@ -66,6 +85,26 @@ def _transposed_channels(order: str) -> torch.Tensor:
     return torch.tensor([channel_of[int(k % 8) * 8 + int(k // 8)] for k in natural])
 
 
+def _mcu_axes(sampling_factors: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """``(v_max, h_max)``: the MCU's height and width in blocks."""
+    return max(f[1] for f in sampling_factors), max(f[0] for f in sampling_factors)
+
+
+def _kept_extent(pixels: int, mcu_pixels: int) -> int:
+    """A mirrored axis of ``pixels`` after the trim: whole MCUs, or all of it when it is under one MCU."""
+    return pixels if pixels < mcu_pixels else pixels // mcu_pixels * mcu_pixels
+
+
+@lru_cache(maxsize=256)
+def _mirror_map(extent: int, blocks: int) -> torch.Tensor:
+    """``(8 blocks, 8 blocks)`` coefficient map (:mod:`.resample`) of one axis: pixel ``x < extent`` becomes
+    pixel ``extent - 1 - x``; the padding past ``extent`` repeats the new last pixel (as encoders pad)."""
+    pixels = np.zeros((8 * blocks, 8 * blocks))
+    for x in range(8 * blocks):
+        pixels[x, extent - 1 - min(x, extent - 1)] = 1.0
+    return torch.from_numpy(coefficient_map(pixels, 8)).to(torch.float32)
+
+
 def apply_orientation(coeffs: JpegCoefficients, orientation: int) -> JpegCoefficients:
     """``coeffs`` turned for display by EXIF ``orientation`` 1..8 (see the module docstring), in the DCT domain.
 
@@ -87,42 +126,97 @@ def apply_orientation(coeffs: JpegCoefficients, orientation: int) -> JpegCoeffic
     if orientation == 1:
         return coeffs
     transpose, mirror_x, mirror_y = ORIENTATIONS[orientation]
-    h_max = max(f[0] for f in coeffs.sampling_factors)
-    v_max = max(f[1] for f in coeffs.sampling_factors)
+    v_max, h_max = _mcu_axes(coeffs.sampling_factors)
+    mcu_h, mcu_w = 8 * v_max, 8 * h_max
     height, width = coeffs.size
     # the stored axes the mirrors turn (after a transpose, the output's x axis is the stored y axis)
     trim_x, trim_y = (mirror_y, mirror_x) if transpose else (mirror_x, mirror_y)
-    mcu_h, mcu_w = 8 * v_max, 8 * h_max
     if trim_y:
-        height = max(height // mcu_h, 1) * mcu_h if height % mcu_h else height
+        height = _kept_extent(height, mcu_h)
     if trim_x:
-        width = max(width // mcu_w, 1) * mcu_w if width % mcu_w else width
+        width = _kept_extent(width, mcu_w)
+    # a mirrored axis under one MCU is kept whole and mirrored by a coefficient map (the planes' partial
+    # blocks do not line up under a block flip); output axes (after the transpose)
+    small_x = mirror_x and (height < mcu_h if transpose else width < mcu_w)
+    small_y = mirror_y and (width < mcu_w if transpose else height < mcu_h)
+    if (small_x or small_y) and coeffs.order != "natural":  # the maps act on natural-order channels
+        return apply_orientation(coeffs.to_order("natural"), orientation).to_order(coeffs.order)
+    out_height, out_width = (width, height) if transpose else (height, width)
+    factors = tuple((v, h) for h, v in coeffs.sampling_factors) if transpose else coeffs.sampling_factors
+    out_v_max, out_h_max = _mcu_axes(factors)
     planes = []
     swap = _transposed_channels(coeffs.order) if transpose else None
     sign_x = _frequency_signs(coeffs.order, horizontal=True) if mirror_x else None
     sign_y = _frequency_signs(coeffs.order, horizontal=False) if mirror_y else None
-    for plane, (h, v) in zip(coeffs.planes(), coeffs.sampling_factors, strict=False):
+    for plane, (h, v), (out_h, out_v) in zip(coeffs.planes(), coeffs.sampling_factors, factors, strict=False):
         rows, cols = plane.shape[-2:]
-        if trim_y:  # height is whole MCUs now
-            rows = min(rows, height // mcu_h * v)
+        if trim_y:  # height is whole MCUs now (or under one MCU: kept)
+            rows = min(rows, -(-height * v // (8 * v_max)))
         if trim_x:
-            cols = min(cols, width // mcu_w * h)
+            cols = min(cols, -(-width * h // (8 * h_max)))
         plane = plane[:, :rows, :cols]
         if transpose:
             plane = plane.index_select(0, swap.to(plane.device)).transpose(-1, -2)
-        if mirror_x:
+        if small_x or small_y:  # each plane over its own pixels, so all planes stay aligned
+            extent_x, extent_y = -(-out_width * out_h // out_h_max), -(-out_height * out_v // out_v_max)
+            rows_map = _mirror_map(extent_y, plane.shape[-2]).to(plane.device) if small_y else None
+            cols_map = _mirror_map(extent_x, plane.shape[-1]).to(plane.device) if small_x else None
+            plane = apply_axis_maps(plane, rows_map, cols_map)
+        if mirror_x and not small_x:
             plane = plane.flip(-1) * sign_x.to(plane.device, plane.dtype)
-        if mirror_y:
+        if mirror_y and not small_y:
             plane = plane.flip(-2) * sign_y.to(plane.device, plane.dtype)
         planes.append(plane.contiguous())
-    changes = {"size": (height, width)}
+    changes = {"size": (out_height, out_width)}
     if transpose:
-        factors = tuple((v, h) for h, v in coeffs.sampling_factors)
         tables = coeffs.quant_tables.view(-1, 8, 8).transpose(-1, -2).reshape(coeffs.quant_tables.shape)
-        changes = {
-            "size": (width, height),
-            "sampling_factors": factors,
-            "subsampling": subsampling_name(factors),
-            "quant_tables": tables.contiguous(),
-        }
+        changes.update(
+            sampling_factors=factors, subsampling=subsampling_name(factors), quant_tables=tables.contiguous()
+        )
     return coeffs.with_planes(planes, **changes)
+
+
+def turned_window(frame: Frame, crop: tuple[int, int], orientation: int) -> tuple[Box, Box, tuple[int, int]]:
+    """Where ``read_dct(crop=crop, exif_orientation=True)`` reads: the centre window of ``crop`` luma blocks of
+    the *turned* image (offsets rounded down as :func:`~.chroma.centre_windows` rounds them), found in the
+    stored image.
+
+    On a mirrored axis the window's stored end is on a whole MCU (the turned image starts at the trimmed
+    stored end); its start is not, in general, so the stored window read there is rounded up to whole MCUs
+    (an exact turn) and the turned window cut to ``crop`` after turning. So the shape is ``crop``'s for
+    every orientation (where the image is large enough).
+
+    Returns:
+        ``((top, rows), (left, cols), keep)``: the stored luma blocks to read (firsts on whole MCUs), and the
+        turned window's ``(rows, cols)`` to keep (from the top left of the turned read).
+    """
+    transpose, mirror_x, mirror_y = ORIENTATIONS[orientation]
+    mirrored = (mirror_x, mirror_y) if transpose else (mirror_y, mirror_x)  # stored (y, x) axes
+    wanted = crop[::-1] if transpose else crop  # stored (rows, cols)
+    boxes, keep = [], []
+    for pixels, mcu, want, mirror in zip((frame.height, frame.width), (frame.v_max, frame.h_max), wanted, mirrored,
+                                         strict=True):  # fmt: skip
+        blocks = -(-_kept_extent(pixels, 8 * mcu) // 8) if mirror else -(-pixels // 8)
+        step = math.lcm(2, mcu)
+        offset = (blocks - want) // 2 // step * step if blocks > want else 0  # in the turned image
+        count = min(want, blocks)
+        if mirror:  # turned [offset, offset + count) is stored [end - count, end)
+            end = blocks - offset
+            read = min(-(-count // mcu) * mcu, end)
+            boxes.append((end - read, read))
+        else:
+            boxes.append((offset, count))
+        keep.append(count)
+    return boxes[0], boxes[1], (keep[::-1] if transpose else (keep[0], keep[1]))
+
+
+def keep_window(coeffs: JpegCoefficients, rows: int, cols: int) -> JpegCoefficients:
+    """The top-left ``rows x cols`` luma blocks of ``coeffs`` and the blocks of the other planes that cover
+    them (``ceil(rows * v / v_max)`` rows, columns alike), with ``size`` cut to them."""
+    v_max, h_max = _mcu_axes(coeffs.sampling_factors)
+    if coeffs.y.shape[-2:] == (rows, cols):
+        return coeffs
+    planes = [p[:, : -(-rows * v // v_max), : -(-cols * h // h_max)]
+              for p, (h, v) in zip(coeffs.planes(), coeffs.sampling_factors, strict=False)]  # fmt: skip
+    size = (min(coeffs.size[0], 8 * rows), min(coeffs.size[1], 8 * cols))
+    return coeffs.with_planes([p.contiguous() for p in planes], size=size)

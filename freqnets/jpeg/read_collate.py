@@ -25,6 +25,7 @@ from .budget import DEFAULT_MAX_BYTES, WORK_ALLOWANCE, WORK_PER_BYTE, read_bytes
 from .chroma import centre_offsets, crop_windows, downsample_factors
 from .coefficients import JpegError
 from .collate import BatchShape, DCTBatch, DCTCollate, new_output
+from .exif import exif_orientation
 from .reader import DEFAULT_MAX_PIXELS, HEADER_CACHE, ReadOptions, buffer_bytes, read_bytes
 
 __all__ = ["DCTReadCollate"]
@@ -38,7 +39,8 @@ class DCTReadCollate:
     Args:
         collate: the :class:`DCTCollate` whose batches to produce (layout, channels, chroma layout,
             normalisation, ``grid``; with ``grid=None`` all files must have one luma block grid).
-        strict, max_pixels, max_bytes: as for :func:`~freqnets.jpeg.read_dct` (per file).
+        strict, max_pixels, max_bytes, exif_orientation: as for :func:`~freqnets.jpeg.read_dct` (per file;
+            files whose EXIF tag turns them are read by ``read_dct``, the others straight into the batch).
         threads: the files of a batch are decoded on this many threads inside the C extension (GIL
             released, each written straight into its slot of the batch), so one process can use every
             core without DataLoader workers; keep 1 inside workers (one core each). Results do not depend
@@ -59,6 +61,7 @@ class DCTReadCollate:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         threads: int = 1,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
+        exif_orientation: bool = False,
     ) -> None:
         if not isinstance(collate, DCTCollate):
             raise TypeError(f"collate must be a DCTCollate, got {type(collate).__name__}")
@@ -69,7 +72,9 @@ class DCTReadCollate:
         self.collate, self.strict, self.max_pixels, self.threads = collate, strict, max_pixels, threads
         self.chroma = collate.chroma  # read_dct takes the same spellings
         # what read_dct does with the files the fast path leaves (checked here, before any batch)
-        self.options = ReadOptions(strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes)
+        self.options = ReadOptions(
+            strict, max_pixels, "auto", "zigzag", collate.grid, collate.chroma, max_bytes, exif_orientation
+        )
         # headers seen (their bytes, for the C reader to find each file's), and plans per (header, batch shape)
         self._known: list[JpegHeader] = []
         self._prefixes: list[bytes] = []
@@ -77,18 +82,22 @@ class DCTReadCollate:
 
     def __repr__(self) -> str:
         threads = f", threads={self.threads}" if self.threads != 1 else ""
-        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels}{threads})"
+        exif = ", exif_orientation=True" if self.options.exif_orientation else ""
+        return f"DCTReadCollate({self.collate!r}, strict={self.strict}, max_pixels={self.max_pixels}{threads}{exif})"
 
-    def _plan(self, header: JpegHeader, shape: BatchShape) -> tuple | None:
+    def _plan(self, header: JpegHeader, prefix: bytes, shape: BatchShape) -> tuple | None:
         """The C reader's plan for files with ``header`` in a batch of ``shape`` (see ``_jpegc.read_planned``):
         where the file's planes (zigzag, chroma in the target layout, the collate's ``grid`` window) go in one
         sample of the flat batch buffers ``y (B*Ky*Hy*Wy)``, ``cbcr (B*2Kc*Hc*Wc)`` (where :class:`DCTCollate`
         places them) and the budget figures of :func:`~.budget.check_read`; ``None`` when read_dct must read
-        such files (4-component or arithmetic-coded files, layouts that need upsampling, over ``max_bytes``, a
-        window larger than the batch)."""
+        such files (4-component or arithmetic-coded files, files an EXIF tag turns under ``exif_orientation``,
+        layouts that need upsampling, over ``max_bytes``, a window larger than the batch). ``prefix``: the
+        header's bytes (the EXIF segment lies in them, so files with one header have one orientation)."""
         frame = header.frame
         if len(frame.components) not in (1, 3) or frame.arithmetic:  # CMYK/YCCK: the collate converts or refuses
             return None
+        if self.options.exif_orientation and exif_orientation(prefix, header.tables.exif)[0] != 1:
+            return None  # read_dct turns it (the compiled batch reader does not)
         if header.subsampling == "gray":
             down = (1, 1)
         else:
@@ -156,7 +165,7 @@ class DCTReadCollate:
         for k in set(indices):
             key = (k, shape)
             if key not in self._plans:
-                self._plans[key] = self._plan(self._known[k], shape)
+                self._plans[key] = self._plan(self._known[k], self._prefixes[k], shape)
             if self._plans[key] is not None:
                 positions[k] = len(plans)
                 plans.append(self._plans[key])

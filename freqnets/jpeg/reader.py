@@ -30,6 +30,7 @@ from .budget import (
 from .chroma import (
     _NAMES,
     Windows,
+    block_windows,
     chroma_factors,
     chroma_grid,
     crop_windows,
@@ -39,7 +40,7 @@ from .chroma import (
 )
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
 from .exif import exif_orientation
-from .orientation import apply_orientation, transposes
+from .orientation import apply_orientation, keep_window, turned_window
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "ReadOptions", "available_backends", "read_bytes", "read_dct"]
 
@@ -197,9 +198,10 @@ def read_dct(
             ``(-1)^v`` sign flips, every plane; 4:2:2 becomes 4:4:0 under a transpose unless ``chroma`` asks
             for a layout). Exact where the image fills whole MCUs; a partial edge MCU that a mirror would
             move to the top or left is dropped first (as ``jpegtran -trim``), so ``size`` shrinks to whole
-            MCUs on that axis. ``crop`` and ``chroma`` describe the turned image (the window is the stored
-            image's centre window of the transposed size). Malformed EXIF is ignored (orientation 1) with the
-            reason in ``warnings``, even under ``strict=True`` (:mod:`~freqnets.jpeg.exif`).
+            MCUs on that axis (an axis under one MCU keeps its size: its planes are mirrored by an exact map,
+            off the quantisation lattice). ``crop`` and ``chroma`` describe the turned image (``crop``: its
+            centre window, the crop's shape for every orientation). Malformed EXIF is ignored (orientation 1)
+            with the reason in ``warnings``, even under ``strict=True`` (:mod:`~freqnets.jpeg.exif`).
 
     Returns:
         :class:`JpegCoefficients`: ``y`` ``(64, ceil(H/8), ceil(W/8))`` float32, ``cb``/``cr`` at the
@@ -282,10 +284,12 @@ def _read(data: bytes, options: ReadOptions, chosen: str, fast: bool = True) -> 
         parse_header(data, options.max_pixels) if chosen == "python" else HEADER_CACHE.parse(data, options.max_pixels)
     )
     orientation, exif_note = exif_orientation(data, header.tables.exif) if options.exif_orientation else (1, None)
-    windows, size = (None, (header.frame.height, header.frame.width))
-    if options.crop is not None:
-        crop = options.crop[::-1] if transposes(orientation) else options.crop  # the stored image's window
-        windows, size = crop_windows(header, crop)
+    windows, size, keep = None, (header.frame.height, header.frame.width), None
+    if options.crop is not None and orientation != 1:  # the turned image's window, read in the stored image
+        *box, keep = turned_window(header.frame, options.crop, orientation)
+        windows, size = block_windows(header, *box)
+    elif options.crop is not None:
+        windows, size = crop_windows(header, options.crop)
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
     downsample = None
     four = len(header.frame.components) == 4  # CMYK/YCCK: no chroma conversion (see read_dct's chroma)
@@ -316,6 +320,8 @@ def _read(data: bytes, options: ReadOptions, chosen: str, fast: bool = True) -> 
         )
     if orientation != 1:
         coeffs = apply_orientation(coeffs, orientation)
+        if keep is not None:
+            coeffs = keep_window(coeffs, *keep)
         if options.target is None or coeffs.cb is None or four or _in_layout(coeffs, options.target):
             return coeffs
         return with_layout(coeffs, options.target, converted=False)

@@ -8,6 +8,7 @@ YCCK test files (written coefficient by coefficient with ``jpeg_writer.py``), an
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 
@@ -202,3 +203,24 @@ def test_cmyk_to_ycbcr_arguments_and_three_plane_inputs() -> None:
     assert read_dct(gray.getvalue()).colour_model == "grayscale"
     with pytest.raises(ValueError, match="black must be one of"):
         cmyk_to_ycbcr(coeffs, black="mean")
+
+
+def test_k_plane_and_colour_model_come_together() -> None:
+    """A K plane without a four-colour model (or the model without K) is refused when built, not later in
+    cmyk_to_ycbcr (an IndexError, or K dropped silently)."""
+    coeffs = read_dct(_pillow_cmyk(_smooth((16, 24, 4), seed=10)))
+    k = coeffs.k
+    with pytest.raises(ValueError, match="needs the fourth plane k"):
+        dataclasses.replace(coeffs, k=None)
+    with pytest.raises(ValueError, match="four_colour must be one of"):
+        dataclasses.replace(coeffs, four_colour=None)
+    with pytest.raises(ValueError, match="four_colour must be one of"):
+        dataclasses.replace(coeffs, four_colour="rgbk")
+    with pytest.raises(ValueError, match="needs cb and cr"):
+        dataclasses.replace(coeffs, cb=None, cr=None)
+    three = cmyk_to_ycbcr(coeffs)
+    with pytest.raises(ValueError, match="four_colour must be one of"):
+        dataclasses.replace(three, k=k)  # a K plane on YCbCr coefficients: which model is it?
+    with pytest.raises(ValueError, match="needs the fourth plane k"):
+        dataclasses.replace(three, four_colour="cmyk")
+    assert dataclasses.replace(three, k=k, four_colour="ycck").colour_model == "ycck"

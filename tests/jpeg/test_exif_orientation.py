@@ -9,6 +9,7 @@ DCT of the unturned planes (the subsampled chroma, which Pillow's decoder upsamp
 from __future__ import annotations
 
 import io
+import math
 import struct
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 from PIL import Image, ImageOps
 
 from freqnets.jpeg import (
+    DCTCollate,
+    DCTReadCollate,
     JpegFolderDataset,
     JpegUnsupportedError,
     available_backends,
@@ -132,6 +135,78 @@ def test_partial_edge_mcus_are_trimmed_where_a_mirror_moves_them(orientation, ba
     assert np.abs(_clamped(decode_planes(turned)[0]) - expected[..., 0]).max() <= 1.0
 
 
+MCU = {"4:4:4": (8, 8), "4:2:2": (8, 16), "4:2:0": (16, 16)}  # (height, width) in pixels
+
+
+def _kept(size: tuple[int, int], orientation: int, subsampling: str) -> tuple[int, int]:
+    """The stored part a turn keeps: mirrored axes of at least one MCU rounded down to whole MCUs."""
+    mirrored = (orientation in (3, 4, 6, 7), orientation in (2, 3, 7, 8))  # stored rows, columns
+    return tuple(n // m * m if mirror and n >= m else n
+                 for n, m, mirror in zip(size, MCU[subsampling], mirrored, strict=True))  # fmt: skip
+
+
+SMALL = [((8, 8), 2, "4:2:0"), ((5, 20), 4, "4:2:0"), ((6, 6), 6, "4:2:0"), ((5, 20), 3, "4:2:0"),
+         ((12, 9), 7, "4:2:2"), ((7, 13), 8, "4:4:4"), ((14, 11), 5, "4:2:0"), ((3, 40), 3, "4:4:4")]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+@pytest.mark.parametrize(("size", "orientation", "subsampling"), SMALL)
+def test_axes_under_one_mcu_are_mirrored_exactly(size, orientation, subsampling, backend) -> None:
+    """A mirrored axis shorter than one MCU cannot be trimmed (nothing would be left) and its planes' partial
+    blocks do not line up under a block flip (8 luma pixels of 4:2:0 are 4 of an 8-pixel chroma block): every
+    plane is mirrored over its own pixels by an exact map, so the size stays and luma and chroma stay aligned."""
+    data = _jpeg(size, orientation, subsampling=subsampling, seed=3)
+    plain, turned = read_dct(data, backend=backend), read_dct(data, exif_orientation=True, backend=backend)
+    kept = _kept(size, orientation, subsampling)
+    assert turned.size == (kept[::-1] if orientation >= 5 else kept)
+    expected = _pillow_turned(data, box=kept)
+    ours = decode_planes(turned)
+    assert np.abs(_clamped(ours[0]) - expected[..., 0]).max() <= 1.0
+    if subsampling == "4:4:4":
+        for index in (1, 2):
+            assert np.abs(_clamped(ours[index]) - expected[..., index]).max() <= 1.0
+    # every plane, at its own resolution: the turn of the stored plane's kept pixels; grids cover them
+    for mine, stored, plane in zip(ours, decode_planes(plain), turned.planes(), strict=True):
+        part = stored.numpy()[: -(-kept[0] * stored.shape[0] // size[0]), : -(-kept[1] * stored.shape[1] // size[1])]
+        want = TURN[orientation](part)
+        assert mine.shape == want.shape and np.allclose(mine.numpy(), want, atol=1e-2)
+        assert tuple(plane.shape[-2:]) == (-(-want.shape[0] // 8), -(-want.shape[1] // 8))
+    assert torch.equal(read_dct(data, exif_orientation=True, order="zigzag").to_order("natural").cb, turned.cb)
+
+
+@pytest.mark.parametrize("backend", DECODERS)
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:2:2"])
+def test_crop_shape_does_not_depend_on_the_orientation(subsampling, backend) -> None:
+    """crop=(Hy, Wy) is the centre window of the turned image (offsets rounded down to even blocks and whole
+    MCUs): the same shapes for every orientation, the values of the whole turned read's window and of
+    Pillow's exif_transpose cut to it."""
+    size = (72, 88)  # 4.5 x 5.5 MCUs of 4:2:0: partial edge MCUs on both axes
+    for crop in ((3, 3), (5, 4), (4, 7)):
+        shapes, converted = {}, set()
+        for orientation in range(1, 9):
+            data = _jpeg(size, orientation, subsampling=subsampling, seed=orientation)
+            whole = read_dct(data, exif_orientation=True, backend=backend)
+            cropped = read_dct(data, exif_orientation=True, backend=backend, crop=crop)
+            # per layout: a transpose turns 4:2:2 into 4:4:0; a chroma layout asked for gives one shape
+            shapes.setdefault(cropped.subsampling, set()).add(tuple(tuple(p.shape) for p in cropped.planes()))
+            layout = read_dct(data, exif_orientation=True, backend=backend, crop=crop, chroma="420")
+            converted.add(tuple(tuple(p.shape) for p in layout.planes()))
+            (h_max, v_max), (h, v) = whole.sampling_factors[:2]
+            # the turned image's centre window: offsets rounded down to whole MCUs and even blocks
+            top, left = ((n - want) // 2 // math.lcm(2, m) * math.lcm(2, m)
+                         for n, want, m in zip(whole.y.shape[-2:], crop, (v_max, h_max), strict=True))  # fmt: skip
+            assert torch.equal(cropped.y, whole.y[:, top : top + crop[0], left : left + crop[1]])
+            rows, cols = -(-crop[0] * v // v_max), -(-crop[1] * h // h_max)
+            r0, c0 = top * v // v_max, left * h // h_max
+            assert torch.equal(cropped.cr, whole.cr[:, r0 : r0 + rows, c0 : c0 + cols])
+            assert cropped.size == (8 * crop[0], 8 * crop[1])
+            expected = _pillow_turned(data, box=_kept(size, orientation, subsampling))
+            window = expected[8 * top : 8 * (top + crop[0]), 8 * left : 8 * (left + crop[1]), 0]
+            assert np.abs(_clamped(decode_planes(cropped)[0]) - window).max() <= 1.0
+        assert all(len(s) == 1 for s in shapes.values()) and len(converted) == 1, (crop, shapes, converted)
+        assert converted == {((64, *crop), *[(64, -(-crop[0] // 2), -(-crop[1] // 2))] * 2)}
+
+
 @pytest.mark.parametrize("orientation", [2, 6, 7])
 def test_every_plane_turns_cmyk_and_grayscale(orientation) -> None:
     for mode in ("CMYK", "L"):
@@ -149,10 +224,11 @@ def test_crop_and_chroma_describe_the_turned_image() -> None:
     data = _jpeg((48, 96), 6, subsampling="4:2:2")
     whole = read_dct(data, exif_orientation=True)
     assert whole.size == (96, 48) and whole.subsampling == "4:4:0"
-    # crop=(Hy, Wy) of the turned image: the stored image's centre window of (Wy, Hy), then turned
+    # crop=(Hy, Wy): the centre window of the turned image (12 x 6 blocks), offsets rounded down to even
+    # blocks: rows (12 - 8) // 2 = 2, columns (6 - 4) // 2 = 1 -> 0
     cropped = read_dct(data, exif_orientation=True, crop=(8, 4))
-    assert cropped.y.shape == (64, 8, 4)
-    assert torch.equal(cropped.y, apply_orientation(read_dct(data, crop=(4, 8)), 6).y)
+    assert cropped.y.shape == (64, 8, 4) and cropped.size == (64, 32)
+    assert torch.equal(cropped.y, whole.y[:, 2:10, 0:4]) and torch.equal(cropped.cb, whole.cb[:, 1:5, 0:4])
     # chroma: the turned planes converted to the asked layout (4:4:0 -> 4:2:2 here)
     for layout in ("422", "420", "444"):
         got = read_dct(data, exif_orientation=True, chroma=layout)
@@ -227,6 +303,31 @@ def test_folder_dataset_passes_the_option(tmp_path) -> None:
     turned, _ = JpegFolderDataset(tmp_path, exif_orientation=True)[0]
     assert turned.size == (64, 48) and torch.equal(turned.y, read_dct(data, exif_orientation=True).y)
     assert JpegFolderDataset(tmp_path)[0][0].size == (48, 64)
+
+
+def test_read_collate_turns_the_files_that_say_so(tmp_path) -> None:
+    """DCTReadCollate(exif_orientation=True): files with a turning tag go through read_dct (the compiled batch
+    reader does not turn), the others straight into the batch; the batch is the collate of read_dct's results.
+    A raw dataset cannot pass the option through its bytes, so it refuses it instead of returning unturned files."""
+    samples = [(_jpeg((48, 64), orientation, seed=i), i) for i, orientation in enumerate((None, 1, 3, 6, 8, 2))]
+    for chroma in ("420", "444"):
+        collate = DCTCollate(grid=(4, 4), chroma=chroma)
+        batch = DCTReadCollate(collate, exif_orientation=True)(samples)
+        options = {"crop": (4, 4), "chroma": chroma, "order": "zigzag"}
+        turned = collate([(read_dct(data, exif_orientation=True, **options), label) for data, label in samples])
+        assert torch.allclose(batch.y, turned.y) and torch.allclose(batch.cbcr, turned.cbcr)
+        assert torch.equal(batch.labels, turned.labels)
+        stored = DCTReadCollate(collate)(samples)  # without the option nothing turns, as read_dct
+        plain = collate([(read_dct(data, **options), label) for data, label in samples])
+        assert torch.allclose(stored.y, plain.y) and not torch.allclose(stored.y, batch.y)
+    assert "exif_orientation=True" in repr(DCTReadCollate(DCTCollate(), exif_orientation=True))
+    folder = tmp_path / "cls"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(samples[3][0])
+    with pytest.raises(ValueError, match=r"exif_orientation=True has no effect with raw=True.*DCTReadCollate"):
+        JpegFolderDataset(tmp_path, raw=True, exif_orientation=True)
+    data, _ = JpegFolderDataset(tmp_path, raw=True)[0]
+    assert data == samples[3][0]
 
 
 def test_arguments() -> None:
