@@ -401,7 +401,7 @@ class _Plan(NamedTuple):
     fields: dict  # the result's fields that do not depend on the file's data
 
 
-# torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a third of
+# torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
 # the call's cost; the public function where torch lacks the private one.
 _from_dlpack = getattr(torch._C, "_from_dlpack", torch.from_dlpack)
 # (header bytes, options, plan) of the last file read by the fast path
