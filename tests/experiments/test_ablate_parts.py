@@ -49,10 +49,12 @@ def test_saved_bytes_count_each_storage_once():
 
 
 def test_peak_memory_sees_a_large_allocation():
+    # 256 MiB touched, at least 200 MiB seen: the resident set can also shrink meanwhile (the kernel drops clean
+    # file-backed pages of a busy machine), which a 64 MiB block with a 60 MiB bar once failed under load
     peak = PeakMemory(torch.device("cpu")).start()
-    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    block = np.ones(256 * 2**20 // 8)
     assert block.sum() > 0
-    assert peak.growth_bytes() >= 60 * 2**20 or peak.method != "vmhwm-reset"
+    assert peak.growth_bytes() >= 200 * 2**20 or peak.method != "vmhwm-reset"
     del block
 
 
