@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+import torch
 from PIL import Image
 
 from freqnets.experiments.bench_loader import load_payloads
@@ -127,6 +128,12 @@ def bench(name: str, files: list[bytes], repeats: int, python_files: int, simd: 
         rows.append((f"read_dct[jpeg2dct] ({len(subset)} 4:2:0 files)", lambda d: read_dct(d, backend="jpeg2dct"),
                      subset))  # fmt: skip
         rows.append((f"jpeg2dct loads ({len(subset)} 4:2:0 files)", lambda d: loads(d, normalized=False), subset))
+
+        def loads_as_tensors(data: bytes) -> list[torch.Tensor]:
+            # what a PyTorch pipeline pays for jpeg2dct's NumPy planes: read_dct returns tensors
+            return [torch.from_numpy(plane) for plane in loads(data, normalized=False)]
+
+        rows.append((f"jpeg2dct loads + torch.from_numpy ({len(subset)} 4:2:0 files)", loads_as_tensors, subset))
         if "libjpeg" in backends and len(subset) < len(files):
             rows.append((f"read_dct[libjpeg] ({len(subset)} 4:2:0 files)", lambda d: read_dct(d, backend="libjpeg"),
                          subset))  # fmt: skip

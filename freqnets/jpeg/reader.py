@@ -410,8 +410,6 @@ _LAST: tuple[bytes, ReadOptions, _Plan] | None = None
 # another object while it is cached (headers come from HEADER_CACHE, options mostly from _OPTIONS).
 _PLANS: dict[tuple[int, int], tuple[JpegHeader, ReadOptions, _Plan]] = {}
 _MAX_PLANS = 256
-# a __post_init__ would have to run: _read_fast then builds results through __init__
-_HAS_POST_INIT = hasattr(JpegCoefficients, "__post_init__")
 # JpegCoefficients' fields with their defaults (see _read_fast); all defaults are immutable.
 _DEFAULT_FIELDS = {
     f.name: f.default if f.default is not MISSING else f.default_factory()
@@ -523,10 +521,9 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         values["cr"] = _from_dlpack(planes[2][2])
     values["quant_tables"] = _from_dlpack(quant)
     # The frozen dataclass's __init__ sets each of its fifteen fields through object.__setattr__, which costs a
-    # sixth of a CIFAR-sized read: the object gets its attribute dict directly, the same dict __init__ builds
-    # (it has no __post_init__).
-    if _HAS_POST_INIT:
-        return JpegCoefficients(**values)
+    # sixth of a CIFAR-sized read: the object gets its attribute dict directly, the same dict __init__ builds,
+    # and then the same checks __init__ would run (__post_init__).
     coeffs = object.__new__(JpegCoefficients)
     object.__setattr__(coeffs, "__dict__", values)
+    coeffs.__post_init__()
     return coeffs

@@ -99,6 +99,28 @@ def test_fast_path_equals_general_path_and_python(name, options, monkeypatch) ->
     assert fast.backend == "libjpeg"
 
 
+def test_fast_results_run_the_dataclass_checks(monkeypatch) -> None:
+    # the fast path builds its results without __init__ (its frozen setattr costs a sixth of a small read) but
+    # must still run the checks __init__ would
+    data, served = FILES["cifar-420"], []
+    fast = reader._read_fast
+
+    def spy(*args):
+        served.append(fast(*args))
+        return served[-1]
+
+    monkeypatch.setattr(reader, "_read_fast", spy)
+    read_dct(data)
+    assert served and served[-1] is not None  # this file is one the fast path reads
+
+    def refuse(self):
+        raise ValueError("checked")
+
+    monkeypatch.setattr(JpegCoefficients, "__post_init__", refuse)
+    with pytest.raises(ValueError, match="checked"):
+        read_dct(data)
+
+
 def test_results_own_their_memory() -> None:
     data = FILES["cifar-420"]
     a, b = read_dct(data), read_dct(data)
