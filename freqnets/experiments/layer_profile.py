@@ -15,6 +15,7 @@ On the CPU (the device check's dry run) the same code runs at tiny sizes; there 
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -93,7 +94,7 @@ def profile_rows(settings: BenchSettings, deadline: Deadline, shapes=PROFILE_SHA
             impls.append((f"bl_{backend}", make))
         for impl, make in impls:
             row = {"part": "profile", "shape": f"{channels}x{size}", "precision": "fp32", "batch": batch,
-                   "impl": impl, "rate": None if impl in ("cudnn", "conv2d") else rate}  # fmt: skip
+                   "impl": impl, "rate": None if impl == conv_name else rate}  # fmt: skip
             if impl == "bl_cupy" and cupy_skip:
                 rows.append(row | {"skipped": cupy_skip})
                 continue
@@ -106,7 +107,7 @@ def profile_rows(settings: BenchSettings, deadline: Deadline, shapes=PROFILE_SHA
 
                 times = time_ms(step, device, settings.warmup, settings.repeats)
                 host = _host_ms(step, device, settings.repeats)
-                return {"ms": sorted(times)[len(times) // 2], "host_ms": host} | _kernel_profile(step, device)
+                return {"ms": statistics.median(times), "host_ms": host} | _kernel_profile(step, device)
 
             rows.append(run_case(row, run, deadline))
     return rows
