@@ -97,6 +97,20 @@ def read_libjpeg(
     return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
 
 
+# The direct path of the C extension (single-scan sequential files decoded without libjpeg's framework, see
+# _jpegc.c): used by read_dct's fast path and DCTReadCollate when True; tests switch it off to get the libjpeg
+# path's results to compare with.
+DIRECT = True
+
+
+def direct_header(prefix: bytes, header: JpegHeader) -> object:
+    """The C extension's parse of a header for its direct path (``_jpegc.direct_header``: a capsule), or ``None``
+    when that path does not read such files. ``prefix``: the header's bytes, SOI to the end of the first SOS
+    segment; ``header``: their parse here (the C parse must give the same block grids)."""
+    dims = [(c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]
+    return _jpegc.direct_header(prefix, dims)
+
+
 def libjpeg_memory(header: JpegHeader) -> int:
     """libjpeg's memory cap for a file: its int16 MCU-padded coefficient arrays (counted by the header
     parser) + working memory."""

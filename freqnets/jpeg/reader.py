@@ -399,6 +399,7 @@ class _Plan(NamedTuple):
     first_scan_bits: int  # the fewest bits of data that can hold the first scan (0: no bound)
     blocks: int  # blocks of the MCU-padded planes (one scan's work)
     fields: dict  # the result's fields that do not depend on the file's data
+    direct: object  # _jpegc.direct_header's capsule for these header bytes, or None (see _backends.direct_header)
 
 
 # torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
@@ -418,8 +419,9 @@ _DEFAULT_FIELDS = {
 }
 
 
-def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
-    """The :class:`_Plan` of ``header`` read with ``options`` by the libjpeg backend (as :func:`_read` reads it)."""
+def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
+    """The :class:`_Plan` of ``header`` read with ``options`` by the libjpeg backend (as :func:`_read` reads it);
+    ``prefix``: the header's bytes (SOI to the end of the first SOS segment)."""
     frame = header.frame
     windows, size = (None, (frame.height, frame.width))
     if options.crop is not None:
@@ -471,6 +473,7 @@ def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
         first_scan_bits=0 if short is None else short[0],
         blocks=header.coefficients // 64,
         fields=result,
+        direct=_backends.direct_header(prefix, header) if fast else None,
     )
 
 
@@ -488,7 +491,7 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         if entry is None or entry[0] is not header or entry[1] is not options:
             if len(_PLANS) >= _MAX_PLANS:
                 _PLANS.clear()
-            entry = header, options, _plan(header, options)
+            entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
             _PLANS[(id(header), id(options))] = entry
         plan = entry[2]
         _LAST = data[: plan.data_start], options, plan
@@ -505,6 +508,12 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         (1 + data.count(b"\xff\xda", plan.data_start)) * plan.blocks > allowed
     ):
         return None
+    if plan.direct is not None and _backends.DIRECT:
+        # the direct path: the usual files without libjpeg's framework (None: it does not read this one exactly
+        # as libjpeg would without a warning, and libjpeg reads it below)
+        tensors = _backends._jpegc.read_direct(data, plan.direct, options.order == "zigzag", plan.windows, plan.down)
+        if tensors is not None:
+            return _result(plan, tensors)
     try:
         planes, quant, warnings = _backends._jpegc.read_coefficients(
             data, plan.max_memory, MAX_SCANS, options.order == "zigzag", plan.windows, plan.down,
@@ -514,12 +523,17 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         return None
     if warnings or [(rows, cols) for rows, cols, _ in planes] != plan.dims:
         return None
+    return _result(plan, [capsule for _, _, capsule in planes] + [quant])
+
+
+def _result(plan: _Plan, capsules) -> JpegCoefficients:
+    """The result of a fast read: ``capsules`` are the DLPack planes then the quantisation tables."""
     values = plan.fields.copy()  # every field (see _plan); a new dict per result
-    values["y"] = _from_dlpack(planes[0][2])
-    if len(planes) == 3:
-        values["cb"] = _from_dlpack(planes[1][2])
-        values["cr"] = _from_dlpack(planes[2][2])
-    values["quant_tables"] = _from_dlpack(quant)
+    values["y"] = _from_dlpack(capsules[0])
+    if len(capsules) == 4:
+        values["cb"] = _from_dlpack(capsules[1])
+        values["cr"] = _from_dlpack(capsules[2])
+    values["quant_tables"] = _from_dlpack(capsules[-1])
     # The frozen dataclass's __init__ sets each of its fifteen fields through object.__setattr__, which costs a
     # sixth of a CIFAR-sized read: the object gets its attribute dict directly, the same dict __init__ builds,
     # and then the same checks __init__ would run (__post_init__).
