@@ -2514,6 +2514,8 @@ struct plan {
     struct planned_out outs[FQ_MAX_COMPONENTS];
     Py_ssize_t data_start;
     unsigned long long first_scan_bits, blocks;
+    const struct dj_header *direct; /* the direct path's header, NULL: none */
+    PyObject *direct_owner;         /* its capsule, a reference held until read_planned returns */
 };
 
 struct planned_batch {
@@ -2605,6 +2607,39 @@ static int run_planned(const struct planned_batch *b, Py_ssize_t i) {
     if (scans * p->blocks > b->work_allowance + b->work_per_byte * (unsigned long long)size) {
         return 1;
     }
+    if (p->direct != NULL) {
+        /* the direct path, with the plan's windows and outputs (which must be the grids it writes) */
+        const struct dj_header *hd = p->direct;
+        struct dj_target t;
+        memset(&t, 0, sizeof t);
+        int fits = hd->n_components == p->n_components;
+        t.stop_early = p->has_windows;
+        for (int ci = 0; fits && ci < p->n_components; ci++) {
+            if (p->has_windows) {
+                memcpy(t.windows[ci], p->windows[ci], sizeof t.windows[ci]);
+            } else {
+                t.windows[ci][0] = t.windows[ci][1] = 0;
+                t.windows[ci][2] = hd->comp[ci].height_in_blocks;
+                t.windows[ci][3] = hd->comp[ci].width_in_blocks;
+            }
+            t.down[ci] = ci > 0 && (p->dh > 1 || p->dv > 1);
+            long rows, cols;
+            dj_out_dims(t.windows[ci], t.down[ci], p->dh, p->dv, &rows, &cols);
+            const struct planned_out *po = &p->outs[ci];
+            fits = rows == po->rows && cols == po->cols;
+            t.outs[ci].base = b->base[po->buffer] + i * b->sample[po->buffer] + po->offset;
+            t.outs[ci].plane_stride = (size_t)po->plane_stride;
+            t.outs[ci].row_stride = (size_t)po->row_stride;
+            t.outs[ci].channels = (int)po->channels;
+        }
+        fits = fits && dj_windows_fit(hd, (const long(*)[4])t.windows);
+        if (fits && dj_decode(hd, data, (size_t)size, &t, b->zigzag, p->dh, p->dv, b->kernel) == 1) {
+            return 0;
+        }
+        /* not taken: the libjpeg path reads it, into a clean slot */
+        memset(b->base[0] + i * b->sample[0], 0, (size_t)b->sample[0] * sizeof(float));
+        memset(b->base[1] + i * b->sample[1], 0, (size_t)b->sample[1] * sizeof(float));
+    }
     struct session *s = calloc(1, sizeof *s);
     if (s == NULL) {
         return 1;
@@ -2669,16 +2704,25 @@ static void *planned_worker(void *arg) {
     }
 }
 
-/* plan: (max_memory, windows or None, dh, dv, outs, data_start, first_scan_bits, blocks), outs one
+/* plan: (max_memory, windows or None, dh, dv, outs, data_start, first_scan_bits, blocks[, direct]), outs one
  * (buffer, offset, channels, plane_stride, row_stride, rows, cols) per component; every element a plan
  * writes must lie inside one sample of its buffer. 0 with an exception otherwise. */
 static int parse_plan(PyObject *arg, struct plan *p, const Py_ssize_t sample[2]) {
     PyObject *item = PySequence_Tuple(arg);
-    PyObject *window_arg, *outs_arg;
-    if (item == NULL || !PyArg_ParseTuple(item, "KOiiOnKK", &p->max_memory, &window_arg, &p->dh, &p->dv, &outs_arg,
-                                          &p->data_start, &p->first_scan_bits, &p->blocks)) {
+    PyObject *window_arg, *outs_arg, *direct_arg = Py_None;
+    if (item == NULL || !PyArg_ParseTuple(item, "KOiiOnKK|O", &p->max_memory, &window_arg, &p->dh, &p->dv, &outs_arg,
+                                          &p->data_start, &p->first_scan_bits, &p->blocks, &direct_arg)) {
         Py_XDECREF(item);
         return 0;
+    }
+    p->direct = NULL;
+    if (direct_arg != Py_None) {
+        p->direct = PyCapsule_GetPointer(direct_arg, DJ_CAPSULE);
+        if (p->direct == NULL) {
+            Py_DECREF(item);
+            return 0;
+        }
+        p->direct_owner = Py_NewRef(direct_arg); /* released by read_planned (see done:) */
     }
     int ok = (p->dh == 1 || p->dh == 2) && (p->dv == 1 || p->dv == 2) && p->data_start >= 0;
     PyObject *outs = ok ? PySequence_Tuple(outs_arg) : NULL;
@@ -2731,8 +2775,10 @@ PyDoc_STRVAR(read_planned_doc,
              "GIL, into sample i of the writable float32 buffers y and cbcr (y_sample, c_sample floats per sample;\n"
              "the slot zeroed first), strictly. Status 0: written; 1: the file needs the general path (over the work\n"
              "or first-scan limits, an error, a corrupt-data warning, an unexpected grid). A plan: (max_memory,\n"
-             "windows or None, dh, dv, outs, data_start, first_scan_bits, blocks), outs per component (buffer 0/1,\n"
-             "offset, channels, plane_stride, row_stride, rows, cols) within a sample. kernel: as read_coefficients'\n"
+             "windows or None, dh, dv, outs, data_start, first_scan_bits, blocks[, direct]), outs per component (buffer 0/1,\n"
+             "offset, channels, plane_stride, row_stride, rows, cols) within a sample; direct: None or a direct_header\n"
+             "capsule of the plan's header (the file is then decoded without libjpeg where read_direct would take it).\n"
+             "kernel: as read_coefficients'\n"
              "downsample. finish: None, or (x or None, ky, kc, hy, wy, hc, wc, fv, fh, mean or None, std or None):\n"
              "each sample written is then laid out as DCTCollate.finish does (y, cbcr samples (ky, hy, wy),\n"
              "(2 kc, hc, wc); normalised with float32 mean, std of ky + 2 kc channels; x: the stacked batch\n"
@@ -2773,11 +2819,12 @@ static PyObject *read_planned(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     struct plan *parsed = NULL;
     void *arrays = NULL;
+    Py_ssize_t n_plans = 0;
     if (plans == NULL) {
         goto done;
     }
     b.n_files = PyTuple_GET_SIZE(datas);
-    const Py_ssize_t n_plans = PyTuple_GET_SIZE(plans);
+    n_plans = PyTuple_GET_SIZE(plans);
     if (PyTuple_GET_SIZE(indices) != b.n_files) {
         PyErr_SetString(PyExc_ValueError, "read_planned: one plan index per file");
         goto done;
@@ -2886,6 +2933,9 @@ static PyObject *read_planned(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(result, i, value);
     }
 done:
+    for (Py_ssize_t k = 0; parsed != NULL && k < n_plans; k++) {
+        Py_XDECREF(parsed[k].direct_owner);
+    }
     PyMem_Free(parsed);
     PyMem_Free(arrays);
     Py_XDECREF(datas);
