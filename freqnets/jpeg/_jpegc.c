@@ -1600,6 +1600,8 @@ struct dj_component {
 
 struct dj_header {
     Py_ssize_t data_start;         /* the first byte of entropy-coded data */
+    /* freqnets.jpeg.budget.check_read's figures for files with this header (see dj_within_budget) */
+    unsigned long long first_scan_bits, blocks, work_allowance, work_per_byte;
     int n_components;              /* 1 or 3: the frame's and the scan's */
     unsigned restart_interval;     /* MCUs; 0: none */
     long mcus_x, mcus_y;           /* MCUs per row and MCU rows of the scan */
@@ -1837,6 +1839,32 @@ static int dj_windows_fit(const struct dj_header *hd, const long windows[][4]) {
     return 1;
 }
 
+/* budget.check_read's limits that depend on the file, as read_dct's fast path and run_planned check them: 1 when
+ * the data can hold the first scan and (scans x blocks) is within the work the file's size allows. */
+static int dj_within_budget(const struct dj_header *hd, const unsigned char *data, size_t size) {
+    if (size < (size_t)hd->data_start || 8ULL * (unsigned long long)(size - (size_t)hd->data_start) < hd->first_scan_bits) {
+        return 0;
+    }
+    if (hd->blocks == 0) {
+        return 1;
+    }
+    const unsigned long long allowed = hd->work_allowance + hd->work_per_byte * (unsigned long long)size;
+    /* scans x blocks > allowed, as scans > allowed / blocks (no overflow); first with as many scans as the file
+     * could hold SOS markers, then with the SOS markers counted */
+    if (1 + (unsigned long long)(size - (size_t)hd->data_start) / 2 <= allowed / hd->blocks) {
+        return 1;
+    }
+    unsigned long long scans = 1;
+    for (const unsigned char *q = data + hd->data_start, *end = data + size; q + 1 < end; q++) {
+        q = memchr(q, 0xFF, (size_t)(end - q - 1));
+        if (q == NULL) {
+            break;
+        }
+        scans += q[1] == 0xDA;
+    }
+    return scans <= allowed / hd->blocks;
+}
+
 /* fq_end_segment taking and returning the bit reader by value: the decoding loop keeps it in registers. */
 static struct fq_bitbuf __attribute__((noinline)) dj_end_segment(struct fq_entropy *e, struct fq_bitbuf b) {
     fq_end_segment(NULL, e, &b);
@@ -2002,18 +2030,21 @@ static void dj_capsule_free(PyObject *capsule) {
 }
 
 PyDoc_STRVAR(direct_header_doc,
-             "direct_header(prefix, dims) -> capsule or None\n\n"
+             "direct_header(prefix, dims, first_scan_bits, blocks, work_allowance, work_per_byte) -> capsule or None\n\n"
              "prefix: a file's bytes from SOI to the end of its first SOS segment (exactly); dims: the (rows, columns)\n"
              "block grid of each component, from the caller's own parse. The capsule (for read_direct and\n"
              "read_planned's plans) holds what the direct path needs to read files starting with these bytes; None\n"
              "when it does not read them (not single-scan sequential Huffman-coded with 1 or 3 components, or a\n"
-             "grid that differs from dims).");
+             "grid that differs from dims). The other arguments: budget.check_read's figures (bits the first scan\n"
+             "needs at least, blocks of one scan, the libjpeg backend's work allowance and work per byte), which\n"
+             "read_direct checks per file.");
 
 static PyObject *direct_header(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer prefix;
     PyObject *dims_arg;
-    if (!PyArg_ParseTuple(args, "y*O", &prefix, &dims_arg)) {
+    unsigned long long budget[4];
+    if (!PyArg_ParseTuple(args, "y*OKKKK", &prefix, &dims_arg, &budget[0], &budget[1], &budget[2], &budget[3])) {
         return NULL;
     }
     struct dj_header *hd = malloc(sizeof *hd);
@@ -2022,6 +2053,10 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     int ok = dj_parse(prefix.buf, (size_t)prefix.len, hd);
+    hd->first_scan_bits = budget[0];
+    hd->blocks = budget[1];
+    hd->work_allowance = budget[2];
+    hd->work_per_byte = budget[3];
     PyBuffer_Release(&prefix);
     PyObject *dims = ok ? PySequence_Tuple(dims_arg) : NULL;
     if (ok && dims == NULL) {
@@ -2109,7 +2144,8 @@ static int dj_parse_down(PyObject *arg, int *dh, int *dv, float *kernel) {
 PyDoc_STRVAR(read_direct_doc,
              "read_direct(data, header, zigzag, windows=None, downsample=None) -> (plane, ..., quant_tables) or None\n\n"
              "The direct path (no libjpeg): data (bytes) starts with the header bytes `header` (a direct_header\n"
-             "capsule) was made from. windows, downsample, zigzag: as read_coefficients'. Returns DLPack capsules:\n"
+             "capsule) was made from. windows, downsample, zigzag: as read_coefficients'. Checks the file's budget\n"
+             "limits first (None when over them: the usual path refuses or reads it). Returns DLPack capsules:\n"
              "per component a float32 (64, rows, columns) plane, then the int32 (n_components, 64) quantisation\n"
              "tables (natural order); None when the file is not one this path reads exactly as the libjpeg path\n"
              "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.");
@@ -2146,6 +2182,9 @@ static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
     } else if (!dj_windows_fit(hd, t.windows)) {
         Py_RETURN_NONE; /* the usual path raises its error */
+    }
+    if (!dj_within_budget(hd, (const unsigned char *)PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]))) {
+        Py_RETURN_NONE;
     }
     PyObject *result = PyTuple_New(n + 1);
     if (result == NULL) {

@@ -400,8 +400,11 @@ class _Plan(NamedTuple):
     blocks: int  # blocks of the MCU-padded planes (one scan's work)
     fields: dict  # the result's fields that do not depend on the file's data
     direct: object  # _jpegc.direct_header's capsule for these header bytes, or None (see _backends.direct_header)
+    zigzag: bool  # channels in zigzag order
 
 
+# the C extension's direct path (None where it is not built: plans then hold no direct header)
+_read_direct = getattr(_backends._jpegc, "read_direct", None)
 # torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
 # the call's cost; the public function where torch lacks the private one.
 _from_dlpack = getattr(torch._C, "_from_dlpack", torch.from_dlpack)
@@ -474,6 +477,7 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
         blocks=header.coefficients // 64,
         fields=result,
         direct=_backends.direct_header(prefix, header) if fast else None,
+        zigzag=options.order == "zigzag",
     )
 
 
@@ -497,6 +501,12 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         _LAST = data[: plan.data_start], options, plan
     if not plan.fast:
         return None
+    if plan.direct is not None and _backends.DIRECT:
+        # the direct path: the usual files without libjpeg's framework; it checks the budget limits below itself
+        # (None: over them, or not a file it reads exactly as libjpeg would without a warning: see below)
+        tensors = _read_direct(data, plan.direct, plan.zigzag, plan.windows, plan.down)
+        if tensors is not None:
+            return _result(plan, tensors)
     # check_read's limits that depend on the file: data too short for the first scan (refused, or read within
     # a lower limit), more scans x blocks than the file's size allows (counted only when the file is long
     # enough to hold that many SOS markers, two bytes each)
@@ -508,15 +518,9 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         (1 + data.count(b"\xff\xda", plan.data_start)) * plan.blocks > allowed
     ):
         return None
-    if plan.direct is not None and _backends.DIRECT:
-        # the direct path: the usual files without libjpeg's framework (None: it does not read this one exactly
-        # as libjpeg would without a warning, and libjpeg reads it below)
-        tensors = _backends._jpegc.read_direct(data, plan.direct, options.order == "zigzag", plan.windows, plan.down)
-        if tensors is not None:
-            return _result(plan, tensors)
     try:
         planes, quant, warnings = _backends._jpegc.read_coefficients(
-            data, plan.max_memory, MAX_SCANS, options.order == "zigzag", plan.windows, plan.down,
+            data, plan.max_memory, MAX_SCANS, plan.zigzag, plan.windows, plan.down,
             strict=options.strict, max_bytes=options.max_bytes or 0, dlpack=True,
         )  # fmt: skip
     except RuntimeError:

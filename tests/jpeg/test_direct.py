@@ -212,10 +212,11 @@ def test_headers_it_does_not_read_are_left_to_libjpeg() -> None:
     data = pillow_jpeg((32, 32))
     header = parse_header(data)
     prefix = data[: header.first_scan.data_start]
-    assert _backends._jpegc.direct_header(prefix, [(4, 4), (2, 2), (2, 2)]) is not None
-    assert _backends._jpegc.direct_header(prefix, [(4, 4), (2, 2), (2, 3)]) is None  # another parse's grid
-    assert _backends._jpegc.direct_header(prefix[:-1], [(4, 4), (2, 2), (2, 2)]) is None  # not the whole header
-    assert _backends._jpegc.direct_header(prefix + b"\x00", [(4, 4), (2, 2), (2, 2)]) is None
+    grids, budget = [(4, 4), (2, 2), (2, 2)], (0, 24, 1 << 26, 4096)
+    assert _backends._jpegc.direct_header(prefix, grids, *budget) is not None
+    assert _backends._jpegc.direct_header(prefix, [(4, 4), (2, 2), (2, 3)], *budget) is None  # another parse's grid
+    assert _backends._jpegc.direct_header(prefix[:-1], grids, *budget) is None  # not the whole header
+    assert _backends._jpegc.direct_header(prefix + b"\x00", grids, *budget) is None
 
 
 def test_read_direct_is_safe_with_any_bytes() -> None:
@@ -282,3 +283,20 @@ def test_damage_just_past_a_window_as_today() -> None:
             _same(bytes(damaged), crop=(2, 3), strict=strict)
         outcomes.add(isinstance(_outcome(bytes(damaged), True, crop=(2, 3)), tuple))
     assert outcomes == {True, False}  # some damage is seen (above the window or just past it), some is not
+
+
+def test_budget_limits_are_checked_before_decoding() -> None:
+    # read_direct refuses what check_read's per-file limits refuse (the usual path then refuses or reads it as before)
+    data = GENERATED["444-120x161"]
+    header = parse_header(data)
+    prefix, grids = data[: header.first_scan.data_start], [(c.height_in_blocks, c.width_in_blocks) for c in
+                                                           header.frame.components]  # fmt: skip
+    blocks, scan_bytes = header.coefficients // 64, len(data) - header.first_scan.data_start
+    read = _backends._jpegc.read_direct
+    assert read(data, _backends._jpegc.direct_header(prefix, grids, 8 * scan_bytes, blocks, 1 << 26, 4096), 0)
+    assert read(data, _backends._jpegc.direct_header(prefix, grids, 8 * scan_bytes + 1, blocks, 1 << 26, 4096), 0) is None
+    assert read(data, _backends._jpegc.direct_header(prefix, grids, 0, blocks, blocks - 1, 0), 0) is None
+    assert read(data, _backends._jpegc.direct_header(prefix, grids, 0, blocks, blocks, 0), 0)
+    many = data[:-2] + b"\xff\xda" * 3 + data[-2:]  # SOS markers counted in the data: 4 scans' work
+    capsule = _backends._jpegc.direct_header(prefix, grids, 0, blocks, 4 * blocks - 1, 0)
+    assert read(many, capsule, 0) is None and read(data, capsule, 0)
