@@ -219,7 +219,9 @@ def read_dct(
             coding with other backends than ``"libjpeg"``) and ``JpegTruncatedError`` name the reason.
     """
     options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
-    chosen = _backends.resolve_backend(options.backend)
+    # resolve_backend's choice for "auto" without its call (a few percent of a CIFAR-sized read)
+    auto_libjpeg = options.backend == "auto" and _backends.has_libjpeg()
+    chosen = "libjpeg" if auto_libjpeg else _backends.resolve_backend(options.backend)
     data = source if type(source) is bytes else _read_source(source)
     if chosen == "libjpeg" and not options.exif_orientation:  # read_bytes' first step, without its frames
         try:
@@ -234,11 +236,22 @@ def read_dct(
 # Options checked before, by the exact arguments of read_dct (see _checked_options).
 _OPTIONS: dict[tuple, ReadOptions] = {}
 _MAX_OPTIONS = 64
+# (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, options) of the last call without a crop
+_LAST_OPTIONS: tuple | None = None
 
 
 def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation) -> ReadOptions:
     """:class:`ReadOptions` of read_dct's arguments, from a small cache when the same arguments were checked
     before (building and checking them costs a fifth of a CIFAR-sized read)."""
+    # The same objects as the last call's (the usual case: defaults or one call site's constants) are the same
+    # options, whatever their classes; the identity tests cost less than the key below.
+    global _LAST_OPTIONS
+    last = _LAST_OPTIONS
+    if (
+        last is not None and crop is None and strict is last[0] and max_pixels is last[1] and backend is last[2]
+        and order is last[3] and chroma is last[4] and max_bytes is last[5] and exif_orientation is last[6]
+    ):  # fmt: skip
+        return last[7]
     # The classes are part of the key: 1 == True == 1.0 hash alike, but only some of them are valid. A crop is
     # read through ReadOptions every time (a tuple's items could be of any class).
     key = None
@@ -246,14 +259,18 @@ def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes
         key = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, strict.__class__,
                max_pixels.__class__, max_bytes.__class__, exif_orientation.__class__)  # fmt: skip
         try:
-            return _OPTIONS[key]
+            options = _OPTIONS[key]
         except (KeyError, TypeError):  # TypeError: an unhashable argument, refused by ReadOptions below
             pass
+        else:
+            _LAST_OPTIONS = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, options)
+            return options
     options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
     if key is not None:
         if len(_OPTIONS) >= _MAX_OPTIONS:
             _OPTIONS.clear()
         _OPTIONS[key] = options
+        _LAST_OPTIONS = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, options)
     return options
 
 
