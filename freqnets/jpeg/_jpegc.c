@@ -1591,6 +1591,7 @@ static PyObject *fq_dl_new(int ndim, const int64_t *shape, uint8_t code, uint8_t
 #define DJ_MAX_DIMENSION 65500 /* libjpeg's JPEG_MAX_DIMENSION: a larger frame is its error */
 #define DJ_MAX_TABLES 8        /* DC and AC tables 0..3 */
 #define DJ_CAPSULE "freqnets.jpeg._jpegc.direct_header"
+#define DJ_BATCH_BYTES (96 << 10) /* int16 row buffers of about this size (in L2): see dj_decode */
 
 struct dj_component {
     int h, v;                      /* sampling factors */
@@ -1880,14 +1881,20 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
         return 0;
     }
     const int n = hd->n_components;
-    /* row buffers: per component its block rows of one MCU row, after one carried row when pairs of block rows
-     * are averaged (the pair may straddle two MCU rows) */
-    size_t offset[FQ_MAX_COMPONENTS], total = 0;
+    /* row buffers: per component its block rows of `batch` MCU rows, after one carried row when pairs of block
+     * rows are averaged (the pair may straddle two batches). The planes are written a batch at a time, one
+     * component after the other: longer runs of each channel's rows, fewer output streams at once. */
+    size_t offset[FQ_MAX_COMPONENTS], total = 0, per_mcu_row = 0;
     int carry[FQ_MAX_COMPONENTS];
+    for (int c = 0; c < n; c++) {
+        per_mcu_row += (size_t)hd->rows_per_mcu[c] * (size_t)hd->cols_per_row[c];
+    }
+    long batch = (long)(DJ_BATCH_BYTES / (per_mcu_row * sizeof(JBLOCK)));
+    batch = batch < 1 ? 1 : (batch > hd->mcus_y ? hd->mcus_y : batch);
     for (int c = 0; c < n; c++) {
         carry[c] = t->down[c] && dv == 2;
         offset[c] = total;
-        total += (size_t)(hd->rows_per_mcu[c] + carry[c]) * (size_t)hd->cols_per_row[c];
+        total += (size_t)(batch * hd->rows_per_mcu[c] + carry[c]) * (size_t)hd->cols_per_row[c];
     }
     JBLOCK *buffer = malloc(total * sizeof(JBLOCK));
     struct down_map *maps = malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS);
@@ -1928,7 +1935,9 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     unsigned restarts_to_go = hd->restart_interval, next_restart = 0;
     size_t read_until = 0; /* after stop_row: decode until this many bytes are read (0: not yet known) */
     int ok = 0, scan_done = 0;
+    long first = 0; /* the batch's first MCU row */
     for (long my = 0; my < hd->mcus_y && !scan_done; my++) {
+        const long slot = my - first; /* this MCU row's place in the batch */
         for (long mx = 0; mx < hd->mcus_x; mx++) {
             if (hd->restart_interval) {
                 if (restarts_to_go == 0) {
@@ -1946,7 +1955,8 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
             for (int blk = 0; blk < hd->blocks_in_mcu; blk++) {
                 const int c = hd->block_comp[blk];
                 JBLOCK *block = buffer + offset[c] +
-                                (size_t)(carry[c] + hd->block_y[blk]) * (size_t)hd->cols_per_row[c] +
+                                (size_t)(carry[c] + slot * hd->rows_per_mcu[c] + hd->block_y[blk]) *
+                                    (size_t)hd->cols_per_row[c] +
                                 (size_t)(mx * (n == 1 ? 1 : hd->comp[c].h) + hd->block_x[blk]);
                 memset(block, 0, sizeof(JBLOCK));
                 if (!fq_sequential_block(NULL, &e, &b, blk, *block)) {
@@ -1961,13 +1971,17 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
                 break;
             }
         }
-        if (scan_done || my > stop_row) {
+        if (my > stop_row) {
+            first = my + 1; /* read on without writing: one MCU row's buffer is enough */
             continue;
         }
-        for (int c = 0; c < n; c++) {
+        if (scan_done || (slot + 1 < batch && my < stop_row)) {
+            continue;
+        }
+        for (int c = 0; c < n; c++) { /* the batch's rows: block rows r_first .. r_end - 1 */
             const struct plane_out *o = &t->outs[c];
             const long *wd = t->windows[c];
-            const long r_first = my * hd->rows_per_mcu[c], r_end = r_first + hd->rows_per_mcu[c];
+            const long r_first = first * hd->rows_per_mcu[c], r_end = (my + 1) * hd->rows_per_mcu[c];
             const JBLOCK *rows = buffer + offset[c]; /* row r_first - carry[c] .. */
             const size_t width = (size_t)hd->cols_per_row[c];
             if (o->channels == 0) {
@@ -1996,11 +2010,12 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
                                       wd[1], wd[3], o, (size_t)next_out[c], &maps[c]);
                 next_out[c]++;
             }
-            if (carry[c]) { /* the last block row of this MCU row may start the next pair */
-                memcpy(buffer + offset[c], buffer + offset[c] + (size_t)hd->rows_per_mcu[c] * width,
+            if (carry[c]) { /* the batch's last block row may start the next pair */
+                memcpy(buffer + offset[c], buffer + offset[c] + (size_t)(r_end - r_first) * width,
                        width * sizeof(JBLOCK));
             }
         }
+        first = my + 1;
         if (my == stop_row) {
             read_until = size - b.left + 16;
         }
