@@ -38,6 +38,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h> /* write_block_row's 8-block transposes (every x86-64 CPU has SSE2) */
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h> /* the AVX2 variant, chosen at run time (fq_has_avx2) */
+#define FQ_AVX2 1
+#endif
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -1093,10 +1097,53 @@ static void write_blocks_simd(const JBLOCK *blocks, int n, const struct plane_ou
 }
 #endif
 
+#if FQ_AVX2
+static int fq_has_avx2; /* set once when the module loads */
+
+/* write_blocks_simd for 8 blocks with one 8-float store per channel (the same products) */
+__attribute__((target("avx2"))) static void write_blocks_avx2(const JBLOCK *blocks, const struct plane_out *o,
+                                                              float *dst0, const struct plane_steps *p) {
+    for (int v = 0; v < 8; v++) {
+        __m128i r[8];
+        for (int j = 0; j < 8; j++) {
+            r[j] = _mm_loadu_si128((const __m128i *)(blocks[j] + 8 * v));
+        }
+        const __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
+        const __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
+        const __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
+        const __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
+        const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+        const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+        const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+        const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+        const __m128i t[8] = {
+            _mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4), _mm_unpacklo_epi64(b1, b5),
+            _mm_unpackhi_epi64(b1, b5), _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
+            _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7),
+        };
+        for (int u = 0; u < 8; u++) {
+            const int channel = p->target[8 * v + u];
+            if (channel < o->channels) {
+                const __m256 q = _mm256_set1_ps(p->natural_step[8 * v + u]);
+                const __m256 values = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(t[u]));
+                _mm256_storeu_ps(dst0 + (size_t)channel * o->plane_stride, _mm256_mul_ps(values, q));
+            }
+        }
+    }
+}
+#endif
+
 /* One block row (w blocks) dequantised and transposed into output block row `row` of o. */
 static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_out *o, size_t row,
                             const struct plane_steps *p) {
     size_t done = 0;
+#if FQ_AVX2
+    if (fq_has_avx2) {
+        for (; done + 8 <= w; done += 8) {
+            write_blocks_avx2(blocks + done, o, o->base + row * o->row_stride + done, p);
+        }
+    }
+#endif
 #if defined(__SSE2__)
     for (; done + 4 <= w; done += done + 8 <= w ? 8 : 4) {
         write_blocks_simd(blocks + done, done + 8 <= w ? 8 : 4, o, o->base + row * o->row_stride + done, p);
@@ -3019,6 +3066,9 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__jpegc(void) {
+#if FQ_AVX2
+    fq_has_avx2 = __builtin_cpu_supports("avx2");
+#endif
     PyObject *m = PyModule_Create(&module);
     if (m != NULL) {
         PyModule_AddIntConstant(m, "LIBJPEG_VERSION", JPEG_LIB_VERSION);
