@@ -1661,7 +1661,8 @@ struct dj_header {
     long rows_per_mcu[FQ_MAX_COMPONENTS], cols_per_row[FQ_MAX_COMPONENTS]; /* row buffer shape per component */
     long imcu_rows[FQ_MAX_COMPONENTS]; /* block rows of one of libjpeg's iMCU rows (v_samp_factor) */
     struct dj_component comp[FQ_MAX_COMPONENTS];
-    struct fq_huff tables[DJ_MAX_TABLES];
+    int n_tables;
+    struct fq_huff tables[]; /* n_tables of them: the scan's, indexed by block_dc and block_ac */
 };
 
 static unsigned dj_u16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
@@ -1675,7 +1676,7 @@ struct dj_raw_table {
 /* Parse the header bytes d[0:n] (SOI to the end of the first SOS segment, exactly); 1 when the direct path can
  * read files with this header, else 0. Python's parser has accepted these bytes already (so have libjpeg's
  * checks, as far as it makes them first): this only refuses more. */
-static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd) {
+static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, struct fq_huff tables[DJ_MAX_TABLES]) {
     struct dj_raw_table *raw = calloc(2 * 4, sizeof *raw); /* [class][id] */
     UINT16 quant[4][DCTSIZE2];
     int quant_defined[4] = {0}, frame = 0, ok = 0;
@@ -1818,7 +1819,7 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd) {
                         if (!fq_table_valid(&t->table, tc, t->n_symbols)) {
                             goto done; /* libjpeg's JERR_BAD_HUFF_TABLE: the usual path raises it */
                         }
-                        fq_build(&t->table, tc, &hd->tables[n_tables]);
+                        fq_build(&t->table, tc, &tables[n_tables]);
                         index[tc][th] = n_tables++;
                     }
                     table_of[tc] = index[tc][th];
@@ -1843,6 +1844,7 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd) {
                 hd->imcu_rows[c] = hd->comp[c].v;
             }
             hd->blocks_in_mcu = blk;
+            hd->n_tables = n_tables;
             if (ns == 1) { /* non-interleaved: the component's own block grid */
                 hd->mcus_x = hd->comp[0].width_in_blocks;
                 hd->mcus_y = hd->comp[0].height_in_blocks;
@@ -2109,17 +2111,28 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*OKKKK", &prefix, &dims_arg, &budget[0], &budget[1], &budget[2], &budget[3])) {
         return NULL;
     }
-    struct dj_header *hd = malloc(sizeof *hd);
+    /* parsed with room for every table; the capsule keeps only the tables the scan uses (one capsule per distinct
+     * header stays in the read plans) */
+    struct dj_header parsed;
+    struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
+    const int parsed_ok = tables != NULL && dj_parse(prefix.buf, (size_t)prefix.len, &parsed, tables);
+    PyBuffer_Release(&prefix);
+    struct dj_header *hd = tables != NULL ? malloc(sizeof *hd + (parsed_ok ? (size_t)parsed.n_tables : 0) * sizeof *tables)
+                                          : NULL;
     if (hd == NULL) {
-        PyBuffer_Release(&prefix);
+        free(tables);
         return PyErr_NoMemory();
     }
-    int ok = dj_parse(prefix.buf, (size_t)prefix.len, hd);
+    int ok = parsed_ok;
+    if (ok) {
+        *hd = parsed;
+        memcpy(hd->tables, tables, (size_t)parsed.n_tables * sizeof *tables);
+    }
+    free(tables);
     hd->first_scan_bits = budget[0];
     hd->blocks = budget[1];
     hd->work_allowance = budget[2];
     hd->work_per_byte = budget[3];
-    PyBuffer_Release(&prefix);
     PyObject *dims = ok ? PySequence_Tuple(dims_arg) : NULL;
     if (ok && dims == NULL) {
         free(hd);
