@@ -19,6 +19,7 @@ requiring grad (a layer inside a network); ``fwd no_grad`` is ``layer(x)`` under
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -92,9 +93,12 @@ def main() -> None:
                 shape = f"{channels}ch {size}x{size} b{batch}"
                 cases.append({"shape": shape, "mode": mode, "layer": name, "step": step, "us": []})
 
+    load = os.getloadavg()[0]
     for _ in range(args.rounds):
         for case in cases:
             case["us"].append(per_call_us(case["step"], args.calls))
+    print(f"torch {torch.__version__}, 1 thread, {args.rounds} rounds x {args.calls} calls; "
+          f"1-minute load average {load:.2f} before, {os.getloadavg()[0]:.2f} after\n")  # fmt: skip
 
     print("| shape | mode | layer | us per call | vs nn.Conv2d | aten ops | vs nn.Conv2d |")
     print("|---|---|---|---|---|---|---|")

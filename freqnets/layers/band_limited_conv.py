@@ -197,8 +197,9 @@ def _band_limited_conv2d(
 ) -> torch.Tensor:
     """:func:`band_limited_conv2d` with zero padding ``(top, bottom, left, right)`` (the layers pad unevenly).
 
-    Forward only: the backward pass is autograd's, through the transforms (linear torch ops) and the
-    product ops (whose registered derivatives are products again), so it is exact to any order.
+    Forward only: the backward pass is autograd's, through the transforms (linear torch ops, or on small
+    grids one autograd function per transform whose backward is the adjoint transform) and the products
+    (whose derivatives are products again), so it is exact to any order.
     """
     rate = check_rate(compress_rate)
     runs = resolve_backend(check_backend(backend), x.device)

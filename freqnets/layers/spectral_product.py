@@ -17,9 +17,11 @@ per kept frequency and group. Three layers, each written once:
   and ``torch.export`` trace the kernel as one opaque node, and it differentiates by itself
   (``register_autograd``), for code that calls it directly;
 * :class:`BandLimitedProduct`: the autograd function the layers use, and the one place that picks
-  :func:`reference_product` (``"torch"``) or the op (``"cupy"``). The products are each other's
-  real adjoints (:func:`adjoint_products`, shared by both), so the backward pass is products again and
-  differentiates to any order; it has ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms work.
+  :func:`reference_product` (``"torch"``) or the kernel (``"cupy"``: launched directly in eager calls, through
+  the op while traced, so compiled and exported graphs hold the op). The products are each other's real
+  adjoints (:func:`adjoint_products`, shared by both), so the backward pass is products again and
+  differentiates to any order; it has ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms
+  work, and an eager twin without ``setup_context`` (:mod:`freqnets._autograd`), which eager calls take.
 
 The layer resolves ``backend="auto"`` before it calls in (:func:`freqnets.layers.band_limited_conv.resolve_backend`).
 """
