@@ -92,23 +92,65 @@ def pack_arguments(ops: ProductOperands, args: KernelArguments) -> tuple:
     )
 
 
+#: Per-launch lookups done once: ``(device index, kernel name) -> cupy.cuda.Function`` (the kernel loaded
+#: into that device's context) and ``(device index, stream pointer) -> cupy.cuda.ExternalStream``.
+_functions: dict[tuple[int, str], object] = {}
+_streams: dict[tuple[int, int], object] = {}
+_MAX_STREAMS = 256  # torch's stream pools are bounded; user-made streams are not, so the map is cleared at this size
+
+
+def current_stream_ptr(device_index: int) -> int:
+    """The ``cudaStream_t`` of torch's current stream on the device, without building a ``torch.cuda.Stream``."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # torch's own fast accessor (inductor uses it)
+    if raw is not None:
+        return raw(device_index)
+    return torch.cuda.current_stream(device_index).cuda_stream
+
+
+def _function(cupy, device_index: int, name: str):
+    key = (device_index, name)
+    function = _functions.get(key)
+    if function is None:
+        with cupy.cuda.Device(device_index):
+            function = _module(device_index).get_function(name).kernel  # loaded into this device's context
+        _functions[key] = function
+    return function
+
+
+def _stream(cupy, device_index: int):
+    ptr = current_stream_ptr(device_index)
+    stream = _streams.get((device_index, ptr))
+    if stream is None:
+        if len(_streams) >= _MAX_STREAMS:
+            _streams.clear()
+        stream = _streams[device_index, ptr] = cupy.cuda.ExternalStream(ptr, device_index)
+    return stream
+
+
 def launch(ops: ProductOperands, gauss: bool) -> torch.Tensor:
     """Compute ``ops.out`` with the kernel on the operands' GPU; returns ``ops.out``."""
-    global _launches
     if ops.a.device.type != "cuda":
         raise BackendUnavailable(f"backend='cupy' runs on CUDA tensors, got tensors on {ops.a.device}")
     reason = unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(reason)
+    return _launch_on(ops.a.device.index, ops, gauss)
+
+
+def _launch_on(device_index: int, ops: ProductOperands, gauss: bool) -> torch.Tensor:
+    """:func:`launch` after its checks: kernel and stream from the per-device maps, the device switched only
+    when it is not current (each step here is host time on every product)."""
+    global _launches
     cupy = _import_cupy()
     args = kernel_arguments(ops, gauss)
-    device = ops.a.device
     kernel_args = pack_arguments(ops, args)
-    with cupy.cuda.Device(device.index):
-        kernel = _module(device.index).get_function(args.name)  # loaded into this device's context
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
-        with stream:
-            kernel((args.grid,), (args.block,), kernel_args)
+    function = _function(cupy, device_index, args.name)
+    stream = _stream(cupy, device_index)  # torch's current stream: ordered with the surrounding torch work
+    if cupy.cuda.runtime.getDevice() == device_index:
+        function((args.grid,), (args.block,), kernel_args, stream=stream)
+    else:
+        with cupy.cuda.Device(device_index):
+            function((args.grid,), (args.block,), kernel_args, stream=stream)
     with _lock:
         _launches += 1
     return ops.out

@@ -65,6 +65,53 @@ def _split(total: int, parts: int, what: str, name: str) -> int:
     return total // parts
 
 
+def _checked(
+    product: str, first: torch.Tensor, second: torch.Tensor, batch: int, groups: int
+) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
+    """The operands (contiguous) after the checks of :func:`product_operands`, with ``K``, ``C/G`` and ``O/G``."""
+    if product not in PRODUCTS:
+        raise ValueError(f"product must be one of {', '.join(PRODUCTS)}, got {product!r}")
+    for value, name in ((batch, "batch"), (groups, "groups")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    first, second = _check_planar(first, "first operand"), _check_planar(second, "second operand")
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(f"operands keep different frequency counts: {first.shape[1]} and {second.shape[1]}")
+    if first.dtype != second.dtype or first.device != second.device:
+        raise ValueError(
+            f"operands differ in dtype/device: {first.dtype}/{first.device} and {second.dtype}/{second.device}"
+        )
+    g = groups
+    if product == "forward":
+        c = _split(first.shape[2], batch, "batch", "x_spec")
+        cg = _split(c, g, "groups", "x_spec's channels")
+        o = _split(second.shape[2], cg, "in_channels / groups", "w_spec")
+        og = _split(o, g, "groups", "w_spec's out channels")
+    else:
+        o = _split(first.shape[2], batch, "batch", "grad_y_spec")
+        og = _split(o, g, "groups", "grad_y_spec's channels")
+        if product == "grad_input":
+            cg = _split(second.shape[2], o, "out_channels", "w_spec")
+        else:
+            c = _split(second.shape[2], batch, "batch", "x_spec")
+            cg = _split(c, g, "groups", "x_spec's channels")
+    return first, second, first.shape[1], cg, og
+
+
+def product_shape(
+    product: str, first: torch.Tensor, second: torch.Tensor, batch: int, groups: int
+) -> tuple[torch.Tensor, torch.Tensor, int, int, int, int]:
+    """The checked operands and one product's matrix sizes: ``(first, second, K, M, R, N)``.
+
+    Per kept frequency and group the product is ``(M x R) @ (R x N)``: ``forward`` ``(B x C/g) @ (C/g x O/g)``,
+    ``grad_input`` ``(B x O/g) @ (O/g x C/g)``, ``grad_weight`` ``(O/g x B) @ (B x C/g)``. Raises as
+    :func:`product_operands`; the operands are returned contiguous.
+    """
+    first, second, k, cg, og = _checked(product, first, second, batch, groups)
+    m, r, n = {"forward": (batch, cg, og), "grad_input": (batch, og, cg), "grad_weight": (og, batch, cg)}[product]
+    return first, second, k, m, r, n
+
+
 def product_operands(
     product: str, first: torch.Tensor, second: torch.Tensor, batch: int, groups: int
 ) -> ProductOperands:
@@ -82,39 +129,19 @@ def product_operands(
     Raises:
         ValueError: unknown product, or shapes that do not divide into ``batch`` and ``groups``.
     """
-    if product not in PRODUCTS:
-        raise ValueError(f"product must be one of {', '.join(PRODUCTS)}, got {product!r}")
-    for value, name in ((batch, "batch"), (groups, "groups")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    first, second = _check_planar(first, "first operand"), _check_planar(second, "second operand")
-    if first.shape[1] != second.shape[1]:
-        raise ValueError(f"operands keep different frequency counts: {first.shape[1]} and {second.shape[1]}")
-    if first.dtype != second.dtype or first.device != second.device:
-        raise ValueError(
-            f"operands differ in dtype/device: {first.dtype}/{first.device} and {second.dtype}/{second.device}"
-        )
-    k, g = first.shape[1], groups
+    first, second, k, cg, og = _checked(product, first, second, batch, groups)
+    g, o = groups, groups * og
     new = first.new_empty
     if product == "forward":
-        c = _split(first.shape[2], batch, "batch", "x_spec")
-        cg = _split(c, g, "groups", "x_spec's channels")
-        o = _split(second.shape[2], cg, "in_channels / groups", "w_spec")
-        og = _split(o, g, "groups", "w_spec's out channels")
         a = first.view(2, k, batch, g, cg).transpose(2, 3)
         b = second.view(2, k, g, og, cg).transpose(3, 4)
         out = new(2, k, batch * o)
         return ProductOperands(a, b, out, out.view(2, k, batch, g, og).transpose(2, 3), False, True)
-    o = _split(first.shape[2], batch, "batch", "grad_y_spec")
-    og = _split(o, g, "groups", "grad_y_spec's channels")
     grad_y = first.view(2, k, batch, g, og).transpose(2, 3)  # (2, K, G, B, O/g)
     if product == "grad_input":
-        cg = _split(second.shape[2], o, "out_channels", "w_spec")
         b = second.view(2, k, g, og, cg)
         out = new(2, k, batch * g * cg)
         return ProductOperands(grad_y, b, out, out.view(2, k, batch, g, cg).transpose(2, 3), False, False)
-    c = _split(second.shape[2], batch, "batch", "x_spec")
-    cg = _split(c, g, "groups", "x_spec's channels")
     b = second.view(2, k, batch, g, cg).transpose(2, 3)
     out = new(2, k, o * cg)
     return ProductOperands(grad_y.transpose(3, 4), b, out, out.view(2, k, g, og, cg), True, False)

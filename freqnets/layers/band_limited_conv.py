@@ -31,9 +31,20 @@ from .._checks import check_rate, compute_dtype
 from ..kernels import cupy_backend
 from ..kernels.cupy_backend import BackendUnavailable
 from ..transforms import conv2d_padding, int_pair
+from . import spectral_plan
 from .rates import CompressRateState
-from .spectral_plan import Positions, analysis, make_plan, synthesis
-from .spectral_product import BandLimitedProduct
+from .spectral_plan import (
+    Positions,
+    _constant,
+    analysis,
+    analysis_matrix,
+    kronecker_analysis,
+    kronecker_synthesis,
+    make_plan,
+    synthesis,
+    synthesis_matrix,
+)
+from .spectral_product import band_limited_product
 
 #: ``"torch"``: the pure-PyTorch specification; ``"cupy"``: the CUDA kernels of :mod:`freqnets.kernels`
 #: for the product over channels (CUDA tensors only); ``"auto"``: ``"cupy"`` for CUDA tensors when
@@ -186,15 +197,16 @@ def _band_limited_conv2d(
 ) -> torch.Tensor:
     """:func:`band_limited_conv2d` with zero padding ``(top, bottom, left, right)`` (the layers pad unevenly).
 
-    Forward only: the backward pass is autograd's, through the transforms (linear torch ops) and the
-    product ops (whose registered derivatives are products again), so it is exact to any order.
+    Forward only: the backward pass is autograd's, through the transforms (linear torch ops, or on small
+    grids one autograd function per transform whose backward is the adjoint transform) and the products
+    (whose derivatives are products again), so it is exact to any order.
     """
     rate = check_rate(compress_rate)
     runs = resolve_backend(check_backend(backend), x.device)
-    device_type = x.device.type
-    autocast = torch.is_autocast_enabled(device_type)
-    out_dtype = torch.get_autocast_dtype(device_type) if autocast else x.dtype
-    dtype = compute_dtype(torch.promote_types(x.dtype, weight.dtype))
+    device = x.device
+    autocast = torch.is_autocast_enabled(device.type)
+    out_dtype = torch.get_autocast_dtype(device.type) if autocast else x.dtype
+    dtype = compute_dtype(x.dtype if x.dtype == weight.dtype else torch.promote_types(x.dtype, weight.dtype))
     # Plans are made from static int sizes (torch.jit.trace hands out sizes as tensors).
     b, c, height, width = (int(n) for n in x.shape)
     o, cg, kh, kw = (int(n) for n in weight.shape)
@@ -203,19 +215,63 @@ def _band_limited_conv2d(
         padded = F.pad(x.to(dtype), (left, right, top, bottom))
         bias = None if bias is None else bias.to(dtype)
         return F.conv2d(padded, weight.to(dtype), bias, stride, 0, dilation, groups).to(out_dtype)
-    geometry = conv_geometry((height, width), (kh, kw), stride, dilation, padding)
-    plan = make_plan(geometry.padded_size, rate, route)
+    kronecker = spectral_plan.KRONECKER_ADVANTAGE
+    setup = _conv_setup((height, width), (kh, kw), stride, dilation, padding, rate, route, device, dtype, kronecker)
+    geometry, plan = setup.geometry, setup.plan
     # The transforms compute in float32 at least (see compute_dtype); autocast must not recast their GEMMs.
-    with torch.autocast(device_type, enabled=False) if autocast else nullcontext():
-        x_spec = analysis(x.to(dtype).reshape(b * c, height, width), plan, *geometry.input)  # (2, K, B C)
-        w_spec = analysis(weight.to(dtype).reshape(o * cg, kh, kw), plan, *geometry.kernel)
+    with torch.autocast(device.type, enabled=False) if autocast else nullcontext():
+        x, weight = _as_dtype(x, dtype), _as_dtype(weight, dtype)
+        if setup.x_matrix is not None:  # small grids: one GEMM with the kept set's 2D-DFT matrix
+            x_spec = kronecker_analysis(x, setup.x_matrix)  # (2, K, B C)
+        else:
+            x_spec = analysis(x.reshape(b * c, height, width), plan, *geometry.input)
+        if setup.w_matrix is not None:
+            w_spec = kronecker_analysis(weight, setup.w_matrix)  # (2, K, O C/g)
+        else:
+            w_spec = analysis(weight.reshape(o * cg, kh, kw), plan, *geometry.kernel)
         if product_dtype is not None:
-            x_spec, w_spec = x_spec.to(product_dtype), w_spec.to(product_dtype)
-        y_spec = BandLimitedProduct.apply("forward", x_spec, w_spec, b, groups, gauss, runs).to(dtype)  # (2, K, B O)
-        y = synthesis(y_spec, plan, *geometry.output).reshape(b, o, geometry.output[0].count, -1)
+            x_spec, w_spec = _as_dtype(x_spec, product_dtype), _as_dtype(w_spec, product_dtype)
+        y_spec = _as_dtype(band_limited_product("forward", x_spec, w_spec, b, groups, gauss, runs), dtype)
+        out_rows, out_cols = geometry.output[0].count, geometry.output[1].count
+        if setup.y_matrix is not None:
+            y = kronecker_synthesis(y_spec, setup.y_matrix, (b, o, out_rows, out_cols))
+        else:
+            y = synthesis(y_spec, plan, *geometry.output).view(b, o, out_rows, out_cols)
         if bias is not None:
-            y = y + bias.to(dtype).view(1, -1, 1, 1)
-    return y.to(out_dtype)
+            y = y + _as_dtype(bias, dtype).view(1, -1, 1, 1)
+    return _as_dtype(y, out_dtype)
+
+
+def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)`` without the call (an op and, with grad, an autograd node) when it is a no-op."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+class _ConvSetup:
+    """What a call needs that depends only on sizes, rate, route, device and dtype: geometry, plan, and the
+    2D-DFT matrices of input, filter and output positions (``None`` where the transform uses none)."""
+
+    def __init__(self, geometry: ConvGeometry, plan, x_matrix, w_matrix, y_matrix) -> None:
+        self.geometry, self.plan = geometry, plan
+        self.x_matrix, self.w_matrix, self.y_matrix = x_matrix, w_matrix, y_matrix
+
+
+@_constant(maxsize=1024)
+def _conv_setup(size, kernel_size, stride, dilation, padding, rate, route, device, dtype, kronecker) -> _ConvSetup:
+    """The :class:`_ConvSetup` of one call, built once per combination (then one dict lookup per call).
+
+    ``kronecker`` is :data:`~freqnets.layers.spectral_plan.KRONECKER_ADVANTAGE`, which decides the matrices:
+    part of the key, so that a changed setting takes effect.
+    """
+    geometry = conv_geometry(size, kernel_size, stride, dilation, padding)
+    plan = make_plan(geometry.padded_size, rate, route)
+    return _ConvSetup(
+        geometry,
+        plan,
+        analysis_matrix(plan, *geometry.input, device, dtype),
+        analysis_matrix(plan, *geometry.kernel, device, dtype),
+        synthesis_matrix(plan, *geometry.output, device, dtype),
+    )
 
 
 class _BandLimitedMixin(CompressRateState):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
+from .. import _autograd
 from ..transforms import rfft_kept_mask
 
 #: Dims of at most this FFT length use the matrix route under ``route="auto"``
@@ -390,6 +391,71 @@ def _kron_synthesis(plan: SpectralPlan, rows: Positions, cols: Positions, device
     return torch.cat([angle.cos() * weight, -angle.sin() * weight]).to(device, dtype)
 
 
+def analysis_matrix(plan: SpectralPlan, rows: Positions, cols: Positions, device, dtype) -> torch.Tensor | None:
+    """The ``(2K, P)`` matrix :func:`analysis` multiplies by at these positions, or ``None`` if it uses none."""
+    return _kron_analysis(plan, rows, cols, device, dtype) if uses_kronecker(plan, rows, cols) else None
+
+
+def synthesis_matrix(plan: SpectralPlan, rows: Positions, cols: Positions, device, dtype) -> torch.Tensor | None:
+    """The ``(2K, P)`` matrix :func:`synthesis` multiplies by at these positions, or ``None`` if it uses none."""
+    return _kron_synthesis(plan, rows, cols, device, dtype) if uses_kronecker(plan, rows, cols) else None
+
+
+def _flat(t: torch.Tensor, rows: int) -> torch.Tensor:
+    return t.view(rows, -1) if t.is_contiguous() else t.reshape(rows, -1)
+
+
+class _Kronecker(torch.autograd.Function):
+    """The small-grid transforms as one autograd node each (a layer's backward then has a few nodes, not ~15).
+
+    ``"analysis"``: ``t (L, ...) -> matrix @ t^T``, viewed ``(2, K, L)``; ``"synthesis"``:
+    ``planar (2, K, L) -> planar^T @ matrix``, viewed ``shape``; ``matrix (2K, P)`` a constant. For one
+    matrix each direction is the other's adjoint, so the backward is the other direction (through
+    :func:`_kronecker` again: differentiable to any order).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(t, matrix, direction, shape):
+        if direction == "analysis":
+            return torch.mm(matrix, _flat(t, shape[-1]).t()).view(shape)
+        return torch.mm(_flat(t, matrix.shape[0]).t(), matrix).view(shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        t, matrix, direction, _ = inputs
+        ctx.save_for_backward(matrix)
+        ctx.direction, ctx.input_shape = direction, tuple(int(n) for n in t.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (matrix,) = ctx.saved_tensors
+        adjoint = "synthesis" if ctx.direction == "analysis" else "analysis"
+        return _kronecker(grad, matrix, adjoint, ctx.input_shape), None, None, None
+
+
+_KroneckerEager = _autograd.eager_twin(_Kronecker)
+
+
+def _kronecker(t, matrix, direction, shape):
+    return _autograd.apply(_Kronecker, _KroneckerEager, t, matrix, direction, shape)
+
+
+def kronecker_analysis(t: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Planar kept spectrum ``(2, K, L)`` of ``t``, ``L`` signals of ``P`` samples (e.g. ``(L, P_r, P_c)`` or
+    ``(B, C, P_r, P_c)`` with ``L = B C``), by the ``(2K, P)`` :func:`analysis_matrix`; one autograd node,
+    whose backward keeps nothing but the (cached) matrix."""
+    rows, positions = (int(n) for n in matrix.shape)  # ints also under torch.jit.trace, whose sizes are tensors
+    return _kronecker(t, matrix, "analysis", (2, rows // 2, int(t.numel()) // positions))
+
+
+def kronecker_synthesis(planar: torch.Tensor, matrix: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Real samples of the planar spectrum ``(2, K, L)`` by the ``(2K, P)`` :func:`synthesis_matrix`, as
+    ``shape`` (``L * P`` elements, e.g. ``(L, P_r, P_c)`` or ``(B, O, P_r, P_c)``); one autograd node."""
+    return _kronecker(planar, matrix, "synthesis", tuple(int(n) for n in shape))
+
+
 def _is_long_1d(plan: SpectralPlan) -> bool:
     # One row and an FFT column route: the kept set is the prefix 0 .. K-1 of the one-sided spectrum.
     return plan.fft_size[0] == 1 and plan.routes[1] == "fft"
@@ -398,8 +464,7 @@ def _is_long_1d(plan: SpectralPlan) -> bool:
 def analysis(t: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: Positions) -> torch.Tensor:
     """Planar kept spectrum ``(2, K, L)`` of real samples ``t (L, P_r, P_c)`` at ``rows x cols``."""
     if uses_kronecker(plan, rows, cols):
-        matrix = _kron_analysis(plan, rows, cols, t.device, t.dtype)
-        return (matrix @ t.reshape(t.shape[0], -1).T).unflatten(0, (2, plan.num_kept))
+        return kronecker_analysis(t, _kron_analysis(plan, rows, cols, t.device, t.dtype))
     if _is_long_1d(plan):
         grid = t.new_zeros(t.shape[0], plan.fft_size[1])
         grid[:, cols.as_slice()] = t.reshape(t.shape[0], -1)
@@ -412,7 +477,7 @@ def synthesis(planar: torch.Tensor, plan: SpectralPlan, rows: Positions, cols: P
     """Real samples ``(L, P_r, P_c)`` at ``rows x cols`` of the planar kept spectrum ``(2, K, L)``."""
     if uses_kronecker(plan, rows, cols):
         matrix = _kron_synthesis(plan, rows, cols, planar.device, planar.dtype)
-        return (planar.reshape(2 * plan.num_kept, -1).T @ matrix).unflatten(-1, (rows.count, cols.count))
+        return kronecker_synthesis(planar, matrix, (planar.shape[-1], rows.count, cols.count))
     if _is_long_1d(plan):
         n_w = plan.fft_size[1]
         grid = torch.zeros(planar.shape[-1], n_w // 2 + 1, dtype=_complex_dtype(planar.dtype), device=planar.device)

@@ -17,9 +17,11 @@ per kept frequency and group. Three layers, each written once:
   and ``torch.export`` trace the kernel as one opaque node, and it differentiates by itself
   (``register_autograd``), for code that calls it directly;
 * :class:`BandLimitedProduct`: the autograd function the layers use, and the one place that picks
-  :func:`reference_product` (``"torch"``) or the op (``"cupy"``). The products are each other's
-  real adjoints (:func:`adjoint_products`, shared by both), so the backward pass is products again and
-  differentiates to any order; it has ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms work.
+  :func:`reference_product` (``"torch"``) or the kernel (``"cupy"``: launched directly in eager calls, through
+  the op while traced, so compiled and exported graphs hold the op). The products are each other's real
+  adjoints (:func:`adjoint_products`, shared by both), so the backward pass is products again and
+  differentiates to any order; it has ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms
+  work, and an eager twin without ``setup_context`` (:mod:`freqnets._autograd`), which eager calls take.
 
 The layer resolves ``backend="auto"`` before it calls in (:func:`freqnets.layers.band_limited_conv.resolve_backend`).
 """
@@ -28,8 +30,11 @@ from __future__ import annotations
 
 import torch
 
+from .. import _autograd
+from .._autograd import runs_eagerly
 from ..kernels import cupy_backend
-from ..kernels.operands import product_operands
+from ..kernels.operands import product_operands, product_shape
+from .spectral_plan import _constant
 
 #: Backends the op accepts (already resolved: no ``"auto"`` here).
 OP_BACKENDS = ("torch", "cupy")
@@ -41,21 +46,60 @@ def reference_product(
     """One of the three products in torch: ``C = op(A) @ op(B)`` per kept frequency and group.
 
     ``product``, operands and result layouts as :func:`freqnets.kernels.operands.product_operands`.
-    Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a + b) c``, ``k2 = a (d - c)``,
-    ``k3 = b (c + d)`` give ``k1 - k3 + i (k1 + k2)``: three real products instead of four
-    (measured faster than four, or than complex ``bmm``, at every layer shape of
-    ``freqnets bench conv``). Conjugated operands are folded into the signs, never materialised.
+    Gauss's trick: for ``(a + ib)(c + id)``, ``k1 = (a - b) d``, ``k2 = a (c - d)``, ``k3 = b (c + d)``
+    give ``k1 + k2 + i (k1 + k3)``: three real products instead of four (measured faster than four, or
+    than complex ``bmm``, at every layer shape of ``freqnets bench conv``). Written so that ``k2`` and
+    ``k3`` are one batched product of both planes of ``A`` with ``[c - d, c + d]``, and conjugated
+    operands are folded into the signs, never materialised::
+
+        A  B     a_sum     right factors     result          (flat planar operands, per frequency)
+        .  .     ar - ai   [br - bi, br + bi]  k1 + [k2, k3]   (grad_input)
+        .  conj  ar - ai   [br + bi, br - bi]  [k2, k3] - k1   (forward: d -> -d)
+        conj .   ar + ai   [bi - br, bi + br]  k1 - [k2, k3]   (grad_weight: b -> -b)
+
+    with ``k1 = a_sum @ bi`` and ``[k2, k3] = [ar, ai] @ right``.
     """
-    ops = product_operands(product, first, second, batch, groups)
-    ar, ai, br, bi = ops.a[0], ops.a[1], ops.b[0], ops.b[1]
-    k1 = (ar - ai if ops.conj_a else ar + ai) @ br
-    k2 = ar @ (-(bi + br) if ops.conj_b else bi - br)
-    k3 = ai @ (br - bi if ops.conj_b else br + bi)
-    result = torch.stack([k1 + k3 if ops.conj_a else k1 - k3, k1 + k2])
+    conj_a, conj_b = product == "grad_weight", product == "forward"
+    if groups == 1:  # plain batches of matrices: 3D views of the flat operands, no copies
+        first, second, k, m, r, n = product_shape(product, first, second, batch, groups)
+        a_re, a_im = first[0], first[1]
+        a_planes = first.view(2 * k, r, m).mT if conj_a else first.view(2 * k, m, r)
+        b_im = second[1]
+    else:  # the groups interleave in the flat layouts: (2, K, G, rows, cols) views, matmul copies them
+        ops = product_operands(product, first, second, batch, groups)
+        a_re, a_im, a_planes, b_im = ops.a[0], ops.a[1], ops.a, ops.b[1]
+        second = ops.b
+    a_sum = a_re + a_im if conj_a else a_re - a_im
+    signs = _signs(second, (1.0, -1.0) if conj_b else (-1.0, 1.0))
+    # [bi - br, bi + br] or [br -+ bi, br +- bi]
+    right = torch.addcmul(second[1:], signs, second[:1]) if conj_a else torch.addcmul(second[:1], signs, second[1:])
+    if groups == 1:
+        a_sum = a_sum.view(k, r, m).mT if conj_a else a_sum.view(k, m, r)
+        if conj_b:  # B is stored transposed, (N x R) per frequency
+            b_im, right = b_im.view(k, n, r).mT, right.view(2 * k, n, r).mT
+        else:
+            b_im, right = b_im.view(k, r, n), right.view(2 * k, r, n)
+        k1 = torch.bmm(a_sum, b_im)
+        k23 = torch.bmm(a_planes, right).view(2, k, m, n)
+    else:
+        k1, k23 = a_sum @ b_im, a_planes @ right
+    result = k1 - k23 if conj_a else (k23 - k1 if conj_b else k1 + k23)
+    if groups == 1:
+        return result.view(2, k, m * n)
     if ops.c.is_contiguous():  # the result's layout is the flat output's: no copy
         return result.view(ops.out.shape)
-    ops.c.copy_(result)  # groups > 1: the groups interleave in the flat output
+    ops.c.copy_(result)  # the groups interleave in the flat output
     return ops.out
+
+
+@_constant(maxsize=64)
+def _sign_planes(signs: tuple[float, float], dims: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(signs, dtype=dtype, device=device).view(2, *(1,) * (dims - 1))
+
+
+def _signs(like: torch.Tensor, signs: tuple[float, float]) -> torch.Tensor:
+    """Per-plane signs ``(2, 1, ...)`` to broadcast against ``like``, in its dtype and device (cached)."""
+    return _sign_planes(signs, like.dim(), like.device, like.dtype)
 
 
 def _fake_product(product: str, first: torch.Tensor, second: torch.Tensor, batch: int, groups: int) -> torch.Tensor:
@@ -127,7 +171,7 @@ def _save_operands(ctx, inputs, output):
     ctx.product, ctx.config = product, tuple(config)  # (batch, groups, gauss, backend)
 
 
-def _op_backward(ctx, grad):
+def _op_backward(ctx, grad):  # the op's own: its adjoints through the op
     first, second = ctx.saved_tensors
 
     def apply(product, a, b):
@@ -143,31 +187,39 @@ def _op_backward(ctx, grad):
 bl_product.register_autograd(_op_backward, setup_context=_save_operands)
 
 
+def _forward(product, first, second, batch, groups, gauss, backend):
+    if backend == "torch":
+        # The torch product directly: the op's dispatch costs about as much as the product itself on
+        # small layers, and torch.compile / torch.export see plain aten ops (fusable, exportable).
+        return reference_product(product, first, second, batch, groups)
+    if backend == "cupy" and runs_eagerly():
+        # The kernel directly: the op's dispatch (torch.library, its autograd key, then the implementation)
+        # is host time on every call; traces still record the op (the branch below).
+        return cupy_backend.launch(product_operands(product, first, second, batch, groups), gauss)
+    return bl_product(product, first, second, batch, groups, gauss, backend)
+
+
+def _backward(ctx, grad):
+    first, second = ctx.saved_tensors
+
+    def apply(product, a, b):
+        return band_limited_product(product, a, b, *ctx.config)
+
+    d_first, d_second = adjoint_products(ctx.product, first, second, grad, ctx.needs_input_grad[1:3], apply)
+    return None, d_first, d_second, None, None, None, None
+
+
 class BandLimitedProduct(torch.autograd.Function):
     """``BandLimitedProduct.apply(product, first, second, batch, groups, gauss, backend)``: a product, differentiable.
 
-    Its backward is :func:`adjoint_products` through this function again, so it differentiates to any order.
+    Its backward is :func:`adjoint_products` through :func:`band_limited_product` again, so it differentiates
+    to any order. It has ``setup_context`` and a ``vmap`` rule, so ``torch.func`` transforms work; eager calls
+    go through its twin without ``setup_context`` (see :func:`band_limited_product`).
     """
 
-    @staticmethod
-    def forward(product, first, second, batch, groups, gauss, backend):
-        if backend == "torch":
-            # The torch product directly: the op's dispatch costs about as much as the product itself on
-            # small layers, and torch.compile / torch.export see plain aten ops (fusable, exportable).
-            return reference_product(product, first, second, batch, groups)
-        return bl_product(product, first, second, batch, groups, gauss, backend)
-
+    forward = staticmethod(_forward)
     setup_context = staticmethod(_save_operands)
-
-    @staticmethod
-    def backward(ctx, grad):
-        first, second = ctx.saved_tensors
-
-        def apply(product, a, b):
-            return BandLimitedProduct.apply(product, a, b, *ctx.config)
-
-        d_first, d_second = adjoint_products(ctx.product, first, second, grad, ctx.needs_input_grad[1:3], apply)
-        return None, d_first, d_second, None, None, None, None
+    backward = staticmethod(_backward)
 
     @staticmethod
     def vmap(info, in_dims, product, first, second, batch, groups, gauss, backend):
@@ -175,11 +227,11 @@ class BandLimitedProduct(torch.autograd.Function):
         if second_dim is None and product != "grad_weight":
             # A mapped first operand is more batch: (V, 2, K, B * n) -> (2, K, V * B * n), one product.
             stacked = first.movedim(first_dim, 2).flatten(2)
-            out = BandLimitedProduct.apply(product, stacked, second, info.batch_size * batch, groups, gauss, backend)
+            out = band_limited_product(product, stacked, second, info.batch_size * batch, groups, gauss, backend)
             return out.unflatten(2, (info.batch_size, -1)), 2
         # Otherwise one product per mapped slice (the weight gradient sums over the batch, so it cannot fold).
         outs = [
-            BandLimitedProduct.apply(
+            band_limited_product(
                 product,
                 first if first_dim is None else first.select(first_dim, i),
                 second if second_dim is None else second.select(second_dim, i),
@@ -193,6 +245,10 @@ class BandLimitedProduct(torch.autograd.Function):
         return torch.stack(outs), 0
 
 
+#: :class:`BandLimitedProduct` for eager calls: ``Function.apply`` without ``setup_context``'s argument binding.
+_EagerProduct = _autograd.eager_twin(BandLimitedProduct)
+
+
 def band_limited_product(
     product: str,
     first: torch.Tensor,
@@ -202,5 +258,6 @@ def band_limited_product(
     gauss: bool = False,
     backend: str = "torch",
 ) -> torch.Tensor:
-    """:class:`BandLimitedProduct` as a function: ``product`` of the planar spectra, differentiable to any order."""
-    return BandLimitedProduct.apply(product, first, second, batch, groups, gauss, backend)
+    """``product`` of the planar spectra, differentiable to any order: :class:`BandLimitedProduct`, or in eager
+    calls its twin of the same forward, saved tensors and backward (:mod:`freqnets._autograd`)."""
+    return _autograd.apply(BandLimitedProduct, _EagerProduct, product, first, second, batch, groups, gauss, backend)

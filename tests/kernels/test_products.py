@@ -166,3 +166,24 @@ def test_packed_arguments_match_the_kernel_signature():
     assert (named["a_plane"], named["a_sm"], named["a_sk"]) == ops.a.stride()[0:1] + ops.a.stride()[3:]
     assert (named["m"], named["n"], named["r"], named["groups"]) == (6 // 3, 12 // 3, 5, 3)
     assert (named["conj_a"], named["conj_b"]) == (1, 0)
+
+
+def test_the_one_group_product_checks_its_operands_as_product_operands():
+    # reference_product takes a shortcut without product_operands' views for one group: the same typed errors.
+    from freqnets.layers.spectral_product import reference_product
+
+    x, w = torch.randn(2, 4, 12), torch.randn(2, 4, 6)
+    cases = [
+        (("backward", x, w, 2, 1), ValueError, "product must be one of"),
+        (("forward", x, w, 0, 1), ValueError, "batch must be a positive int"),
+        (("forward", x, w, 2, True), ValueError, "groups must be a positive int"),
+        (("forward", x, w, 5, 1), ValueError, "not a multiple of batch = 5"),
+        (("forward", x[0], w, 2, 1), ValueError, "planar spectrum"),
+        (("forward", x, w[:, :3], 2, 1), ValueError, "different frequency counts"),
+        (("forward", x, w.double(), 2, 1), ValueError, "differ in dtype"),
+        (("grad_input", x, w[:, :, :5], 2, 1), ValueError, "not a multiple of out_channels"),
+    ]
+    for args, error, message in cases:
+        for function in (product_operands, reference_product):
+            with pytest.raises(error, match=message):
+                function(*args)
