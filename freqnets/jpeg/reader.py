@@ -422,6 +422,7 @@ class _Plan(NamedTuple):
 
 # the C extension's direct path (None where it is not built: plans then hold no direct header)
 _read_direct = getattr(_backends._jpegc, "read_direct", None)
+_new_object, _set_attribute = object.__new__, object.__setattr__  # (module globals: cheaper than attribute lookups)
 # torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
 # the call's cost; the public function where torch lacks the private one.
 _from_dlpack = getattr(torch._C, "_from_dlpack", torch.from_dlpack)
@@ -550,15 +551,18 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
 def _result(plan: _Plan, capsules) -> JpegCoefficients:
     """The result of a fast read: ``capsules`` are the DLPack planes then the quantisation tables."""
     values = plan.fields.copy()  # every field (see _plan); a new dict per result
-    values["y"] = _from_dlpack(capsules[0])
     if len(capsules) == 4:
-        values["cb"] = _from_dlpack(capsules[1])
-        values["cr"] = _from_dlpack(capsules[2])
-    values["quant_tables"] = _from_dlpack(capsules[-1])
+        y, cb, cr, quant = capsules
+        values["cb"] = _from_dlpack(cb)
+        values["cr"] = _from_dlpack(cr)
+    else:
+        y, quant = capsules
+    values["y"] = _from_dlpack(y)
+    values["quant_tables"] = _from_dlpack(quant)
     # The frozen dataclass's __init__ sets each of its fifteen fields through object.__setattr__, which costs a
     # sixth of a CIFAR-sized read: the object gets its attribute dict directly, the same dict __init__ builds,
     # and then the same checks __init__ would run (__post_init__).
-    coeffs = object.__new__(JpegCoefficients)
-    object.__setattr__(coeffs, "__dict__", values)
+    coeffs = _new_object(JpegCoefficients)
+    _set_attribute(coeffs, "__dict__", values)
     coeffs.__post_init__()
     return coeffs
