@@ -5,8 +5,10 @@
 One process, files in memory, batches of ``--batch-size`` files straight into a stacked, normalised
 ``DCTCollate`` batch (as ``freqnets bench loader``'s ``DCTReadCollate`` rows, without a DataLoader):
 threads 1 (the calling thread only), 2 and every core, on CIFAR-10 files (shared ``train.zip``) and on
-ImageNet photos with the 224-px ``grid`` window. The machine may be shared: rounds alternate the thread
-counts and each keeps its fastest round; the ratios are against one thread in the same rounds.
+ImageNet photos with the 224-px ``grid`` window; each with the C extension's direct decoder (the default) and
+without it (``_backends.DIRECT = False``: libjpeg's ``jpeg_read_coefficients`` reads every file, the path before
+it). The machine may be shared: rounds alternate the runs and each keeps its fastest round; the ratios are
+against one thread and against the direct path off in the same rounds.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 
 from freqnets.experiments.bench_loader import SHARED, load_payloads
-from freqnets.jpeg import DCTCollate, DCTReadCollate
+from freqnets.jpeg import DCTCollate, DCTReadCollate, _backends
 
 
 def epoch_seconds(collate: DCTReadCollate, files: list[bytes], batch_size: int) -> float:
@@ -32,15 +34,23 @@ def epoch_seconds(collate: DCTReadCollate, files: list[bytes], batch_size: int) 
 def bench(name: str, files: list[bytes], grid, batch_size: int, rounds: int) -> None:
     counts = sorted({1, 2, os.cpu_count() or 1})
     collates = {n: DCTReadCollate(DCTCollate(layout="stacked", grid=grid), threads=n) for n in counts}
-    best = dict.fromkeys(counts, float("inf"))
+    # each thread count with the C extension's direct decoder and without it (libjpeg reads every file)
+    runs = [(n, direct) for n in counts for direct in (True, False)]
+    best = dict.fromkeys(runs, float("inf"))
     for r in range(rounds):
-        for n in counts if r % 2 == 0 else counts[::-1]:
-            best[n] = min(best[n], epoch_seconds(collates[n], files, batch_size))
+        for n, direct in runs if r % 2 == 0 else runs[::-1]:
+            _backends.DIRECT = direct
+            try:
+                best[n, direct] = min(best[n, direct], epoch_seconds(collates[n], files, batch_size))
+            finally:
+                _backends.DIRECT = True
     print(f"\n{name}: {len(files)} files, batch {batch_size}, best of {rounds} rounds")
-    print("| threads | images/s | vs 1 thread |")
-    print("|---:|---:|---:|")
-    for n in counts:
-        print(f"| {n} | {len(files) / best[n]:,.0f} | {best[1] / best[n]:.2f}x |")
+    print("| threads | direct path | images/s | vs 1 thread | vs direct path off |")
+    print("|---:|---|---:|---:|---:|")
+    for n, direct in runs:
+        seconds = best[n, direct]
+        print(f"| {n} | {'on' if direct else 'off'} | {len(files) / seconds:,.0f} | {best[1, direct] / seconds:.2f}x "
+              f"| {best[n, False] / seconds:.2f}x |")
 
 
 def main() -> None:

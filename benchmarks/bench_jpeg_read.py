@@ -13,9 +13,12 @@ model-ready tensors, is ``freqnets bench loader``; the stages of the cropped pip
 * ``read_dct[libjpeg]``, ``read_dct[jpeg2dct]`` (4:2:0/grey files only), ``read_dct[python]``
   (on ``--python-files`` files only: it is the slow reference);
 * ``parse_header``: the Python marker parser alone, run before every backend;
+* ``read_dct[libjpeg], direct path off``: the same reads through libjpeg's ``jpeg_read_coefficients`` (the
+  C extension's direct decoder switched off: the path before it);
 * ``jpeg2dct loads`` (``jpeg2dct.numpy.loads(data, normalized=False)``, 4:2:0/grey files) and the C reader
-  alone (``_jpegc.read_coefficients``): per-call references, ``read_dct``'s rows also get a ratio to
-  jpeg2dct's time on the same files (issue 17's target: within 1.2x on CIFAR-sized files);
+  alone (``_jpegc.read_coefficients``; ``_jpegc.read_direct``, the direct path, on the files it takes):
+  per-call references, ``read_dct``'s rows also get a ratio to jpeg2dct's time on the same files (issue 17's
+  target: within 1.2x on CIFAR-sized files);
 * ``pillow-simd RGB`` (with ``--simd DIR``, a folder holding Pillow-SIMD, e.g. ``pip install --target DIR
   pillow-simd``): the same decode by Pillow-SIMD, timed in a child process (one process cannot import two
   PIL packages) whose passes alternate with this process's rows.
@@ -96,6 +99,16 @@ def pillow_rgb(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
+def libjpeg_path(data: bytes):
+    """read_dct with the C extension's direct path switched off: libjpeg's jpeg_read_coefficients reads every file
+    (the path before issue 17's direct decoder)."""
+    _backends.DIRECT = False
+    try:
+        return read_dct(data, backend="libjpeg")
+    finally:
+        _backends.DIRECT = True
+
+
 def pillow_ycbcr(data: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     image.draft("YCbCr", None)
@@ -120,8 +133,22 @@ def bench(name: str, files: list[bytes], repeats: int, python_files: int, simd: 
               if h.sampling_factors in (((2, 2), (1, 1), (1, 1)), ((1, 1),))]  # fmt: skip
     if "libjpeg" in backends:
         rows.append(("read_dct[libjpeg]", lambda d: read_dct(d, backend="libjpeg"), files))
+        rows.append(("read_dct[libjpeg], direct path off", libjpeg_path, files))
         read = _backends._jpegc.read_coefficients
         rows.append(("_jpegc.read_coefficients (C alone)", lambda d: read(d, 1 << 30, MAX_SCANS, False), files))
+        # the direct path's C call alone, its header capsules made beforehand, one per distinct header as read_dct
+        # keeps them (files it does not take: None)
+        by_header: dict[bytes, object] = {}
+        for d, h in zip(files, headers, strict=True):
+            prefix = d[: h.first_scan.data_start]
+            if prefix not in by_header:
+                by_header[prefix] = _backends.direct_header(prefix, h)
+        capsules = {id(d): by_header[d[: h.first_scan.data_start]] for d, h in zip(files, headers, strict=True)}
+        taken = [d for d in files if capsules[id(d)] is not None]
+        if taken:
+            direct = _backends._jpegc.read_direct
+            rows.append((f"_jpegc.read_direct (C alone, {len(taken)} files)",
+                         lambda d: direct(d, capsules[id(d)], False), taken))  # fmt: skip
     if "jpeg2dct" in backends and subset:
         from jpeg2dct.numpy import loads
 

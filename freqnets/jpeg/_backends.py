@@ -23,6 +23,7 @@ import torch
 from ._decode_py import RawCoefficients
 from ._decode_py import decode as decode_python
 from ._markers import MAX_SCANS, JpegHeader, quant_table
+from .budget import WORK_ALLOWANCE, WORK_PER_BYTE, scan_data_short
 from .chroma import Windows
 from .coefficients import JpegError, JpegTooLargeError, JpegTruncatedError, JpegUnsupportedError
 from .resample import downsample_kernel
@@ -95,6 +96,25 @@ def read_libjpeg(
         data, libjpeg_memory(header), MAX_SCANS, zigzag, windows, down, outs, strict=strict, max_bytes=max_bytes or 0
     )
     return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
+
+
+# The direct path of the C extension (single-scan sequential files decoded without libjpeg's framework, see
+# _jpegc.c): used by read_dct's fast path and DCTReadCollate when True; tests switch it off to get the libjpeg
+# path's results to compare with.
+DIRECT = True
+
+
+def direct_header(prefix: bytes, header: JpegHeader) -> object:
+    """The C extension's parse of a header for its direct path (``_jpegc.direct_header``: a capsule), or ``None``
+    when that path does not read such files. ``prefix``: the header's bytes, SOI to the end of the first SOS
+    segment; ``header``: their parse here (the C parse must give the same block grids). The capsule also holds
+    :func:`~.budget.check_read`'s figures for such files, which ``_jpegc.read_direct`` checks per file."""
+    dims = [(c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]
+    short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
+    first_scan_bits = 0 if short is None else short[0]
+    blocks = header.coefficients // 64
+    allowance, per_byte = WORK_ALLOWANCE["libjpeg"], WORK_PER_BYTE["libjpeg"]
+    return _jpegc.direct_header(prefix, dims, first_scan_bits, blocks, allowance, per_byte)
 
 
 def libjpeg_memory(header: JpegHeader) -> int:

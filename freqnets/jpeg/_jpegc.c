@@ -35,6 +35,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h> /* write_block_row's 8-block transposes (every x86-64 CPU has SSE2) */
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h> /* the AVX2 variant, chosen at run time (fq_has_avx2) */
+#define FQ_AVX2 1
+#endif
+
 #include <jpeglib.h>
 #include <jerror.h>
 #include <jpegint.h> /* the entropy decoder and marker reader interfaces (see fq_install) */
@@ -118,6 +126,7 @@ struct fq_entropy {
     uint64_t acc; /* the bit reader between MCUs (see fq_bitbuf) */
     int nbits, zeros;
     int insufficient; /* damage seen in this restart interval: skip to the next one */
+    int damaged;      /* the direct path (no libjpeg session): some damage was seen (see fq_warn) */
     int pred[MAX_COMPS_IN_SCAN];
     unsigned int eobrun, restarts_to_go;
     unsigned long mcus_left;
@@ -173,21 +182,28 @@ static __thread unsigned long fq_clock;
 /* libjpeg's checks of a Huffman table (those of jpeg_make_d_derived_tbl, with its errors), for the
  * sequential scans whose libjpeg start_pass is skipped (fq_start_pass): at most 256 symbols, codes that fit
  * their lengths without the all-ones code, DC symbols (magnitude categories) 0..15. */
-static void fq_check_table(j_decompress_ptr cinfo, const JHUFF_TBL *table, int is_ac, int n_symbols) {
+static int fq_table_valid(const JHUFF_TBL *table, int is_ac, int n_symbols) {
     long code = 0;
     int count = 0;
     for (int l = 1; l <= 16; l++) {
         count += table->bits[l];
         code += table->bits[l];
         if (count > 256 || code >= (1L << l)) {
-            ERREXIT(cinfo, JERR_BAD_HUFF_TABLE);
+            return 0;
         }
         code <<= 1;
     }
     for (int i = 0; !is_ac && i < n_symbols; i++) {
         if (table->huffval[i] > 15) {
-            ERREXIT(cinfo, JERR_BAD_HUFF_TABLE);
+            return 0;
         }
+    }
+    return 1;
+}
+
+static void fq_check_table(j_decompress_ptr cinfo, const JHUFF_TBL *table, int is_ac, int n_symbols) {
+    if (!fq_table_valid(table, is_ac, n_symbols)) {
+        ERREXIT(cinfo, JERR_BAD_HUFF_TABLE);
     }
 }
 
@@ -240,8 +256,13 @@ static struct fq_entropy *fq_state(j_decompress_ptr cinfo) { return &((struct se
 
 /* A corrupt-data condition found by our decoder: recorded like libjpeg's warnings. Decoding goes on (the
  * rest of the restart interval is skipped, so damage costs less than data), as in the Python decoder: both
- * backends then report the same conditions and, past the scan limit, the same error. */
-static void fq_warn(j_decompress_ptr cinfo, const char *text) {
+ * backends then report the same conditions and, past the scan limit, the same error. Without a libjpeg
+ * session (cinfo NULL: the direct path) it only marks the decoder's state damaged: that path then gives up. */
+static void fq_warn(j_decompress_ptr cinfo, struct fq_entropy *e, const char *text) {
+    if (cinfo == NULL) {
+        e->damaged = 1;
+        return;
+    }
     struct reader_error *err = (struct reader_error *)cinfo->err;
     if (err->stopped) {
         return;
@@ -255,17 +276,27 @@ static void fq_warn(j_decompress_ptr cinfo, const char *text) {
 
 /* The bit reader, in locals of the decoding functions (copied in and out of fq_entropy once per MCU, so the
  * compiler keeps it in registers): the low `nbits` bits of acc are unread, the last `zeros` of them are zero
- * fill past a marker; next/left: libjpeg's source position. */
+ * fill past a marker; next/left: the source position (libjpeg's, or the direct path's buffer); marker: the
+ * marker that ended the data, 0 while none (libjpeg's unread_marker, copied in and out with the rest), or
+ * FQ_END_OF_DATA where the direct path's buffer ran out. */
 struct fq_bitbuf {
     uint64_t acc;
     const JOCTET *next;
     size_t left;
     int nbits, zeros;
+    int marker;
 };
 
-/* One byte of the source (libjpeg's memory source supplies a fake EOI, with its warning, past the end). */
+#define FQ_END_OF_DATA 0x100 /* no marker byte: the direct path's data ended (damage: it then gives up) */
+
+/* One byte of the source (libjpeg's memory source supplies a fake EOI, with its warning, past the end; the
+ * direct path, cinfo NULL, marks the end of its buffer as a marker of its own and reads zero bytes). */
 static int fq_byte(j_decompress_ptr cinfo, struct fq_bitbuf *b) {
     if (b->left == 0) {
+        if (cinfo == NULL) {
+            b->marker = FQ_END_OF_DATA;
+            return 0;
+        }
         cinfo->src->next_input_byte = b->next;
         cinfo->src->bytes_in_buffer = 0;
         (void)(*cinfo->src->fill_input_buffer)(cinfo);
@@ -280,7 +311,7 @@ static int fq_byte(j_decompress_ptr cinfo, struct fq_bitbuf *b) {
 static struct fq_bitbuf __attribute__((noinline)) fq_fill_slow(j_decompress_ptr cinfo, struct fq_bitbuf b) {
     while (b.nbits <= 56) {
         int c = 0;
-        if (cinfo->unread_marker == 0) {
+        if (b.marker == 0) {
             c = fq_byte(cinfo, &b);
             if (c == 0xFF) {
                 do {
@@ -289,12 +320,15 @@ static struct fq_bitbuf __attribute__((noinline)) fq_fill_slow(j_decompress_ptr 
                 if (c == 0) {
                     c = 0xFF;
                 } else {
-                    cinfo->unread_marker = c; /* the end of the segment: libjpeg's marker reader takes it */
+                    b.marker = c; /* the end of the segment: libjpeg's marker reader takes it */
                     c = 0;
                 }
             }
+            if (b.marker == FQ_END_OF_DATA) {
+                c = 0; /* (a last 0xFF byte read as stuffed data: the direct path gives up at this marker) */
+            }
         }
-        if (cinfo->unread_marker != 0) {
+        if (b.marker != 0) {
             b.zeros += 8;
         }
         b.acc = (b.acc << 8) | (uint64_t)c;
@@ -308,7 +342,7 @@ static inline __attribute__((always_inline)) void fq_need(j_decompress_ptr cinfo
     if (b->nbits >= n) {
         return;
     }
-    if (cinfo->unread_marker == 0) {
+    if (b->marker == 0) {
         if (b->left >= 8) {
             /* as many whole bytes as fit at once when none of them is 0xFF (the usual case) */
             uint64_t word;
@@ -383,14 +417,14 @@ static inline __attribute__((always_inline)) int fq_huffman(struct fq_bitbuf *b,
 
 static void fq_corrupt(j_decompress_ptr cinfo, struct fq_entropy *e, const char *text) {
     e->insufficient = 1;
-    fq_warn(cinfo, text);
+    fq_warn(cinfo, e, text);
 }
 
 /* Read up to the marker that ends the segment (libjpeg's marker reader then takes it from unread_marker);
  * 1 when data bytes were skipped on the way. */
 static int fq_seek_marker(j_decompress_ptr cinfo, struct fq_bitbuf *b) {
     int skipped = 0;
-    while (cinfo->unread_marker == 0) {
+    while (b->marker == 0) {
         int c = fq_byte(cinfo, b);
         if (c != 0xFF) {
             skipped = 1;
@@ -401,8 +435,8 @@ static int fq_seek_marker(j_decompress_ptr cinfo, struct fq_bitbuf *b) {
         } while (c == 0xFF);
         if (c == 0) {
             skipped = 1; /* a stuffed data byte */
-        } else {
-            cinfo->unread_marker = c;
+        } else if (b->marker == 0) {
+            b->marker = c;
         }
     }
     return skipped;
@@ -415,7 +449,7 @@ static void fq_end_segment(j_decompress_ptr cinfo, struct fq_entropy *e, struct 
     b->acc = 0;
     b->nbits = b->zeros = 0;
     if ((fq_seek_marker(cinfo, b) || unused) && !e->insufficient) {
-        fq_warn(cinfo, "Corrupt JPEG data: extraneous bytes before marker");
+        fq_warn(cinfo, e, "Corrupt JPEG data: extraneous bytes before marker");
     }
 }
 
@@ -425,15 +459,17 @@ static struct fq_bitbuf __attribute__((noinline)) fq_restart(j_decompress_ptr ci
     fq_end_segment(cinfo, e, b);
     cinfo->src->next_input_byte = b->next;
     cinfo->src->bytes_in_buffer = b->left;
+    cinfo->unread_marker = b->marker;
     (void)(*cinfo->marker->read_restart_marker)(cinfo); /* warns and resynchronises on a wrong marker */
     b->next = cinfo->src->next_input_byte;
     b->left = cinfo->src->bytes_in_buffer;
+    b->marker = cinfo->unread_marker;
     for (int i = 0; i < MAX_COMPS_IN_SCAN; i++) {
         e->pred[i] = 0;
     }
     e->eobrun = 0;
     e->restarts_to_go = cinfo->restart_interval;
-    if (cinfo->unread_marker == 0) {
+    if (b->marker == 0) {
         e->insufficient = 0;
     }
     return bits;
@@ -444,8 +480,8 @@ static struct fq_bitbuf __attribute__((noinline)) fq_restart(j_decompress_ptr ci
 static struct fq_bitbuf __attribute__((noinline)) fq_finish_scan(j_decompress_ptr cinfo, struct fq_entropy *e,
                                                                  struct fq_bitbuf bits) {
     fq_end_segment(cinfo, e, &bits);
-    if (!e->insufficient && cinfo->unread_marker >= JPEG_RST0 && cinfo->unread_marker <= JPEG_RST0 + 7) {
-        fq_warn(cinfo, "Corrupt JPEG data: more restart markers than restart intervals (extraneous data)");
+    if (!e->insufficient && bits.marker >= JPEG_RST0 && bits.marker <= JPEG_RST0 + 7) {
+        fq_warn(cinfo, e, "Corrupt JPEG data: more restart markers than restart intervals (extraneous data)");
     }
     return bits;
 }
@@ -614,7 +650,8 @@ static int fq_ac_refine_block(j_decompress_ptr cinfo, struct fq_entropy *e, stru
 
 static boolean fq_decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data) {
     struct fq_entropy *e = fq_state(cinfo);
-    struct fq_bitbuf b = {e->acc, cinfo->src->next_input_byte, cinfo->src->bytes_in_buffer, e->nbits, e->zeros};
+    struct fq_bitbuf b = {e->acc, cinfo->src->next_input_byte, cinfo->src->bytes_in_buffer, e->nbits, e->zeros,
+                          cinfo->unread_marker};
     if (cinfo->restart_interval) {
         if (e->restarts_to_go == 0) {
             b = fq_restart(cinfo, e, b);
@@ -659,6 +696,7 @@ static boolean fq_decode_mcu(j_decompress_ptr cinfo, JBLOCKROW *MCU_data) {
     }
     cinfo->src->next_input_byte = b.next;
     cinfo->src->bytes_in_buffer = b.left;
+    cinfo->unread_marker = b.marker;
     e->acc = b.acc;
     e->nbits = b.nbits;
     e->zeros = b.zeros;
@@ -998,6 +1036,137 @@ struct plane_out {
     int channels;
 };
 
+/* How a component's quantised blocks become float32 channels: channel k takes natural coefficient source[k]
+ * times step[k] (the quantisation step of that coefficient); natural coefficient i goes to channel target[i]
+ * with step natural_step[i]. quant: the table in natural order (NULL: zeros). */
+struct plane_steps {
+    int source[DCTSIZE2], target[DCTSIZE2];
+    float step[DCTSIZE2], natural_step[DCTSIZE2];
+};
+
+static void plane_steps_init(struct plane_steps *p, const UINT16 *quant, int zigzag) {
+    for (int k = 0; k < DCTSIZE2; k++) {
+        p->source[k] = zigzag ? zigzag_to_natural[k] : k;
+        p->step[k] = quant != NULL ? (float)quant[p->source[k]] : 0.0f;
+        p->target[p->source[k]] = k;
+        p->natural_step[p->source[k]] = p->step[k];
+    }
+}
+
+#if defined(__SSE2__)
+/* 8 blocks at a time (n = 8, or 4 with the other 4 rows ignored): each row v of their coefficients transposed in
+ * registers, so each channel's 8 (4) values are stored with one or two vector stores. The same products as the
+ * scalar loop: int16 -> float32 exactly, one float32 multiplication each. */
+static void write_blocks_simd(const JBLOCK *blocks, int n, const struct plane_out *o, float *dst0,
+                              const struct plane_steps *p) {
+    for (int v = 0; v < 8; v++) {
+        __m128i r[8];
+        for (int j = 0; j < 8; j++) {
+            r[j] = j < n ? _mm_loadu_si128((const __m128i *)(blocks[j] + 8 * v)) : _mm_setzero_si128();
+        }
+        /* 8x8 int16 transpose: t[u] holds coefficient (v, u) of blocks 0..7 */
+        const __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
+        const __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
+        const __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
+        const __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
+        const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+        const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+        const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+        const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+        const __m128i t[8] = {
+            _mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4), _mm_unpacklo_epi64(b1, b5),
+            _mm_unpackhi_epi64(b1, b5), _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
+            _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7),
+        };
+        for (int u = 0; u < 8; u++) {
+            const int channel = p->target[8 * v + u];
+            if (channel >= o->channels) {
+                continue;
+            }
+            const __m128 q = _mm_set1_ps(p->natural_step[8 * v + u]);
+            float *dst = dst0 + (size_t)channel * o->plane_stride;
+            /* sign extension: each int16 into the high half of an int32, shifted down arithmetically */
+            const __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(t[u], t[u]), 16);
+            _mm_storeu_ps(dst, _mm_mul_ps(_mm_cvtepi32_ps(lo), q));
+            if (n == 8) {
+                const __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(t[u], t[u]), 16);
+                _mm_storeu_ps(dst + 4, _mm_mul_ps(_mm_cvtepi32_ps(hi), q));
+            }
+        }
+    }
+}
+#endif
+
+#if FQ_AVX2
+static int fq_has_avx2; /* set once when the module loads */
+
+/* write_blocks_simd for 8 blocks with one 8-float store per channel (the same products) */
+__attribute__((target("avx2"))) static void write_blocks_avx2(const JBLOCK *blocks, const struct plane_out *o,
+                                                              float *dst0, const struct plane_steps *p) {
+    for (int v = 0; v < 8; v++) {
+        __m128i r[8];
+        for (int j = 0; j < 8; j++) {
+            r[j] = _mm_loadu_si128((const __m128i *)(blocks[j] + 8 * v));
+        }
+        const __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
+        const __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
+        const __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
+        const __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
+        const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+        const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+        const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+        const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+        const __m128i t[8] = {
+            _mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4), _mm_unpacklo_epi64(b1, b5),
+            _mm_unpackhi_epi64(b1, b5), _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
+            _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7),
+        };
+        for (int u = 0; u < 8; u++) {
+            const int channel = p->target[8 * v + u];
+            if (channel < o->channels) {
+                const __m256 q = _mm256_set1_ps(p->natural_step[8 * v + u]);
+                const __m256 values = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(t[u]));
+                _mm256_storeu_ps(dst0 + (size_t)channel * o->plane_stride, _mm256_mul_ps(values, q));
+            }
+        }
+    }
+}
+#endif
+
+/* One block row (w blocks) dequantised and transposed into output block row `row` of o. */
+static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_out *o, size_t row,
+                            const struct plane_steps *p) {
+    size_t done = 0;
+#if FQ_AVX2
+    if (fq_has_avx2) {
+        for (; done + 8 <= w; done += 8) {
+            write_blocks_avx2(blocks + done, o, o->base + row * o->row_stride + done, p);
+        }
+    }
+#endif
+#if defined(__SSE2__)
+    for (; done + 4 <= w; done += done + 8 <= w ? 8 : 4) {
+        write_blocks_simd(blocks + done, done + 8 <= w ? 8 : 4, o, o->base + row * o->row_stride + done, p);
+    }
+    if (done == w) {
+        return;
+    }
+    blocks += done;
+    w -= done;
+#endif
+    const size_t first = done; /* the scalar loop: the last blocks (all of them without SSE2) */
+    for (int k = 0; k < o->channels; k++) {
+        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride + first;
+        const int src = p->source[k];
+        const float q = p->step[k];
+        /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
+         * exact integer product rounded once, as NumPy's float32 product is. */
+        for (size_t x = 0; x < w; x++) {
+            dst[x] = (float)blocks[x][src] * q;
+        }
+    }
+}
+
 /* Phase 2, without the GIL: dequantise and transpose component ci's window into o (float32). */
 static int write_plane(struct session *s, int ci, const struct plane_out *o, int zigzag, const long *window) {
     if (setjmp(s->err.jump)) {
@@ -1008,26 +1177,12 @@ static int write_plane(struct session *s, int ci, const struct plane_out *o, int
     JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
     /* window: first block row, first block column, rows, columns of the component's block grid */
     size_t r0 = (size_t)window[0], c0 = (size_t)window[1], h = (size_t)window[2], w = (size_t)window[3];
-    int source[DCTSIZE2];
-    float step[DCTSIZE2];
-    for (int k = 0; k < DCTSIZE2; k++) {
-        source[k] = zigzag ? zigzag_to_natural[k] : k;
-        step[k] = table != NULL ? (float)table->quantval[source[k]] : 0.0f;
-    }
+    struct plane_steps steps;
+    plane_steps_init(&steps, table != NULL ? table->quantval : NULL, zigzag);
     for (JDIMENSION row = 0; row < h; row++) {
         JBLOCKARRAY rows =
             (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci], (JDIMENSION)(r0 + row), 1, FALSE);
-        JBLOCKROW blocks = rows[0] + c0;
-        for (int k = 0; k < o->channels; k++) {
-            float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride;
-            const int src = source[k];
-            const float q = step[k];
-            /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
-             * exact integer product rounded once, as NumPy's float32 product is. */
-            for (size_t x = 0; x < w; x++) {
-                dst[x] = (float)blocks[x][src] * q;
-            }
-        }
+        write_block_row(rows[0] + c0, w, o, row, &steps);
     }
     return 1;
 }
@@ -1130,6 +1285,59 @@ static void downsample_horizontal(const float t0[8][8], const float t1[8][8], co
 #endif
 }
 
+/* What downsampling a component's blocks needs: steps in natural order, the kernel's parts, where each
+ * natural frequency goes in the output order. */
+struct down_map {
+    int dh, dv;
+    float step[DCTSIZE2], kt[16][8], a[8][8]; /* kt: the kernel transposed; a: its left half */
+    int target[DCTSIZE2];                     /* output channel of natural frequency k */
+};
+
+static void down_map_init(struct down_map *m, const UINT16 *quant, int zigzag, int dh, int dv, const float *kernel) {
+    m->dh = dh;
+    m->dv = dv;
+    for (int k = 0; k < DCTSIZE2; k++) {
+        m->step[k] = quant != NULL ? (float)quant[k] : 0.0f;
+        m->target[zigzag ? zigzag_to_natural[k] : k] = k;
+    }
+    for (int i = 0; i < 16; i++) {
+        for (int q = 0; q < 8; q++) {
+            m->kt[i][q] = kernel[q * 16 + i];
+            if (i < 8) {
+                m->a[q][i] = kernel[q * 16 + i];
+            }
+        }
+    }
+}
+
+/* Output block row `row` of o from one or two input block rows (top, bottom: the same row when the window's
+ * row count is odd and this is its last row, or when dv is 1), columns c0 .. c0 + w - 1 of the window. */
+static void write_downsampled_row(const JBLOCK *top, const JBLOCK *bottom, long c0, long w, const struct plane_out *o,
+                                  size_t row, const struct down_map *m) {
+    const int dh = m->dh;
+    const long ow = (w + dh - 1) / dh;
+    for (long col = 0; col < ow; col++) {
+        const long left = c0 + col * dh;
+        const long cols = (dh == 2 && col * 2 + 1 < w) ? 2 : 1;
+        float t[2][8][8], y[8][8];
+        for (long i = 0; i < dh; i++) {
+            const long column = left + (i < cols ? i : cols - 1);
+            const JCOEF *x0 = top[column];
+            const JCOEF *x1 = m->dv == 2 ? bottom[column] : NULL;
+            downsample_vertical(x0, x1, m->step, (const float(*)[8])m->a, t[i]);
+        }
+        downsample_horizontal((const float(*)[8])t[0], dh == 2 ? (const float(*)[8])t[1] : NULL,
+                              (const float(*)[8])m->kt, y);
+        float *dst = o->base + row * o->row_stride + (size_t)col;
+        const float *flat = &y[0][0];
+        for (int k = 0; k < DCTSIZE2; k++) {
+            if (m->target[k] < o->channels) {
+                dst[(size_t)m->target[k] * o->plane_stride] = flat[k];
+            }
+        }
+    }
+}
+
 /* Phase 2 with chroma downsampling, without the GIL: like write_plane, but every dv x dh group of the
  * window's blocks (dv, dh in {1, 2}; the last block row/column repeated when the window's count is odd)
  * becomes one block of their dv x dh pixel averages, computed in the DCT domain with the separable
@@ -1143,21 +1351,9 @@ static int write_plane_downsampled(struct session *s, int ci, const struct plane
     jpeg_component_info *comp = &cinfo->comp_info[ci];
     JQUANT_TBL *table = comp->quant_table != NULL ? comp->quant_table : cinfo->quant_tbl_ptrs[comp->quant_tbl_no];
     const long r0 = window[0], c0 = window[1], h = window[2], w = window[3];
-    const long oh = (h + dv - 1) / dv, ow = (w + dh - 1) / dh;
-    float step[DCTSIZE2], kt[16][8], a[8][8]; /* kt: the kernel transposed; a: its left half */
-    int target[DCTSIZE2];                     /* output channel of natural frequency k */
-    for (int k = 0; k < DCTSIZE2; k++) {
-        step[k] = table != NULL ? (float)table->quantval[k] : 0.0f;
-        target[zigzag ? zigzag_to_natural[k] : k] = k;
-    }
-    for (int i = 0; i < 16; i++) {
-        for (int q = 0; q < 8; q++) {
-            kt[i][q] = kernel[q * 16 + i];
-            if (i < 8) {
-                a[q][i] = kernel[q * 16 + i];
-            }
-        }
-    }
+    const long oh = (h + dv - 1) / dv;
+    struct down_map map;
+    down_map_init(&map, table != NULL ? table->quantval : NULL, zigzag, dh, dv, kernel);
     for (long row = 0; row < oh; row++) {
         const long top = r0 + row * dv;
         const long rows = (dv == 2 && row * 2 + 1 < h) ? 2 : 1;
@@ -1168,26 +1364,7 @@ static int write_plane_downsampled(struct session *s, int ci, const struct plane
             blocks[j] = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, s->arrays[ci],
                                                           (JDIMENSION)(top + j), 1, FALSE)[0];
         }
-        for (long col = 0; col < ow; col++) {
-            const long left = c0 + col * dh;
-            const long cols = (dh == 2 && col * 2 + 1 < w) ? 2 : 1;
-            float t[2][8][8], y[8][8];
-            for (long i = 0; i < dh; i++) {
-                const long column = left + (i < cols ? i : cols - 1);
-                const JCOEF *x0 = blocks[0][column];
-                const JCOEF *x1 = dv == 2 ? blocks[rows - 1][column] : NULL;
-                downsample_vertical(x0, x1, step, (const float(*)[8])a, t[i]);
-            }
-            downsample_horizontal((const float(*)[8])t[0], dh == 2 ? (const float(*)[8])t[1] : NULL,
-                                  (const float(*)[8])kt, y);
-            float *dst = o->base + (size_t)row * o->row_stride + (size_t)col;
-            const float *flat = &y[0][0];
-            for (int k = 0; k < DCTSIZE2; k++) {
-                if (target[k] < o->channels) {
-                    dst[(size_t)target[k] * o->plane_stride] = flat[k];
-                }
-            }
-        }
+        write_downsampled_row(blocks[0], blocks[rows - 1], c0, w, o, (size_t)row, &map);
     }
     return 1;
 }
@@ -1435,6 +1612,704 @@ static PyObject *fq_dl_new(int ndim, const int64_t *shape, uint8_t code, uint8_t
     }
     *data = t->data;
     return capsule;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * The direct path: single-scan sequential Huffman-coded files (baseline or extended, 8-bit, 1 or 3 components,
+ * every component in the one scan) decoded by the strict decoder above straight into the output planes,
+ * without libjpeg: no decompress object, marker reader, memory manager or whole-image coefficient arrays.
+ *
+ * The header (SOI to the end of the first SOS segment) is parsed here once per header (direct_header: a
+ * capsule Python keeps with its plan for files with those header bytes): quantisation steps, the derived
+ * Huffman tables of the scan, the component layout, the restart interval. Per file, dj_decode decodes one MCU
+ * row at a time into a small int16 row buffer per component and writes the rows the output needs, with the
+ * same row writers as the libjpeg path (write_block_row, write_downsampled_row), so the planes are the same
+ * floats. It takes only files it reads exactly as the libjpeg path does without a warning: anything else
+ * (a header it does not know, any damage the decoder reports, a restart marker out of sequence, data that
+ * ends early, a marker other than EOI after the scan, i.e. a second scan or tables between scans) makes it
+ * give up ("not taken"), and the caller reads the file the usual way, which reports or recovers as before.
+ *
+ * With block windows, the libjpeg path stops reading the data after the iMCU row holding the windows' last
+ * row (window_source): then only what precedes that point is checked. The direct path decodes those rows
+ * and then goes on decoding (writing nothing) until it has read 16 bytes past the point the libjpeg path
+ * stopped at, so every bit that path decoded, and every check it made, was decoded and made here too.
+ * --------------------------------------------------------------------------------------------------- */
+
+#define DJ_MAX_DIMENSION 65500 /* libjpeg's JPEG_MAX_DIMENSION: a larger frame is its error */
+#define DJ_MAX_TABLES 8        /* DC and AC tables 0..3 */
+#define DJ_CAPSULE "freqnets.jpeg._jpegc.direct_header"
+#define DJ_BATCH_BYTES (96 << 10) /* int16 row buffers of about this size (in L2): see dj_decode */
+
+struct dj_component {
+    int h, v;                      /* sampling factors */
+    long width_in_blocks, height_in_blocks;
+    UINT16 quant[DCTSIZE2];        /* natural order */
+};
+
+struct dj_header {
+    Py_ssize_t data_start;         /* the first byte of entropy-coded data */
+    /* freqnets.jpeg.budget.check_read's figures for files with this header (see dj_within_budget) */
+    unsigned long long first_scan_bits, blocks, work_allowance, work_per_byte;
+    int n_components;              /* 1 or 3: the frame's and the scan's */
+    unsigned restart_interval;     /* MCUs; 0: none */
+    long mcus_x, mcus_y;           /* MCUs per row and MCU rows of the scan */
+    int blocks_in_mcu;
+    int block_comp[D_MAX_BLOCKS_IN_MCU]; /* per block of the MCU: frame component, */
+    int block_slot[D_MAX_BLOCKS_IN_MCU]; /* its position in the scan (DC predictor), */
+    int block_y[D_MAX_BLOCKS_IN_MCU], block_x[D_MAX_BLOCKS_IN_MCU]; /* its place in the MCU (block rows, columns) */
+    int block_dc[D_MAX_BLOCKS_IN_MCU], block_ac[D_MAX_BLOCKS_IN_MCU]; /* its tables (indices into tables) */
+    long rows_per_mcu[FQ_MAX_COMPONENTS], cols_per_row[FQ_MAX_COMPONENTS]; /* row buffer shape per component */
+    long imcu_rows[FQ_MAX_COMPONENTS]; /* block rows of one of libjpeg's iMCU rows (v_samp_factor) */
+    struct dj_component comp[FQ_MAX_COMPONENTS];
+    int n_tables;
+    struct fq_huff tables[]; /* n_tables of them: the scan's, indexed by block_dc and block_ac */
+};
+
+static unsigned dj_u16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
+
+/* The Huffman table (class, id) of DHT segments, as libjpeg keeps it. */
+struct dj_raw_table {
+    int defined, n_symbols;
+    JHUFF_TBL table;
+};
+
+/* Parse the header bytes d[0:n] (SOI to the end of the first SOS segment, exactly); 1 when the direct path can
+ * read files with this header, else 0. Python's parser has accepted these bytes already (so have libjpeg's
+ * checks, as far as it makes them first): this only refuses more. */
+static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, struct fq_huff tables[DJ_MAX_TABLES]) {
+    struct dj_raw_table *raw = calloc(2 * 4, sizeof *raw); /* [class][id] */
+    UINT16 quant[4][DCTSIZE2];
+    int quant_defined[4] = {0}, frame = 0, ok = 0;
+    int ids[FQ_MAX_COMPONENTS], tq[FQ_MAX_COMPONENTS];
+    unsigned width = 0, height = 0;
+    if (raw == NULL) {
+        return 0;
+    }
+    memset(hd, 0, sizeof *hd);
+    if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) {
+        goto done;
+    }
+    size_t pos = 2;
+    for (;;) {
+        if (pos >= n || d[pos] != 0xFF) {
+            goto done;
+        }
+        while (pos < n && d[pos] == 0xFF) {
+            pos++;
+        }
+        if (pos + 3 > n) {
+            goto done;
+        }
+        const int marker = d[pos++];
+        const size_t length = dj_u16(d + pos);
+        if (length < 2 || length > n - pos) {
+            goto done;
+        }
+        const unsigned char *p = d + pos + 2;
+        const size_t len = length - 2;
+        pos += length;
+        if (marker == 0xDB) { /* DQT */
+            for (size_t i = 0; i < len;) {
+                const int pq = p[i] >> 4, id = p[i] & 15;
+                const size_t size = 1 + (size_t)DCTSIZE2 * (pq + 1);
+                if (pq > 1 || id > 3 || size > len - i) {
+                    goto done;
+                }
+                for (int k = 0; k < DCTSIZE2; k++) {
+                    quant[id][zigzag_to_natural[k]] =
+                        (UINT16)(pq ? dj_u16(p + i + 1 + 2 * k) : p[i + 1 + k]);
+                }
+                quant_defined[id] = 1;
+                i += size;
+            }
+        } else if (marker == 0xC4) { /* DHT */
+            for (size_t i = 0; i < len;) {
+                if (len - i < 17) {
+                    goto done;
+                }
+                const int tc = p[i] >> 4, th = p[i] & 15;
+                int total = 0;
+                for (int l = 1; l <= 16; l++) {
+                    total += p[i + l];
+                }
+                if (tc > 1 || th > 3 || total > 256 || (size_t)total > len - i - 17) {
+                    goto done;
+                }
+                struct dj_raw_table *t = &raw[tc * 4 + th];
+                memset(&t->table, 0, sizeof t->table);
+                for (int l = 1; l <= 16; l++) {
+                    t->table.bits[l] = p[i + l];
+                }
+                memcpy(t->table.huffval, p + i + 17, (size_t)total);
+                t->defined = 1;
+                t->n_symbols = total;
+                i += 17 + (size_t)total;
+            }
+        } else if (marker == 0xDD) { /* DRI */
+            if (len != 2) {
+                goto done;
+            }
+            hd->restart_interval = dj_u16(p);
+        } else if ((marker >= 0xE0 && marker <= 0xEF) || marker == 0xFE) { /* APPn, COM */
+            continue;
+        } else if (marker == 0xC0 || marker == 0xC1) { /* SOF0, SOF1: Huffman-coded sequential */
+            if (frame || len < 6 || p[0] != 8) {
+                goto done;
+            }
+            height = dj_u16(p + 1);
+            width = dj_u16(p + 3);
+            hd->n_components = p[5];
+            if (width < 1 || height < 1 || width > DJ_MAX_DIMENSION || height > DJ_MAX_DIMENSION ||
+                (hd->n_components != 1 && hd->n_components != 3) || len != 6 + 3 * (size_t)hd->n_components) {
+                goto done;
+            }
+            int h_max = 1, v_max = 1;
+            for (int c = 0; c < hd->n_components; c++) {
+                ids[c] = p[6 + 3 * c];
+                hd->comp[c].h = p[7 + 3 * c] >> 4;
+                hd->comp[c].v = p[7 + 3 * c] & 15;
+                tq[c] = p[8 + 3 * c];
+                if (hd->comp[c].h < 1 || hd->comp[c].h > 4 || hd->comp[c].v < 1 || hd->comp[c].v > 4 || tq[c] > 3) {
+                    goto done;
+                }
+                for (int o = 0; o < c; o++) {
+                    if (ids[o] == ids[c]) {
+                        goto done;
+                    }
+                }
+                h_max = hd->comp[c].h > h_max ? hd->comp[c].h : h_max;
+                v_max = hd->comp[c].v > v_max ? hd->comp[c].v : v_max;
+            }
+            for (int c = 0; c < hd->n_components; c++) {
+                struct dj_component *comp = &hd->comp[c];
+                comp->width_in_blocks = ((long)width * comp->h + 8L * h_max - 1) / (8L * h_max);
+                comp->height_in_blocks = ((long)height * comp->v + 8L * v_max - 1) / (8L * v_max);
+            }
+            hd->mcus_x = ((long)width + 8L * h_max - 1) / (8L * h_max);
+            hd->mcus_y = ((long)height + 8L * v_max - 1) / (8L * v_max);
+            frame = 1;
+        } else if (marker == 0xDA) { /* SOS: the last segment of the header */
+            const int ns = len >= 1 ? p[0] : 0;
+            if (!frame || pos != n || ns != hd->n_components || len != 4 + 2 * (size_t)ns || p[1 + 2 * ns] != 0 ||
+                p[2 + 2 * ns] != DCTSIZE2 - 1 || p[3 + 2 * ns] != 0) {
+                goto done;
+            }
+            int used[FQ_MAX_COMPONENTS] = {0}, n_tables = 0, index[2][4];
+            memset(index, -1, sizeof index);
+            int blk = 0;
+            for (int s = 0; s < ns; s++) {
+                int c = 0;
+                while (c < hd->n_components && ids[c] != p[1 + 2 * s]) {
+                    c++;
+                }
+                if (c == hd->n_components || used[c] || !quant_defined[tq[c]]) {
+                    goto done;
+                }
+                used[c] = 1;
+                memcpy(hd->comp[c].quant, quant[tq[c]], sizeof hd->comp[c].quant);
+                const int ids_of[2] = {p[2 + 2 * s] >> 4, p[2 + 2 * s] & 15};
+                int table_of[2];
+                for (int tc = 0; tc < 2; tc++) {
+                    const int th = ids_of[tc];
+                    if (th > 3 || !raw[tc * 4 + th].defined) {
+                        goto done;
+                    }
+                    if (index[tc][th] < 0) {
+                        const struct dj_raw_table *t = &raw[tc * 4 + th];
+                        if (!fq_table_valid(&t->table, tc, t->n_symbols)) {
+                            goto done; /* libjpeg's JERR_BAD_HUFF_TABLE: the usual path raises it */
+                        }
+                        fq_build(&t->table, tc, &tables[n_tables]);
+                        index[tc][th] = n_tables++;
+                    }
+                    table_of[tc] = index[tc][th];
+                }
+                /* an interleaved scan's MCU: h x v blocks of each component; a single component: one block */
+                const int bh = ns == 1 ? 1 : hd->comp[c].h, bv = ns == 1 ? 1 : hd->comp[c].v;
+                if (blk + bh * bv > D_MAX_BLOCKS_IN_MCU) {
+                    goto done;
+                }
+                for (int y = 0; y < bv; y++) {
+                    for (int x = 0; x < bh; x++, blk++) {
+                        hd->block_comp[blk] = c;
+                        hd->block_slot[blk] = s;
+                        hd->block_y[blk] = y;
+                        hd->block_x[blk] = x;
+                        hd->block_dc[blk] = table_of[0];
+                        hd->block_ac[blk] = table_of[1];
+                    }
+                }
+                hd->rows_per_mcu[c] = bv;
+                hd->cols_per_row[c] = ns == 1 ? hd->comp[c].width_in_blocks : hd->mcus_x * bh;
+                hd->imcu_rows[c] = hd->comp[c].v;
+            }
+            hd->blocks_in_mcu = blk;
+            hd->n_tables = n_tables;
+            if (ns == 1) { /* non-interleaved: the component's own block grid */
+                hd->mcus_x = hd->comp[0].width_in_blocks;
+                hd->mcus_y = hd->comp[0].height_in_blocks;
+            }
+            hd->data_start = (Py_ssize_t)n;
+            ok = 1;
+            goto done;
+        } else { /* another SOF (progressive, arithmetic, lossless, ...), DAC, DNL, EXP, JPGn, RSTn, EOI, ... */
+            goto done;
+        }
+    }
+done:
+    free(raw);
+    return ok;
+}
+
+/* Where each frame component's window goes and how: its window (first row, first column, rows, columns of its
+ * block grid), its output and, for downsampled components, the averaging map. */
+struct dj_target {
+    long windows[FQ_MAX_COMPONENTS][4];
+    struct plane_out outs[FQ_MAX_COMPONENTS];
+    int down[FQ_MAX_COMPONENTS];
+    int stop_early; /* windows given: stop as the libjpeg path's window_source does */
+};
+
+/* A plane's output block grid for its window (downsampled by dh x dv for components 1..). */
+static void dj_out_dims(const long *window, int down, int dh, int dv, long *rows, long *cols) {
+    *rows = down ? (window[2] + dv - 1) / dv : window[2];
+    *cols = down ? (window[3] + dh - 1) / dh : window[3];
+}
+
+/* 1 when the windows lie in the components' block grids (as the libjpeg path checks). */
+static int dj_windows_fit(const struct dj_header *hd, const long windows[][4]) {
+    for (int c = 0; c < hd->n_components; c++) {
+        const long *wd = windows[c];
+        const long height = hd->comp[c].height_in_blocks, width = hd->comp[c].width_in_blocks;
+        if (wd[0] < 0 || wd[1] < 0 || wd[2] < 1 || wd[3] < 1 || wd[0] > height || wd[1] > width ||
+            wd[2] > height - wd[0] || wd[3] > width - wd[1]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* budget.check_read's limits that depend on the file, as read_dct's fast path and run_planned check them: 1 when
+ * the data can hold the first scan and (scans x blocks) is within the work the file's size allows. */
+static int dj_within_budget(const struct dj_header *hd, const unsigned char *data, size_t size) {
+    if (size < (size_t)hd->data_start || 8ULL * (unsigned long long)(size - (size_t)hd->data_start) < hd->first_scan_bits) {
+        return 0;
+    }
+    if (hd->blocks == 0) {
+        return 1;
+    }
+    const unsigned long long allowed = hd->work_allowance + hd->work_per_byte * (unsigned long long)size;
+    /* scans x blocks > allowed, as scans > allowed / blocks (no overflow); first with as many scans as the file
+     * could hold SOS markers, then with the SOS markers counted */
+    if (1 + (unsigned long long)(size - (size_t)hd->data_start) / 2 <= allowed / hd->blocks) {
+        return 1;
+    }
+    unsigned long long scans = 1;
+    for (const unsigned char *q = data + hd->data_start, *end = data + size; q + 1 < end; q++) {
+        q = memchr(q, 0xFF, (size_t)(end - q - 1));
+        if (q == NULL) {
+            break;
+        }
+        scans += q[1] == 0xDA;
+    }
+    return scans <= allowed / hd->blocks;
+}
+
+/* fq_end_segment taking and returning the bit reader by value: the decoding loop keeps it in registers. */
+static struct fq_bitbuf __attribute__((noinline)) dj_end_segment(struct fq_entropy *e, struct fq_bitbuf b) {
+    fq_end_segment(NULL, e, &b);
+    return b;
+}
+
+/* Decode data[0:size] (a file with header hd) into t's outputs, without the GIL. 1: done, every output
+ * written; 0: not taken (the caller reads the file the usual way; outputs may be partly written); -1: out of
+ * memory. zigzag, dh, dv, kernel: as read_coefficients' (downsampling applies to t->down components). */
+static int dj_decode(const struct dj_header *hd, const unsigned char *data, size_t size, const struct dj_target *t,
+                     int zigzag, int dh, int dv, const float *kernel) {
+    if ((size_t)hd->data_start > size) {
+        return 0;
+    }
+    const int n = hd->n_components;
+    /* row buffers: per component its block rows of `batch` MCU rows, after one carried row when pairs of block
+     * rows are averaged (the pair may straddle two batches). The planes are written a batch at a time, one
+     * component after the other: longer runs of each channel's rows, fewer output streams at once. */
+    size_t offset[FQ_MAX_COMPONENTS], total = 0, per_mcu_row = 0;
+    int carry[FQ_MAX_COMPONENTS];
+    for (int c = 0; c < n; c++) {
+        per_mcu_row += (size_t)hd->rows_per_mcu[c] * (size_t)hd->cols_per_row[c];
+    }
+    long batch = (long)(DJ_BATCH_BYTES / (per_mcu_row * sizeof(JBLOCK)));
+    batch = batch < 1 ? 1 : (batch > hd->mcus_y ? hd->mcus_y : batch);
+    for (int c = 0; c < n; c++) {
+        carry[c] = t->down[c] && dv == 2;
+        offset[c] = total;
+        total += (size_t)(batch * hd->rows_per_mcu[c] + carry[c]) * (size_t)hd->cols_per_row[c];
+    }
+    JBLOCK *buffer = malloc(total * sizeof(JBLOCK));
+    struct down_map *maps = malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS);
+    if (buffer == NULL || maps == NULL) {
+        free(buffer);
+        free(maps);
+        return -1;
+    }
+    struct plane_steps steps[FQ_MAX_COMPONENTS];
+    long next_out[FQ_MAX_COMPONENTS] = {0}; /* downsampled components: the next output row to write */
+    long stop_row = hd->mcus_y - 1;         /* the last MCU row whose blocks are written */
+    for (int c = 0; c < n; c++) {
+        if (t->down[c]) {
+            down_map_init(&maps[c], hd->comp[c].quant, zigzag, dh, dv, kernel);
+        } else {
+            plane_steps_init(&steps[c], hd->comp[c].quant, zigzag);
+        }
+    }
+    if (t->stop_early) {
+        /* libjpeg's last iMCU row (v_samp_factor block rows each, in the interleaved and the single-component
+         * scan alike) holding a window row; in MCU rows of this scan */
+        long last = 0;
+        for (int c = 0; c < n; c++) {
+            const long imcu = (t->windows[c][0] + t->windows[c][2] - 1) / hd->imcu_rows[c];
+            const long rows = n == 1 ? (imcu + 1) * hd->imcu_rows[c] - 1 : imcu;
+            last = rows > last ? rows : last;
+        }
+        stop_row = last < stop_row ? last : stop_row;
+    }
+    struct fq_entropy e;
+    memset(&e, 0, sizeof e);
+    for (int blk = 0; blk < hd->blocks_in_mcu; blk++) {
+        e.dc[blk] = &hd->tables[hd->block_dc[blk]];
+        e.ac[blk] = &hd->tables[hd->block_ac[blk]];
+        e.slot[blk] = hd->block_slot[blk];
+    }
+    struct fq_bitbuf b = {0, data + hd->data_start, size - (size_t)hd->data_start, 0, 0, 0};
+    unsigned restarts_to_go = hd->restart_interval, next_restart = 0;
+    size_t read_until = 0; /* after stop_row: decode until this many bytes are read (0: not yet known) */
+    int ok = 0, scan_done = 0;
+    long first = 0; /* the batch's first MCU row */
+    for (long my = 0; my < hd->mcus_y && !scan_done; my++) {
+        const long slot = my - first; /* this MCU row's place in the batch */
+        for (long mx = 0; mx < hd->mcus_x; mx++) {
+            if (hd->restart_interval) {
+                if (restarts_to_go == 0) {
+                    b = dj_end_segment(&e, b);
+                    if (e.damaged || b.marker != JPEG_RST0 + (int)next_restart) {
+                        goto done;
+                    }
+                    b.marker = 0;
+                    next_restart = (next_restart + 1) & 7;
+                    memset(e.pred, 0, sizeof e.pred);
+                    restarts_to_go = hd->restart_interval;
+                }
+                restarts_to_go--;
+            }
+            for (int blk = 0; blk < hd->blocks_in_mcu; blk++) {
+                const int c = hd->block_comp[blk];
+                JBLOCK *block = buffer + offset[c] +
+                                (size_t)(carry[c] + slot * hd->rows_per_mcu[c] + hd->block_y[blk]) *
+                                    (size_t)hd->cols_per_row[c] +
+                                (size_t)(mx * (n == 1 ? 1 : hd->comp[c].h) + hd->block_x[blk]);
+                memset(block, 0, sizeof(JBLOCK));
+                if (!fq_sequential_block(NULL, &e, &b, blk, *block)) {
+                    goto done;
+                }
+            }
+            if (b.nbits < b.zeros) { /* the MCU needed bits past a marker or the end of the data */
+                goto done;
+            }
+            if (my > stop_row && size - b.left >= read_until) {
+                scan_done = 2; /* read past the point where the libjpeg path stops: stop too */
+                break;
+            }
+        }
+        if (my > stop_row) {
+            first = my + 1; /* read on without writing: one MCU row's buffer is enough */
+            continue;
+        }
+        if (scan_done || (slot + 1 < batch && my < stop_row)) {
+            continue;
+        }
+        for (int c = 0; c < n; c++) { /* the batch's rows: block rows r_first .. r_end - 1 */
+            const struct plane_out *o = &t->outs[c];
+            const long *wd = t->windows[c];
+            const long r_first = first * hd->rows_per_mcu[c], r_end = (my + 1) * hd->rows_per_mcu[c];
+            const JBLOCK *rows = buffer + offset[c]; /* row r_first - carry[c] .. */
+            const size_t width = (size_t)hd->cols_per_row[c];
+            if (o->channels == 0) {
+                continue;
+            }
+            if (!t->down[c]) {
+                for (long r = r_first > wd[0] ? r_first : wd[0]; r < r_end && r < wd[0] + wd[2]; r++) {
+                    write_block_row(rows + (size_t)(r - r_first) * width + (size_t)wd[1], (size_t)wd[3], o,
+                                    (size_t)(r - wd[0]), &steps[c]);
+                }
+                continue;
+            }
+            const long out_rows = (wd[2] + dv - 1) / dv;
+            while (next_out[c] < out_rows) {
+                const long top = wd[0] + next_out[c] * dv;
+                const long bottom = (dv == 2 && next_out[c] * 2 + 1 < wd[2]) ? top + 1 : top;
+                if (bottom >= r_end) {
+                    break;
+                }
+                /* rows before this MCU row: only the carried one (top >= r_first - 1 for a pair's first row) */
+                if (top < r_first - carry[c]) {
+                    goto done;
+                }
+                const JBLOCK *base = rows + (size_t)carry[c] * width;
+                write_downsampled_row(base + (top - r_first) * (long)width, base + (bottom - r_first) * (long)width,
+                                      wd[1], wd[3], o, (size_t)next_out[c], &maps[c]);
+                next_out[c]++;
+            }
+            if (carry[c]) { /* the batch's last block row may start the next pair */
+                memcpy(buffer + offset[c], buffer + offset[c] + (size_t)(r_end - r_first) * width,
+                       width * sizeof(JBLOCK));
+            }
+        }
+        first = my + 1;
+        if (my == stop_row) {
+            read_until = size - b.left + 16;
+        }
+    }
+    if (scan_done != 2) {
+        /* the scan's end: its data used up to the final partial byte, then EOI (anything else, a second
+         * scan or tables before it included, is for the usual path) */
+        b = dj_end_segment(&e, b);
+        if (e.damaged || b.marker != JPEG_EOI) {
+            goto done;
+        }
+    }
+    for (int c = 0; c < n; c++) { /* every output row written (the window and the stop rule say so) */
+        if (t->down[c] && t->outs[c].channels != 0 && next_out[c] != (t->windows[c][2] + dv - 1) / dv) {
+            goto done;
+        }
+    }
+    ok = 1;
+done:
+    free(buffer);
+    free(maps);
+    return ok;
+}
+
+static void dj_capsule_free(PyObject *capsule) {
+    free(PyCapsule_GetPointer(capsule, DJ_CAPSULE));
+}
+
+PyDoc_STRVAR(direct_header_doc,
+             "direct_header(prefix, dims, first_scan_bits, blocks, work_allowance, work_per_byte) -> capsule or None\n\n"
+             "prefix: a file's bytes from SOI to the end of its first SOS segment (exactly); dims: the (rows, columns)\n"
+             "block grid of each component, from the caller's own parse. The capsule (for read_direct and\n"
+             "read_planned's plans) holds what the direct path needs to read files starting with these bytes; None\n"
+             "when it does not read them (not single-scan sequential Huffman-coded with 1 or 3 components, or a\n"
+             "grid that differs from dims). The other arguments: budget.check_read's figures (bits the first scan\n"
+             "needs at least, blocks of one scan, the libjpeg backend's work allowance and work per byte), which\n"
+             "read_direct checks per file.");
+
+static PyObject *direct_header(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer prefix;
+    PyObject *dims_arg;
+    unsigned long long budget[4];
+    if (!PyArg_ParseTuple(args, "y*OKKKK", &prefix, &dims_arg, &budget[0], &budget[1], &budget[2], &budget[3])) {
+        return NULL;
+    }
+    /* parsed with room for every table; the capsule keeps only the tables the scan uses (one capsule per distinct
+     * header stays in the read plans) */
+    struct dj_header parsed;
+    struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
+    const int parsed_ok = tables != NULL && dj_parse(prefix.buf, (size_t)prefix.len, &parsed, tables);
+    PyBuffer_Release(&prefix);
+    struct dj_header *hd = tables != NULL ? malloc(sizeof *hd + (parsed_ok ? (size_t)parsed.n_tables : 0) * sizeof *tables)
+                                          : NULL;
+    if (hd == NULL) {
+        free(tables);
+        return PyErr_NoMemory();
+    }
+    int ok = parsed_ok;
+    if (ok) {
+        *hd = parsed;
+        memcpy(hd->tables, tables, (size_t)parsed.n_tables * sizeof *tables);
+    }
+    free(tables);
+    hd->first_scan_bits = budget[0];
+    hd->blocks = budget[1];
+    hd->work_allowance = budget[2];
+    hd->work_per_byte = budget[3];
+    PyObject *dims = ok ? PySequence_Tuple(dims_arg) : NULL;
+    if (ok && dims == NULL) {
+        free(hd);
+        return NULL;
+    }
+    ok = ok && PyTuple_GET_SIZE(dims) == hd->n_components;
+    for (int c = 0; ok && c < hd->n_components; c++) {
+        long rows, cols;
+        PyObject *item = PySequence_Tuple(PyTuple_GET_ITEM(dims, c));
+        ok = item != NULL && PyArg_ParseTuple(item, "ll", &rows, &cols);
+        Py_XDECREF(item);
+        if (!ok) {
+            Py_DECREF(dims);
+            free(hd);
+            return NULL;
+        }
+        ok = rows == hd->comp[c].height_in_blocks && cols == hd->comp[c].width_in_blocks;
+    }
+    Py_XDECREF(dims);
+    if (!ok) {
+        free(hd);
+        Py_RETURN_NONE;
+    }
+    PyObject *capsule = PyCapsule_New(hd, DJ_CAPSULE, dj_capsule_free);
+    if (capsule == NULL) {
+        free(hd);
+    }
+    return capsule;
+}
+
+/* windows (None or per component (first row, first column, rows, columns)) and downsample (None or (dh, dv,
+ * kernel)) parsed as read_coefficients parses them; 0 with an exception. */
+static int dj_parse_windows(PyObject *arg, int n, long windows[][4], int *given) {
+    *given = arg != Py_None;
+    if (arg == Py_None) {
+        return 1;
+    }
+    PyObject *seq = PySequence_Tuple(arg);
+    if (seq == NULL) {
+        return 0;
+    }
+    int ok = PyTuple_GET_SIZE(seq) == n;
+    for (int i = 0; ok && i < n; i++) {
+        PyObject *item = PySequence_Tuple(PyTuple_GET_ITEM(seq, i));
+        ok = item != NULL &&
+             PyArg_ParseTuple(item, "llll", &windows[i][0], &windows[i][1], &windows[i][2], &windows[i][3]);
+        Py_XDECREF(item);
+        if (!ok) {
+            Py_DECREF(seq);
+            return 0;
+        }
+    }
+    Py_DECREF(seq);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "windows: one (first row, first column, rows, columns) per component");
+    }
+    return ok;
+}
+
+static int dj_parse_down(PyObject *arg, int *dh, int *dv, float *kernel) {
+    *dh = *dv = 1;
+    if (arg == Py_None) {
+        return 1;
+    }
+    Py_buffer kbuf;
+    PyObject *down = PySequence_Tuple(arg);
+    if (down == NULL || !PyArg_ParseTuple(down, "iiy*", dh, dv, &kbuf)) {
+        Py_XDECREF(down);
+        return 0;
+    }
+    Py_DECREF(down);
+    int ok = (*dh == 1 || *dh == 2) && (*dv == 1 || *dv == 2) && kbuf.len == 8 * 16 * (Py_ssize_t)sizeof(float);
+    if (ok) {
+        memcpy(kernel, kbuf.buf, 8 * 16 * sizeof(float));
+    }
+    PyBuffer_Release(&kbuf);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "downsample must be (dh, dv, kernel) with dh, dv in {1, 2} and "
+                                          "kernel 512 bytes of float32 (8, 16)");
+    }
+    return ok;
+}
+
+PyDoc_STRVAR(read_direct_doc,
+             "read_direct(data, header, zigzag, windows=None, downsample=None) -> (plane, ..., quant_tables) or None\n\n"
+             "The direct path (no libjpeg): data (bytes) starts with the header bytes `header` (a direct_header\n"
+             "capsule) was made from. windows, downsample, zigzag: as read_coefficients'. Checks the file's budget\n"
+             "limits first (None when over them: the usual path refuses or reads it). Returns DLPack capsules:\n"
+             "per component a float32 (64, rows, columns) plane, then the int32 (n_components, 64) quantisation\n"
+             "tables (natural order); None when the file is not one this path reads exactly as the libjpeg path\n"
+             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.");
+
+static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "read_direct(data, header, zigzag, windows=None, downsample=None)");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_direct: data must be bytes");
+        return NULL;
+    }
+    const struct dj_header *hd = PyCapsule_GetPointer(args[1], DJ_CAPSULE);
+    const int zigzag = PyObject_IsTrue(args[2]);
+    if (hd == NULL || zigzag < 0) {
+        return NULL;
+    }
+    const int n = hd->n_components;
+    struct dj_target t;
+    int dh = 1, dv = 1;
+    float kernel[8 * 16];
+    memset(&t, 0, sizeof t);
+    if (!dj_parse_windows(nargs > 3 ? args[3] : Py_None, n, t.windows, &t.stop_early) ||
+        !dj_parse_down(nargs > 4 ? args[4] : Py_None, &dh, &dv, kernel)) {
+        return NULL;
+    }
+    if (!t.stop_early) {
+        for (int c = 0; c < n; c++) {
+            t.windows[c][0] = t.windows[c][1] = 0;
+            t.windows[c][2] = hd->comp[c].height_in_blocks;
+            t.windows[c][3] = hd->comp[c].width_in_blocks;
+        }
+    } else if (!dj_windows_fit(hd, t.windows)) {
+        Py_RETURN_NONE; /* the usual path raises its error */
+    }
+    if (!dj_within_budget(hd, (const unsigned char *)PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]))) {
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyTuple_New(n + 1);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (int c = 0; c < n; c++) {
+        t.down[c] = c > 0 && (dh > 1 || dv > 1);
+        long rows, cols;
+        dj_out_dims(t.windows[c], t.down[c], dh, dv, &rows, &cols);
+        const int64_t shape[3] = {DCTSIZE2, rows, cols};
+        void *buf = NULL;
+        PyObject *plane = fq_dl_new(3, shape, 2, 32, &buf);
+        if (plane == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, c, plane);
+        t.outs[c].base = buf;
+        t.outs[c].plane_stride = (size_t)rows * (size_t)cols;
+        t.outs[c].row_stride = (size_t)cols;
+        t.outs[c].channels = DCTSIZE2;
+    }
+    const int64_t tshape[2] = {n, DCTSIZE2};
+    void *tbuf = NULL;
+    PyObject *tables = fq_dl_new(2, tshape, 0, 32, &tbuf);
+    if (tables == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    for (int c = 0; c < n; c++) {
+        for (int k = 0; k < DCTSIZE2; k++) {
+            ((int32_t *)tbuf)[c * DCTSIZE2 + k] = hd->comp[c].quant[k];
+        }
+    }
+    PyTuple_SET_ITEM(result, n, tables);
+    /* the bytes object stays alive and unchanged (immutable) while the caller holds it */
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const size_t size = (size_t)PyBytes_GET_SIZE(args[0]);
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = dj_decode(hd, data, size, &t, zigzag, dh, dv, kernel);
+    Py_END_ALLOW_THREADS
+    if (status == 1) {
+        return result;
+    }
+    Py_DECREF(result); /* the capsules free their buffers */
+    if (status < 0) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(read_coefficients_doc,
@@ -1753,6 +2628,8 @@ struct plan {
     struct planned_out outs[FQ_MAX_COMPONENTS];
     Py_ssize_t data_start;
     unsigned long long first_scan_bits, blocks;
+    const struct dj_header *direct; /* the direct path's header, NULL: none */
+    PyObject *direct_owner;         /* its capsule, a reference held until read_planned returns */
 };
 
 struct planned_batch {
@@ -1844,6 +2721,39 @@ static int run_planned(const struct planned_batch *b, Py_ssize_t i) {
     if (scans * p->blocks > b->work_allowance + b->work_per_byte * (unsigned long long)size) {
         return 1;
     }
+    if (p->direct != NULL) {
+        /* the direct path, with the plan's windows and outputs (which must be the grids it writes) */
+        const struct dj_header *hd = p->direct;
+        struct dj_target t;
+        memset(&t, 0, sizeof t);
+        int fits = hd->n_components == p->n_components;
+        t.stop_early = p->has_windows;
+        for (int ci = 0; fits && ci < p->n_components; ci++) {
+            if (p->has_windows) {
+                memcpy(t.windows[ci], p->windows[ci], sizeof t.windows[ci]);
+            } else {
+                t.windows[ci][0] = t.windows[ci][1] = 0;
+                t.windows[ci][2] = hd->comp[ci].height_in_blocks;
+                t.windows[ci][3] = hd->comp[ci].width_in_blocks;
+            }
+            t.down[ci] = ci > 0 && (p->dh > 1 || p->dv > 1);
+            long rows, cols;
+            dj_out_dims(t.windows[ci], t.down[ci], p->dh, p->dv, &rows, &cols);
+            const struct planned_out *po = &p->outs[ci];
+            fits = rows == po->rows && cols == po->cols;
+            t.outs[ci].base = b->base[po->buffer] + i * b->sample[po->buffer] + po->offset;
+            t.outs[ci].plane_stride = (size_t)po->plane_stride;
+            t.outs[ci].row_stride = (size_t)po->row_stride;
+            t.outs[ci].channels = (int)po->channels;
+        }
+        fits = fits && dj_windows_fit(hd, (const long(*)[4])t.windows);
+        if (fits && dj_decode(hd, data, (size_t)size, &t, b->zigzag, p->dh, p->dv, b->kernel) == 1) {
+            return 0;
+        }
+        /* not taken: the libjpeg path reads it, into a clean slot */
+        memset(b->base[0] + i * b->sample[0], 0, (size_t)b->sample[0] * sizeof(float));
+        memset(b->base[1] + i * b->sample[1], 0, (size_t)b->sample[1] * sizeof(float));
+    }
     struct session *s = calloc(1, sizeof *s);
     if (s == NULL) {
         return 1;
@@ -1908,16 +2818,25 @@ static void *planned_worker(void *arg) {
     }
 }
 
-/* plan: (max_memory, windows or None, dh, dv, outs, data_start, first_scan_bits, blocks), outs one
+/* plan: (max_memory, windows or None, dh, dv, outs, data_start, first_scan_bits, blocks[, direct]), outs one
  * (buffer, offset, channels, plane_stride, row_stride, rows, cols) per component; every element a plan
  * writes must lie inside one sample of its buffer. 0 with an exception otherwise. */
 static int parse_plan(PyObject *arg, struct plan *p, const Py_ssize_t sample[2]) {
     PyObject *item = PySequence_Tuple(arg);
-    PyObject *window_arg, *outs_arg;
-    if (item == NULL || !PyArg_ParseTuple(item, "KOiiOnKK", &p->max_memory, &window_arg, &p->dh, &p->dv, &outs_arg,
-                                          &p->data_start, &p->first_scan_bits, &p->blocks)) {
+    PyObject *window_arg, *outs_arg, *direct_arg = Py_None;
+    if (item == NULL || !PyArg_ParseTuple(item, "KOiiOnKK|O", &p->max_memory, &window_arg, &p->dh, &p->dv, &outs_arg,
+                                          &p->data_start, &p->first_scan_bits, &p->blocks, &direct_arg)) {
         Py_XDECREF(item);
         return 0;
+    }
+    p->direct = NULL;
+    if (direct_arg != Py_None) {
+        p->direct = PyCapsule_GetPointer(direct_arg, DJ_CAPSULE);
+        if (p->direct == NULL) {
+            Py_DECREF(item);
+            return 0;
+        }
+        p->direct_owner = Py_NewRef(direct_arg); /* released by read_planned (see done:) */
     }
     int ok = (p->dh == 1 || p->dh == 2) && (p->dv == 1 || p->dv == 2) && p->data_start >= 0;
     PyObject *outs = ok ? PySequence_Tuple(outs_arg) : NULL;
@@ -1970,8 +2889,10 @@ PyDoc_STRVAR(read_planned_doc,
              "GIL, into sample i of the writable float32 buffers y and cbcr (y_sample, c_sample floats per sample;\n"
              "the slot zeroed first), strictly. Status 0: written; 1: the file needs the general path (over the work\n"
              "or first-scan limits, an error, a corrupt-data warning, an unexpected grid). A plan: (max_memory,\n"
-             "windows or None, dh, dv, outs, data_start, first_scan_bits, blocks), outs per component (buffer 0/1,\n"
-             "offset, channels, plane_stride, row_stride, rows, cols) within a sample. kernel: as read_coefficients'\n"
+             "windows or None, dh, dv, outs, data_start, first_scan_bits, blocks[, direct]), outs per component (buffer 0/1,\n"
+             "offset, channels, plane_stride, row_stride, rows, cols) within a sample; direct: None or a direct_header\n"
+             "capsule of the plan's header (the file is then decoded without libjpeg where read_direct would take it).\n"
+             "kernel: as read_coefficients'\n"
              "downsample. finish: None, or (x or None, ky, kc, hy, wy, hc, wc, fv, fh, mean or None, std or None):\n"
              "each sample written is then laid out as DCTCollate.finish does (y, cbcr samples (ky, hy, wy),\n"
              "(2 kc, hc, wc); normalised with float32 mean, std of ky + 2 kc channels; x: the stacked batch\n"
@@ -2012,11 +2933,12 @@ static PyObject *read_planned(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     struct plan *parsed = NULL;
     void *arrays = NULL;
+    Py_ssize_t n_plans = 0;
     if (plans == NULL) {
         goto done;
     }
     b.n_files = PyTuple_GET_SIZE(datas);
-    const Py_ssize_t n_plans = PyTuple_GET_SIZE(plans);
+    n_plans = PyTuple_GET_SIZE(plans);
     if (PyTuple_GET_SIZE(indices) != b.n_files) {
         PyErr_SetString(PyExc_ValueError, "read_planned: one plan index per file");
         goto done;
@@ -2125,6 +3047,9 @@ static PyObject *read_planned(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(result, i, value);
     }
 done:
+    for (Py_ssize_t k = 0; parsed != NULL && k < n_plans; k++) {
+        Py_XDECREF(parsed[k].direct_owner);
+    }
     PyMem_Free(parsed);
     PyMem_Free(arrays);
     Py_XDECREF(datas);
@@ -2143,6 +3068,8 @@ static PyMethodDef methods[] = {
      read_coefficients_doc},
     {"match_headers", match_headers, METH_VARARGS, match_headers_doc},
     {"read_planned", read_planned, METH_VARARGS, read_planned_doc},
+    {"direct_header", direct_header, METH_VARARGS, direct_header_doc},
+    {"read_direct", (PyCFunction)(void (*)(void))read_direct, METH_FASTCALL, read_direct_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2152,6 +3079,9 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__jpegc(void) {
+#if FQ_AVX2
+    fq_has_avx2 = __builtin_cpu_supports("avx2");
+#endif
     PyObject *m = PyModule_Create(&module);
     if (m != NULL) {
         PyModule_AddIntConstant(m, "LIBJPEG_VERSION", JPEG_LIB_VERSION);

@@ -92,7 +92,8 @@ class DCTReadCollate:
         places them) and the budget figures of :func:`~.budget.check_read`; ``None`` when read_dct must read
         such files (4-component or arithmetic-coded files, files an EXIF tag turns under ``exif_orientation``,
         layouts that need upsampling, over ``max_bytes``, a window larger than the batch). ``prefix``: the
-        header's bytes (the EXIF segment lies in them, so files with one header have one orientation)."""
+        header's bytes (the EXIF segment lies in them, so files with one header have one orientation); the C
+        extension's parse of them for its direct path ends the plan."""
         frame = header.frame
         if len(frame.components) not in (1, 3) or frame.arithmetic:  # CMYK/YCCK: the collate converts or refuses
             return None
@@ -134,6 +135,7 @@ class DCTReadCollate:
             header.first_scan.data_start,
             0 if short is None else short[0],
             header.coefficients // 64,
+            _backends.direct_header(prefix, header),  # None: libjpeg reads these files
         )
 
     def _headers(self, payloads: list[bytes]) -> list[int]:
@@ -168,7 +170,8 @@ class DCTReadCollate:
                 self._plans[key] = self._plan(self._known[k], self._prefixes[k], shape)
             if self._plans[key] is not None:
                 positions[k] = len(plans)
-                plans.append(self._plans[key])
+                # (the direct path switched off: libjpeg reads every file, see _backends.DIRECT)
+                plans.append(self._plans[key] if _backends.DIRECT else (*self._plans[key][:-1], None))
         ky, kc, hy, wy, hc, wc = shape
         status = _backends._jpegc.read_planned(
             payloads, [positions.get(k, -1) for k in indices], plans, y, cbcr, ky * hy * wy, 2 * kc * hc * wc,

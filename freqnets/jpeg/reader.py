@@ -219,7 +219,9 @@ def read_dct(
             coding with other backends than ``"libjpeg"``) and ``JpegTruncatedError`` name the reason.
     """
     options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
-    chosen = _backends.resolve_backend(options.backend)
+    # resolve_backend's choice for "auto" without its call (a few percent of a CIFAR-sized read)
+    auto_libjpeg = options.backend == "auto" and _backends.has_libjpeg()
+    chosen = "libjpeg" if auto_libjpeg else _backends.resolve_backend(options.backend)
     data = source if type(source) is bytes else _read_source(source)
     if chosen == "libjpeg" and not options.exif_orientation:  # read_bytes' first step, without its frames
         try:
@@ -234,11 +236,22 @@ def read_dct(
 # Options checked before, by the exact arguments of read_dct (see _checked_options).
 _OPTIONS: dict[tuple, ReadOptions] = {}
 _MAX_OPTIONS = 64
+# (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, options) of the last call without a crop
+_LAST_OPTIONS: tuple | None = None
 
 
 def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation) -> ReadOptions:
     """:class:`ReadOptions` of read_dct's arguments, from a small cache when the same arguments were checked
     before (building and checking them costs a fifth of a CIFAR-sized read)."""
+    # The same objects as the last call's (the usual case: defaults or one call site's constants) are the same
+    # options, whatever their classes; the identity tests cost less than the key below.
+    global _LAST_OPTIONS
+    last = _LAST_OPTIONS
+    if (
+        last is not None and crop is None and strict is last[0] and max_pixels is last[1] and backend is last[2]
+        and order is last[3] and chroma is last[4] and max_bytes is last[5] and exif_orientation is last[6]
+    ):  # fmt: skip
+        return last[7]
     # The classes are part of the key: 1 == True == 1.0 hash alike, but only some of them are valid. A crop is
     # read through ReadOptions every time (a tuple's items could be of any class).
     key = None
@@ -246,14 +259,18 @@ def _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes
         key = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, strict.__class__,
                max_pixels.__class__, max_bytes.__class__, exif_orientation.__class__)  # fmt: skip
         try:
-            return _OPTIONS[key]
+            options = _OPTIONS[key]
         except (KeyError, TypeError):  # TypeError: an unhashable argument, refused by ReadOptions below
             pass
+        else:
+            _LAST_OPTIONS = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, options)
+            return options
     options = ReadOptions(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
     if key is not None:
         if len(_OPTIONS) >= _MAX_OPTIONS:
             _OPTIONS.clear()
         _OPTIONS[key] = options
+        _LAST_OPTIONS = (strict, max_pixels, backend, order, chroma, max_bytes, exif_orientation, options)
     return options
 
 
@@ -399,8 +416,13 @@ class _Plan(NamedTuple):
     first_scan_bits: int  # the fewest bits of data that can hold the first scan (0: no bound)
     blocks: int  # blocks of the MCU-padded planes (one scan's work)
     fields: dict  # the result's fields that do not depend on the file's data
+    direct: object  # _jpegc.direct_header's capsule for these header bytes, or None (see _backends.direct_header)
+    zigzag: bool  # channels in zigzag order
 
 
+# the C extension's direct path (None where it is not built: plans then hold no direct header)
+_read_direct = getattr(_backends._jpegc, "read_direct", None)
+_new_object, _set_attribute = object.__new__, object.__setattr__  # (module globals: cheaper than attribute lookups)
 # torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
 # the call's cost; the public function where torch lacks the private one.
 _from_dlpack = getattr(torch._C, "_from_dlpack", torch.from_dlpack)
@@ -418,8 +440,9 @@ _DEFAULT_FIELDS = {
 }
 
 
-def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
-    """The :class:`_Plan` of ``header`` read with ``options`` by the libjpeg backend (as :func:`_read` reads it)."""
+def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
+    """The :class:`_Plan` of ``header`` read with ``options`` by the libjpeg backend (as :func:`_read` reads it);
+    ``prefix``: the header's bytes (SOI to the end of the first SOS segment)."""
     frame = header.frame
     windows, size = (None, (frame.height, frame.width))
     if options.crop is not None:
@@ -471,6 +494,8 @@ def _plan(header: JpegHeader, options: ReadOptions) -> _Plan:
         first_scan_bits=0 if short is None else short[0],
         blocks=header.coefficients // 64,
         fields=result,
+        direct=_backends.direct_header(prefix, header) if fast else None,
+        zigzag=options.order == "zigzag",
     )
 
 
@@ -488,12 +513,18 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         if entry is None or entry[0] is not header or entry[1] is not options:
             if len(_PLANS) >= _MAX_PLANS:
                 _PLANS.clear()
-            entry = header, options, _plan(header, options)
+            entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
             _PLANS[(id(header), id(options))] = entry
         plan = entry[2]
         _LAST = data[: plan.data_start], options, plan
     if not plan.fast:
         return None
+    if plan.direct is not None and _backends.DIRECT:
+        # the direct path: the usual files without libjpeg's framework; it checks the budget limits below itself
+        # (None: over them, or not a file it reads exactly as libjpeg would without a warning: see below)
+        tensors = _read_direct(data, plan.direct, plan.zigzag, plan.windows, plan.down)
+        if tensors is not None:
+            return _result(plan, tensors)
     # check_read's limits that depend on the file: data too short for the first scan (refused, or read within
     # a lower limit), more scans x blocks than the file's size allows (counted only when the file is long
     # enough to hold that many SOS markers, two bytes each)
@@ -507,23 +538,31 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         return None
     try:
         planes, quant, warnings = _backends._jpegc.read_coefficients(
-            data, plan.max_memory, MAX_SCANS, options.order == "zigzag", plan.windows, plan.down,
+            data, plan.max_memory, MAX_SCANS, plan.zigzag, plan.windows, plan.down,
             strict=options.strict, max_bytes=options.max_bytes or 0, dlpack=True,
         )  # fmt: skip
     except RuntimeError:
         return None
     if warnings or [(rows, cols) for rows, cols, _ in planes] != plan.dims:
         return None
+    return _result(plan, [capsule for _, _, capsule in planes] + [quant])
+
+
+def _result(plan: _Plan, capsules) -> JpegCoefficients:
+    """The result of a fast read: ``capsules`` are the DLPack planes then the quantisation tables."""
     values = plan.fields.copy()  # every field (see _plan); a new dict per result
-    values["y"] = _from_dlpack(planes[0][2])
-    if len(planes) == 3:
-        values["cb"] = _from_dlpack(planes[1][2])
-        values["cr"] = _from_dlpack(planes[2][2])
+    if len(capsules) == 4:
+        y, cb, cr, quant = capsules
+        values["cb"] = _from_dlpack(cb)
+        values["cr"] = _from_dlpack(cr)
+    else:
+        y, quant = capsules
+    values["y"] = _from_dlpack(y)
     values["quant_tables"] = _from_dlpack(quant)
     # The frozen dataclass's __init__ sets each of its fifteen fields through object.__setattr__, which costs a
     # sixth of a CIFAR-sized read: the object gets its attribute dict directly, the same dict __init__ builds,
     # and then the same checks __init__ would run (__post_init__).
-    coeffs = object.__new__(JpegCoefficients)
-    object.__setattr__(coeffs, "__dict__", values)
+    coeffs = _new_object(JpegCoefficients)
+    _set_attribute(coeffs, "__dict__", values)
     coeffs.__post_init__()
     return coeffs
