@@ -200,7 +200,8 @@ def _band_limited_conv2d(
 
     Forward only: the backward pass is autograd's, through the transforms (linear torch ops, or on small
     grids one autograd function per transform whose backward is the adjoint transform) and the products
-    (whose derivatives are products again), so it is exact to any order.
+    (whose derivatives are products again), so it is exact to any order. Eager calls with grad on whose three
+    transforms are 2D-DFT-matrix GEMMs run as one node of the same arithmetic (:class:`_FusedKroneckerConv`).
     """
     rate = check_rate(compress_rate)
     runs = resolve_backend(check_backend(backend), x.device)
