@@ -27,11 +27,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._autograd import runs_eagerly
 from .._checks import check_rate, compute_dtype
 from ..kernels import cupy_backend
 from ..kernels.cupy_backend import BackendUnavailable
 from ..transforms import conv2d_padding, int_pair
-from . import spectral_plan
+from . import spectral_plan, spectral_product
 from .rates import CompressRateState
 from .spectral_plan import (
     Positions,
@@ -199,7 +200,8 @@ def _band_limited_conv2d(
 
     Forward only: the backward pass is autograd's, through the transforms (linear torch ops, or on small
     grids one autograd function per transform whose backward is the adjoint transform) and the products
-    (whose derivatives are products again), so it is exact to any order.
+    (whose derivatives are products again), so it is exact to any order. Eager calls with grad on whose three
+    transforms are 2D-DFT-matrix GEMMs run as one node of the same arithmetic (:class:`_FusedKroneckerConv`).
     """
     rate = check_rate(compress_rate)
     runs = resolve_backend(check_backend(backend), x.device)
@@ -221,6 +223,10 @@ def _band_limited_conv2d(
     # The transforms compute in float32 at least (see compute_dtype); autocast must not recast their GEMMs.
     with torch.autocast(device.type, enabled=False) if autocast else nullcontext():
         x, weight = _as_dtype(x, dtype), _as_dtype(weight, dtype)
+        if setup.fusable and product_dtype is None and FUSE_EAGER and torch.is_grad_enabled() and runs_eagerly():
+            bias = None if bias is None else _as_dtype(bias, dtype)
+            y = _FusedKroneckerConv.apply(x, weight, bias, setup, b, groups, gauss, runs)[0]
+            return _as_dtype(y, out_dtype)
         if setup.x_matrix is not None:  # small grids: one GEMM with the kept set's 2D-DFT matrix
             x_spec = kronecker_analysis(x, setup.x_matrix)  # (2, K, B C)
         else:
@@ -254,6 +260,83 @@ class _ConvSetup:
     def __init__(self, geometry: ConvGeometry, plan, x_matrix, w_matrix, y_matrix) -> None:
         self.geometry, self.plan = geometry, plan
         self.x_matrix, self.w_matrix, self.y_matrix = x_matrix, w_matrix, y_matrix
+        #: All three transforms are 2D-DFT-matrix GEMMs: eager calls can run as one :class:`_FusedKroneckerConv`.
+        self.fusable = x_matrix is not None and w_matrix is not None and y_matrix is not None
+        if self.fusable:
+            self.kept = int(x_matrix.shape[0]) // 2
+            self.x_positions, self.w_positions = int(x_matrix.shape[1]), int(w_matrix.shape[1])
+            self.out_size = (geometry.output[0].count, geometry.output[1].count)
+
+
+#: Eager calls with grad on the small-grid route run as one :class:`_FusedKroneckerConv` (tests switch it off
+#: to compare with the path of separate nodes that traces take).
+FUSE_EAGER = True
+
+
+class _FusedKroneckerConv(torch.autograd.Function):
+    """A whole small-grid layer call (analysis of ``x`` and ``w``, product, synthesis, bias) as one autograd node.
+
+    ``apply(x (B, C, H, W), w (O, C/g, kh, kw), bias (O,) or None, setup, B, groups, gauss, backend)`` returns
+    ``(y (B, O, H_out, W_out), x_spec (2, K, B C), w_spec (2, K, O C/g))``: the same GEMMs and product as the
+    separate nodes (:func:`kronecker_analysis`, :func:`band_limited_product`, :func:`kronecker_synthesis`),
+    with only the compressed spectra saved. They are outputs too, so that a backward that builds a graph (double
+    backward) reaches ``x`` and ``w`` through them: this node's backward then adds their gradients' adjoint
+    transforms. The backward is written with the differentiable transforms and products, so it differentiates
+    to any order. Eager calls only (the ``forward(ctx, ...)`` form): traces and ``torch.func`` keep the
+    separate nodes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, setup, b, groups, gauss, backend):
+        k = setup.kept
+        x_spec = torch.mm(setup.x_matrix, _flat(x, b * int(x.shape[1]), setup.x_positions).t()).view(2, k, -1)
+        o = int(weight.shape[0])
+        w_spec = torch.mm(setup.w_matrix, _flat(weight, o * int(weight.shape[1]), setup.w_positions).t())
+        w_spec = w_spec.view(2, k, -1)
+        y_spec = spectral_product._forward("forward", x_spec, w_spec, b, groups, gauss, backend)
+        y = torch.mm(y_spec.view(2 * k, -1).t(), setup.y_matrix).view(b, o, *setup.out_size)
+        if bias is not None:
+            y = y.add_(bias.view(1, -1, 1, 1))
+        ctx.save_for_backward(x_spec, w_spec)
+        ctx.setup, ctx.config = setup, (b, groups, gauss, backend)
+        ctx.x_shape, ctx.w_shape = tuple(int(n) for n in x.shape), tuple(int(n) for n in weight.shape)
+        ctx.set_materialize_grads(False)  # the spectra's gradients are None unless a double backward uses them
+        return y, x_spec, w_spec
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_x_spec, grad_w_spec):
+        device = ctx.saved_tensors[0].device.type
+        if torch.is_autocast_enabled(device):  # a backward called under autocast: the transforms stay float32
+            with torch.autocast(device, enabled=False):
+                return _FusedKroneckerConv._backward(ctx, grad_y, grad_x_spec, grad_w_spec)
+        return _FusedKroneckerConv._backward(ctx, grad_y, grad_x_spec, grad_w_spec)
+
+    @staticmethod
+    def _backward(ctx, grad_y, grad_x_spec, grad_w_spec):
+        x_spec, w_spec = ctx.saved_tensors
+        setup, (b, groups, gauss, backend) = ctx.setup, ctx.config
+        want_x, want_w, want_bias = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_bias = None
+        if grad_y is not None and (want_x or want_w):
+            g_spec = kronecker_analysis(grad_y, setup.y_matrix)  # (2, K, B O)
+            if want_x:
+                d_spec = band_limited_product("grad_input", g_spec, w_spec, b, groups, gauss, backend)
+                grad_x_spec = d_spec if grad_x_spec is None else d_spec + grad_x_spec
+            if want_w:
+                d_spec = band_limited_product("grad_weight", g_spec, x_spec, b, groups, gauss, backend)
+                grad_w_spec = d_spec if grad_w_spec is None else d_spec + grad_w_spec
+        if want_x and grad_x_spec is not None:
+            grad_x = kronecker_synthesis(grad_x_spec, setup.x_matrix, ctx.x_shape)
+        if want_w and grad_w_spec is not None:
+            grad_w = kronecker_synthesis(grad_w_spec, setup.w_matrix, ctx.w_shape)
+        if want_bias and grad_y is not None:
+            grad_bias = grad_y.sum((0, 2, 3))
+        return grad_x, grad_w, grad_bias, None, None, None, None, None
+
+
+def _flat(t: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``t`` as ``(rows, cols)``: a view when contiguous (channels_last inputs are copied)."""
+    return t.view(rows, cols) if t.is_contiguous() else t.reshape(rows, cols)
 
 
 @_constant(maxsize=1024)

@@ -50,7 +50,9 @@ def test_eager_step_binds_no_signatures_and_matches_conv2d(rate, monkeypatch):
             assert_close_relative(got, want, 1e-10)
 
 
-def test_eager_graph_is_one_node_per_transform_and_product():
+def test_eager_graph_is_one_node_per_transform_and_product(monkeypatch):
+    # the path of separate nodes (eager calls with grad now fuse them: tests/layers/test_fused_conv.py)
+    monkeypatch.setattr(blc, "FUSE_EAGER", False)
     _, layer = _layer_pair(0.5)
     x = torch.randn(2, 8, 7, 7, dtype=torch.float64, requires_grad=True)
     names, stack = [], [layer(x).grad_fn]
@@ -149,7 +151,7 @@ def test_setup_cache_follows_the_kronecker_setting(monkeypatch):
     w = torch.randn(4, 4, 3, 3, dtype=torch.float64)
     args = (x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, 0.5)
     kron = blc._band_limited_conv2d(*args)
-    assert type(kron.grad_fn).__name__ == "_KroneckerEagerBackward"
+    assert type(kron.grad_fn).__name__ == "_FusedKroneckerConvBackward"  # the whole call, on 2D-DFT matrices
     monkeypatch.setattr(spectral_plan, "KRONECKER_ADVANTAGE", 0.0)  # the separable transforms
     separable = blc._band_limited_conv2d(*args)
     assert "Kronecker" not in type(separable.grad_fn).__name__
