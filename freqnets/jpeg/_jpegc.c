@@ -1057,27 +1057,36 @@ static void plane_steps_init(struct plane_steps *p, const UINT16 *quant, int zig
 /* 8 blocks at a time (n = 8, or 4 with the other 4 rows ignored): each row v of their coefficients transposed in
  * registers, so each channel's 8 (4) values are stored with one or two vector stores. The same products as the
  * scalar loop: int16 -> float32 exactly, one float32 multiplication each. */
+/* Row v of blocks 0..n-1 (n <= 8; missing blocks read as zeros) transposed: t[u] holds coefficient (v, u) of
+ * the 8 blocks, one int16 lane per block. */
+static inline __attribute__((always_inline)) void transpose_row8(const JBLOCK *blocks, int n, int v, __m128i t[8]) {
+    __m128i r[8];
+    for (int j = 0; j < 8; j++) {
+        r[j] = j < n ? _mm_loadu_si128((const __m128i *)(blocks[j] + 8 * v)) : _mm_setzero_si128();
+    }
+    const __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
+    const __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
+    const __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
+    const __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
+    const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+    const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+    const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+    const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+    t[0] = _mm_unpacklo_epi64(b0, b4);
+    t[1] = _mm_unpackhi_epi64(b0, b4);
+    t[2] = _mm_unpacklo_epi64(b1, b5);
+    t[3] = _mm_unpackhi_epi64(b1, b5);
+    t[4] = _mm_unpacklo_epi64(b2, b6);
+    t[5] = _mm_unpackhi_epi64(b2, b6);
+    t[6] = _mm_unpacklo_epi64(b3, b7);
+    t[7] = _mm_unpackhi_epi64(b3, b7);
+}
+
 static void write_blocks_simd(const JBLOCK *blocks, int n, const struct plane_out *o, float *dst0,
                               const struct plane_steps *p) {
     for (int v = 0; v < 8; v++) {
-        __m128i r[8];
-        for (int j = 0; j < 8; j++) {
-            r[j] = j < n ? _mm_loadu_si128((const __m128i *)(blocks[j] + 8 * v)) : _mm_setzero_si128();
-        }
-        /* 8x8 int16 transpose: t[u] holds coefficient (v, u) of blocks 0..7 */
-        const __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
-        const __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
-        const __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
-        const __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
-        const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
-        const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
-        const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
-        const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
-        const __m128i t[8] = {
-            _mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4), _mm_unpacklo_epi64(b1, b5),
-            _mm_unpackhi_epi64(b1, b5), _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
-            _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7),
-        };
+        __m128i t[8];
+        transpose_row8(blocks, n, v, t);
         for (int u = 0; u < 8; u++) {
             const int channel = p->target[8 * v + u];
             if (channel >= o->channels) {
@@ -1104,23 +1113,8 @@ static int fq_has_avx2; /* set once when the module loads */
 __attribute__((target("avx2"))) static void write_blocks_avx2(const JBLOCK *blocks, const struct plane_out *o,
                                                               float *dst0, const struct plane_steps *p) {
     for (int v = 0; v < 8; v++) {
-        __m128i r[8];
-        for (int j = 0; j < 8; j++) {
-            r[j] = _mm_loadu_si128((const __m128i *)(blocks[j] + 8 * v));
-        }
-        const __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
-        const __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
-        const __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
-        const __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
-        const __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
-        const __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
-        const __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
-        const __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
-        const __m128i t[8] = {
-            _mm_unpacklo_epi64(b0, b4), _mm_unpackhi_epi64(b0, b4), _mm_unpacklo_epi64(b1, b5),
-            _mm_unpackhi_epi64(b1, b5), _mm_unpacklo_epi64(b2, b6), _mm_unpackhi_epi64(b2, b6),
-            _mm_unpacklo_epi64(b3, b7), _mm_unpackhi_epi64(b3, b7),
-        };
+        __m128i t[8];
+        transpose_row8(blocks, 8, v, t);
         for (int u = 0; u < 8; u++) {
             const int channel = p->target[8 * v + u];
             if (channel < o->channels) {
