@@ -1885,28 +1885,34 @@ static int dj_windows_fit(const struct dj_header *hd, const long windows[][4]) {
 
 /* budget.check_read's limits that depend on the file, as read_dct's fast path and run_planned check them: 1 when
  * the data can hold the first scan and (scans x blocks) is within the work the file's size allows. */
-static int dj_within_budget(const struct dj_header *hd, const unsigned char *data, size_t size) {
-    if (size < (size_t)hd->data_start || 8ULL * (unsigned long long)(size - (size_t)hd->data_start) < hd->first_scan_bits) {
-        return 0;
-    }
-    if (hd->blocks == 0) {
+/* 1 when (scans x blocks) is within the work the file's size allows (budget.check_read): first with as many
+ * scans as data[start:size] could hold SOS markers (two bytes each), then with its SOS markers counted.
+ * Compared as scans <= allowed / blocks, so nothing overflows. */
+static int scans_within_work(const unsigned char *data, size_t size, size_t start, unsigned long long blocks,
+                             unsigned long long work_allowance, unsigned long long work_per_byte) {
+    if (blocks == 0) {
         return 1;
     }
-    const unsigned long long allowed = hd->work_allowance + hd->work_per_byte * (unsigned long long)size;
-    /* scans x blocks > allowed, as scans > allowed / blocks (no overflow); first with as many scans as the file
-     * could hold SOS markers, then with the SOS markers counted */
-    if (1 + (unsigned long long)(size - (size_t)hd->data_start) / 2 <= allowed / hd->blocks) {
+    const unsigned long long allowed = work_allowance + work_per_byte * (unsigned long long)size;
+    if (1 + (unsigned long long)(size - start) / 2 <= allowed / blocks) {
         return 1;
     }
     unsigned long long scans = 1;
-    for (const unsigned char *q = data + hd->data_start, *end = data + size; q + 1 < end; q++) {
+    for (const unsigned char *q = data + start, *end = data + size; q + 1 < end; q++) {
         q = memchr(q, 0xFF, (size_t)(end - q - 1));
         if (q == NULL) {
             break;
         }
         scans += q[1] == 0xDA;
     }
-    return scans <= allowed / hd->blocks;
+    return scans <= allowed / blocks;
+}
+
+static int dj_within_budget(const struct dj_header *hd, const unsigned char *data, size_t size) {
+    if (size < (size_t)hd->data_start || 8ULL * (unsigned long long)(size - (size_t)hd->data_start) < hd->first_scan_bits) {
+        return 0;
+    }
+    return scans_within_work(data, size, (size_t)hd->data_start, hd->blocks, hd->work_allowance, hd->work_per_byte);
 }
 
 /* fq_end_segment taking and returning the bit reader by value: the decoding loop keeps it in registers. */
@@ -2704,15 +2710,8 @@ static int run_planned(const struct planned_batch *b, Py_ssize_t i) {
     if (size < p->data_start || 8ULL * (unsigned long long)(size - p->data_start) < p->first_scan_bits) {
         return 1;
     }
-    unsigned long long scans = 1;
-    for (const unsigned char *q = data + p->data_start, *end = data + size; q + 1 < end; q++) {
-        q = memchr(q, 0xFF, (size_t)(end - q - 1));
-        if (q == NULL) {
-            break;
-        }
-        scans += q[1] == 0xDA;
-    }
-    if (scans * p->blocks > b->work_allowance + b->work_per_byte * (unsigned long long)size) {
+    if (!scans_within_work(data, (size_t)size, (size_t)p->data_start, p->blocks, b->work_allowance,
+                           b->work_per_byte)) {
         return 1;
     }
     if (p->direct != NULL) {
