@@ -39,16 +39,44 @@ def _filter_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return w.permute(0, 2, 3, 1, 4).reshape(groups, cg * kh, (o // groups) * kw)
 
 
+# The Gram matrix's eigenvalues (the squared singular values) carry an absolute error of about n * eps * s_max**2
+# in float64, so singular values down to this fraction of the largest come out of its eigendecomposition to about
+# 1e-5 relative or better; a truncation that keeps smaller ones takes the SVD instead.
+_GRAM_RESOLVES = 1e-4
+
+
+def _top_singular_triplets(m: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``u (g, p, R)``, ``s (g, R)``, ``vh (g, R, q)``: the ``rank`` largest singular triplets of ``m (g, p, q)``.
+
+    A truncation (``rank < min(p, q)``) takes the symmetric eigendecomposition of the smaller side's Gram matrix,
+    about twice as fast as the SVD on a CPU (a ResNet-18's 512-channel layers are 1536 x 1536 matrices, seconds
+    each), and the other side's vectors from one product; the full rank, and a kept singular value too small for
+    the Gram matrix to resolve (:data:`_GRAM_RESOLVES`, also an all-zero filter bank), take the SVD.
+    """
+    p, q = m.shape[-2:]
+    if rank < min(p, q):
+        tall = p > q
+        values, vectors = torch.linalg.eigh(m.mT @ m if tall else m @ m.mT)  # ascending eigenvalues
+        s = values.flip(-1)[:, :rank].clamp_min(0).sqrt()
+        vectors = vectors.flip(-1)[..., :rank]
+        if bool((s[:, -1] > _GRAM_RESOLVES * s[:, 0]).all()):
+            if tall:
+                return (m @ vectors) / s[:, None, :], s, vectors.mT
+            return vectors, s, (vectors.mT @ m) / s[..., None]
+    u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    return u[..., :rank], s[:, :rank], vh[:, :rank, :]
+
+
 def _factorise(weight: torch.Tensor, groups: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The rank-``rank`` factors ``vertical (g R, C/g, kh, 1)``, ``horizontal (O, R, 1, kw)`` of ``weight``.
 
     Computed in float64 and returned in ``weight``'s dtype and device.
     """
     o, cg, kh, kw = weight.shape
-    u, s, vh = torch.linalg.svd(_filter_matrices(weight.detach().double(), groups), full_matrices=False)
-    root = s[:, :rank].sqrt()
-    vertical = (u[..., :rank] * root[:, None, :]).reshape(groups, cg, kh, rank).permute(0, 3, 1, 2)
-    horizontal = (vh[:, :rank, :] * root[..., None]).reshape(groups, rank, o // groups, kw).permute(0, 2, 1, 3)
+    u, s, vh = _top_singular_triplets(_filter_matrices(weight.detach().double(), groups), rank)
+    root = s.sqrt()
+    vertical = (u * root[:, None, :]).reshape(groups, cg, kh, rank).permute(0, 3, 1, 2)
+    horizontal = (vh * root[..., None]).reshape(groups, rank, o // groups, kw).permute(0, 2, 1, 3)
     return (
         vertical.reshape(groups * rank, cg, kh, 1).to(weight.device, weight.dtype).contiguous(),
         horizontal.reshape(o, rank, 1, kw).to(weight.device, weight.dtype).contiguous(),

@@ -383,3 +383,42 @@ def test_winograd_selects_its_mask_on_first_use_from_the_weights_it_was_pruned_a
     restored = WinogradConv2d(4, 4, 3, padding=1, m=2, compress_rate=0.5)
     restored.load_state_dict(layer.state_dict())
     assert calls == [1] and torch.equal(restored.winograd_mask, expected)
+
+
+@pytest.mark.parametrize(("in_channels", "out_channels", "rate"), [(16, 16, 0.5), (8, 24, 0.5), (24, 8, 0.3)])
+def test_svd_factors_of_a_truncation_are_numpys_singular_triplets(in_channels, out_channels, rate):
+    """The factors of a truncation (square, wide and tall filter matrices; the fast Gram route) are numpy's singular
+    triplets up to each pair's sign: ``sqrt(s_r)`` times orthonormal singular vectors, not just any product that
+    makes the filters (the balance matters: both factors are trained)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1).double()
+    svd = SVDConv2d.from_conv(conv, compress_rate=rate)
+    m = conv.weight.detach().numpy().transpose(1, 2, 0, 3).reshape(in_channels * 3, out_channels * 3)
+    u, s, vh = np.linalg.svd(m, full_matrices=False)
+    rank = svd.rank
+    assert rank < min(m.shape)
+    got_u = svd.vertical.detach().reshape(rank, in_channels * 3).T.numpy()  # sqrt(s_r) u_r as columns
+    got_v = svd.horizontal.detach().permute(1, 0, 2, 3).reshape(rank, out_channels * 3).numpy()  # sqrt(s_r) v_r
+    want_u, want_v = u[:, :rank] * np.sqrt(s[:rank]), vh[:rank] * np.sqrt(s[:rank])[:, None]
+    signs = np.sign(np.sum(got_u * want_u, axis=0))
+    np.testing.assert_allclose(got_u * signs, want_u, rtol=0, atol=1e-9 * np.abs(want_u).max())
+    np.testing.assert_allclose(got_v * signs[:, None], want_v, rtol=0, atol=1e-9 * np.abs(want_v).max())
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5])
+def test_svd_truncation_of_a_rank_deficient_filter_bank_is_exact_and_finite(rate):
+    """A truncation that keeps singular values far below the largest (here exact zeros: a filter bank of rank 2, and
+    an all-zero one) takes the SVD, not the Gram route, whose eigenvalues cannot resolve them: finite factors, the
+    filters reproduced."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(8, 8, 3, padding=1, bias=False).double()
+    low = torch.randn(24, 2, dtype=torch.float64) @ torch.randn(2, 24, dtype=torch.float64)  # M of rank 2
+    with torch.no_grad():
+        conv.weight.copy_(low.reshape(8, 3, 8, 3).permute(2, 0, 1, 3))
+    for weight in (conv.weight.detach().clone(), torch.zeros_like(conv.weight)):
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+        svd = SVDConv2d.from_conv(conv, compress_rate=rate)
+        assert svd.rank > 2
+        assert torch.isfinite(svd.vertical).all() and torch.isfinite(svd.horizontal).all()
+        torch.testing.assert_close(svd.weight, weight, rtol=0, atol=1e-12 * max(1.0, weight.abs().max().item()))
