@@ -175,3 +175,45 @@ def test_no_fusion_without_grad_or_under_traces(monkeypatch):
     assert calls == []
     assert_close_relative(traced(x.detach()), layer(x).detach(), 1e-6)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", CASES, ids=[str(c) for c in CASES])
+def test_inference_call_equals_separate_nodes(options, dtype, monkeypatch):
+    # With grad mode off a one-group small-grid call runs the fused forward's GEMMs without a node (other calls
+    # the separate nodes' forward): the same output as the separate nodes, and as F.conv2d at rate 0.
+    options = {"padding": 1, **options}
+    calls = []
+    original = blc._gauss_forward
+    monkeypatch.setattr(blc, "_gauss_forward", lambda *a: calls.append(1) or original(*a))
+    for rate in (0.0, 0.5):
+        layer = BandLimitedConv2d(4, 6, 3, compress_rate=rate, dtype=dtype, **options)
+        reference = torch.nn.Conv2d(4, 6, 3, dtype=dtype, **options)
+        layer.load_state_dict(reference.state_dict())
+        x = torch.randn(2, 4, 7, 6, dtype=dtype)
+        outputs = []
+        for fuse in (True, False):
+            monkeypatch.setattr(blc, "FUSE_EAGER", fuse)
+            with torch.no_grad():
+                outputs.append(layer(x))
+        assert_close_relative(outputs[0], outputs[1], 1e-6 if dtype == torch.float32 else 1e-12)
+        if rate == 0.0:
+            assert_close_relative(outputs[0], reference(x).detach(), 1e-5 if dtype == torch.float32 else 1e-12)
+    assert len(calls) == (2 if options.get("groups", 1) == 1 else 0)
+
+
+def test_fused_weight_grad_is_accumulated_contiguous(monkeypatch):
+    # The fused backward returns grad_w transposed in memory; the parameter's .grad is still laid out as the
+    # parameter, and equals nn.Conv2d's at rate 0 over two accumulated steps.
+    monkeypatch.setattr(blc, "FUSE_EAGER", True)
+    layer = BandLimitedConv2d(4, 6, 3, padding=1)
+    reference = torch.nn.Conv2d(4, 6, 3, padding=1)
+    layer.load_state_dict(reference.state_dict())
+    for _ in range(2):
+        x = torch.randn(2, 4, 7, 7)
+        grad = torch.randn(2, 6, 7, 7)
+        layer(x).backward(grad)
+        reference(x).backward(grad)
+    assert layer.weight.grad.is_contiguous()
+    assert_close_relative(layer.weight.grad, reference.weight.grad, 1e-5)
+    assert_close_relative(layer.bias.grad, reference.bias.grad, 1e-6)
