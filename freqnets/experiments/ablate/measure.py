@@ -68,11 +68,14 @@ def executed_macs(model: nn.Module, example: torch.Tensor) -> int:
     ``torch.utils.flop_counter.FlopCounterMode`` counts ``aten`` matmuls and convolutions
     (2 FLOPs per multiply-add); FFTs and element-wise products are not counted, so this is a
     lower bound for the FFT domain and exact for dense, SVD-separable and DCT-masked
-    convolutions.
+    convolutions. One uncounted forward pass runs first: what a layer computes once on first use (the SVD
+    layer's factorisation, the band-limited layers' cached transform matrices) is not a pass's cost.
     """
     was_training = model.training
     try:
         model.eval()
+        with torch.no_grad():
+            model(example)
         with FlopCounterMode(display=False) as counter:
             model(example)
     finally:
