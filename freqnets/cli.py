@@ -164,11 +164,34 @@ def _bench(args: argparse.Namespace) -> int:
 def _bench_loader(args: argparse.Namespace) -> int:
     from .experiments import bench_loader
 
+    if args.reads:
+        return _bench_reads(args)
     workers = args.workers
     print(f"freqnets bench loader: JPEG bytes -> model tensors, read_dct + DCTCollate vs Pillow, workers {workers}\n")
     sources = bench_loader.default_sources(args.data, args.images)
     rows, notes = bench_loader.run(sources, workers, args.batch_size, step=not args.quick)
     print(bench_loader.report(rows, notes))
+    return 0
+
+
+def _bench_reads(args: argparse.Namespace) -> int:
+    """Per-file reads: ``read_dct`` against Pillow (and Pillow-SIMD, jpeg2dct) on the CIFAR-10 files of ``--data``
+    and the ImageNet sample where present (:mod:`freqnets.experiments.bench_reads`)."""
+    from .experiments import bench_loader, bench_reads
+
+    if args.simd is not None and not args.simd.is_dir():
+        raise ValueError(f"--simd {args.simd}: not a folder (one holding Pillow-SIMD: pip install --target DIR)")
+    repeats, python_files = (2, 1) if args.quick else (5, 3)
+    print(f"freqnets bench loader --reads: per-file reads, read_dct vs Pillow's decode, {args.images} files at most\n")
+    sets = [("CIFAR-10 (" + args.data.name + ")", args.data)]
+    imagenet = bench_loader.SHARED / "imagenet-sample" / "images.zip"
+    if imagenet.exists():
+        sets.append(("ImageNet sample (whole files)", imagenet))
+    reports = []
+    for name, path in sets:
+        files = bench_loader.load_payloads(path, args.images)
+        reports.append(bench_reads.measure(name, files, repeats, python_files, args.simd))
+    print(bench_reads.report(reports))
     return 0
 
 
@@ -306,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=_COUNT, default=128, help="loader: batch size (ImageNet: at most 32)")
     bench.add_argument("--workers", type=_workers, default=[0, 2],
                        help="loader: comma-separated DataLoader worker counts")  # fmt: skip
+    bench.add_argument(
+        "--reads",
+        action="store_true",
+        help="loader: per-file reads instead (read_dct vs Pillow's decode and jpeg2dct's loads)",
+    )
+    bench.add_argument(
+        "--simd",
+        type=Path,
+        default=None,
+        help="loader --reads: a folder holding Pillow-SIMD (pip install --target DIR pillow-simd)",
+    )
     bench.set_defaults(handler=_bench)
     _add_robustness_parser(commands)
     return parser

@@ -224,6 +224,7 @@ USER_ERRORS = {
     "bench-data": ["bench", "accuracy", "--data", "/dev/zero"],
     "bench-workers": ["bench", "loader", "--workers", "-1"],
     "bench-time": ["bench", "conv", "--min-run-time", "inf"],
+    "bench-simd": ["bench", "loader", "--reads", "--simd", "/nonexistent"],
     "demo-limit": ["demo", "--limit", "-1"],
     "demo-data": ["demo", "--data", "/nonexistent"],
     "demo-out": ["demo", "--out", "/dev/null"],
