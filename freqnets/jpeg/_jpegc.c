@@ -1642,6 +1642,8 @@ struct dj_component {
 
 struct dj_header {
     Py_ssize_t data_start;         /* the first byte of entropy-coded data */
+    unsigned width, height;        /* the frame's size in pixels */
+    unsigned long long coefficients; /* of the MCU-padded planes (_markers.check_allocation's count) */
     /* freqnets.jpeg.budget.check_read's figures for files with this header (see dj_within_budget) */
     unsigned long long first_scan_bits, blocks, work_allowance, work_per_byte;
     int n_components;              /* 1 or 3: the frame's and the scan's */
@@ -1667,15 +1669,22 @@ struct dj_raw_table {
     JHUFF_TBL table;
 };
 
-/* Parse the header bytes d[0:n] (SOI to the end of the first SOS segment, exactly); 1 when the direct path can
- * read files with this header, else 0. Python's parser has accepted these bytes already (so have libjpeg's
- * checks, as far as it makes them first): this only refuses more. */
-static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, struct fq_huff tables[DJ_MAX_TABLES]) {
+/* Parse the header of the file d[0:n] (SOI to the end of its first SOS segment; hd->data_start: where that
+ * ends); 1 when the direct path can read files with this header, else 0 ("declined"). Accepted headers are
+ * ones Python's parse_header (freqnets/jpeg/_markers.py) accepts, with the same frame, block grids and
+ * coefficient count: every check of parse_header that refuses a header the direct path could otherwise read
+ * is made here too (max_pixels, check_allocation, the RGB colour guess of _check_colour); everything else
+ * it refuses, this declines (any marker but DQT, DHT, DRI, APPn, COM, SOF0/SOF1 and SOS, any malformed or
+ * truncated segment). A declined header goes to parse_header, which raises its typed error or returns the
+ * header for the usual path. max_pixels < 0: no limit (as parse_header's None). */
+static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, struct dj_header *hd,
+                    struct fq_huff tables[DJ_MAX_TABLES]) {
     struct dj_raw_table *raw = calloc(2 * 4, sizeof *raw); /* [class][id] */
     UINT16 quant[4][DCTSIZE2];
     int quant_defined[4] = {0}, frame = 0, ok = 0;
     int ids[FQ_MAX_COMPONENTS], tq[FQ_MAX_COMPONENTS];
     unsigned width = 0, height = 0;
+    int jfif = 0, adobe = -1; /* an APP0 "JFIF" segment seen; the last Adobe APP14 segment's transform (-1: none) */
     if (raw == NULL) {
         return 0;
     }
@@ -1745,6 +1754,12 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
             }
             hd->restart_interval = dj_u16(p);
         } else if ((marker >= 0xE0 && marker <= 0xEF) || marker == 0xFE) { /* APPn, COM */
+            /* what parse_header reads of them for its colour check (read_segment) */
+            if (marker == 0xE0 && len >= 5 && memcmp(p, "JFIF", 5) == 0) {
+                jfif = 1;
+            } else if (marker == 0xEE && len >= 12 && memcmp(p, "Adobe", 5) == 0) {
+                adobe = p[11];
+            }
             continue;
         } else if (marker == 0xC0 || marker == 0xC1) { /* SOF0, SOF1: Huffman-coded sequential */
             if (frame || len < 6 || p[0] != 8) {
@@ -1781,11 +1796,32 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
             }
             hd->mcus_x = ((long)width + 8L * h_max - 1) / (8L * h_max);
             hd->mcus_y = ((long)height + 8L * v_max - 1) / (8L * v_max);
+            /* parse_header's limits (_parse_sof's max_pixels, check_allocation's coefficients): it raises
+             * JpegTooLargeError for these frames (width, height < 2^16: no product below overflows) */
+            const unsigned long long pixels = (unsigned long long)width * height;
+            unsigned long long per_mcu = 0;
+            for (int c = 0; c < hd->n_components; c++) {
+                per_mcu += (unsigned long long)(hd->comp[c].h * hd->comp[c].v) * DCTSIZE2;
+            }
+            hd->coefficients = (unsigned long long)hd->mcus_x * (unsigned long long)hd->mcus_y * per_mcu;
+            if ((max_pixels >= 0 && pixels > (unsigned long long)max_pixels) ||
+                hd->coefficients > 6 * pixels + (1ULL << 22) ||
+                (max_pixels >= 0 && hd->coefficients > 6 * (unsigned long long)max_pixels + (1ULL << 22))) {
+                goto done;
+            }
+            hd->width = width;
+            hd->height = height;
             frame = 1;
         } else if (marker == 0xDA) { /* SOS: the last segment of the header */
             const int ns = len >= 1 ? p[0] : 0;
-            if (!frame || pos != n || ns != hd->n_components || len != 4 + 2 * (size_t)ns || p[1 + 2 * ns] != 0 ||
+            if (!frame || ns != hd->n_components || len != 4 + 2 * (size_t)ns || p[1 + 2 * ns] != 0 ||
                 p[2 + 2 * ns] != DCTSIZE2 - 1 || p[3 + 2 * ns] != 0) {
+                goto done;
+            }
+            /* _check_colour: a 3-component file without a JFIF marker is RGB when an Adobe marker says transform
+             * 0, or, without one, when its component ids are 'R', 'G', 'B' (parse_header refuses it) */
+            if (ns == 3 && !jfif &&
+                (adobe == 0 || (adobe < 0 && ids[0] == 'R' && ids[1] == 'G' && ids[2] == 'B'))) {
                 goto done;
             }
             int used[FQ_MAX_COMPONENTS] = {0}, n_tables = 0, index[2][4];
@@ -1843,7 +1879,7 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
                 hd->mcus_x = hd->comp[0].width_in_blocks;
                 hd->mcus_y = hd->comp[0].height_in_blocks;
             }
-            hd->data_start = (Py_ssize_t)n;
+            hd->data_start = (Py_ssize_t)pos;
             ok = 1;
             goto done;
         } else { /* another SOF (progressive, arithmetic, lossless, ...), DAC, DNL, EXP, JPGn, RSTn, EOI, ... */
@@ -2093,6 +2129,33 @@ static void dj_capsule_free(PyObject *capsule) {
     free(PyCapsule_GetPointer(capsule, DJ_CAPSULE));
 }
 
+/* The direct path's parse of the header of the file d[0:n] (dj_parse) in a new block of its own, holding only
+ * the Huffman tables the scan uses (one block per distinct header stays with the read plans). NULL with
+ * *declined set when dj_parse declines the header, NULL with an exception when out of memory. */
+static struct dj_header *dj_new_header(const unsigned char *d, size_t n, long long max_pixels, int *declined) {
+    struct dj_header parsed;
+    struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
+    if (tables == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *declined = !dj_parse(d, n, max_pixels, &parsed, tables);
+    if (*declined) {
+        free(tables);
+        return NULL;
+    }
+    struct dj_header *hd = malloc(sizeof *hd + (size_t)parsed.n_tables * sizeof *tables);
+    if (hd == NULL) {
+        free(tables);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *hd = parsed;
+    memcpy(hd->tables, tables, (size_t)parsed.n_tables * sizeof *tables);
+    free(tables);
+    return hd;
+}
+
 PyDoc_STRVAR(direct_header_doc,
              "direct_header(prefix, dims, first_scan_bits, blocks, work_allowance, work_per_byte) -> capsule or None\n\n"
              "prefix: a file's bytes from SOI to the end of its first SOS segment (exactly); dims: the (rows, columns)\n"
@@ -2111,28 +2174,21 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*OKKKK", &prefix, &dims_arg, &budget[0], &budget[1], &budget[2], &budget[3])) {
         return NULL;
     }
-    /* parsed with room for every table; the capsule keeps only the tables the scan uses (one capsule per distinct
-     * header stays in the read plans) */
-    struct dj_header parsed;
-    struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
-    const int parsed_ok = tables != NULL && dj_parse(prefix.buf, (size_t)prefix.len, &parsed, tables);
+    int declined = 0;
+    struct dj_header *hd = dj_new_header(prefix.buf, (size_t)prefix.len, -1, &declined);
+    const Py_ssize_t length = prefix.len;
     PyBuffer_Release(&prefix);
-    struct dj_header *hd = tables != NULL ? malloc(sizeof *hd + (parsed_ok ? (size_t)parsed.n_tables : 0) * sizeof *tables)
-                                          : NULL;
     if (hd == NULL) {
-        free(tables);
-        return PyErr_NoMemory();
+        if (declined) {
+            Py_RETURN_NONE;
+        }
+        return NULL;
     }
-    int ok = parsed_ok;
-    if (ok) {
-        *hd = parsed;
-        memcpy(hd->tables, tables, (size_t)parsed.n_tables * sizeof *tables);
-    }
-    free(tables);
     hd->first_scan_bits = budget[0];
     hd->blocks = budget[1];
     hd->work_allowance = budget[2];
     hd->work_per_byte = budget[3];
+    int ok = hd->data_start == length; /* the prefix is the header, exactly */
     PyObject *dims = ok ? PySequence_Tuple(dims_arg) : NULL;
     if (ok && dims == NULL) {
         free(hd);
@@ -2161,6 +2217,97 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
         free(hd);
     }
     return capsule;
+}
+
+PyDoc_STRVAR(parse_direct_doc,
+             "parse_direct(data, max_pixels, work_allowance, work_per_byte)\n"
+             "    -> (capsule, data_start, (height, width), sampling_factors, grids, coefficients, first_scan_bits)\n"
+             "       or None\n\n"
+             "The header of the file data (bytes), parsed in C for the direct path: None (declined) unless the file is\n"
+             "one read_direct reads (single-scan sequential Huffman-coded, 8-bit, 1 or 3 components) and\n"
+             "_markers.parse_header(data, max_pixels) accepts its header (max_pixels: None or an int, as there); then\n"
+             "the capsule (as direct_header's, for read_direct and read_planned) and the figures a read plan needs,\n"
+             "equal to parse_header's: where the scan data starts, the frame's size, the ((h, v), ...) sampling\n"
+             "factors, the (rows, columns) block grid of each component, the coefficients of the MCU-padded planes\n"
+             "(JpegHeader.coefficients) and budget.scan_data_short's bits the first scan needs. A declined file is\n"
+             "parsed by parse_header, which raises its typed error or returns the header for the usual path.\n"
+             "work_allowance, work_per_byte: the libjpeg backend's figures of budget.check_read (read_direct\n"
+             "checks them per file).");
+
+static PyObject *parse_direct(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse_direct(data: bytes, max_pixels, work_allowance, work_per_byte)");
+        return NULL;
+    }
+    long long max_pixels = -1; /* None: no limit */
+    if (args[1] != Py_None) {
+        int overflow = 0;
+        max_pixels = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+        if (max_pixels == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow > 0) {
+            max_pixels = -1; /* more pixels than any frame has (65535^2): no limit */
+        } else if (overflow < 0 || max_pixels < 0) {
+            PyErr_SetString(PyExc_ValueError, "parse_direct: max_pixels must be None or >= 0");
+            return NULL;
+        }
+    }
+    const unsigned long long allowance = PyLong_AsUnsignedLongLong(args[2]);
+    const unsigned long long per_byte = allowance == (unsigned long long)-1 && PyErr_Occurred()
+                                            ? 0
+                                            : PyLong_AsUnsignedLongLong(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    int declined = 0;
+    struct dj_header *hd = dj_new_header((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                         (size_t)PyBytes_GET_SIZE(args[0]), max_pixels, &declined);
+    if (hd == NULL) {
+        if (declined) {
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    /* budget.check_read's figures: blocks of one scan (the MCU-padded planes'), and scan_data_short's bits of a
+     * sequential first scan holding every component (a DC and an AC code per block of the components' grids) */
+    unsigned long long grid_blocks = 0;
+    for (int c = 0; c < hd->n_components; c++) {
+        grid_blocks += (unsigned long long)hd->comp[c].height_in_blocks * (unsigned long long)hd->comp[c].width_in_blocks;
+    }
+    hd->first_scan_bits = 2 * grid_blocks;
+    hd->blocks = hd->coefficients / DCTSIZE2;
+    hd->work_allowance = allowance;
+    hd->work_per_byte = per_byte;
+    PyObject *capsule = PyCapsule_New(hd, DJ_CAPSULE, dj_capsule_free);
+    if (capsule == NULL) {
+        free(hd);
+        return NULL;
+    }
+    PyObject *factors = PyTuple_New(hd->n_components), *grids = PyTuple_New(hd->n_components);
+    for (int c = 0; factors != NULL && grids != NULL && c < hd->n_components; c++) {
+        PyObject *f = Py_BuildValue("(ii)", hd->comp[c].h, hd->comp[c].v);
+        PyObject *g = Py_BuildValue("(ll)", hd->comp[c].height_in_blocks, hd->comp[c].width_in_blocks);
+        if (f == NULL || g == NULL) {
+            Py_XDECREF(f);
+            Py_XDECREF(g);
+            Py_CLEAR(factors);
+            break;
+        }
+        PyTuple_SET_ITEM(factors, c, f);
+        PyTuple_SET_ITEM(grids, c, g);
+    }
+    PyObject *result = NULL;
+    if (factors != NULL && grids != NULL) {
+        result = Py_BuildValue("(Nn(II)OOKK)", capsule, hd->data_start, hd->height, hd->width, factors, grids,
+                               hd->coefficients, hd->first_scan_bits);
+        capsule = NULL; /* stolen by "N", also when Py_BuildValue fails */
+    }
+    Py_XDECREF(capsule);
+    Py_XDECREF(factors);
+    Py_XDECREF(grids);
+    return result;
 }
 
 /* windows (None or per component (first row, first column, rows, columns)) and downsample (None or (dh, dv,
@@ -3062,6 +3209,7 @@ static PyMethodDef methods[] = {
     {"match_headers", match_headers, METH_VARARGS, match_headers_doc},
     {"read_planned", read_planned, METH_VARARGS, read_planned_doc},
     {"direct_header", direct_header, METH_VARARGS, direct_header_doc},
+    {"parse_direct", (PyCFunction)(void (*)(void))parse_direct, METH_FASTCALL, parse_direct_doc},
     {"read_direct", (PyCFunction)(void (*)(void))read_direct, METH_FASTCALL, read_direct_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -128,7 +128,7 @@ class DCTReadCollate:
             outs += [(1, chroma, kc, hc * wc, wc, c_rows, c_cols), (1, cr, kc, hc * wc, wc, c_rows, c_cols)]
         short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
         return (
-            _backends.libjpeg_memory(header),
+            _backends.libjpeg_memory(header.coefficients),
             windows,
             *down,
             outs,

@@ -24,7 +24,7 @@ from .budget import (
     WORK_ALLOWANCE,
     WORK_PER_BYTE,
     check_read,
-    read_bytes_needed,
+    libjpeg_bytes_needed,
     scan_data_short,
 )
 from .chroma import (
@@ -36,6 +36,7 @@ from .chroma import (
     crop_windows,
     downsample_factors,
     layout_factors,
+    subsampling_name,
     with_layout,
 )
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
@@ -422,6 +423,7 @@ class _Plan(NamedTuple):
 
 # the C extension's direct path (None where it is not built: plans then hold no direct header)
 _read_direct = getattr(_backends._jpegc, "read_direct", None)
+_parse_direct = getattr(_backends._jpegc, "parse_direct", None)
 _new_object, _set_attribute = object.__new__, object.__setattr__  # (module globals: cheaper than attribute lookups)
 # torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
 # the call's cost; the public function where torch lacks the private one.
@@ -447,13 +449,60 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
     windows, size = (None, (frame.height, frame.width))
     if options.crop is not None:
         windows, size = crop_windows(header, options.crop)
-    colour = header.subsampling != "gray"
+    # 4-component files (CMYK/YCCK) and arithmetic-coded ones, with budget rules of their own, take the general path
+    readable = len(frame.components) in (1, 3) and not frame.arithmetic
+    grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components]
+    short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
+    first_scan_bits = 0 if short is None else short[0]
+    plan = _new_plan(
+        options, size, header.sampling_factors, header.subsampling, grids, windows, header.coefficients,
+        header.first_scan.data_start, first_scan_bits, readable, None,
+    )  # fmt: skip
+    if not plan.fast:
+        return plan
+    return plan._replace(direct=_backends.direct_header(prefix, header))
+
+
+def _direct_plan(data: bytes, options: ReadOptions) -> _Plan | None:
+    """The :class:`_Plan` of ``data`` read with ``options`` (no ``crop``) from the C extension's parse of its header
+    alone (:func:`~._backends.parse_direct`), or ``None`` when that parse declines the file (then its header is
+    parsed by :func:`~._markers.parse_header`, which raises or returns what :func:`_plan` needs). A photo set has a
+    new header in every file: this replaces the Python parse, the plan from it and the second, C parse of the
+    same bytes with one C parse; the plan is kept only as the last one (:data:`_LAST`)."""
+    parsed = _backends.parse_direct(data, options.max_pixels)
+    if parsed is None:
+        return None
+    direct, data_start, size, factors, grids, coefficients, first_scan_bits = parsed
+    return _new_plan(
+        options, size, factors, subsampling_name(factors), grids, None, coefficients, data_start, first_scan_bits,
+        True, direct,
+    )  # fmt: skip
+
+
+def _new_plan(
+    options: ReadOptions,
+    size: tuple[int, int],
+    factors: tuple[tuple[int, int], ...],
+    subsampling: str,
+    grids: list[tuple[int, int]],
+    windows: Windows | None,
+    coefficients: int,
+    data_start: int,
+    first_scan_bits: int,
+    readable: bool,
+    direct: object,
+) -> _Plan:
+    """The :class:`_Plan` of files with a header of these figures (:class:`JpegHeader`'s: ``size`` in pixels,
+    sampling ``factors``, ``subsampling``, each component's block ``grids``, ``coefficients``; where the scan data
+    starts, the bits the first scan needs at least) read with ``options`` through ``windows`` (``crop``'s, or
+    ``None``); ``readable``: the C readers take such files (1 or 3 components, Huffman-coded); ``direct``: the
+    direct path's capsule or ``None``."""
+    colour = subsampling != "gray"
     downsample = None
     if options.target is not None and colour:
-        downsample = downsample_factors(header.sampling_factors, options.target)
-    grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components] if windows is None else [
-        w[2:] for w in windows
-    ]  # fmt: skip
+        downsample = downsample_factors(factors, options.target)
+    if windows is not None:
+        grids = [w[2:] for w in windows]
     dims = [grids[0]] + [
         (-(-rows // downsample[1]), -(-cols // downsample[0])) if downsample is not None else (rows, cols)
         for rows, cols in grids[1:]
@@ -463,38 +512,36 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
         "cb": None,
         "cr": None,
         "size": size,
-        "subsampling": header.subsampling,
-        "sampling_factors": header.sampling_factors,
+        "subsampling": subsampling,
+        "sampling_factors": factors,
         "order": options.order,
         "backend": "libjpeg",
     }
     # what _read and with_layout do: the planes of a converted file are described in the target layout
-    # (4-component files, CMYK/YCCK, and arithmetic-coded ones, with budget rules of their own, take the
-    # general path)
     converts = options.target is not None and colour and downsample != (1, 1)
-    fast = len(frame.components) in (1, 3) and not frame.arithmetic and (not converts or downsample is not None)
+    fast = readable and (not converts or downsample is not None)
     if converts and fast:
-        fast = len(header.sampling_factors) == 3 and dims[1] == chroma_grid(*dims[0], options.target)
+        fast = len(factors) == 3 and dims[1] == chroma_grid(*dims[0], options.target)
         result.update(
             subsampling=_NAMES[options.target],
             sampling_factors=(options.target, (1, 1), (1, 1)),
-            stored_subsampling=header.subsampling,
+            stored_subsampling=subsampling,
         )
     # check_read's limits that do not depend on the file's length; those that do are checked per file
-    if options.max_bytes is not None and read_bytes_needed(header, "libjpeg", windows) > options.max_bytes:
+    out = 64 * sum([rows * cols for rows, cols in grids])
+    if options.max_bytes is not None and libjpeg_bytes_needed(coefficients, out) > options.max_bytes:
         fast = False
-    short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
     return _Plan(
         fast=fast,
         windows=windows,
         down=None if downsample is None or downsample == (1, 1) else (*downsample, _backends._kernel_bytes()),
         dims=dims,
-        max_memory=_backends.libjpeg_memory(header),
-        data_start=header.first_scan.data_start,
-        first_scan_bits=0 if short is None else short[0],
-        blocks=header.coefficients // 64,
+        max_memory=_backends.libjpeg_memory(coefficients),
+        data_start=data_start,
+        first_scan_bits=first_scan_bits,
+        blocks=coefficients // 64,
         fields=result,
-        direct=_backends.direct_header(prefix, header) if fast else None,
+        direct=direct if fast else None,
         zigzag=options.order == "zigzag",
     )
 
@@ -508,14 +555,18 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
     if last is not None and last[1] is options and data.startswith(last[0]):
         plan = last[2]
     else:
-        header = HEADER_CACHE.parse(data, options.max_pixels)  # raises the header's typed errors
-        entry = _PLANS.get((id(header), id(options)))
-        if entry is None or entry[0] is not header or entry[1] is not options:
-            if len(_PLANS) >= _MAX_PLANS:
-                _PLANS.clear()
-            entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
-            _PLANS[(id(header), id(options))] = entry
-        plan = entry[2]
+        # a header the direct path reads: one C parse, nothing cached but the last plan (a photo set's headers
+        # are all new); else (a crop, or declined) the Python parse, which raises the header's typed errors
+        plan = _direct_plan(data, options) if options.crop is None and _parse_direct is not None else None
+        if plan is None:
+            header = HEADER_CACHE.parse(data, options.max_pixels)
+            entry = _PLANS.get((id(header), id(options)))
+            if entry is None or entry[0] is not header or entry[1] is not options:
+                if len(_PLANS) >= _MAX_PLANS:
+                    _PLANS.clear()
+                entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
+                _PLANS[(id(header), id(options))] = entry
+            plan = entry[2]
         _LAST = data[: plan.data_start], options, plan
     if not plan.fast:
         return None
