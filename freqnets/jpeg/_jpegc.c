@@ -135,10 +135,12 @@ struct fq_entropy {
 };
 
 static void fq_build(const JHUFF_TBL *table, int is_ac, struct fq_huff *d) {
-    /* libjpeg's start_pass has checked the table (counts within the code space, at most 256 symbols) */
-    memset(d->look, 0, sizeof d->look);
-    memset(d->fast_ac, 0, sizeof d->fast_ac);
-    int k = 0;
+    /* libjpeg's start_pass (or fq_table_valid) has checked the table (counts within the code space, at most 256
+     * symbols). Canonical codes of at most FQ_LOOK bits take consecutive ranges of the lookahead indices from 0 in
+     * code order (a code of length l: 2^(FQ_LOOK - l) of them), so each range is filled as a block and what
+     * follows the last one (prefixes of longer codes, or of none) is zeroed: a table is built once per new header
+     * (photos mostly have their own tables), and entry by entry this was most of the C header parse. */
+    int k = 0, filled = 0;
     int32_t code = 0;
     for (int l = 1; l <= 16; l++) {
         const int count = table->bits[l];
@@ -149,21 +151,34 @@ static void fq_build(const JHUFF_TBL *table, int is_ac, struct fq_huff *d) {
             if (l > FQ_LOOK) {
                 continue;
             }
-            const int shift = FQ_LOOK - l, run = symbol >> 4, size = symbol & 15;
-            for (int j = 0; j < (1 << shift); j++) {
-                const int index = (code << shift) | j;
-                d->look[index] = (uint16_t)((l << 8) | symbol);
-                if (is_ac && size != 0 && l + size <= FQ_LOOK) {
-                    /* the coefficient's bits follow the code inside the lookahead: decode it now */
-                    const int v = (index >> (shift - size)) & ((1 << size) - 1);
-                    const int value = v >= (1 << (size - 1)) ? v : v - (1 << size) + 1;
-                    d->fast_ac[index] = (int32_t)((uint32_t)value << 16) | (run << 8) | (l + size);
-                }
+            const int shift = FQ_LOOK - l, run = symbol >> 4, size = symbol & 15, first = code << shift;
+            const uint16_t entry = (uint16_t)((l << 8) | symbol);
+            uint16_t *look = d->look + first;
+            for (size_t j = 0; j < (size_t)1 << shift; j++) {
+                look[j] = entry;
             }
+            if (is_ac && size != 0 && l + size <= FQ_LOOK) {
+                /* the coefficient's bits follow the code inside the lookahead: decoded now. Value bits v take the
+                 * indices first + v * step ... (the lower bits, past them, are the next code's) */
+                const int step = 1 << (shift - size);
+                for (int v = 0; v < 1 << size; v++) {
+                    const int value = v >= (1 << (size - 1)) ? v : v - (1 << size) + 1;
+                    const int32_t fast = (int32_t)((uint32_t)value << 16) | (run << 8) | (l + size);
+                    int32_t *dst = d->fast_ac + first + v * step;
+                    for (size_t j = 0; j < (size_t)step; j++) {
+                        dst[j] = fast;
+                    }
+                }
+            } else {
+                memset(d->fast_ac + first, 0, sizeof *d->fast_ac << shift);
+            }
+            filled = first + (1 << shift);
         }
         d->maxcode[l] = count ? code - 1 : -1;
         code <<= 1;
     }
+    memset(d->look + filled, 0, sizeof *d->look * (size_t)((1 << FQ_LOOK) - filled));
+    memset(d->fast_ac + filled, 0, sizeof *d->fast_ac * (size_t)((1 << FQ_LOOK) - filled));
 }
 
 /* Derived tables of recently seen Huffman tables, per thread: most files of a data set share their tables
