@@ -121,11 +121,13 @@ def direct_header(prefix: bytes, header: JpegHeader) -> object:
 def parse_direct(data: bytes, max_pixels: int | None) -> tuple | None:
     """The C extension's parse of ``data``'s header for its direct path, without :func:`~._markers.parse_header`:
     ``None`` (declined) unless the direct path reads such files and ``parse_header(data, max_pixels)`` accepts
-    the header (then it has the same figures), else ``(capsule, data_start, (height, width), sampling_factors,
-    grids, coefficients, first_scan_bits)``: :func:`direct_header`'s capsule, where the scan data starts, the
-    frame's size, ``JpegHeader.sampling_factors``, each component's ``(rows, columns)`` block grid,
-    ``JpegHeader.coefficients`` and the bits :func:`~.budget.scan_data_short` says the first scan needs. A
-    declined file goes to ``parse_header``, which raises its typed error or parses it for the other paths."""
+    the header (then it has the same figures), else ``(capsule, data_start, coefficients, first_scan_bits,
+    sampling_factors, grids, frame)``: :func:`direct_header`'s capsule, where the scan data starts,
+    ``JpegHeader.coefficients``, the bits :func:`~.budget.scan_data_short` says the first scan needs,
+    ``JpegHeader.sampling_factors``, each component's ``(rows, columns)`` block grid, and the fields of the
+    :class:`~._markers.Frame` (its components as the fields of each :class:`~._markers.Component`; see
+    :func:`~._markers.frame_of`). A declined file goes to ``parse_header``, which raises its typed error or parses
+    it for the other paths."""
     return _jpegc.parse_direct(data, max_pixels, WORK_ALLOWANCE["libjpeg"], WORK_PER_BYTE["libjpeg"])
 
 

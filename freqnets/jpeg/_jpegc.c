@@ -1657,8 +1657,6 @@ struct dj_component {
 
 struct dj_header {
     Py_ssize_t data_start;         /* the first byte of entropy-coded data */
-    unsigned width, height;        /* the frame's size in pixels */
-    unsigned long long coefficients; /* of the MCU-padded planes (_markers.check_allocation's count) */
     /* freqnets.jpeg.budget.check_read's figures for files with this header (see dj_within_budget) */
     unsigned long long first_scan_bits, blocks, work_allowance, work_per_byte;
     int n_components;              /* 1 or 3: the frame's and the scan's */
@@ -1678,6 +1676,17 @@ struct dj_header {
 
 static unsigned dj_u16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
 
+/* The frame as _markers.parse_header describes it (its Frame and Component fields, JpegHeader.coefficients):
+ * what parse_direct hands to Python besides the capsule. */
+struct dj_frame {
+    int extended;                  /* SOF1 ("extended"), else SOF0 ("baseline") */
+    unsigned width, height;        /* in pixels */
+    int h_max, v_max;
+    long mcus_x, mcus_y;           /* MCUs of an interleaved scan */
+    int ids[FQ_MAX_COMPONENTS], tq[FQ_MAX_COMPONENTS];
+    unsigned long long coefficients; /* of the MCU-padded planes (check_allocation's count) */
+};
+
 /* The Huffman table (class, id) of DHT segments, as libjpeg keeps it. */
 struct dj_raw_table {
     int defined, n_symbols;
@@ -1693,17 +1702,18 @@ struct dj_raw_table {
  * truncated segment). A declined header goes to parse_header, which raises its typed error or returns the
  * header for the usual path. max_pixels < 0: no limit (as parse_header's None). */
 static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, struct dj_header *hd,
-                    struct fq_huff tables[DJ_MAX_TABLES]) {
+                    struct fq_huff tables[DJ_MAX_TABLES], struct dj_frame *fr) {
     struct dj_raw_table *raw = calloc(2 * 4, sizeof *raw); /* [class][id] */
     UINT16 quant[4][DCTSIZE2];
     int quant_defined[4] = {0}, frame = 0, ok = 0;
-    int ids[FQ_MAX_COMPONENTS], tq[FQ_MAX_COMPONENTS];
+    int *ids = fr->ids, *tq = fr->tq;
     unsigned width = 0, height = 0;
     int jfif = 0, adobe = -1; /* an APP0 "JFIF" segment seen; the last Adobe APP14 segment's transform (-1: none) */
     if (raw == NULL) {
         return 0;
     }
     memset(hd, 0, sizeof *hd);
+    memset(fr, 0, sizeof *fr);
     if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) {
         goto done;
     }
@@ -1818,14 +1828,19 @@ static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, stru
             for (int c = 0; c < hd->n_components; c++) {
                 per_mcu += (unsigned long long)(hd->comp[c].h * hd->comp[c].v) * DCTSIZE2;
             }
-            hd->coefficients = (unsigned long long)hd->mcus_x * (unsigned long long)hd->mcus_y * per_mcu;
+            fr->coefficients = (unsigned long long)hd->mcus_x * (unsigned long long)hd->mcus_y * per_mcu;
             if ((max_pixels >= 0 && pixels > (unsigned long long)max_pixels) ||
-                hd->coefficients > 6 * pixels + (1ULL << 22) ||
-                (max_pixels >= 0 && hd->coefficients > 6 * (unsigned long long)max_pixels + (1ULL << 22))) {
+                fr->coefficients > 6 * pixels + (1ULL << 22) ||
+                (max_pixels >= 0 && fr->coefficients > 6 * (unsigned long long)max_pixels + (1ULL << 22))) {
                 goto done;
             }
-            hd->width = width;
-            hd->height = height;
+            fr->extended = marker == 0xC1;
+            fr->width = width;
+            fr->height = height;
+            fr->h_max = h_max;
+            fr->v_max = v_max;
+            fr->mcus_x = hd->mcus_x;
+            fr->mcus_y = hd->mcus_y;
             frame = 1;
         } else if (marker == 0xDA) { /* SOS: the last segment of the header */
             const int ns = len >= 1 ? p[0] : 0;
@@ -2147,14 +2162,15 @@ static void dj_capsule_free(PyObject *capsule) {
 /* The direct path's parse of the header of the file d[0:n] (dj_parse) in a new block of its own, holding only
  * the Huffman tables the scan uses (one block per distinct header stays with the read plans). NULL with
  * *declined set when dj_parse declines the header, NULL with an exception when out of memory. */
-static struct dj_header *dj_new_header(const unsigned char *d, size_t n, long long max_pixels, int *declined) {
+static struct dj_header *dj_new_header(const unsigned char *d, size_t n, long long max_pixels, struct dj_frame *fr,
+                                       int *declined) {
     struct dj_header parsed;
     struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
     if (tables == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    *declined = !dj_parse(d, n, max_pixels, &parsed, tables);
+    *declined = !dj_parse(d, n, max_pixels, &parsed, tables, fr);
     if (*declined) {
         free(tables);
         return NULL;
@@ -2190,7 +2206,8 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
         return NULL;
     }
     int declined = 0;
-    struct dj_header *hd = dj_new_header(prefix.buf, (size_t)prefix.len, -1, &declined);
+    struct dj_frame frame;
+    struct dj_header *hd = dj_new_header(prefix.buf, (size_t)prefix.len, -1, &frame, &declined);
     const Py_ssize_t length = prefix.len;
     PyBuffer_Release(&prefix);
     if (hd == NULL) {
@@ -2236,15 +2253,16 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
 
 PyDoc_STRVAR(parse_direct_doc,
              "parse_direct(data, max_pixels, work_allowance, work_per_byte)\n"
-             "    -> (capsule, data_start, (height, width), sampling_factors, grids, coefficients, first_scan_bits)\n"
-             "       or None\n\n"
+             "    -> (capsule, data_start, coefficients, first_scan_bits, sampling_factors, grids, frame) or None\n\n"
              "The header of the file data (bytes), parsed in C for the direct path: None (declined) unless the file is\n"
              "one read_direct reads (single-scan sequential Huffman-coded, 8-bit, 1 or 3 components) and\n"
              "_markers.parse_header(data, max_pixels) accepts its header (max_pixels: None or an int, as there); then\n"
              "the capsule (as direct_header's, for read_direct and read_planned) and the figures a read plan needs,\n"
-             "equal to parse_header's: where the scan data starts, the frame's size, the ((h, v), ...) sampling\n"
-             "factors, the (rows, columns) block grid of each component, the coefficients of the MCU-padded planes\n"
-             "(JpegHeader.coefficients) and budget.scan_data_short's bits the first scan needs. A declined file is\n"
+             "equal to parse_header's: where the scan data starts, the coefficients of the MCU-padded planes\n"
+             "(JpegHeader.coefficients), budget.scan_data_short's bits the first scan needs, the ((h, v), ...)\n"
+             "sampling factors, the (rows, columns) block grid of each component and the fields of its Frame, the\n"
+             "components as the fields of each Component (_markers.Frame(*frame[:4], tuple(Component(*c) for c in\n"
+             "frame[4]), *frame[5:]) is parse_header's frame). A declined file is\n"
              "parsed by parse_header, which raises its typed error or returns the header for the usual path.\n"
              "work_allowance, work_per_byte: the libjpeg backend's figures of budget.check_read (read_direct\n"
              "checks them per file).");
@@ -2277,8 +2295,9 @@ static PyObject *parse_direct(PyObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     int declined = 0;
+    struct dj_frame fr;
     struct dj_header *hd = dj_new_header((const unsigned char *)PyBytes_AS_STRING(args[0]),
-                                         (size_t)PyBytes_GET_SIZE(args[0]), max_pixels, &declined);
+                                         (size_t)PyBytes_GET_SIZE(args[0]), max_pixels, &fr, &declined);
     if (hd == NULL) {
         if (declined) {
             Py_RETURN_NONE;
@@ -2292,7 +2311,7 @@ static PyObject *parse_direct(PyObject *self, PyObject *const *args, Py_ssize_t 
         grid_blocks += (unsigned long long)hd->comp[c].height_in_blocks * (unsigned long long)hd->comp[c].width_in_blocks;
     }
     hd->first_scan_bits = 2 * grid_blocks;
-    hd->blocks = hd->coefficients / DCTSIZE2;
+    hd->blocks = fr.coefficients / DCTSIZE2;
     hd->work_allowance = allowance;
     hd->work_per_byte = per_byte;
     PyObject *capsule = PyCapsule_New(hd, DJ_CAPSULE, dj_capsule_free);
@@ -2300,28 +2319,36 @@ static PyObject *parse_direct(PyObject *self, PyObject *const *args, Py_ssize_t 
         free(hd);
         return NULL;
     }
-    PyObject *factors = PyTuple_New(hd->n_components), *grids = PyTuple_New(hd->n_components);
-    for (int c = 0; factors != NULL && grids != NULL && c < hd->n_components; c++) {
-        PyObject *f = Py_BuildValue("(ii)", hd->comp[c].h, hd->comp[c].v);
-        PyObject *g = Py_BuildValue("(ll)", hd->comp[c].height_in_blocks, hd->comp[c].width_in_blocks);
-        if (f == NULL || g == NULL) {
+    const int n = hd->n_components;
+    PyObject *factors = PyTuple_New(n), *grids = PyTuple_New(n), *components = PyTuple_New(n);
+    for (int c = 0; factors != NULL && grids != NULL && components != NULL && c < n; c++) {
+        const struct dj_component *comp = &hd->comp[c];
+        PyObject *f = Py_BuildValue("(ii)", comp->h, comp->v);
+        PyObject *g = Py_BuildValue("(ll)", comp->height_in_blocks, comp->width_in_blocks);
+        PyObject *k = Py_BuildValue("(iiiill)", fr.ids[c], comp->h, comp->v, fr.tq[c], comp->width_in_blocks,
+                                    comp->height_in_blocks);
+        if (f == NULL || g == NULL || k == NULL) {
             Py_XDECREF(f);
             Py_XDECREF(g);
+            Py_XDECREF(k);
             Py_CLEAR(factors);
             break;
         }
         PyTuple_SET_ITEM(factors, c, f);
         PyTuple_SET_ITEM(grids, c, g);
+        PyTuple_SET_ITEM(components, c, k);
     }
     PyObject *result = NULL;
-    if (factors != NULL && grids != NULL) {
-        result = Py_BuildValue("(Nn(II)OOKK)", capsule, hd->data_start, hd->height, hd->width, factors, grids,
-                               hd->coefficients, hd->first_scan_bits);
+    if (factors != NULL && grids != NULL && components != NULL) {
+        result = Py_BuildValue("(NnKKOO(siIIOiill))", capsule, hd->data_start, fr.coefficients, hd->first_scan_bits,
+                               factors, grids, fr.extended ? "extended" : "baseline", 8, fr.height, fr.width, components,
+                               fr.h_max, fr.v_max, fr.mcus_x, fr.mcus_y);
         capsule = NULL; /* stolen by "N", also when Py_BuildValue fails */
     }
     Py_XDECREF(capsule);
     Py_XDECREF(factors);
     Py_XDECREF(grids);
+    Py_XDECREF(components);
     return result;
 }
 

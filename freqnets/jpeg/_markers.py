@@ -290,6 +290,12 @@ def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
     return Frame(process, precision, height, width, components, h_max, v_max, mcus_x, mcus_y, arithmetic)
 
 
+def frame_of(fields: tuple) -> Frame:
+    """The :class:`Frame` of ``fields`` (``Frame``'s fields in order, its components as tuples of
+    :class:`Component`'s fields), as the C extension's header parse returns them (``_jpegc.parse_direct``)."""
+    return Frame(*fields[:4], tuple([Component(*c) for c in fields[4]]), *fields[5:])
+
+
 def check_allocation(frame: Frame, max_pixels: int | None) -> int:
     """Coefficients the decoders allocate (MCU-padded planes); raise when out of proportion to the image."""
     mcus = frame.mcus_x * frame.mcus_y

@@ -106,7 +106,7 @@ class DCTReadCollate:
             if down is None:
                 return None
         grid = self.collate.grid
-        windows = None if grid is None else crop_windows(header, grid)[0]
+        windows = None if grid is None else crop_windows(header.frame, grid)[0]
         grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components] if windows is None else [
             w[2:] for w in windows
         ]  # fmt: skip

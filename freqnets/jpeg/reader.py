@@ -18,7 +18,15 @@ import torch
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._decode_py import RawCoefficients
-from ._markers import DEFAULT_MAX_PIXELS, MAX_SCANS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
+from ._markers import (
+    DEFAULT_MAX_PIXELS,
+    MAX_SCANS,
+    ZIGZAG_TO_NATURAL,
+    HeaderCache,
+    JpegHeader,
+    frame_of,
+    parse_header,
+)
 from .budget import (
     DEFAULT_MAX_BYTES,
     WORK_ALLOWANCE,
@@ -305,9 +313,9 @@ def _read(data: bytes, options: ReadOptions, chosen: str, fast: bool = True) -> 
     windows, size, keep = None, (header.frame.height, header.frame.width), None
     if options.crop is not None and orientation != 1:  # the turned image's window, read in the stored image
         *box, keep = turned_window(header.frame, options.crop, orientation)
-        windows, size = block_windows(header, *box)
+        windows, size = block_windows(header.frame, *box)
     elif options.crop is not None:
-        windows, size = crop_windows(header, options.crop)
+        windows, size = crop_windows(header.frame, options.crop)
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
     downsample = None
     four = len(header.frame.components) == 4  # CMYK/YCCK: no chroma conversion (see read_dct's chroma)
@@ -448,7 +456,7 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
     frame = header.frame
     windows, size = (None, (frame.height, frame.width))
     if options.crop is not None:
-        windows, size = crop_windows(header, options.crop)
+        windows, size = crop_windows(frame, options.crop)
     # 4-component files (CMYK/YCCK) and arithmetic-coded ones, with budget rules of their own, take the general path
     readable = len(frame.components) in (1, 3) and not frame.arithmetic
     grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components]
@@ -464,17 +472,20 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
 
 
 def _direct_plan(data: bytes, options: ReadOptions) -> _Plan | None:
-    """The :class:`_Plan` of ``data`` read with ``options`` (no ``crop``) from the C extension's parse of its header
-    alone (:func:`~._backends.parse_direct`), or ``None`` when that parse declines the file (then its header is
-    parsed by :func:`~._markers.parse_header`, which raises or returns what :func:`_plan` needs). A photo set has a
-    new header in every file: this replaces the Python parse, the plan from it and the second, C parse of the
-    same bytes with one C parse; the plan is kept only as the last one (:data:`_LAST`)."""
+    """The :class:`_Plan` of ``data`` read with ``options`` from the C extension's parse of its header alone
+    (:func:`~._backends.parse_direct`), or ``None`` when that parse declines the file (then its header is parsed by
+    :func:`~._markers.parse_header`, which raises or returns what :func:`_plan` needs). A photo set has a new header
+    in every file: this replaces the Python parse, the plan from it and the second, C parse of the same bytes with
+    one C parse; the plan is kept only as the last one (:data:`_LAST`)."""
     parsed = _backends.parse_direct(data, options.max_pixels)
     if parsed is None:
         return None
-    direct, data_start, size, factors, grids, coefficients, first_scan_bits = parsed
+    direct, data_start, coefficients, first_scan_bits, factors, grids, frame = parsed
+    windows, size = None, (frame[2], frame[3])
+    if options.crop is not None:
+        windows, size = crop_windows(frame_of(frame), options.crop)
     return _new_plan(
-        options, size, factors, subsampling_name(factors), grids, None, coefficients, data_start, first_scan_bits,
+        options, size, factors, subsampling_name(factors), grids, windows, coefficients, data_start, first_scan_bits,
         True, direct,
     )  # fmt: skip
 
@@ -549,8 +560,8 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
         plan = last[2]
     else:
         # a header the direct path reads: one C parse, nothing cached but the last plan (a photo set's headers
-        # are all new); else (a crop, or declined) the Python parse, which raises the header's typed errors
-        plan = _direct_plan(data, options) if options.crop is None and _parse_direct is not None else None
+        # are all new); else (declined) the Python parse, which raises the header's typed errors
+        plan = _direct_plan(data, options) if _parse_direct is not None else None
         if plan is None:
             header = HEADER_CACHE.parse(data, options.max_pixels)
             entry = _PLANS.get((id(header), id(options)))

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from freqnets.jpeg import JpegError, JpegTooLargeError, _backends, read_dct, reader
-from freqnets.jpeg._markers import HeaderCache, parse_header
+from freqnets.jpeg._markers import HeaderCache, frame_of, parse_header
 from freqnets.jpeg.budget import scan_data_short
 
 from .jpeg_writer import encode_baseline, random_coefficients
@@ -34,14 +34,17 @@ def _python_facts(data: bytes, max_pixels: int | None = MAX_PIXELS) -> tuple:
     header = parse_header(data, max_pixels)
     short = scan_data_short(b"", header)
     grids = tuple((c.height_in_blocks, c.width_in_blocks) for c in header.frame.components)
-    size = (header.frame.height, header.frame.width)
     bits = 0 if short is None else short[0]
-    return header.first_scan.data_start, size, header.sampling_factors, grids, header.coefficients, bits
+    return header.first_scan.data_start, header.coefficients, bits, header.sampling_factors, grids, header.frame
 
 
 def _c_facts(data: bytes, max_pixels: int | None = MAX_PIXELS) -> tuple | None:
     parsed = _backends.parse_direct(data, max_pixels)
-    return None if parsed is None else parsed[1:]
+    if parsed is None:
+        return None
+    frame = frame_of(parsed[-1])
+    assert tuple(parsed[-1][4]) == tuple(tuple(c) for c in frame.components)  # every field is read back
+    return (*parsed[1:-1], frame)
 
 
 def _python_outcome(data: bytes, max_pixels: int | None = MAX_PIXELS):
@@ -81,9 +84,11 @@ def _same_reads(data: bytes, monkeypatch, **options) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
-def test_generated_layouts_have_parse_headers_facts(name) -> None:
+def test_generated_layouts_have_parse_headers_facts(name, monkeypatch) -> None:
     data = GENERATED[name]
     assert _check_file(data), name
+    for options in ({}, {"crop": (2, 3)}, {"crop": (28, 28), "chroma": "420", "order": "zigzag"}, {"chroma": "444"}):
+        _same_reads(data, monkeypatch, **options)
     assert _check_file(data, None) and _check_file(data, 10**30)
     # the capsule reads the file as the capsule made from parse_header's figures does
     header = parse_header(data)
@@ -231,6 +236,7 @@ def test_mutated_headers_are_declined_or_parse_headers(monkeypatch) -> None:
         for mutated in _header_mutations(data, rng, 40):
             _same_reads(mutated, monkeypatch)
             _same_reads(mutated, monkeypatch, strict=False, chroma="420")
+            _same_reads(mutated, monkeypatch, crop=(2, 3), order="zigzag")
 
 
 def test_fuzzer_mutations_read_as_with_the_python_parse(monkeypatch) -> None:
@@ -241,6 +247,7 @@ def test_fuzzer_mutations_read_as_with_the_python_parse(monkeypatch) -> None:
             _check_file(data)
             _same_reads(data, monkeypatch)
             _same_reads(data, monkeypatch, strict=False, order="zigzag")
+            _same_reads(data, monkeypatch, crop=(28, 28), chroma="420")
             count += 1
     assert count >= 60
 
