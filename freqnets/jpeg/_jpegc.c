@@ -5,7 +5,8 @@
  * Copyright 2026 the freqnets authors. Licensed under the Apache License, Version 2.0.
  * libjpeg-turbo is distributed under the IJG licence and the Modified BSD licence.
  *
- * Python validates the headers first (freqnets/jpeg/_markers.py); this module only decodes.
+ * Python validates the headers first (freqnets/jpeg/_markers.py); this module only decodes, except for the
+ * headers its direct path reads (parse_direct: the same checks, the rest declined to Python's parser).
  * libjpeg errors never exit the process: error_exit longjmps back here and becomes a Python
  * exception. libjpeg warnings (corrupt or truncated data) are collected and returned, so the
  * caller decides between strict and lenient reading. The GIL is released while decoding and
@@ -2261,9 +2262,9 @@ PyDoc_STRVAR(parse_direct_doc,
              "equal to parse_header's: where the scan data starts, the coefficients of the MCU-padded planes\n"
              "(JpegHeader.coefficients), budget.scan_data_short's bits the first scan needs, the ((h, v), ...)\n"
              "sampling factors, the (rows, columns) block grid of each component and the fields of its Frame, the\n"
-             "components as the fields of each Component (_markers.Frame(*frame[:4], tuple(Component(*c) for c in\n"
-             "frame[4]), *frame[5:]) is parse_header's frame). A declined file is\n"
-             "parsed by parse_header, which raises its typed error or returns the header for the usual path.\n"
+             "components as the fields of each Component (_markers.frame_of(frame) is parse_header's frame). A\n"
+             "declined file is parsed by parse_header, which raises its typed error or returns the header for the\n"
+             "usual path.\n"
              "work_allowance, work_per_byte: the libjpeg backend's figures of budget.check_read (read_direct\n"
              "checks them per file).");
 

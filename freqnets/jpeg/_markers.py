@@ -1,6 +1,8 @@
 """JPEG marker parsing in pure Python: frame, tables and scan headers, validated before any decoding.
 
-Every backend of :func:`freqnets.jpeg.read_dct` runs :func:`parse_header` first. It walks the
+Every backend of :func:`freqnets.jpeg.read_dct` runs :func:`parse_header` first (the one exception: files the
+C extension's direct path reads, whose header ``_jpegc.parse_direct`` parses with the same refusing checks,
+declining the rest to this parser; see docs/jpeg.md, "The direct path"). It walks the
 marker segments from SOI to the first SOS (O(header) work, no allocation that depends on the
 claimed image size) and rejects, with a typed :class:`~freqnets.jpeg.JpegError`, everything the
 readers do not decode: 12-bit or lossless frames, hierarchical files, RGB colour, sizes over
