@@ -442,6 +442,15 @@ _LAST: tuple[bytes, ReadOptions, _Plan] | None = None
 # another object while it is cached (headers come from HEADER_CACHE, options mostly from _OPTIONS).
 _PLANS: dict[tuple[int, int], tuple[JpegHeader, ReadOptions, _Plan]] = {}
 _MAX_PLANS = 256
+# Plans made from the C header parse whose header bytes came back (see _find_plan): (header bytes, id(options)) ->
+# (options, plan), oldest first; the lengths of their headers and where their SOS marker starts, newest first (where
+# a file's header bytes are looked for); the hashes of header bytes seen once (of at most _MAX_REMEMBERED_HEADER).
+_DIRECT_PLANS: dict[tuple[bytes, int], tuple[ReadOptions, _Plan]] = {}
+_DIRECT_ENDS: tuple[tuple[int, int], ...] = ()
+_MAX_DIRECT_ENDS = 4
+_SEEN: dict[int, None] = {}
+_MAX_SEEN = 256
+_MAX_REMEMBERED_HEADER = 4096
 # JpegCoefficients' fields with their defaults (see _read_fast); all defaults are immutable.
 _DEFAULT_FIELDS = {
     f.name: f.default if f.default is not MISSING else f.default_factory()
@@ -550,6 +559,47 @@ def _new_plan(
     )  # fmt: skip
 
 
+def _find_plan(data: bytes, options: ReadOptions) -> tuple[_Plan, bytes]:
+    """The plan of a file whose header differs from the last file's, and its header bytes. A header the direct path
+    reads: its plan from the C parse (one parse), kept only once the same header bytes came back (_DIRECT_PLANS:
+    a photo set, whose headers are all new, leaves nothing behind for the garbage collector to walk). Else (the C
+    parse declines it): the Python parse through the header cache, which raises the header's typed errors."""
+    global _DIRECT_ENDS
+    for end, sos in _DIRECT_ENDS:  # (a file whose SOS marker is elsewhere has other header bytes: no slice, no hash)
+        if len(data) >= end and data[sos] == 0xFF and data[sos + 1] == 0xDA:
+            prefix = data[:end]
+            entry = _DIRECT_PLANS.get((prefix, id(options)))
+            if entry is not None and entry[0] is options:
+                return entry[1], prefix
+    plan = _direct_plan(data, options) if _parse_direct is not None else None
+    if plan is not None:
+        prefix = data[: plan.data_start]
+        # (options with a crop are made per call, never found again by identity: their plans are not kept)
+        if len(prefix) <= _MAX_REMEMBERED_HEADER and options.crop is None:
+            seen = hash(prefix)
+            if seen not in _SEEN:  # a first sighting: only the hash is kept (the dict stays untracked by gc)
+                if len(_SEEN) >= _MAX_SEEN:
+                    _SEEN.clear()
+                _SEEN[seen] = None
+            else:
+                if len(_DIRECT_PLANS) >= _MAX_PLANS:
+                    del _DIRECT_PLANS[next(iter(_DIRECT_PLANS))]  # the oldest
+                _DIRECT_PLANS[(prefix, id(options))] = options, plan
+                # where its SOS marker is: FF DA, the length field, 1 + 2 bytes per component and 3 bytes
+                shape = len(prefix), len(prefix) - 6 - 2 * len(plan.dims) - 2
+                if shape not in _DIRECT_ENDS:
+                    _DIRECT_ENDS = (shape, *_DIRECT_ENDS)[:_MAX_DIRECT_ENDS]
+        return plan, prefix
+    header = HEADER_CACHE.parse(data, options.max_pixels)
+    entry = _PLANS.get((id(header), id(options)))
+    if entry is None or entry[0] is not header or entry[1] is not options:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
+        _PLANS[(id(header), id(options))] = entry
+    return entry[2], data[: entry[2].data_start]
+
+
 def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
     """:func:`_read` with the libjpeg backend for the usual files, or ``None``: the general path must read it."""
     global _LAST
@@ -559,19 +609,8 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
     if last is not None and last[1] is options and data.startswith(last[0]):
         plan = last[2]
     else:
-        # a header the direct path reads: one C parse, nothing cached but the last plan (a photo set's headers
-        # are all new); else (declined) the Python parse, which raises the header's typed errors
-        plan = _direct_plan(data, options) if _parse_direct is not None else None
-        if plan is None:
-            header = HEADER_CACHE.parse(data, options.max_pixels)
-            entry = _PLANS.get((id(header), id(options)))
-            if entry is None or entry[0] is not header or entry[1] is not options:
-                if len(_PLANS) >= _MAX_PLANS:
-                    _PLANS.clear()
-                entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
-                _PLANS[(id(header), id(options))] = entry
-            plan = entry[2]
-        _LAST = data[: plan.data_start], options, plan
+        plan, prefix = _find_plan(data, options)
+        _LAST = prefix, options, plan
     if not plan.fast:
         return None
     if plan.direct is not None and _backends.DIRECT:

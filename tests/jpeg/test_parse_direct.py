@@ -10,6 +10,7 @@ crafted headers (pixel and allocation limits, RGB colour guesses) and on thousan
 
 from __future__ import annotations
 
+import gc
 import struct
 
 import numpy as np
@@ -252,14 +253,51 @@ def test_fuzzer_mutations_read_as_with_the_python_parse(monkeypatch) -> None:
     assert count >= 60
 
 
-def test_a_photo_set_leaves_no_headers_in_the_caches(monkeypatch) -> None:
-    # every photo has a new header: the direct path keeps only the last plan (the caches would feed the garbage
-    # collector and never hit); files it declines still go through the header cache
+def _fresh_caches(monkeypatch) -> HeaderCache:
     cache = HeaderCache()
     monkeypatch.setattr(reader, "HEADER_CACHE", cache)
-    monkeypatch.setattr(reader, "_PLANS", {})
+    for name, value in (("_PLANS", {}), ("_DIRECT_PLANS", {}), ("_SEEN", {}), ("_DIRECT_ENDS", ()), ("_LAST", None)):
+        monkeypatch.setattr(reader, name, value)
+    return cache
+
+
+def test_a_photo_set_leaves_no_headers_in_the_caches(monkeypatch) -> None:
+    # every photo has a new header: the direct path keeps only the last plan and the hashes of headers seen once
+    # (a dict of ints, which the garbage collector does not track); files it declines still go through the header
+    # cache
+    cache = _fresh_caches(monkeypatch)
     for seed in range(12):
         read_dct(pillow_jpeg((24 + seed, 40), seed=seed))
-    assert len(cache._entries) == 0 and len(reader._PLANS) == 0
+    assert len(cache._entries) == 0 and len(reader._PLANS) == 0 and len(reader._DIRECT_PLANS) == 0
+    assert len(reader._SEEN) == 12 and not gc.is_tracked(reader._SEEN)
     read_dct(pillow_jpeg((24, 40), progressive=True))
     assert len(cache._entries) == 1 and len(reader._PLANS) == 1
+
+
+def test_headers_that_come_back_are_planned_once_more_then_found(monkeypatch) -> None:
+    # a few headers in turn (say two image sizes in a shuffled data set): the C parse runs on a header's first and
+    # second sighting, then its plan is found by its bytes; the reads are those of the Python-parse route
+    _fresh_caches(monkeypatch)
+    files = [pillow_jpeg((32, 32), seed=1), pillow_jpeg((32, 40)), pillow_jpeg((40, 32), quality=50),
+             pillow_jpeg((16, 16), "L"), pillow_jpeg((32, 32), seed=2)]  # fmt: skip  (the first and last: one header)
+    calls = []
+    parse = _backends.parse_direct
+    monkeypatch.setattr(_backends, "parse_direct", lambda *args: calls.append(1) or parse(*args))
+    want = {}
+    for data in files:
+        with monkeypatch.context() as patch:
+            patch.setattr(reader, "_parse_direct", None)
+            want[data] = read_dct(data)
+    reader._LAST = None
+    for _ in range(6):
+        for data in files:
+            _assert_identical(read_dct(data), want[data])
+    assert len(calls) == 2 * 4 and len(reader._DIRECT_PLANS) == 4
+    # other options: plans of their own, kept at once (the header bytes came back); options with a crop are made
+    # per call, so their plans are never found again and not kept
+    for data in files * 3:
+        _assert_identical(read_dct(data, order="zigzag"), want[data].to_order("zigzag"))
+    assert len(calls) == 2 * 4 + 4 and len(reader._DIRECT_PLANS) == 8
+    for data in files * 3:
+        read_dct(data, crop=(2, 2))
+    assert len(calls) == 2 * 4 + 4 + 3 * 5 and len(reader._DIRECT_PLANS) == 8
