@@ -1054,9 +1054,10 @@ static void plane_steps_init(struct plane_steps *p, const UINT16 *quant, int zig
 }
 
 #if defined(__SSE2__)
-/* 8 blocks at a time (n = 8, or 4 with the other 4 rows ignored): each row v of their coefficients transposed in
- * registers, so each channel's 8 (4) values are stored with one or two vector stores. The same products as the
- * scalar loop: int16 -> float32 exactly, one float32 multiplication each. */
+/* 8 blocks at a time (n = 8, or fewer, n = 1..7, with the other rows ignored): each row v of their coefficients
+ * transposed in registers, so each channel's n values are stored with one or two vector stores (n < 4: one 2-float
+ * and/or one 1-float store, nothing past the n values). The same products as the scalar loop: int16 -> float32
+ * exactly, one float32 multiplication each. */
 /* Row v of blocks 0..n-1 (n <= 8; missing blocks read as zeros) transposed: t[u] holds coefficient (v, u) of
  * the 8 blocks, one int16 lane per block. */
 static inline __attribute__((always_inline)) void transpose_row8(const JBLOCK *blocks, int n, int v, __m128i t[8]) {
@@ -1096,7 +1097,17 @@ static void write_blocks_simd(const JBLOCK *blocks, int n, const struct plane_ou
             float *dst = dst0 + (size_t)channel * o->plane_stride;
             /* sign extension: each int16 into the high half of an int32, shifted down arithmetically */
             const __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(t[u], t[u]), 16);
-            _mm_storeu_ps(dst, _mm_mul_ps(_mm_cvtepi32_ps(lo), q));
+            const __m128 first = _mm_mul_ps(_mm_cvtepi32_ps(lo), q);
+            if (n >= 4) {
+                _mm_storeu_ps(dst, first);
+            } else { /* the last 1..3 blocks of a row (a CIFAR image's chroma rows are 2 blocks) */
+                if (n >= 2) {
+                    _mm_storel_pi((__m64 *)dst, first);
+                }
+                if (n & 1) {
+                    _mm_store_ss(dst + n - 1, n == 1 ? first : _mm_movehl_ps(first, first));
+                }
+            }
             if (n == 8) {
                 const __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(t[u], t[u]), 16);
                 _mm_storeu_ps(dst + 4, _mm_mul_ps(_mm_cvtepi32_ps(hi), q));
@@ -1142,15 +1153,13 @@ static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_o
     for (; done + 4 <= w; done += done + 8 <= w ? 8 : 4) {
         write_blocks_simd(blocks + done, done + 8 <= w ? 8 : 4, o, o->base + row * o->row_stride + done, p);
     }
-    if (done == w) {
-        return;
+    if (done < w) {
+        write_blocks_simd(blocks + done, (int)(w - done), o, o->base + row * o->row_stride + done, p);
     }
-    blocks += done;
-    w -= done;
-#endif
-    const size_t first = done; /* the scalar loop: the last blocks (all of them without SSE2) */
-    for (int k = 0; k < o->channels; k++) {
-        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride + first;
+#else
+    (void)done;
+    for (int k = 0; k < o->channels; k++) { /* without SSE2: the scalar loop */
+        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride;
         const int src = p->source[k];
         const float q = p->step[k];
         /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
@@ -1159,6 +1168,7 @@ static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_o
             dst[x] = (float)blocks[x][src] * q;
         }
     }
+#endif
 }
 
 /* Phase 2, without the GIL: dequantise and transpose component ci's window into o (float32). */
@@ -1633,11 +1643,13 @@ static PyObject *fq_dl_new(int ndim, const int64_t *shape, uint8_t code, uint8_t
 #define DJ_MAX_TABLES 8        /* DC and AC tables 0..3 */
 #define DJ_CAPSULE "freqnets.jpeg._jpegc.direct_header"
 #define DJ_BATCH_BYTES (96 << 10) /* int16 row buffers of about this size (in L2): see dj_decode */
+#define DJ_STACK_BLOCKS 128       /* row buffers of at most this many blocks (16 KiB) live on dj_decode's stack */
 
 struct dj_component {
     int h, v;                      /* sampling factors */
     long width_in_blocks, height_in_blocks;
     UINT16 quant[DCTSIZE2];        /* natural order */
+    struct plane_steps steps[2];   /* the row writer's steps of quant, natural order (0) and zigzag order (1) */
 };
 
 struct dj_header {
@@ -1801,6 +1813,9 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
                 }
                 used[c] = 1;
                 memcpy(hd->comp[c].quant, quant[tq[c]], sizeof hd->comp[c].quant);
+                /* once per header, not per file (a tenth of read_direct's own time on a CIFAR-sized file) */
+                plane_steps_init(&hd->comp[c].steps[0], hd->comp[c].quant, 0);
+                plane_steps_init(&hd->comp[c].steps[1], hd->comp[c].quant, 1);
                 const int ids_of[2] = {p[2 + 2 * s] >> 4, p[2 + 2 * s] & 15};
                 int table_of[2];
                 for (int tc = 0; tc < 2; tc++) {
@@ -1945,21 +1960,29 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
         offset[c] = total;
         total += (size_t)(batch * hd->rows_per_mcu[c] + carry[c]) * (size_t)hd->cols_per_row[c];
     }
-    JBLOCK *buffer = malloc(total * sizeof(JBLOCK));
-    struct down_map *maps = malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS);
-    if (buffer == NULL || maps == NULL) {
-        free(buffer);
+    /* Small files (a CIFAR image's rows are 24 blocks) use the stack: no allocation per file. The averaging maps
+     * are allocated only when some component is downsampled; the plain steps come with the header. */
+    JBLOCK stack_rows[DJ_STACK_BLOCKS];
+    int any_down = 0;
+    for (int c = 0; c < n; c++) {
+        any_down |= t->down[c];
+    }
+    JBLOCK *buffer = total <= DJ_STACK_BLOCKS ? stack_rows : malloc(total * sizeof(JBLOCK));
+    struct down_map *maps = any_down ? malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS) : NULL;
+    if (buffer == NULL || (any_down && maps == NULL)) {
+        if (buffer != stack_rows) {
+            free(buffer);
+        }
         free(maps);
         return -1;
     }
-    struct plane_steps steps[FQ_MAX_COMPONENTS];
+    const struct plane_steps *steps[FQ_MAX_COMPONENTS];
     long next_out[FQ_MAX_COMPONENTS] = {0}; /* downsampled components: the next output row to write */
     long stop_row = hd->mcus_y - 1;         /* the last MCU row whose blocks are written */
     for (int c = 0; c < n; c++) {
+        steps[c] = &hd->comp[c].steps[zigzag ? 1 : 0];
         if (t->down[c]) {
             down_map_init(&maps[c], hd->comp[c].quant, zigzag, dh, dv, kernel);
-        } else {
-            plane_steps_init(&steps[c], hd->comp[c].quant, zigzag);
         }
     }
     if (t->stop_early) {
@@ -1987,6 +2010,11 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     long first = 0; /* the batch's first MCU row */
     for (long my = 0; my < hd->mcus_y && !scan_done; my++) {
         const long slot = my - first; /* this MCU row's place in the batch */
+        for (int c = 0; c < n; c++) { /* the row's blocks zeroed at once (the decoder writes only nonzero values) */
+            const size_t width = (size_t)hd->cols_per_row[c];
+            memset(buffer + offset[c] + (size_t)(carry[c] + slot * hd->rows_per_mcu[c]) * width, 0,
+                   (size_t)hd->rows_per_mcu[c] * width * sizeof(JBLOCK));
+        }
         for (long mx = 0; mx < hd->mcus_x; mx++) {
             if (hd->restart_interval) {
                 if (restarts_to_go == 0) {
@@ -2007,7 +2035,6 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
                                 (size_t)(carry[c] + slot * hd->rows_per_mcu[c] + hd->block_y[blk]) *
                                     (size_t)hd->cols_per_row[c] +
                                 (size_t)(mx * (n == 1 ? 1 : hd->comp[c].h) + hd->block_x[blk]);
-                memset(block, 0, sizeof(JBLOCK));
                 if (!fq_sequential_block(NULL, &e, &b, blk, *block)) {
                     goto done;
                 }
@@ -2039,7 +2066,7 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
             if (!t->down[c]) {
                 for (long r = r_first > wd[0] ? r_first : wd[0]; r < r_end && r < wd[0] + wd[2]; r++) {
                     write_block_row(rows + (size_t)(r - r_first) * width + (size_t)wd[1], (size_t)wd[3], o,
-                                    (size_t)(r - wd[0]), &steps[c]);
+                                    (size_t)(r - wd[0]), steps[c]);
                 }
                 continue;
             }
@@ -2084,7 +2111,9 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     }
     ok = 1;
 done:
-    free(buffer);
+    if (buffer != stack_rows) {
+        free(buffer);
+    }
     free(maps);
     return ok;
 }

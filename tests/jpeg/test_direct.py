@@ -119,6 +119,44 @@ def test_generated_files_are_taken_and_bit_for_bit_the_libjpeg_path(name) -> Non
     assert _outcome(data, True).warnings == ()
 
 
+def _row_files() -> dict[str, bytes]:
+    # Output rows of every width from 1 to 17 blocks: every remainder of the row writers' 8- and 4-block steps (the
+    # last 1..3 blocks of a row are stored 2 and 1 floats at a time), for luma and chroma planes.
+    files = {}
+    for name, subsampling in (("420", 2), ("444", 0)):
+        for blocks in range(1, 18):
+            files[f"{name}-w{blocks}"] = _pillow((16, 8 * blocks), quality=90, subsampling=subsampling, seed=blocks)
+    for blocks in (1, 2, 3, 5, 6, 7, 9):
+        files[f"gray-w{blocks}"] = _pillow((8, 8 * blocks), "L", quality=90, seed=blocks)
+    # Row buffers on both sides of the 128 blocks dj_decode keeps on its stack (more: allocated): a greyscale MCU
+    # row of 1024 px is 128 blocks; ten 4:2:0 MCU rows 32 px wide 120 blocks, eleven 132; 4:4:4 -> 4:2:0 (a
+    # carried chroma row of 4 blocks each): ten MCU rows 128, eleven 140.
+    files["gray-1024"] = _pillow((8, 1024), "L", quality=80)
+    files["gray-1032"] = _pillow((8, 1032), "L", quality=80)
+    files["420-rows10"] = _pillow((160, 32), quality=80, subsampling=2)
+    files["420-rows11"] = _pillow((176, 32), quality=80, subsampling=2)
+    files["444-rows10"] = _pillow((80, 32), quality=80, subsampling=0)
+    files["444-rows11"] = _pillow((88, 32), quality=80, subsampling=0)
+    return files
+
+
+ROW_FILES = _row_files()
+
+
+@pytest.mark.parametrize("name", sorted(ROW_FILES))
+def test_row_widths_and_row_buffers_bit_for_bit_the_libjpeg_path_and_python(name) -> None:
+    data = ROW_FILES[name]
+    assert _taken(data), name
+    for options in ({}, {"order": "zigzag"}, {"chroma": "420"}, {"crop": (1, 1)}):
+        _same(data, **options)
+    # both C paths share the row writers: the python backend (NumPy products) is their independent reference
+    for order in ("natural", "zigzag"):
+        direct, python = read_dct(data, order=order), read_dct(data, order=order, backend="python")
+        assert direct.backend == "libjpeg" and len(direct.planes()) == len(python.planes())
+        for x, y in zip((*direct.planes(), direct.quant_tables), (*python.planes(), python.quant_tables), strict=True):
+            assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+
+
 def _zip_jpegs(path: Path, count: int) -> list[bytes]:
     if not path.exists():
         pytest.skip(f"{path} not present (shared data only on dev/CI machines; FREQNETS_SHARED_DATA names it)")
