@@ -1566,15 +1566,15 @@ struct fq_dl_block {
 
 static void fq_dl_delete(struct fq_dl_managed *self) { free(((struct fq_dl_block *)self)->allocation); }
 
-/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). */
+/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). It may run while
+ * an exception is set (read_direct's result failing after torch took some capsules): PyCapsule_IsValid sets and
+ * clears no error, and GetPointer is called only on a valid capsule, so that exception stays. */
 static void fq_dl_capsule_free(PyObject *capsule) {
     if (PyCapsule_IsValid(capsule, "dltensor")) {
         struct fq_dl_managed *m = PyCapsule_GetPointer(capsule, "dltensor");
         if (m != NULL && m->deleter != NULL) {
             m->deleter(m);
         }
-    } else {
-        PyErr_Clear(); /* IsValid sets no error; GetPointer is not called on a consumed capsule */
     }
 }
 
@@ -2245,19 +2245,70 @@ static int dj_parse_down(PyObject *arg, int *dh, int *dv, float *kernel) {
     return ok;
 }
 
+/* The result object of read_direct(..., fields, (cls, convert)): as reader._result builds it in Python, without
+ * the interpreter (its bytecode was a sixth of a CIFAR-sized read_dct). values = a copy of fields with
+ * "y", "cb", "cr" (three components) and "quant_tables" set to convert(capsule); cls.__new__(cls) gets values as
+ * its __dict__ (object.__setattr__, past a frozen dataclass's __setattr__), then its __post_init__() runs.
+ * capsules: read_direct's tuple (n planes, then the tables). NULL with an exception. */
+static PyObject *dj_names[4], *dj_dict_name, *dj_post_init_name; /* interned when the module loads */
+
+static PyObject *dj_result(PyObject *capsules, int n, PyObject *fields, PyObject *spec) {
+    if (!PyDict_Check(fields) || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2 ||
+        !PyType_Check(PyTuple_GET_ITEM(spec, 0))) {
+        PyErr_SetString(PyExc_TypeError, "read_direct: fields must be a dict and result (class, convert)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)PyTuple_GET_ITEM(spec, 0);
+    PyObject *convert = PyTuple_GET_ITEM(spec, 1);
+    PyObject *values = PyDict_Copy(fields);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i <= n; i++) {
+        PyObject *tensor = PyObject_CallOneArg(convert, PyTuple_GET_ITEM(capsules, i));
+        if (tensor == NULL || PyDict_SetItem(values, dj_names[i == n ? 3 : i], tensor) < 0) {
+            Py_XDECREF(tensor);
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_DECREF(tensor);
+    }
+    PyObject *none = PyTuple_New(0);
+    PyObject *result = none != NULL ? PyBaseObject_Type.tp_new(cls, none, NULL) : NULL; /* object.__new__(cls) */
+    Py_XDECREF(none);
+    if (result == NULL || PyObject_GenericSetAttr(result, dj_dict_name, values) < 0) {
+        Py_XDECREF(result);
+        Py_DECREF(values);
+        return NULL;
+    }
+    Py_DECREF(values);
+    PyObject *checked = PyObject_CallMethodNoArgs(result, dj_post_init_name);
+    if (checked == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_DECREF(checked);
+    return result;
+}
+
 PyDoc_STRVAR(read_direct_doc,
-             "read_direct(data, header, zigzag, windows=None, downsample=None) -> (plane, ..., quant_tables) or None\n\n"
+             "read_direct(data, header, zigzag, windows=None, downsample=None, fields=None, result=None)\n"
+             "    -> (plane, ..., quant_tables), a result object, or None\n\n"
              "The direct path (no libjpeg): data (bytes) starts with the header bytes `header` (a direct_header\n"
              "capsule) was made from. windows, downsample, zigzag: as read_coefficients'. Checks the file's budget\n"
              "limits first (None when over them: the usual path refuses or reads it). Returns DLPack capsules:\n"
              "per component a float32 (64, rows, columns) plane, then the int32 (n_components, 64) quantisation\n"
              "tables (natural order); None when the file is not one this path reads exactly as the libjpeg path\n"
-             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.");
+             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.\n"
+             "With fields (a dict) and result (cls, convert): instead of the capsules, the object reader._result\n"
+             "builds: cls.__new__(cls) with a copy of fields, y, cb, cr (3 components) and quant_tables set to\n"
+             "convert(capsule), as its __dict__, after which its __post_init__() runs.");
 
 static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs < 3 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "read_direct(data, header, zigzag, windows=None, downsample=None)");
+    if (nargs < 3 || nargs > 7 || nargs == 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "read_direct(data, header, zigzag, windows=None, downsample=None, fields=None, result=None)");
         return NULL;
     }
     if (!PyBytes_Check(args[0])) {
@@ -2331,6 +2382,11 @@ static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_BEGIN_ALLOW_THREADS
     status = dj_decode(hd, data, size, &t, zigzag, dh, dv, kernel);
     Py_END_ALLOW_THREADS
+    if (status == 1 && nargs == 7 && args[5] != Py_None) {
+        PyObject *built = dj_result(result, n, args[5], args[6]);
+        Py_DECREF(result); /* the capsules the tensors took are theirs now; the others free their buffers */
+        return built;
+    }
     if (status == 1) {
         return result;
     }
@@ -3104,6 +3160,16 @@ PyMODINIT_FUNC PyInit__jpegc(void) {
 #if FQ_AVX2
     fq_has_avx2 = __builtin_cpu_supports("avx2");
 #endif
+    static const char *const names[4] = {"y", "cb", "cr", "quant_tables"};
+    for (int i = 0; i < 4; i++) {
+        if ((dj_names[i] = PyUnicode_InternFromString(names[i])) == NULL) {
+            return NULL;
+        }
+    }
+    if ((dj_dict_name = PyUnicode_InternFromString("__dict__")) == NULL ||
+        (dj_post_init_name = PyUnicode_InternFromString("__post_init__")) == NULL) {
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m != NULL) {
         PyModule_AddIntConstant(m, "LIBJPEG_VERSION", JPEG_LIB_VERSION);

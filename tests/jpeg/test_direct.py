@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from freqnets.jpeg import DCTCollate, DCTReadCollate, JpegError, _backends, read_dct, reader
+from freqnets.jpeg import DCTCollate, DCTReadCollate, JpegCoefficients, JpegError, _backends, read_dct, reader
 from freqnets.jpeg._markers import parse_header
 
 from .jpeg_writer import encode_baseline, random_coefficients
@@ -305,6 +305,59 @@ def test_results_own_their_memory_and_reads_agree_over_repeats() -> None:
         assert x.data_ptr() != y.data_ptr() and torch.equal(x, y)
     reader._LAST = None  # the plan again from the header cache
     _assert_identical(read_dct(data), a)
+
+
+@pytest.mark.parametrize("name", ["420-70x33", "gray-13x29", "444-9x17"])
+@pytest.mark.parametrize("options", [{}, {"order": "zigzag"}, {"crop": (2, 3)}, {"chroma": "420"}])
+def test_the_result_read_direct_builds_is_the_one_result_builds(name, options) -> None:
+    # read_dct's direct path has the C call build its result (fields, tensors, __post_init__); reader._result,
+    # which builds the libjpeg path's results in Python, is the reference: the same object from the same capsules
+    data = GENERATED[name]
+    built = read_dct(data, **options)
+    plan = reader._LAST[2]
+    assert plan.direct is not None
+    args = (data, plan.direct, plan.zigzag, plan.windows, plan.down)
+    reference = reader._result(plan, _backends._jpegc.read_direct(*args))
+    _assert_identical(built, reference)
+    assert list(vars(built)) == list(vars(reference))  # the same fields in the same order
+    assert vars(built) is not plan.fields and vars(built).keys() == plan.fields.keys() | {"y", "quant_tables"}
+    # another conversion than torch's, called once per capsule in the order of the planes, then the tables
+    seen = []
+
+    def convert(capsule):
+        seen.append(torch.from_dlpack(capsule))
+        return seen[-1]
+
+    other = _backends._jpegc.read_direct(*args, plan.fields, (JpegCoefficients, convert))
+    assert [x is y for x, y in zip(seen, (*other.planes(), other.quant_tables), strict=True)] == [True] * len(seen)
+    _assert_identical(other, reference)
+
+
+def test_read_direct_result_errors_propagate() -> None:
+    data = GENERATED["420-70x33"]
+    read_dct(data)
+    plan = reader._LAST[2]
+    args = (data, plan.direct, plan.zigzag, plan.windows, plan.down)
+    calls = []
+
+    def fail_third(capsule):
+        calls.append(capsule)
+        if len(calls) == 3:
+            raise RuntimeError("no tensor")
+        return torch.from_dlpack(capsule)
+
+    # a conversion failing after torch took some capsules: its exception, not a SystemError (the capsules' destructors
+    # run with the exception set and must leave it)
+    with pytest.raises(RuntimeError, match="no tensor"):
+        _backends._jpegc.read_direct(*args, plan.fields, (JpegCoefficients, fail_third))
+    for fields, result in (([], (JpegCoefficients, torch.from_dlpack)), (plan.fields, (JpegCoefficients,)),
+                           (plan.fields, ("JpegCoefficients", torch.from_dlpack))):  # fmt: skip
+        with pytest.raises(TypeError, match="fields must be a dict and result"):
+            _backends._jpegc.read_direct(*args, fields, result)
+    with pytest.raises(TypeError, match="read_direct"):
+        _backends._jpegc.read_direct(*args, plan.fields)
+    # fields=None: the capsules, as without the two arguments
+    assert isinstance(_backends._jpegc.read_direct(*args, None, None), tuple)
 
 
 def test_damage_just_past_a_window_as_today() -> None:
