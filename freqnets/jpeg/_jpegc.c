@@ -1070,9 +1070,10 @@ static void plane_steps_init(struct plane_steps *p, const UINT16 *quant, int zig
 }
 
 #if defined(__SSE2__)
-/* 8 blocks at a time (n = 8, or 4 with the other 4 rows ignored): each row v of their coefficients transposed in
- * registers, so each channel's 8 (4) values are stored with one or two vector stores. The same products as the
- * scalar loop: int16 -> float32 exactly, one float32 multiplication each. */
+/* 8 blocks at a time (n = 8, or fewer, n = 1..7, with the other rows ignored): each row v of their coefficients
+ * transposed in registers, so each channel's n values are stored with one or two vector stores (n < 4: one 2-float
+ * and/or one 1-float store, nothing past the n values). The same products as the scalar loop: int16 -> float32
+ * exactly, one float32 multiplication each. */
 /* Row v of blocks 0..n-1 (n <= 8; missing blocks read as zeros) transposed: t[u] holds coefficient (v, u) of
  * the 8 blocks, one int16 lane per block. */
 static inline __attribute__((always_inline)) void transpose_row8(const JBLOCK *blocks, int n, int v, __m128i t[8]) {
@@ -1112,7 +1113,17 @@ static void write_blocks_simd(const JBLOCK *blocks, int n, const struct plane_ou
             float *dst = dst0 + (size_t)channel * o->plane_stride;
             /* sign extension: each int16 into the high half of an int32, shifted down arithmetically */
             const __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(t[u], t[u]), 16);
-            _mm_storeu_ps(dst, _mm_mul_ps(_mm_cvtepi32_ps(lo), q));
+            const __m128 first = _mm_mul_ps(_mm_cvtepi32_ps(lo), q);
+            if (n >= 4) {
+                _mm_storeu_ps(dst, first);
+            } else { /* the last 1..3 blocks of a row (a CIFAR image's chroma rows are 2 blocks) */
+                if (n >= 2) {
+                    _mm_storel_pi((__m64 *)dst, first);
+                }
+                if (n & 1) {
+                    _mm_store_ss(dst + n - 1, n == 1 ? first : _mm_movehl_ps(first, first));
+                }
+            }
             if (n == 8) {
                 const __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(t[u], t[u]), 16);
                 _mm_storeu_ps(dst + 4, _mm_mul_ps(_mm_cvtepi32_ps(hi), q));
@@ -1158,15 +1169,13 @@ static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_o
     for (; done + 4 <= w; done += done + 8 <= w ? 8 : 4) {
         write_blocks_simd(blocks + done, done + 8 <= w ? 8 : 4, o, o->base + row * o->row_stride + done, p);
     }
-    if (done == w) {
-        return;
+    if (done < w) {
+        write_blocks_simd(blocks + done, (int)(w - done), o, o->base + row * o->row_stride + done, p);
     }
-    blocks += done;
-    w -= done;
-#endif
-    const size_t first = done; /* the scalar loop: the last blocks (all of them without SSE2) */
-    for (int k = 0; k < o->channels; k++) {
-        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride + first;
+#else
+    (void)done;
+    for (int k = 0; k < o->channels; k++) { /* without SSE2: the scalar loop */
+        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride;
         const int src = p->source[k];
         const float q = p->step[k];
         /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
@@ -1175,6 +1184,7 @@ static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_o
             dst[x] = (float)blocks[x][src] * q;
         }
     }
+#endif
 }
 
 /* Phase 2, without the GIL: dequantise and transpose component ci's window into o (float32). */
@@ -1572,15 +1582,15 @@ struct fq_dl_block {
 
 static void fq_dl_delete(struct fq_dl_managed *self) { free(((struct fq_dl_block *)self)->allocation); }
 
-/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). */
+/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). It may run while
+ * an exception is set (read_direct's result failing after torch took some capsules): PyCapsule_IsValid sets and
+ * clears no error, and GetPointer is called only on a valid capsule, so that exception stays. */
 static void fq_dl_capsule_free(PyObject *capsule) {
     if (PyCapsule_IsValid(capsule, "dltensor")) {
         struct fq_dl_managed *m = PyCapsule_GetPointer(capsule, "dltensor");
         if (m != NULL && m->deleter != NULL) {
             m->deleter(m);
         }
-    } else {
-        PyErr_Clear(); /* IsValid sets no error; GetPointer is not called on a consumed capsule */
     }
 }
 
@@ -1649,11 +1659,13 @@ static PyObject *fq_dl_new(int ndim, const int64_t *shape, uint8_t code, uint8_t
 #define DJ_MAX_TABLES 8        /* DC and AC tables 0..3 */
 #define DJ_CAPSULE "freqnets.jpeg._jpegc.direct_header"
 #define DJ_BATCH_BYTES (96 << 10) /* int16 row buffers of about this size (in L2): see dj_decode */
+#define DJ_STACK_BLOCKS 128       /* row buffers of at most this many blocks (16 KiB) live on dj_decode's stack */
 
 struct dj_component {
     int h, v;                      /* sampling factors */
     long width_in_blocks, height_in_blocks;
     UINT16 quant[DCTSIZE2];        /* natural order */
+    struct plane_steps steps[2];   /* the row writer's steps of quant, natural order (0) and zigzag order (1) */
 };
 
 struct dj_header {
@@ -1868,6 +1880,9 @@ static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, stru
                 }
                 used[c] = 1;
                 memcpy(hd->comp[c].quant, quant[tq[c]], sizeof hd->comp[c].quant);
+                /* once per header, not per file (a tenth of read_direct's own time on a CIFAR-sized file) */
+                plane_steps_init(&hd->comp[c].steps[0], hd->comp[c].quant, 0);
+                plane_steps_init(&hd->comp[c].steps[1], hd->comp[c].quant, 1);
                 const int ids_of[2] = {p[2 + 2 * s] >> 4, p[2 + 2 * s] & 15};
                 int table_of[2];
                 for (int tc = 0; tc < 2; tc++) {
@@ -2012,21 +2027,29 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
         offset[c] = total;
         total += (size_t)(batch * hd->rows_per_mcu[c] + carry[c]) * (size_t)hd->cols_per_row[c];
     }
-    JBLOCK *buffer = malloc(total * sizeof(JBLOCK));
-    struct down_map *maps = malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS);
-    if (buffer == NULL || maps == NULL) {
-        free(buffer);
+    /* Small files (a CIFAR image's rows are 24 blocks) use the stack: no allocation per file. The averaging maps
+     * are allocated only when some component is downsampled; the plain steps come with the header. */
+    JBLOCK stack_rows[DJ_STACK_BLOCKS];
+    int any_down = 0;
+    for (int c = 0; c < n; c++) {
+        any_down |= t->down[c];
+    }
+    JBLOCK *buffer = total <= DJ_STACK_BLOCKS ? stack_rows : malloc(total * sizeof(JBLOCK));
+    struct down_map *maps = any_down ? malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS) : NULL;
+    if (buffer == NULL || (any_down && maps == NULL)) {
+        if (buffer != stack_rows) {
+            free(buffer);
+        }
         free(maps);
         return -1;
     }
-    struct plane_steps steps[FQ_MAX_COMPONENTS];
+    const struct plane_steps *steps[FQ_MAX_COMPONENTS];
     long next_out[FQ_MAX_COMPONENTS] = {0}; /* downsampled components: the next output row to write */
     long stop_row = hd->mcus_y - 1;         /* the last MCU row whose blocks are written */
     for (int c = 0; c < n; c++) {
+        steps[c] = &hd->comp[c].steps[zigzag ? 1 : 0];
         if (t->down[c]) {
             down_map_init(&maps[c], hd->comp[c].quant, zigzag, dh, dv, kernel);
-        } else {
-            plane_steps_init(&steps[c], hd->comp[c].quant, zigzag);
         }
     }
     if (t->stop_early) {
@@ -2054,6 +2077,11 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     long first = 0; /* the batch's first MCU row */
     for (long my = 0; my < hd->mcus_y && !scan_done; my++) {
         const long slot = my - first; /* this MCU row's place in the batch */
+        for (int c = 0; c < n; c++) { /* the row's blocks zeroed at once (the decoder writes only nonzero values) */
+            const size_t width = (size_t)hd->cols_per_row[c];
+            memset(buffer + offset[c] + (size_t)(carry[c] + slot * hd->rows_per_mcu[c]) * width, 0,
+                   (size_t)hd->rows_per_mcu[c] * width * sizeof(JBLOCK));
+        }
         for (long mx = 0; mx < hd->mcus_x; mx++) {
             if (hd->restart_interval) {
                 if (restarts_to_go == 0) {
@@ -2074,7 +2102,6 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
                                 (size_t)(carry[c] + slot * hd->rows_per_mcu[c] + hd->block_y[blk]) *
                                     (size_t)hd->cols_per_row[c] +
                                 (size_t)(mx * (n == 1 ? 1 : hd->comp[c].h) + hd->block_x[blk]);
-                memset(block, 0, sizeof(JBLOCK));
                 if (!fq_sequential_block(NULL, &e, &b, blk, *block)) {
                     goto done;
                 }
@@ -2106,7 +2133,7 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
             if (!t->down[c]) {
                 for (long r = r_first > wd[0] ? r_first : wd[0]; r < r_end && r < wd[0] + wd[2]; r++) {
                     write_block_row(rows + (size_t)(r - r_first) * width + (size_t)wd[1], (size_t)wd[3], o,
-                                    (size_t)(r - wd[0]), &steps[c]);
+                                    (size_t)(r - wd[0]), steps[c]);
                 }
                 continue;
             }
@@ -2151,7 +2178,9 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     }
     ok = 1;
 done:
-    free(buffer);
+    if (buffer != stack_rows) {
+        free(buffer);
+    }
     free(maps);
     return ok;
 }
@@ -2406,19 +2435,70 @@ static int dj_parse_down(PyObject *arg, int *dh, int *dv, float *kernel) {
     return ok;
 }
 
+/* The result object of read_direct(..., fields, (cls, convert)): as reader._result builds it in Python, without
+ * the interpreter (its bytecode was a sixth of a CIFAR-sized read_dct). values = a copy of fields with
+ * "y", "cb", "cr" (three components) and "quant_tables" set to convert(capsule); cls.__new__(cls) gets values as
+ * its __dict__ (object.__setattr__, past a frozen dataclass's __setattr__), then its __post_init__() runs.
+ * capsules: read_direct's tuple (n planes, then the tables). NULL with an exception. */
+static PyObject *dj_names[4], *dj_dict_name, *dj_post_init_name; /* interned when the module loads */
+
+static PyObject *dj_result(PyObject *capsules, int n, PyObject *fields, PyObject *spec) {
+    if (!PyDict_Check(fields) || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2 ||
+        !PyType_Check(PyTuple_GET_ITEM(spec, 0))) {
+        PyErr_SetString(PyExc_TypeError, "read_direct: fields must be a dict and result (class, convert)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)PyTuple_GET_ITEM(spec, 0);
+    PyObject *convert = PyTuple_GET_ITEM(spec, 1);
+    PyObject *values = PyDict_Copy(fields);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i <= n; i++) {
+        PyObject *tensor = PyObject_CallOneArg(convert, PyTuple_GET_ITEM(capsules, i));
+        if (tensor == NULL || PyDict_SetItem(values, dj_names[i == n ? 3 : i], tensor) < 0) {
+            Py_XDECREF(tensor);
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_DECREF(tensor);
+    }
+    PyObject *none = PyTuple_New(0);
+    PyObject *result = none != NULL ? PyBaseObject_Type.tp_new(cls, none, NULL) : NULL; /* object.__new__(cls) */
+    Py_XDECREF(none);
+    if (result == NULL || PyObject_GenericSetAttr(result, dj_dict_name, values) < 0) {
+        Py_XDECREF(result);
+        Py_DECREF(values);
+        return NULL;
+    }
+    Py_DECREF(values);
+    PyObject *checked = PyObject_CallMethodNoArgs(result, dj_post_init_name);
+    if (checked == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_DECREF(checked);
+    return result;
+}
+
 PyDoc_STRVAR(read_direct_doc,
-             "read_direct(data, header, zigzag, windows=None, downsample=None) -> (plane, ..., quant_tables) or None\n\n"
+             "read_direct(data, header, zigzag, windows=None, downsample=None, fields=None, result=None)\n"
+             "    -> (plane, ..., quant_tables), a result object, or None\n\n"
              "The direct path (no libjpeg): data (bytes) starts with the header bytes `header` (a direct_header\n"
              "capsule) was made from. windows, downsample, zigzag: as read_coefficients'. Checks the file's budget\n"
              "limits first (None when over them: the usual path refuses or reads it). Returns DLPack capsules:\n"
              "per component a float32 (64, rows, columns) plane, then the int32 (n_components, 64) quantisation\n"
              "tables (natural order); None when the file is not one this path reads exactly as the libjpeg path\n"
-             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.");
+             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.\n"
+             "With fields (a dict) and result (cls, convert): instead of the capsules, the object reader._result\n"
+             "builds: cls.__new__(cls) with a copy of fields, y, cb, cr (3 components) and quant_tables set to\n"
+             "convert(capsule), as its __dict__, after which its __post_init__() runs.");
 
 static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs < 3 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "read_direct(data, header, zigzag, windows=None, downsample=None)");
+    if (nargs < 3 || nargs > 7 || nargs == 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "read_direct(data, header, zigzag, windows=None, downsample=None, fields=None, result=None)");
         return NULL;
     }
     if (!PyBytes_Check(args[0])) {
@@ -2492,6 +2572,11 @@ static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_BEGIN_ALLOW_THREADS
     status = dj_decode(hd, data, size, &t, zigzag, dh, dv, kernel);
     Py_END_ALLOW_THREADS
+    if (status == 1 && nargs == 7 && args[5] != Py_None) {
+        PyObject *built = dj_result(result, n, args[5], args[6]);
+        Py_DECREF(result); /* the capsules the tensors took are theirs now; the others free their buffers */
+        return built;
+    }
     if (status == 1) {
         return result;
     }
@@ -3266,6 +3351,16 @@ PyMODINIT_FUNC PyInit__jpegc(void) {
 #if FQ_AVX2
     fq_has_avx2 = __builtin_cpu_supports("avx2");
 #endif
+    static const char *const names[4] = {"y", "cb", "cr", "quant_tables"};
+    for (int i = 0; i < 4; i++) {
+        if ((dj_names[i] = PyUnicode_InternFromString(names[i])) == NULL) {
+            return NULL;
+        }
+    }
+    if ((dj_dict_name = PyUnicode_InternFromString("__dict__")) == NULL ||
+        (dj_post_init_name = PyUnicode_InternFromString("__post_init__")) == NULL) {
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m != NULL) {
         PyModule_AddIntConstant(m, "LIBJPEG_VERSION", JPEG_LIB_VERSION);
