@@ -1837,6 +1837,8 @@ static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, stru
             /* parse_header's limits (_parse_sof's max_pixels, check_allocation's coefficients): it raises
              * JpegTooLargeError for these frames (width, height < 2^16: no product below overflows) */
             const unsigned long long pixels = (unsigned long long)width * height;
+            /* a pixel limit above 2^40 (no frame holds that many pixels) as 2^40: 6 * max_pixels cannot wrap */
+            const unsigned long long limit = max_pixels > (1LL << 40) ? 1ULL << 40 : (unsigned long long)max_pixels;
             unsigned long long per_mcu = 0;
             for (int c = 0; c < hd->n_components; c++) {
                 per_mcu += (unsigned long long)(hd->comp[c].h * hd->comp[c].v) * DCTSIZE2;
@@ -1844,7 +1846,7 @@ static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, stru
             fr->coefficients = (unsigned long long)hd->mcus_x * (unsigned long long)hd->mcus_y * per_mcu;
             if ((max_pixels >= 0 && pixels > (unsigned long long)max_pixels) ||
                 fr->coefficients > 6 * pixels + (1ULL << 22) ||
-                (max_pixels >= 0 && fr->coefficients > 6 * (unsigned long long)max_pixels + (1ULL << 22))) {
+                (max_pixels >= 0 && fr->coefficients > 6 * limit + (1ULL << 22))) {
                 goto done;
             }
             fr->extended = marker == 0xC1;

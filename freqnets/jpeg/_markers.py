@@ -16,6 +16,7 @@ Python decoder uses it to follow progressive files scan by scan.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -434,6 +435,13 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             pos = read_segment(data, marker, pos, tables)
 
 
+def _drop_oldest(entries: dict) -> None:
+    """Remove the oldest entry of ``entries`` (insertion order). Safe when threads evict at once: another thread
+    may have removed that entry, or changed the dict, between the lookup and the removal."""
+    with contextlib.suppress(StopIteration, RuntimeError):
+        entries.pop(next(iter(entries)), None)
+
+
 class HeaderCache:
     """:func:`parse_header` results of recent files, keyed on their exact header bytes.
 
@@ -468,7 +476,7 @@ class HeaderCache:
         if end <= self.max_header_bytes and self.max_entries > 0:
             sos = end - (6 + 2 * len(scan.components)) - 2  # FF DA, the length field, the payload
             if len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]
+                _drop_oldest(self._entries)
             self._entries[(bytes(data[:end]), max_pixels)] = header
             if (end, sos) not in self._shapes:
                 self._shapes = ((end, sos), *self._shapes)[: self.max_shapes]

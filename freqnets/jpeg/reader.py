@@ -24,6 +24,7 @@ from ._markers import (
     ZIGZAG_TO_NATURAL,
     HeaderCache,
     JpegHeader,
+    _drop_oldest,
     frame_of,
     parse_header,
 )
@@ -585,7 +586,7 @@ def _find_plan(data: bytes, options: ReadOptions) -> tuple[_Plan, bytes]:
                 _SEEN[seen] = None
             else:
                 if len(_DIRECT_PLANS) >= _MAX_PLANS:
-                    del _DIRECT_PLANS[next(iter(_DIRECT_PLANS))]  # the oldest
+                    _drop_oldest(_DIRECT_PLANS)
                 _DIRECT_PLANS[(prefix, id(options))] = options, plan
                 # where its SOS marker is: FF DA, the length field, 1 + 2 bytes per component and 3 bytes
                 shape = len(prefix), len(prefix) - 6 - 2 * len(plan.dims) - 2

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from freqnets.jpeg import JpegError, JpegTooLargeError, _backends, read_dct, reader
-from freqnets.jpeg._markers import HeaderCache, frame_of, parse_header
+from freqnets.jpeg._markers import HeaderCache, _drop_oldest, frame_of, parse_header
 from freqnets.jpeg.budget import scan_data_short
 
 from .jpeg_writer import encode_baseline, random_coefficients
@@ -135,7 +135,8 @@ def test_pixel_and_allocation_limits_decline_as_parse_header_raises() -> None:
     # frames at libjpeg's largest dimension (a few bytes claiming them): the limit decides, as in parse_header
     for height, width in ((65500, 65500), (65500, 1), (1, 65500), (40000, 3000)):
         big = _with_size(data, height, width)
-        for max_pixels in (None, MAX_PIXELS, height * width, height * width - 1, 10**30):
+        # (2**64 // 6 + 1 and up: limits whose 6 * max_pixels would wrap in 64 bits)
+        for max_pixels in (None, MAX_PIXELS, height * width, height * width - 1, 2**64 // 6 + 1, 2**63 - 1, 10**30):
             python = _python_outcome(big, max_pixels)
             assert _c_facts(big, max_pixels) == (python if not isinstance(python[0], type) else None)
     # check_allocation: a 1-pixel-tall frame of 1x4, 1x4, 1x2-sampled components is mostly MCU padding (80
@@ -301,3 +302,24 @@ def test_headers_that_come_back_are_planned_once_more_then_found(monkeypatch) ->
     for data in files * 3:
         read_dct(data, crop=(2, 2))
     assert len(calls) == 2 * 4 + 4 + 3 * 5 and len(reader._DIRECT_PLANS) == 8
+
+
+def test_evicting_the_oldest_entry_tolerates_a_concurrent_eviction() -> None:
+    entries = {"a": 1, "b": 2}
+    _drop_oldest(entries)
+    assert entries == {"b": 2}
+    _drop_oldest({})  # nothing to evict (another thread emptied it): no error
+
+    class Raced(dict):  # another thread removed the oldest key between the lookup and the removal
+        def __iter__(self):
+            return iter(["gone", *super().__iter__()])
+
+    raced = Raced(b=2)
+    _drop_oldest(raced)  # (``del entries[oldest]`` raised KeyError here)
+    assert raced == {"b": 2}
+
+    class Changing(dict):  # ... or changed the dict while it was being iterated
+        def __iter__(self):
+            raise RuntimeError("dictionary changed size during iteration")
+
+    _drop_oldest(Changing(b=2))
