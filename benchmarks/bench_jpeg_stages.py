@@ -50,7 +50,7 @@ def best_ms(fn, count: int, repeats: int) -> float:
 
 def stages(files: list[bytes], repeats: int) -> None:
     headers = [HEADER_CACHE.parse(f, None) for f in files]
-    windows = [centre_windows(h, (28, 28))[0] for h in headers]
+    windows = [centre_windows(h.frame, (28, 28))[0] for h in headers]
     last_block = [[(r + n - 1, c, 1, 1) for r, c, n, _ in w] for w in windows]
     kernel = (2, 2, _kernel_bytes())
     samples = [(read_dct(f, crop=(28, 28), chroma="420", order="zigzag"), 0) for f in files]

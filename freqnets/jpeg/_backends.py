@@ -93,8 +93,9 @@ def read_libjpeg(
     header, would take more bytes; ``None``: no limit."""
     down = None if downsample is None or downsample == (1, 1) else (*downsample, _kernel_bytes())
     planes, quant, warnings = _jpegc.read_coefficients(
-        data, libjpeg_memory(header), MAX_SCANS, zigzag, windows, down, outs, strict=strict, max_bytes=max_bytes or 0
-    )
+        data, libjpeg_memory(header.coefficients), MAX_SCANS, zigzag, windows, down, outs, strict=strict,
+        max_bytes=max_bytes or 0,
+    )  # fmt: skip
     return planes, quant, [w for w in warnings if not w.startswith(_BENIGN_WARNINGS)]
 
 
@@ -117,10 +118,23 @@ def direct_header(prefix: bytes, header: JpegHeader) -> object:
     return _jpegc.direct_header(prefix, dims, first_scan_bits, blocks, allowance, per_byte)
 
 
-def libjpeg_memory(header: JpegHeader) -> int:
-    """libjpeg's memory cap for a file: its int16 MCU-padded coefficient arrays (counted by the header
-    parser) + working memory."""
-    return 2 * header.coefficients + (16 << 20)
+def parse_direct(data: bytes, max_pixels: int | None) -> tuple | None:
+    """The C extension's parse of ``data``'s header for its direct path, without :func:`~._markers.parse_header`:
+    ``None`` (declined) unless the direct path reads such files and ``parse_header(data, max_pixels)`` accepts
+    the header (then it has the same figures), else ``(capsule, data_start, coefficients, first_scan_bits,
+    sampling_factors, grids, frame)``: :func:`direct_header`'s capsule, where the scan data starts,
+    ``JpegHeader.coefficients``, the bits :func:`~.budget.scan_data_short` says the first scan needs,
+    ``JpegHeader.sampling_factors``, each component's ``(rows, columns)`` block grid, and the fields of the
+    :class:`~._markers.Frame` (its components as the fields of each :class:`~._markers.Component`; see
+    :func:`~._markers.frame_of`). A declined file goes to ``parse_header``, which raises its typed error or parses
+    it for the other paths."""
+    return _jpegc.parse_direct(data, max_pixels, WORK_ALLOWANCE["libjpeg"], WORK_PER_BYTE["libjpeg"])
+
+
+def libjpeg_memory(coefficients: int) -> int:
+    """libjpeg's memory cap for a file: its int16 MCU-padded coefficient arrays (``coefficients`` of them:
+    ``JpegHeader.coefficients``) + working memory."""
+    return 2 * coefficients + (16 << 20)
 
 
 def decode_libjpeg(

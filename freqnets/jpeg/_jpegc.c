@@ -5,7 +5,8 @@
  * Copyright 2026 the freqnets authors. Licensed under the Apache License, Version 2.0.
  * libjpeg-turbo is distributed under the IJG licence and the Modified BSD licence.
  *
- * Python validates the headers first (freqnets/jpeg/_markers.py); this module only decodes.
+ * Python validates the headers first (freqnets/jpeg/_markers.py); this module only decodes, except for the
+ * headers its direct path reads (parse_direct: the same checks, the rest declined to Python's parser).
  * libjpeg errors never exit the process: error_exit longjmps back here and becomes a Python
  * exception. libjpeg warnings (corrupt or truncated data) are collected and returned, so the
  * caller decides between strict and lenient reading. The GIL is released while decoding and
@@ -135,10 +136,12 @@ struct fq_entropy {
 };
 
 static void fq_build(const JHUFF_TBL *table, int is_ac, struct fq_huff *d) {
-    /* libjpeg's start_pass has checked the table (counts within the code space, at most 256 symbols) */
-    memset(d->look, 0, sizeof d->look);
-    memset(d->fast_ac, 0, sizeof d->fast_ac);
-    int k = 0;
+    /* libjpeg's start_pass (or fq_table_valid) has checked the table (counts within the code space, at most 256
+     * symbols). Canonical codes of at most FQ_LOOK bits take consecutive ranges of the lookahead indices from 0 in
+     * code order (a code of length l: 2^(FQ_LOOK - l) of them), so each range is filled as a block and what
+     * follows the last one (prefixes of longer codes, or of none) is zeroed: a table is built once per new header
+     * (photos mostly have their own tables), and entry by entry this was most of the C header parse. */
+    int k = 0, filled = 0;
     int32_t code = 0;
     for (int l = 1; l <= 16; l++) {
         const int count = table->bits[l];
@@ -149,21 +152,34 @@ static void fq_build(const JHUFF_TBL *table, int is_ac, struct fq_huff *d) {
             if (l > FQ_LOOK) {
                 continue;
             }
-            const int shift = FQ_LOOK - l, run = symbol >> 4, size = symbol & 15;
-            for (int j = 0; j < (1 << shift); j++) {
-                const int index = (code << shift) | j;
-                d->look[index] = (uint16_t)((l << 8) | symbol);
-                if (is_ac && size != 0 && l + size <= FQ_LOOK) {
-                    /* the coefficient's bits follow the code inside the lookahead: decode it now */
-                    const int v = (index >> (shift - size)) & ((1 << size) - 1);
-                    const int value = v >= (1 << (size - 1)) ? v : v - (1 << size) + 1;
-                    d->fast_ac[index] = (int32_t)((uint32_t)value << 16) | (run << 8) | (l + size);
-                }
+            const int shift = FQ_LOOK - l, run = symbol >> 4, size = symbol & 15, first = code << shift;
+            const uint16_t entry = (uint16_t)((l << 8) | symbol);
+            uint16_t *look = d->look + first;
+            for (size_t j = 0; j < (size_t)1 << shift; j++) {
+                look[j] = entry;
             }
+            if (is_ac && size != 0 && l + size <= FQ_LOOK) {
+                /* the coefficient's bits follow the code inside the lookahead: decoded now. Value bits v take the
+                 * indices first + v * step ... (the lower bits, past them, are the next code's) */
+                const int step = 1 << (shift - size);
+                for (int v = 0; v < 1 << size; v++) {
+                    const int value = v >= (1 << (size - 1)) ? v : v - (1 << size) + 1;
+                    const int32_t fast = (int32_t)((uint32_t)value << 16) | (run << 8) | (l + size);
+                    int32_t *dst = d->fast_ac + first + v * step;
+                    for (size_t j = 0; j < (size_t)step; j++) {
+                        dst[j] = fast;
+                    }
+                }
+            } else {
+                memset(d->fast_ac + first, 0, sizeof *d->fast_ac << shift);
+            }
+            filled = first + (1 << shift);
         }
         d->maxcode[l] = count ? code - 1 : -1;
         code <<= 1;
     }
+    memset(d->look + filled, 0, sizeof *d->look * (size_t)((1 << FQ_LOOK) - filled));
+    memset(d->fast_ac + filled, 0, sizeof *d->fast_ac * (size_t)((1 << FQ_LOOK) - filled));
 }
 
 /* Derived tables of recently seen Huffman tables, per thread: most files of a data set share their tables
@@ -1054,9 +1070,10 @@ static void plane_steps_init(struct plane_steps *p, const UINT16 *quant, int zig
 }
 
 #if defined(__SSE2__)
-/* 8 blocks at a time (n = 8, or 4 with the other 4 rows ignored): each row v of their coefficients transposed in
- * registers, so each channel's 8 (4) values are stored with one or two vector stores. The same products as the
- * scalar loop: int16 -> float32 exactly, one float32 multiplication each. */
+/* 8 blocks at a time (n = 8, or fewer, n = 1..7, with the other rows ignored): each row v of their coefficients
+ * transposed in registers, so each channel's n values are stored with one or two vector stores (n < 4: one 2-float
+ * and/or one 1-float store, nothing past the n values). The same products as the scalar loop: int16 -> float32
+ * exactly, one float32 multiplication each. */
 /* Row v of blocks 0..n-1 (n <= 8; missing blocks read as zeros) transposed: t[u] holds coefficient (v, u) of
  * the 8 blocks, one int16 lane per block. */
 static inline __attribute__((always_inline)) void transpose_row8(const JBLOCK *blocks, int n, int v, __m128i t[8]) {
@@ -1096,7 +1113,17 @@ static void write_blocks_simd(const JBLOCK *blocks, int n, const struct plane_ou
             float *dst = dst0 + (size_t)channel * o->plane_stride;
             /* sign extension: each int16 into the high half of an int32, shifted down arithmetically */
             const __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(t[u], t[u]), 16);
-            _mm_storeu_ps(dst, _mm_mul_ps(_mm_cvtepi32_ps(lo), q));
+            const __m128 first = _mm_mul_ps(_mm_cvtepi32_ps(lo), q);
+            if (n >= 4) {
+                _mm_storeu_ps(dst, first);
+            } else { /* the last 1..3 blocks of a row (a CIFAR image's chroma rows are 2 blocks) */
+                if (n >= 2) {
+                    _mm_storel_pi((__m64 *)dst, first);
+                }
+                if (n & 1) {
+                    _mm_store_ss(dst + n - 1, n == 1 ? first : _mm_movehl_ps(first, first));
+                }
+            }
             if (n == 8) {
                 const __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(t[u], t[u]), 16);
                 _mm_storeu_ps(dst + 4, _mm_mul_ps(_mm_cvtepi32_ps(hi), q));
@@ -1142,15 +1169,13 @@ static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_o
     for (; done + 4 <= w; done += done + 8 <= w ? 8 : 4) {
         write_blocks_simd(blocks + done, done + 8 <= w ? 8 : 4, o, o->base + row * o->row_stride + done, p);
     }
-    if (done == w) {
-        return;
+    if (done < w) {
+        write_blocks_simd(blocks + done, (int)(w - done), o, o->base + row * o->row_stride + done, p);
     }
-    blocks += done;
-    w -= done;
-#endif
-    const size_t first = done; /* the scalar loop: the last blocks (all of them without SSE2) */
-    for (int k = 0; k < o->channels; k++) {
-        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride + first;
+#else
+    (void)done;
+    for (int k = 0; k < o->channels; k++) { /* without SSE2: the scalar loop */
+        float *dst = o->base + (size_t)k * o->plane_stride + row * o->row_stride;
         const int src = p->source[k];
         const float q = p->step[k];
         /* Both factors are exact in float32 (|coef| < 2^15, step < 2^16), so the product is the
@@ -1159,6 +1184,7 @@ static void write_block_row(const JBLOCK *blocks, size_t w, const struct plane_o
             dst[x] = (float)blocks[x][src] * q;
         }
     }
+#endif
 }
 
 /* Phase 2, without the GIL: dequantise and transpose component ci's window into o (float32). */
@@ -1556,15 +1582,15 @@ struct fq_dl_block {
 
 static void fq_dl_delete(struct fq_dl_managed *self) { free(((struct fq_dl_block *)self)->allocation); }
 
-/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). */
+/* The capsule's destructor: frees the tensor unless a consumer took it (and renamed the capsule). It may run while
+ * an exception is set (read_direct's result failing after torch took some capsules): PyCapsule_IsValid sets and
+ * clears no error, and GetPointer is called only on a valid capsule, so that exception stays. */
 static void fq_dl_capsule_free(PyObject *capsule) {
     if (PyCapsule_IsValid(capsule, "dltensor")) {
         struct fq_dl_managed *m = PyCapsule_GetPointer(capsule, "dltensor");
         if (m != NULL && m->deleter != NULL) {
             m->deleter(m);
         }
-    } else {
-        PyErr_Clear(); /* IsValid sets no error; GetPointer is not called on a consumed capsule */
     }
 }
 
@@ -1633,11 +1659,13 @@ static PyObject *fq_dl_new(int ndim, const int64_t *shape, uint8_t code, uint8_t
 #define DJ_MAX_TABLES 8        /* DC and AC tables 0..3 */
 #define DJ_CAPSULE "freqnets.jpeg._jpegc.direct_header"
 #define DJ_BATCH_BYTES (96 << 10) /* int16 row buffers of about this size (in L2): see dj_decode */
+#define DJ_STACK_BLOCKS 128       /* row buffers of at most this many blocks (16 KiB) live on dj_decode's stack */
 
 struct dj_component {
     int h, v;                      /* sampling factors */
     long width_in_blocks, height_in_blocks;
     UINT16 quant[DCTSIZE2];        /* natural order */
+    struct plane_steps steps[2];   /* the row writer's steps of quant, natural order (0) and zigzag order (1) */
 };
 
 struct dj_header {
@@ -1661,25 +1689,44 @@ struct dj_header {
 
 static unsigned dj_u16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
 
+/* The frame as _markers.parse_header describes it (its Frame and Component fields, JpegHeader.coefficients):
+ * what parse_direct hands to Python besides the capsule. */
+struct dj_frame {
+    int extended;                  /* SOF1 ("extended"), else SOF0 ("baseline") */
+    unsigned width, height;        /* in pixels */
+    int h_max, v_max;
+    long mcus_x, mcus_y;           /* MCUs of an interleaved scan */
+    int ids[FQ_MAX_COMPONENTS], tq[FQ_MAX_COMPONENTS];
+    unsigned long long coefficients; /* of the MCU-padded planes (check_allocation's count) */
+};
+
 /* The Huffman table (class, id) of DHT segments, as libjpeg keeps it. */
 struct dj_raw_table {
     int defined, n_symbols;
     JHUFF_TBL table;
 };
 
-/* Parse the header bytes d[0:n] (SOI to the end of the first SOS segment, exactly); 1 when the direct path can
- * read files with this header, else 0. Python's parser has accepted these bytes already (so have libjpeg's
- * checks, as far as it makes them first): this only refuses more. */
-static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, struct fq_huff tables[DJ_MAX_TABLES]) {
+/* Parse the header of the file d[0:n] (SOI to the end of its first SOS segment; hd->data_start: where that
+ * ends); 1 when the direct path can read files with this header, else 0 ("declined"). Accepted headers are
+ * ones Python's parse_header (freqnets/jpeg/_markers.py) accepts, with the same frame, block grids and
+ * coefficient count: every check of parse_header that refuses a header the direct path could otherwise read
+ * is made here too (max_pixels, check_allocation, the RGB colour guess of _check_colour); everything else
+ * it refuses, this declines (any marker but DQT, DHT, DRI, APPn, COM, SOF0/SOF1 and SOS, any malformed or
+ * truncated segment). A declined header goes to parse_header, which raises its typed error or returns the
+ * header for the usual path. max_pixels < 0: no limit (as parse_header's None). */
+static int dj_parse(const unsigned char *d, size_t n, long long max_pixels, struct dj_header *hd,
+                    struct fq_huff tables[DJ_MAX_TABLES], struct dj_frame *fr) {
     struct dj_raw_table *raw = calloc(2 * 4, sizeof *raw); /* [class][id] */
     UINT16 quant[4][DCTSIZE2];
     int quant_defined[4] = {0}, frame = 0, ok = 0;
-    int ids[FQ_MAX_COMPONENTS], tq[FQ_MAX_COMPONENTS];
+    int *ids = fr->ids, *tq = fr->tq;
     unsigned width = 0, height = 0;
+    int jfif = 0, adobe = -1; /* an APP0 "JFIF" segment seen; the last Adobe APP14 segment's transform (-1: none) */
     if (raw == NULL) {
         return 0;
     }
     memset(hd, 0, sizeof *hd);
+    memset(fr, 0, sizeof *fr);
     if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) {
         goto done;
     }
@@ -1745,6 +1792,12 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
             }
             hd->restart_interval = dj_u16(p);
         } else if ((marker >= 0xE0 && marker <= 0xEF) || marker == 0xFE) { /* APPn, COM */
+            /* what parse_header reads of them for its colour check (read_segment) */
+            if (marker == 0xE0 && len >= 5 && memcmp(p, "JFIF", 5) == 0) {
+                jfif = 1;
+            } else if (marker == 0xEE && len >= 12 && memcmp(p, "Adobe", 5) == 0) {
+                adobe = p[11];
+            }
             continue;
         } else if (marker == 0xC0 || marker == 0xC1) { /* SOF0, SOF1: Huffman-coded sequential */
             if (frame || len < 6 || p[0] != 8) {
@@ -1781,11 +1834,39 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
             }
             hd->mcus_x = ((long)width + 8L * h_max - 1) / (8L * h_max);
             hd->mcus_y = ((long)height + 8L * v_max - 1) / (8L * v_max);
+            /* parse_header's limits (_parse_sof's max_pixels, check_allocation's coefficients): it raises
+             * JpegTooLargeError for these frames (width, height < 2^16: no product below overflows) */
+            const unsigned long long pixels = (unsigned long long)width * height;
+            /* a pixel limit above 2^40 (no frame holds that many pixels) as 2^40: 6 * max_pixels cannot wrap */
+            const unsigned long long limit = max_pixels > (1LL << 40) ? 1ULL << 40 : (unsigned long long)max_pixels;
+            unsigned long long per_mcu = 0;
+            for (int c = 0; c < hd->n_components; c++) {
+                per_mcu += (unsigned long long)(hd->comp[c].h * hd->comp[c].v) * DCTSIZE2;
+            }
+            fr->coefficients = (unsigned long long)hd->mcus_x * (unsigned long long)hd->mcus_y * per_mcu;
+            if ((max_pixels >= 0 && pixels > (unsigned long long)max_pixels) ||
+                fr->coefficients > 6 * pixels + (1ULL << 22) ||
+                (max_pixels >= 0 && fr->coefficients > 6 * limit + (1ULL << 22))) {
+                goto done;
+            }
+            fr->extended = marker == 0xC1;
+            fr->width = width;
+            fr->height = height;
+            fr->h_max = h_max;
+            fr->v_max = v_max;
+            fr->mcus_x = hd->mcus_x;
+            fr->mcus_y = hd->mcus_y;
             frame = 1;
         } else if (marker == 0xDA) { /* SOS: the last segment of the header */
             const int ns = len >= 1 ? p[0] : 0;
-            if (!frame || pos != n || ns != hd->n_components || len != 4 + 2 * (size_t)ns || p[1 + 2 * ns] != 0 ||
+            if (!frame || ns != hd->n_components || len != 4 + 2 * (size_t)ns || p[1 + 2 * ns] != 0 ||
                 p[2 + 2 * ns] != DCTSIZE2 - 1 || p[3 + 2 * ns] != 0) {
+                goto done;
+            }
+            /* _check_colour: a 3-component file without a JFIF marker is RGB when an Adobe marker says transform
+             * 0, or, without one, when its component ids are 'R', 'G', 'B' (parse_header refuses it) */
+            if (ns == 3 && !jfif &&
+                (adobe == 0 || (adobe < 0 && ids[0] == 'R' && ids[1] == 'G' && ids[2] == 'B'))) {
                 goto done;
             }
             int used[FQ_MAX_COMPONENTS] = {0}, n_tables = 0, index[2][4];
@@ -1801,6 +1882,9 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
                 }
                 used[c] = 1;
                 memcpy(hd->comp[c].quant, quant[tq[c]], sizeof hd->comp[c].quant);
+                /* once per header, not per file (a tenth of read_direct's own time on a CIFAR-sized file) */
+                plane_steps_init(&hd->comp[c].steps[0], hd->comp[c].quant, 0);
+                plane_steps_init(&hd->comp[c].steps[1], hd->comp[c].quant, 1);
                 const int ids_of[2] = {p[2 + 2 * s] >> 4, p[2 + 2 * s] & 15};
                 int table_of[2];
                 for (int tc = 0; tc < 2; tc++) {
@@ -1843,7 +1927,7 @@ static int dj_parse(const unsigned char *d, size_t n, struct dj_header *hd, stru
                 hd->mcus_x = hd->comp[0].width_in_blocks;
                 hd->mcus_y = hd->comp[0].height_in_blocks;
             }
-            hd->data_start = (Py_ssize_t)n;
+            hd->data_start = (Py_ssize_t)pos;
             ok = 1;
             goto done;
         } else { /* another SOF (progressive, arithmetic, lossless, ...), DAC, DNL, EXP, JPGn, RSTn, EOI, ... */
@@ -1945,21 +2029,29 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
         offset[c] = total;
         total += (size_t)(batch * hd->rows_per_mcu[c] + carry[c]) * (size_t)hd->cols_per_row[c];
     }
-    JBLOCK *buffer = malloc(total * sizeof(JBLOCK));
-    struct down_map *maps = malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS);
-    if (buffer == NULL || maps == NULL) {
-        free(buffer);
+    /* Small files (a CIFAR image's rows are 24 blocks) use the stack: no allocation per file. The averaging maps
+     * are allocated only when some component is downsampled; the plain steps come with the header. */
+    JBLOCK stack_rows[DJ_STACK_BLOCKS];
+    int any_down = 0;
+    for (int c = 0; c < n; c++) {
+        any_down |= t->down[c];
+    }
+    JBLOCK *buffer = total <= DJ_STACK_BLOCKS ? stack_rows : malloc(total * sizeof(JBLOCK));
+    struct down_map *maps = any_down ? malloc(sizeof(struct down_map) * FQ_MAX_COMPONENTS) : NULL;
+    if (buffer == NULL || (any_down && maps == NULL)) {
+        if (buffer != stack_rows) {
+            free(buffer);
+        }
         free(maps);
         return -1;
     }
-    struct plane_steps steps[FQ_MAX_COMPONENTS];
+    const struct plane_steps *steps[FQ_MAX_COMPONENTS];
     long next_out[FQ_MAX_COMPONENTS] = {0}; /* downsampled components: the next output row to write */
     long stop_row = hd->mcus_y - 1;         /* the last MCU row whose blocks are written */
     for (int c = 0; c < n; c++) {
+        steps[c] = &hd->comp[c].steps[zigzag ? 1 : 0];
         if (t->down[c]) {
             down_map_init(&maps[c], hd->comp[c].quant, zigzag, dh, dv, kernel);
-        } else {
-            plane_steps_init(&steps[c], hd->comp[c].quant, zigzag);
         }
     }
     if (t->stop_early) {
@@ -1987,6 +2079,11 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     long first = 0; /* the batch's first MCU row */
     for (long my = 0; my < hd->mcus_y && !scan_done; my++) {
         const long slot = my - first; /* this MCU row's place in the batch */
+        for (int c = 0; c < n; c++) { /* the row's blocks zeroed at once (the decoder writes only nonzero values) */
+            const size_t width = (size_t)hd->cols_per_row[c];
+            memset(buffer + offset[c] + (size_t)(carry[c] + slot * hd->rows_per_mcu[c]) * width, 0,
+                   (size_t)hd->rows_per_mcu[c] * width * sizeof(JBLOCK));
+        }
         for (long mx = 0; mx < hd->mcus_x; mx++) {
             if (hd->restart_interval) {
                 if (restarts_to_go == 0) {
@@ -2007,7 +2104,6 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
                                 (size_t)(carry[c] + slot * hd->rows_per_mcu[c] + hd->block_y[blk]) *
                                     (size_t)hd->cols_per_row[c] +
                                 (size_t)(mx * (n == 1 ? 1 : hd->comp[c].h) + hd->block_x[blk]);
-                memset(block, 0, sizeof(JBLOCK));
                 if (!fq_sequential_block(NULL, &e, &b, blk, *block)) {
                     goto done;
                 }
@@ -2039,7 +2135,7 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
             if (!t->down[c]) {
                 for (long r = r_first > wd[0] ? r_first : wd[0]; r < r_end && r < wd[0] + wd[2]; r++) {
                     write_block_row(rows + (size_t)(r - r_first) * width + (size_t)wd[1], (size_t)wd[3], o,
-                                    (size_t)(r - wd[0]), &steps[c]);
+                                    (size_t)(r - wd[0]), steps[c]);
                 }
                 continue;
             }
@@ -2084,13 +2180,43 @@ static int dj_decode(const struct dj_header *hd, const unsigned char *data, size
     }
     ok = 1;
 done:
-    free(buffer);
+    if (buffer != stack_rows) {
+        free(buffer);
+    }
     free(maps);
     return ok;
 }
 
 static void dj_capsule_free(PyObject *capsule) {
     free(PyCapsule_GetPointer(capsule, DJ_CAPSULE));
+}
+
+/* The direct path's parse of the header of the file d[0:n] (dj_parse) in a new block of its own, holding only
+ * the Huffman tables the scan uses (one block per distinct header stays with the read plans). NULL with
+ * *declined set when dj_parse declines the header, NULL with an exception when out of memory. */
+static struct dj_header *dj_new_header(const unsigned char *d, size_t n, long long max_pixels, struct dj_frame *fr,
+                                       int *declined) {
+    struct dj_header parsed;
+    struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
+    if (tables == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *declined = !dj_parse(d, n, max_pixels, &parsed, tables, fr);
+    if (*declined) {
+        free(tables);
+        return NULL;
+    }
+    struct dj_header *hd = malloc(sizeof *hd + (size_t)parsed.n_tables * sizeof *tables);
+    if (hd == NULL) {
+        free(tables);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    *hd = parsed;
+    memcpy(hd->tables, tables, (size_t)parsed.n_tables * sizeof *tables);
+    free(tables);
+    return hd;
 }
 
 PyDoc_STRVAR(direct_header_doc,
@@ -2111,28 +2237,22 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*OKKKK", &prefix, &dims_arg, &budget[0], &budget[1], &budget[2], &budget[3])) {
         return NULL;
     }
-    /* parsed with room for every table; the capsule keeps only the tables the scan uses (one capsule per distinct
-     * header stays in the read plans) */
-    struct dj_header parsed;
-    struct fq_huff *tables = malloc(DJ_MAX_TABLES * sizeof *tables);
-    const int parsed_ok = tables != NULL && dj_parse(prefix.buf, (size_t)prefix.len, &parsed, tables);
+    int declined = 0;
+    struct dj_frame frame;
+    struct dj_header *hd = dj_new_header(prefix.buf, (size_t)prefix.len, -1, &frame, &declined);
+    const Py_ssize_t length = prefix.len;
     PyBuffer_Release(&prefix);
-    struct dj_header *hd = tables != NULL ? malloc(sizeof *hd + (parsed_ok ? (size_t)parsed.n_tables : 0) * sizeof *tables)
-                                          : NULL;
     if (hd == NULL) {
-        free(tables);
-        return PyErr_NoMemory();
+        if (declined) {
+            Py_RETURN_NONE;
+        }
+        return NULL;
     }
-    int ok = parsed_ok;
-    if (ok) {
-        *hd = parsed;
-        memcpy(hd->tables, tables, (size_t)parsed.n_tables * sizeof *tables);
-    }
-    free(tables);
     hd->first_scan_bits = budget[0];
     hd->blocks = budget[1];
     hd->work_allowance = budget[2];
     hd->work_per_byte = budget[3];
+    int ok = hd->data_start == length; /* the prefix is the header, exactly */
     PyObject *dims = ok ? PySequence_Tuple(dims_arg) : NULL;
     if (ok && dims == NULL) {
         free(hd);
@@ -2161,6 +2281,107 @@ static PyObject *direct_header(PyObject *self, PyObject *args) {
         free(hd);
     }
     return capsule;
+}
+
+PyDoc_STRVAR(parse_direct_doc,
+             "parse_direct(data, max_pixels, work_allowance, work_per_byte)\n"
+             "    -> (capsule, data_start, coefficients, first_scan_bits, sampling_factors, grids, frame) or None\n\n"
+             "The header of the file data (bytes), parsed in C for the direct path: None (declined) unless the file is\n"
+             "one read_direct reads (single-scan sequential Huffman-coded, 8-bit, 1 or 3 components) and\n"
+             "_markers.parse_header(data, max_pixels) accepts its header (max_pixels: None or an int, as there); then\n"
+             "the capsule (as direct_header's, for read_direct and read_planned) and the figures a read plan needs,\n"
+             "equal to parse_header's: where the scan data starts, the coefficients of the MCU-padded planes\n"
+             "(JpegHeader.coefficients), budget.scan_data_short's bits the first scan needs, the ((h, v), ...)\n"
+             "sampling factors, the (rows, columns) block grid of each component and the fields of its Frame, the\n"
+             "components as the fields of each Component (_markers.frame_of(frame) is parse_header's frame). A\n"
+             "declined file is parsed by parse_header, which raises its typed error or returns the header for the\n"
+             "usual path.\n"
+             "work_allowance, work_per_byte: the libjpeg backend's figures of budget.check_read (read_direct\n"
+             "checks them per file).");
+
+static PyObject *parse_direct(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse_direct(data: bytes, max_pixels, work_allowance, work_per_byte)");
+        return NULL;
+    }
+    long long max_pixels = -1; /* None: no limit */
+    if (args[1] != Py_None) {
+        int overflow = 0;
+        max_pixels = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+        if (max_pixels == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow > 0) {
+            max_pixels = -1; /* more pixels than any frame has (65535^2): no limit */
+        } else if (overflow < 0 || max_pixels < 0) {
+            PyErr_SetString(PyExc_ValueError, "parse_direct: max_pixels must be None or >= 0");
+            return NULL;
+        }
+    }
+    const unsigned long long allowance = PyLong_AsUnsignedLongLong(args[2]);
+    const unsigned long long per_byte = allowance == (unsigned long long)-1 && PyErr_Occurred()
+                                            ? 0
+                                            : PyLong_AsUnsignedLongLong(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    int declined = 0;
+    struct dj_frame fr;
+    struct dj_header *hd = dj_new_header((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                         (size_t)PyBytes_GET_SIZE(args[0]), max_pixels, &fr, &declined);
+    if (hd == NULL) {
+        if (declined) {
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    /* budget.check_read's figures: blocks of one scan (the MCU-padded planes'), and scan_data_short's bits of a
+     * sequential first scan holding every component (a DC and an AC code per block of the components' grids) */
+    unsigned long long grid_blocks = 0;
+    for (int c = 0; c < hd->n_components; c++) {
+        grid_blocks += (unsigned long long)hd->comp[c].height_in_blocks * (unsigned long long)hd->comp[c].width_in_blocks;
+    }
+    hd->first_scan_bits = 2 * grid_blocks;
+    hd->blocks = fr.coefficients / DCTSIZE2;
+    hd->work_allowance = allowance;
+    hd->work_per_byte = per_byte;
+    PyObject *capsule = PyCapsule_New(hd, DJ_CAPSULE, dj_capsule_free);
+    if (capsule == NULL) {
+        free(hd);
+        return NULL;
+    }
+    const int n = hd->n_components;
+    PyObject *factors = PyTuple_New(n), *grids = PyTuple_New(n), *components = PyTuple_New(n);
+    for (int c = 0; factors != NULL && grids != NULL && components != NULL && c < n; c++) {
+        const struct dj_component *comp = &hd->comp[c];
+        PyObject *f = Py_BuildValue("(ii)", comp->h, comp->v);
+        PyObject *g = Py_BuildValue("(ll)", comp->height_in_blocks, comp->width_in_blocks);
+        PyObject *k = Py_BuildValue("(iiiill)", fr.ids[c], comp->h, comp->v, fr.tq[c], comp->width_in_blocks,
+                                    comp->height_in_blocks);
+        if (f == NULL || g == NULL || k == NULL) {
+            Py_XDECREF(f);
+            Py_XDECREF(g);
+            Py_XDECREF(k);
+            Py_CLEAR(factors);
+            break;
+        }
+        PyTuple_SET_ITEM(factors, c, f);
+        PyTuple_SET_ITEM(grids, c, g);
+        PyTuple_SET_ITEM(components, c, k);
+    }
+    PyObject *result = NULL;
+    if (factors != NULL && grids != NULL && components != NULL) {
+        result = Py_BuildValue("(NnKKOO(siIIOiill))", capsule, hd->data_start, fr.coefficients, hd->first_scan_bits,
+                               factors, grids, fr.extended ? "extended" : "baseline", 8, fr.height, fr.width, components,
+                               fr.h_max, fr.v_max, fr.mcus_x, fr.mcus_y);
+        capsule = NULL; /* stolen by "N", also when Py_BuildValue fails */
+    }
+    Py_XDECREF(capsule);
+    Py_XDECREF(factors);
+    Py_XDECREF(grids);
+    Py_XDECREF(components);
+    return result;
 }
 
 /* windows (None or per component (first row, first column, rows, columns)) and downsample (None or (dh, dv,
@@ -2216,19 +2437,70 @@ static int dj_parse_down(PyObject *arg, int *dh, int *dv, float *kernel) {
     return ok;
 }
 
+/* The result object of read_direct(..., fields, (cls, convert)): as reader._result builds it in Python, without
+ * the interpreter (its bytecode was a sixth of a CIFAR-sized read_dct). values = a copy of fields with
+ * "y", "cb", "cr" (three components) and "quant_tables" set to convert(capsule); cls.__new__(cls) gets values as
+ * its __dict__ (object.__setattr__, past a frozen dataclass's __setattr__), then its __post_init__() runs.
+ * capsules: read_direct's tuple (n planes, then the tables). NULL with an exception. */
+static PyObject *dj_names[4], *dj_dict_name, *dj_post_init_name; /* interned when the module loads */
+
+static PyObject *dj_result(PyObject *capsules, int n, PyObject *fields, PyObject *spec) {
+    if (!PyDict_Check(fields) || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2 ||
+        !PyType_Check(PyTuple_GET_ITEM(spec, 0))) {
+        PyErr_SetString(PyExc_TypeError, "read_direct: fields must be a dict and result (class, convert)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)PyTuple_GET_ITEM(spec, 0);
+    PyObject *convert = PyTuple_GET_ITEM(spec, 1);
+    PyObject *values = PyDict_Copy(fields);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i <= n; i++) {
+        PyObject *tensor = PyObject_CallOneArg(convert, PyTuple_GET_ITEM(capsules, i));
+        if (tensor == NULL || PyDict_SetItem(values, dj_names[i == n ? 3 : i], tensor) < 0) {
+            Py_XDECREF(tensor);
+            Py_DECREF(values);
+            return NULL;
+        }
+        Py_DECREF(tensor);
+    }
+    PyObject *none = PyTuple_New(0);
+    PyObject *result = none != NULL ? PyBaseObject_Type.tp_new(cls, none, NULL) : NULL; /* object.__new__(cls) */
+    Py_XDECREF(none);
+    if (result == NULL || PyObject_GenericSetAttr(result, dj_dict_name, values) < 0) {
+        Py_XDECREF(result);
+        Py_DECREF(values);
+        return NULL;
+    }
+    Py_DECREF(values);
+    PyObject *checked = PyObject_CallMethodNoArgs(result, dj_post_init_name);
+    if (checked == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_DECREF(checked);
+    return result;
+}
+
 PyDoc_STRVAR(read_direct_doc,
-             "read_direct(data, header, zigzag, windows=None, downsample=None) -> (plane, ..., quant_tables) or None\n\n"
+             "read_direct(data, header, zigzag, windows=None, downsample=None, fields=None, result=None)\n"
+             "    -> (plane, ..., quant_tables), a result object, or None\n\n"
              "The direct path (no libjpeg): data (bytes) starts with the header bytes `header` (a direct_header\n"
              "capsule) was made from. windows, downsample, zigzag: as read_coefficients'. Checks the file's budget\n"
              "limits first (None when over them: the usual path refuses or reads it). Returns DLPack capsules:\n"
              "per component a float32 (64, rows, columns) plane, then the int32 (n_components, 64) quantisation\n"
              "tables (natural order); None when the file is not one this path reads exactly as the libjpeg path\n"
-             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.");
+             "reads it without a warning (damage, a second scan, ...): then read it with read_coefficients.\n"
+             "With fields (a dict) and result (cls, convert): instead of the capsules, the object reader._result\n"
+             "builds: cls.__new__(cls) with a copy of fields, y, cb, cr (3 components) and quant_tables set to\n"
+             "convert(capsule), as its __dict__, after which its __post_init__() runs.");
 
 static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs < 3 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "read_direct(data, header, zigzag, windows=None, downsample=None)");
+    if (nargs < 3 || nargs > 7 || nargs == 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "read_direct(data, header, zigzag, windows=None, downsample=None, fields=None, result=None)");
         return NULL;
     }
     if (!PyBytes_Check(args[0])) {
@@ -2302,6 +2574,11 @@ static PyObject *read_direct(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_BEGIN_ALLOW_THREADS
     status = dj_decode(hd, data, size, &t, zigzag, dh, dv, kernel);
     Py_END_ALLOW_THREADS
+    if (status == 1 && nargs == 7 && args[5] != Py_None) {
+        PyObject *built = dj_result(result, n, args[5], args[6]);
+        Py_DECREF(result); /* the capsules the tensors took are theirs now; the others free their buffers */
+        return built;
+    }
     if (status == 1) {
         return result;
     }
@@ -3062,6 +3339,7 @@ static PyMethodDef methods[] = {
     {"match_headers", match_headers, METH_VARARGS, match_headers_doc},
     {"read_planned", read_planned, METH_VARARGS, read_planned_doc},
     {"direct_header", direct_header, METH_VARARGS, direct_header_doc},
+    {"parse_direct", (PyCFunction)(void (*)(void))parse_direct, METH_FASTCALL, parse_direct_doc},
     {"read_direct", (PyCFunction)(void (*)(void))read_direct, METH_FASTCALL, read_direct_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -3075,6 +3353,16 @@ PyMODINIT_FUNC PyInit__jpegc(void) {
 #if FQ_AVX2
     fq_has_avx2 = __builtin_cpu_supports("avx2");
 #endif
+    static const char *const names[4] = {"y", "cb", "cr", "quant_tables"};
+    for (int i = 0; i < 4; i++) {
+        if ((dj_names[i] = PyUnicode_InternFromString(names[i])) == NULL) {
+            return NULL;
+        }
+    }
+    if ((dj_dict_name = PyUnicode_InternFromString("__dict__")) == NULL ||
+        (dj_post_init_name = PyUnicode_InternFromString("__post_init__")) == NULL) {
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m != NULL) {
         PyModule_AddIntConstant(m, "LIBJPEG_VERSION", JPEG_LIB_VERSION);

@@ -1,6 +1,8 @@
 """JPEG marker parsing in pure Python: frame, tables and scan headers, validated before any decoding.
 
-Every backend of :func:`freqnets.jpeg.read_dct` runs :func:`parse_header` first. It walks the
+Every backend of :func:`freqnets.jpeg.read_dct` runs :func:`parse_header` first (the one exception: files the
+C extension's direct path reads, whose header ``_jpegc.parse_direct`` parses with the same refusing checks,
+declining the rest to this parser; see docs/jpeg.md, "The direct path"). It walks the
 marker segments from SOI to the first SOS (O(header) work, no allocation that depends on the
 claimed image size) and rejects, with a typed :class:`~freqnets.jpeg.JpegError`, everything the
 readers do not decode: 12-bit or lossless frames, hierarchical files, RGB colour, sizes over
@@ -14,6 +16,7 @@ Python decoder uses it to follow progressive files scan by scan.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -290,6 +293,12 @@ def _parse_sof(marker: int, payload: bytes, max_pixels: int | None) -> Frame:
     return Frame(process, precision, height, width, components, h_max, v_max, mcus_x, mcus_y, arithmetic)
 
 
+def frame_of(fields: tuple) -> Frame:
+    """The :class:`Frame` of ``fields`` (``Frame``'s fields in order, its components as tuples of
+    :class:`Component`'s fields), as the C extension's header parse returns them (``_jpegc.parse_direct``)."""
+    return Frame(*fields[:4], tuple([Component(*c) for c in fields[4]]), *fields[5:])
+
+
 def check_allocation(frame: Frame, max_pixels: int | None) -> int:
     """Coefficients the decoders allocate (MCU-padded planes); raise when out of proportion to the image."""
     mcus = frame.mcus_x * frame.mcus_y
@@ -426,6 +435,13 @@ def parse_header(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Jp
             pos = read_segment(data, marker, pos, tables)
 
 
+def _drop_oldest(entries: dict) -> None:
+    """Remove the oldest entry of ``entries`` (insertion order). Safe when threads evict at once: another thread
+    may have removed that entry, or changed the dict, between the lookup and the removal."""
+    with contextlib.suppress(StopIteration, RuntimeError):
+        entries.pop(next(iter(entries)), None)
+
+
 class HeaderCache:
     """:func:`parse_header` results of recent files, keyed on their exact header bytes.
 
@@ -460,7 +476,7 @@ class HeaderCache:
         if end <= self.max_header_bytes and self.max_entries > 0:
             sos = end - (6 + 2 * len(scan.components)) - 2  # FF DA, the length field, the payload
             if len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]
+                _drop_oldest(self._entries)
             self._entries[(bytes(data[:end]), max_pixels)] = header
             if (end, sos) not in self._shapes:
                 self._shapes = ((end, sos), *self._shapes)[: self.max_shapes]

@@ -69,12 +69,18 @@ def read_bytes_needed(header: JpegHeader, backend: str, windows: Windows | None 
     the file's length (the python decoder holds unstuffed copies of its scan data).
     """
     padded, out = header.coefficients, output_coefficients(header, windows)
-    if backend == "libjpeg":  # int16 arrays inside libjpeg, float32 planes written by the C code
-        return 2 * padded + 4 * out + LIBJPEG_WORKSPACE
+    if backend == "libjpeg":
+        return libjpeg_bytes_needed(padded, out)
     if backend == "python":  # int32 arrays while decoding, int16 blocks, float32 planes, scan data, tables
         return 4 * padded + 2 * out + 4 * out + 2 * file_size + PYTHON_WORKSPACE
     # jpeg2dct: libjpeg's int16 arrays, its int16 output, our int16 copy, float32 planes
     return 2 * padded + 2 * out + 2 * out + 4 * out + LIBJPEG_WORKSPACE
+
+
+def libjpeg_bytes_needed(padded: int, out: int) -> int:
+    """:func:`read_bytes_needed` of the libjpeg backend from the counts: ``padded`` coefficients of the MCU-padded
+    arrays (``JpegHeader.coefficients``), ``out`` of the planes returned (:func:`output_coefficients`)."""
+    return 2 * padded + 4 * out + LIBJPEG_WORKSPACE  # int16 arrays inside libjpeg, float32 planes written by C
 
 
 def scan_data_short(data: bytes, header: JpegHeader) -> tuple[int, int] | None:

@@ -30,7 +30,7 @@ from .coefficients import JpegCoefficients, JpegUnsupportedError
 from .resample import resample_axis
 
 if TYPE_CHECKING:
-    from ._markers import JpegHeader
+    from ._markers import Frame
 
 # (horizontal, vertical) chroma factors of each target layout, relative to luma.
 CHROMA_LAYOUTS = {"420": (2, 2), "422": (2, 1), "444": (1, 1)}
@@ -191,27 +191,26 @@ def centre_offsets(have: int, want: int, step: int) -> tuple[int, int, int]:
     return 0, (want - have) // 2 // step * step, have
 
 
-def centre_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[Windows, tuple[int, int]]:
-    """Per component block windows of the centre ``crop`` (luma blocks), and the window's size in pixels.
+def centre_windows(frame: Frame, crop: tuple[int, int]) -> tuple[Windows, tuple[int, int]]:
+    """Per component block windows of the centre ``crop`` (luma blocks) of a ``frame`` (a header's), and the
+    window's size in pixels.
 
     Offsets are rounded down to whole MCUs and to even block counts (the 4:2:0 target's alignment of
     :class:`~freqnets.jpeg.DCTCollate`), so every component's window starts on a block of its own grid.
     """
-    frame = header.frame
     box = []
     axes = ((-(-frame.height // 8), crop[0], frame.v_max), (-(-frame.width // 8), crop[1], frame.h_max))
     for blocks, want, mcu in axes:
         step = math.lcm(2, mcu)
         box.append(((blocks - want) // 2 // step * step, want) if blocks > want else (0, blocks))
-    return _block_windows(header, *box)
+    return _block_windows(frame, *box)
 
 
 def _block_windows(
-    header: JpegHeader, vertical: tuple[int, int], horizontal: tuple[int, int]
+    frame: Frame, vertical: tuple[int, int], horizontal: tuple[int, int]
 ) -> tuple[Windows, tuple[int, int]]:
     """Per component block windows of the luma blocks ``(first, count)`` per axis (firsts on whole MCUs),
     and the window's size in pixels."""
-    frame = header.frame
     (top, rows), (left, cols) = vertical, horizontal
     windows = []
     for c in frame.components:
@@ -222,19 +221,19 @@ def _block_windows(
     return windows, (min(frame.height - 8 * top, 8 * rows), min(frame.width - 8 * left, 8 * cols))
 
 
-def crop_windows(header: JpegHeader, crop: tuple[int, int]) -> tuple[Windows | None, tuple[int, int]]:
+def crop_windows(frame: Frame, crop: tuple[int, int]) -> tuple[Windows | None, tuple[int, int]]:
     """:func:`centre_windows`, with ``None`` when the windows are the whole planes (nothing to cut)."""
-    return _or_whole(header, *centre_windows(header, crop))
+    return _or_whole(frame, *centre_windows(frame, crop))
 
 
 def block_windows(
-    header: JpegHeader, vertical: tuple[int, int], horizontal: tuple[int, int]
+    frame: Frame, vertical: tuple[int, int], horizontal: tuple[int, int]
 ) -> tuple[Windows | None, tuple[int, int]]:
     """Per component block windows of the luma blocks ``(first, count)`` on each axis (the firsts on whole
-    MCUs), ``None`` when they are the whole planes, and the window's size in pixels."""
-    return _or_whole(header, *_block_windows(header, vertical, horizontal))
+    MCUs) of a ``frame``, ``None`` when they are the whole planes, and the window's size in pixels."""
+    return _or_whole(frame, *_block_windows(frame, vertical, horizontal))
 
 
-def _or_whole(header: JpegHeader, windows: Windows, size: tuple[int, int]) -> tuple[Windows | None, tuple[int, int]]:
-    whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in header.frame.components]
+def _or_whole(frame: Frame, windows: Windows, size: tuple[int, int]) -> tuple[Windows | None, tuple[int, int]]:
+    whole = [(0, 0, c.height_in_blocks, c.width_in_blocks) for c in frame.components]
     return (None if windows == whole else windows), size

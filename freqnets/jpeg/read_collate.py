@@ -106,7 +106,7 @@ class DCTReadCollate:
             if down is None:
                 return None
         grid = self.collate.grid
-        windows = None if grid is None else crop_windows(header, grid)[0]
+        windows = None if grid is None else crop_windows(header.frame, grid)[0]
         grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components] if windows is None else [
             w[2:] for w in windows
         ]  # fmt: skip
@@ -128,7 +128,7 @@ class DCTReadCollate:
             outs += [(1, chroma, kc, hc * wc, wc, c_rows, c_cols), (1, cr, kc, hc * wc, wc, c_rows, c_cols)]
         short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
         return (
-            _backends.libjpeg_memory(header),
+            _backends.libjpeg_memory(header.coefficients),
             windows,
             *down,
             outs,

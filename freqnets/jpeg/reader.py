@@ -18,13 +18,22 @@ import torch
 from . import _backends
 from ._backends import available_backends  # re-exported by freqnets.jpeg
 from ._decode_py import RawCoefficients
-from ._markers import DEFAULT_MAX_PIXELS, MAX_SCANS, ZIGZAG_TO_NATURAL, HeaderCache, JpegHeader, parse_header
+from ._markers import (
+    DEFAULT_MAX_PIXELS,
+    MAX_SCANS,
+    ZIGZAG_TO_NATURAL,
+    HeaderCache,
+    JpegHeader,
+    _drop_oldest,
+    frame_of,
+    parse_header,
+)
 from .budget import (
     DEFAULT_MAX_BYTES,
     WORK_ALLOWANCE,
     WORK_PER_BYTE,
     check_read,
-    read_bytes_needed,
+    libjpeg_bytes_needed,
     scan_data_short,
 )
 from .chroma import (
@@ -36,6 +45,7 @@ from .chroma import (
     crop_windows,
     downsample_factors,
     layout_factors,
+    subsampling_name,
     with_layout,
 )
 from .coefficients import JpegCoefficients, JpegTooLargeError, JpegTruncatedError
@@ -219,9 +229,9 @@ def read_dct(
             coding with other backends than ``"libjpeg"``) and ``JpegTruncatedError`` name the reason.
     """
     options = _checked_options(strict, max_pixels, backend, order, crop, chroma, max_bytes, exif_orientation)
-    # resolve_backend's choice for "auto" without its call (a few percent of a CIFAR-sized read)
-    auto_libjpeg = options.backend == "auto" and _backends.has_libjpeg()
-    chosen = "libjpeg" if auto_libjpeg else _backends.resolve_backend(options.backend)
+    # resolve_backend's choice for "auto" and "libjpeg" without its call (a few percent of a CIFAR-sized read)
+    libjpeg = (options.backend == "auto" or options.backend == "libjpeg") and _backends.has_libjpeg()
+    chosen = "libjpeg" if libjpeg else _backends.resolve_backend(options.backend)
     data = source if type(source) is bytes else _read_source(source)
     if chosen == "libjpeg" and not options.exif_orientation:  # read_bytes' first step, without its frames
         try:
@@ -304,9 +314,9 @@ def _read(data: bytes, options: ReadOptions, chosen: str, fast: bool = True) -> 
     windows, size, keep = None, (header.frame.height, header.frame.width), None
     if options.crop is not None and orientation != 1:  # the turned image's window, read in the stored image
         *box, keep = turned_window(header.frame, options.crop, orientation)
-        windows, size = block_windows(header, *box)
+        windows, size = block_windows(header.frame, *box)
     elif options.crop is not None:
-        windows, size = crop_windows(header, options.crop)
+        windows, size = crop_windows(header.frame, options.crop)
     # (dh, dv) that takes the stored chroma to the target: (1, 1) when it is there already (nothing to do)
     downsample = None
     four = len(header.frame.components) == 4  # CMYK/YCCK: no chroma conversion (see read_dct's chroma)
@@ -422,16 +432,28 @@ class _Plan(NamedTuple):
 
 # the C extension's direct path (None where it is not built: plans then hold no direct header)
 _read_direct = getattr(_backends._jpegc, "read_direct", None)
+_parse_direct = getattr(_backends._jpegc, "parse_direct", None)
 _new_object, _set_attribute = object.__new__, object.__setattr__  # (module globals: cheaper than attribute lookups)
 # torch.from_dlpack without its checks for objects with __dlpack__ (the C reader hands over capsules): a quarter of
 # the call's cost; the public function where torch lacks the private one.
 _from_dlpack = getattr(torch._C, "_from_dlpack", torch.from_dlpack)
+# what _jpegc.read_direct builds its results with (the class and each capsule's conversion to a tensor; see _result)
+_DIRECT_RESULT = (JpegCoefficients, _from_dlpack)
 # (header bytes, options, plan) of the last file read by the fast path
 _LAST: tuple[bytes, ReadOptions, _Plan] | None = None
 # (id(header), id(options)) -> (header, options, plan): the entry holds both, so neither id can be reused by
 # another object while it is cached (headers come from HEADER_CACHE, options mostly from _OPTIONS).
 _PLANS: dict[tuple[int, int], tuple[JpegHeader, ReadOptions, _Plan]] = {}
 _MAX_PLANS = 256
+# Plans made from the C header parse whose header bytes came back (see _find_plan): (header bytes, id(options)) ->
+# (options, plan), oldest first; the lengths of their headers and where their SOS marker starts, newest first (where
+# a file's header bytes are looked for); the hashes of header bytes seen once (of at most _MAX_REMEMBERED_HEADER).
+_DIRECT_PLANS: dict[tuple[bytes, int], tuple[ReadOptions, _Plan]] = {}
+_DIRECT_ENDS: tuple[tuple[int, int], ...] = ()
+_MAX_DIRECT_ENDS = 4
+_SEEN: dict[int, None] = {}
+_MAX_SEEN = 256
+_MAX_REMEMBERED_HEADER = 4096
 # JpegCoefficients' fields with their defaults (see _read_fast); all defaults are immutable.
 _DEFAULT_FIELDS = {
     f.name: f.default if f.default is not MISSING else f.default_factory()
@@ -446,14 +468,64 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
     frame = header.frame
     windows, size = (None, (frame.height, frame.width))
     if options.crop is not None:
-        windows, size = crop_windows(header, options.crop)
-    colour = header.subsampling != "gray"
+        windows, size = crop_windows(frame, options.crop)
+    # 4-component files (CMYK/YCCK) and arithmetic-coded ones, with budget rules of their own, take the general path
+    readable = len(frame.components) in (1, 3) and not frame.arithmetic
+    grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components]
+    short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
+    first_scan_bits = 0 if short is None else short[0]
+    plan = _new_plan(
+        options, size, header.sampling_factors, header.subsampling, grids, windows, header.coefficients,
+        header.first_scan.data_start, first_scan_bits, readable, None,
+    )  # fmt: skip
+    if not plan.fast:
+        return plan
+    return plan._replace(direct=_backends.direct_header(prefix, header))
+
+
+def _direct_plan(data: bytes, options: ReadOptions) -> _Plan | None:
+    """The :class:`_Plan` of ``data`` read with ``options`` from the C extension's parse of its header alone
+    (:func:`~._backends.parse_direct`), or ``None`` when that parse declines the file (then its header is parsed by
+    :func:`~._markers.parse_header`, which raises or returns what :func:`_plan` needs). A photo set has a new header
+    in every file: this replaces the Python parse, the plan from it and the second, C parse of the same bytes with
+    one C parse; the plan is kept only as the last one (:data:`_LAST`)."""
+    parsed = _backends.parse_direct(data, options.max_pixels)
+    if parsed is None:
+        return None
+    direct, data_start, coefficients, first_scan_bits, factors, grids, frame = parsed
+    windows, size = None, (frame[2], frame[3])
+    if options.crop is not None:
+        windows, size = crop_windows(frame_of(frame), options.crop)
+    return _new_plan(
+        options, size, factors, subsampling_name(factors), grids, windows, coefficients, data_start, first_scan_bits,
+        True, direct,
+    )  # fmt: skip
+
+
+def _new_plan(
+    options: ReadOptions,
+    size: tuple[int, int],
+    factors: tuple[tuple[int, int], ...],
+    subsampling: str,
+    grids: list[tuple[int, int]],
+    windows: Windows | None,
+    coefficients: int,
+    data_start: int,
+    first_scan_bits: int,
+    readable: bool,
+    direct: object,
+) -> _Plan:
+    """The :class:`_Plan` of files with a header of these figures (:class:`JpegHeader`'s: ``size`` in pixels,
+    sampling ``factors``, ``subsampling``, each component's block ``grids``, ``coefficients``; where the scan data
+    starts, the bits the first scan needs at least) read with ``options`` through ``windows`` (``crop``'s, or
+    ``None``); ``readable``: the C readers take such files (1 or 3 components, Huffman-coded); ``direct``: the
+    direct path's capsule or ``None``."""
+    colour = subsampling != "gray"
     downsample = None
     if options.target is not None and colour:
-        downsample = downsample_factors(header.sampling_factors, options.target)
-    grids = [(c.height_in_blocks, c.width_in_blocks) for c in frame.components] if windows is None else [
-        w[2:] for w in windows
-    ]  # fmt: skip
+        downsample = downsample_factors(factors, options.target)
+    if windows is not None:
+        grids = [w[2:] for w in windows]
     dims = [grids[0]] + [
         (-(-rows // downsample[1]), -(-cols // downsample[0])) if downsample is not None else (rows, cols)
         for rows, cols in grids[1:]
@@ -463,40 +535,72 @@ def _plan(header: JpegHeader, options: ReadOptions, prefix: bytes) -> _Plan:
         "cb": None,
         "cr": None,
         "size": size,
-        "subsampling": header.subsampling,
-        "sampling_factors": header.sampling_factors,
+        "subsampling": subsampling,
+        "sampling_factors": factors,
         "order": options.order,
         "backend": "libjpeg",
     }
     # what _read and with_layout do: the planes of a converted file are described in the target layout
-    # (4-component files, CMYK/YCCK, and arithmetic-coded ones, with budget rules of their own, take the
-    # general path)
     converts = options.target is not None and colour and downsample != (1, 1)
-    fast = len(frame.components) in (1, 3) and not frame.arithmetic and (not converts or downsample is not None)
+    fast = readable and (not converts or downsample is not None)
     if converts and fast:
-        fast = len(header.sampling_factors) == 3 and dims[1] == chroma_grid(*dims[0], options.target)
+        fast = len(factors) == 3 and dims[1] == chroma_grid(*dims[0], options.target)
         result.update(
             subsampling=_NAMES[options.target],
             sampling_factors=(options.target, (1, 1), (1, 1)),
-            stored_subsampling=header.subsampling,
+            stored_subsampling=subsampling,
         )
     # check_read's limits that do not depend on the file's length; those that do are checked per file
-    if options.max_bytes is not None and read_bytes_needed(header, "libjpeg", windows) > options.max_bytes:
-        fast = False
-    short = scan_data_short(b"", header)  # (bits needed, 0) when the first scan has a lower bound
+    if options.max_bytes is not None:
+        out = 64 * sum([rows * cols for rows, cols in grids])
+        fast = fast and libjpeg_bytes_needed(coefficients, out) <= options.max_bytes
+    down = None if downsample is None or downsample == (1, 1) else (*downsample, _backends._kernel_bytes())
+    # (positional: a NamedTuple's keyword call costs a few microseconds more, paid per photo)
     return _Plan(
-        fast=fast,
-        windows=windows,
-        down=None if downsample is None or downsample == (1, 1) else (*downsample, _backends._kernel_bytes()),
-        dims=dims,
-        max_memory=_backends.libjpeg_memory(header),
-        data_start=header.first_scan.data_start,
-        first_scan_bits=0 if short is None else short[0],
-        blocks=header.coefficients // 64,
-        fields=result,
-        direct=_backends.direct_header(prefix, header) if fast else None,
-        zigzag=options.order == "zigzag",
-    )
+        fast, windows, down, dims, _backends.libjpeg_memory(coefficients), data_start, first_scan_bits,
+        coefficients // 64, result, direct if fast else None, options.order == "zigzag",
+    )  # fmt: skip
+
+
+def _find_plan(data: bytes, options: ReadOptions) -> tuple[_Plan, bytes]:
+    """The plan of a file whose header differs from the last file's, and its header bytes. A header the direct path
+    reads: its plan from the C parse (one parse), kept only once the same header bytes came back (_DIRECT_PLANS:
+    a photo set, whose headers are all new, leaves nothing behind for the garbage collector to walk). Else (the C
+    parse declines it): the Python parse through the header cache, which raises the header's typed errors."""
+    global _DIRECT_ENDS
+    for end, sos in _DIRECT_ENDS:  # (a file whose SOS marker is elsewhere has other header bytes: no slice, no hash)
+        if len(data) >= end and data[sos] == 0xFF and data[sos + 1] == 0xDA:
+            prefix = data[:end]
+            entry = _DIRECT_PLANS.get((prefix, id(options)))
+            if entry is not None and entry[0] is options:
+                return entry[1], prefix
+    plan = _direct_plan(data, options) if _parse_direct is not None else None
+    if plan is not None:
+        prefix = data[: plan.data_start]
+        # (options with a crop are made per call, never found again by identity: their plans are not kept)
+        if len(prefix) <= _MAX_REMEMBERED_HEADER and options.crop is None:
+            seen = hash(prefix)
+            if seen not in _SEEN:  # a first sighting: only the hash is kept (the dict stays untracked by gc)
+                if len(_SEEN) >= _MAX_SEEN:
+                    _SEEN.clear()
+                _SEEN[seen] = None
+            else:
+                if len(_DIRECT_PLANS) >= _MAX_PLANS:
+                    _drop_oldest(_DIRECT_PLANS)
+                _DIRECT_PLANS[(prefix, id(options))] = options, plan
+                # where its SOS marker is: FF DA, the length field, 1 + 2 bytes per component and 3 bytes
+                shape = len(prefix), len(prefix) - 6 - 2 * len(plan.dims) - 2
+                if shape not in _DIRECT_ENDS:
+                    _DIRECT_ENDS = (shape, *_DIRECT_ENDS)[:_MAX_DIRECT_ENDS]
+        return plan, prefix
+    header = HEADER_CACHE.parse(data, options.max_pixels)
+    entry = _PLANS.get((id(header), id(options)))
+    if entry is None or entry[0] is not header or entry[1] is not options:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
+        _PLANS[(id(header), id(options))] = entry
+    return entry[2], data[: entry[2].data_start]
 
 
 def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
@@ -508,23 +612,17 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
     if last is not None and last[1] is options and data.startswith(last[0]):
         plan = last[2]
     else:
-        header = HEADER_CACHE.parse(data, options.max_pixels)  # raises the header's typed errors
-        entry = _PLANS.get((id(header), id(options)))
-        if entry is None or entry[0] is not header or entry[1] is not options:
-            if len(_PLANS) >= _MAX_PLANS:
-                _PLANS.clear()
-            entry = header, options, _plan(header, options, data[: header.first_scan.data_start])
-            _PLANS[(id(header), id(options))] = entry
-        plan = entry[2]
-        _LAST = data[: plan.data_start], options, plan
+        plan, prefix = _find_plan(data, options)
+        _LAST = prefix, options, plan
     if not plan.fast:
         return None
     if plan.direct is not None and _backends.DIRECT:
         # the direct path: the usual files without libjpeg's framework; it checks the budget limits below itself
         # (None: over them, or not a file it reads exactly as libjpeg would without a warning: see below)
-        tensors = _read_direct(data, plan.direct, plan.zigzag, plan.windows, plan.down)
-        if tensors is not None:
-            return _result(plan, tensors)
+        # (the C call builds the result as _result does: its Python was a sixth of a CIFAR-sized read)
+        coeffs = _read_direct(data, plan.direct, plan.zigzag, plan.windows, plan.down, plan.fields, _DIRECT_RESULT)
+        if coeffs is not None:
+            return coeffs
     # check_read's limits that depend on the file: data too short for the first scan (refused, or read within
     # a lower limit), more scans x blocks than the file's size allows (counted only when the file is long
     # enough to hold that many SOS markers, two bytes each)
@@ -549,7 +647,8 @@ def _read_fast(data: bytes, options: ReadOptions) -> JpegCoefficients | None:
 
 
 def _result(plan: _Plan, capsules) -> JpegCoefficients:
-    """The result of a fast read: ``capsules`` are the DLPack planes then the quantisation tables."""
+    """The result of a fast read: ``capsules`` are the DLPack planes then the quantisation tables. (The direct
+    path's C call builds the same object itself: ``_jpegc.read_direct(..., plan.fields, _DIRECT_RESULT)``.)"""
     values = plan.fields.copy()  # every field (see _plan); a new dict per result
     if len(capsules) == 4:
         y, cb, cr, quant = capsules

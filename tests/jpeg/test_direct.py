@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from freqnets.jpeg import DCTCollate, DCTReadCollate, JpegError, _backends, read_dct, reader
+from freqnets.jpeg import DCTCollate, DCTReadCollate, JpegCoefficients, JpegError, _backends, read_dct, reader
 from freqnets.jpeg._markers import parse_header
 
 from .jpeg_writer import encode_baseline, random_coefficients
@@ -117,6 +117,44 @@ def test_generated_files_are_taken_and_bit_for_bit_the_libjpeg_path(name) -> Non
     for options in OPTIONS:
         _same(data, **options)
     assert _outcome(data, True).warnings == ()
+
+
+def _row_files() -> dict[str, bytes]:
+    # Output rows of every width from 1 to 17 blocks: every remainder of the row writers' 8- and 4-block steps (the
+    # last 1..3 blocks of a row are stored 2 and 1 floats at a time), for luma and chroma planes.
+    files = {}
+    for name, subsampling in (("420", 2), ("444", 0)):
+        for blocks in range(1, 18):
+            files[f"{name}-w{blocks}"] = _pillow((16, 8 * blocks), quality=90, subsampling=subsampling, seed=blocks)
+    for blocks in (1, 2, 3, 5, 6, 7, 9):
+        files[f"gray-w{blocks}"] = _pillow((8, 8 * blocks), "L", quality=90, seed=blocks)
+    # Row buffers on both sides of the 128 blocks dj_decode keeps on its stack (more: allocated): a greyscale MCU
+    # row of 1024 px is 128 blocks; ten 4:2:0 MCU rows 32 px wide 120 blocks, eleven 132; 4:4:4 -> 4:2:0 (a
+    # carried chroma row of 4 blocks each): ten MCU rows 128, eleven 140.
+    files["gray-1024"] = _pillow((8, 1024), "L", quality=80)
+    files["gray-1032"] = _pillow((8, 1032), "L", quality=80)
+    files["420-rows10"] = _pillow((160, 32), quality=80, subsampling=2)
+    files["420-rows11"] = _pillow((176, 32), quality=80, subsampling=2)
+    files["444-rows10"] = _pillow((80, 32), quality=80, subsampling=0)
+    files["444-rows11"] = _pillow((88, 32), quality=80, subsampling=0)
+    return files
+
+
+ROW_FILES = _row_files()
+
+
+@pytest.mark.parametrize("name", sorted(ROW_FILES))
+def test_row_widths_and_row_buffers_bit_for_bit_the_libjpeg_path_and_python(name) -> None:
+    data = ROW_FILES[name]
+    assert _taken(data), name
+    for options in ({}, {"order": "zigzag"}, {"chroma": "420"}, {"crop": (1, 1)}):
+        _same(data, **options)
+    # both C paths share the row writers: the python backend (NumPy products) is their independent reference
+    for order in ("natural", "zigzag"):
+        direct, python = read_dct(data, order=order), read_dct(data, order=order, backend="python")
+        assert direct.backend == "libjpeg" and len(direct.planes()) == len(python.planes())
+        for x, y in zip((*direct.planes(), direct.quant_tables), (*python.planes(), python.quant_tables), strict=True):
+            assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
 
 
 def _zip_jpegs(path: Path, count: int) -> list[bytes]:
@@ -267,6 +305,59 @@ def test_results_own_their_memory_and_reads_agree_over_repeats() -> None:
         assert x.data_ptr() != y.data_ptr() and torch.equal(x, y)
     reader._LAST = None  # the plan again from the header cache
     _assert_identical(read_dct(data), a)
+
+
+@pytest.mark.parametrize("name", ["420-70x33", "gray-13x29", "444-9x17"])
+@pytest.mark.parametrize("options", [{}, {"order": "zigzag"}, {"crop": (2, 3)}, {"chroma": "420"}])
+def test_the_result_read_direct_builds_is_the_one_result_builds(name, options) -> None:
+    # read_dct's direct path has the C call build its result (fields, tensors, __post_init__); reader._result,
+    # which builds the libjpeg path's results in Python, is the reference: the same object from the same capsules
+    data = GENERATED[name]
+    built = read_dct(data, **options)
+    plan = reader._LAST[2]
+    assert plan.direct is not None
+    args = (data, plan.direct, plan.zigzag, plan.windows, plan.down)
+    reference = reader._result(plan, _backends._jpegc.read_direct(*args))
+    _assert_identical(built, reference)
+    assert list(vars(built)) == list(vars(reference))  # the same fields in the same order
+    assert vars(built) is not plan.fields and vars(built).keys() == plan.fields.keys() | {"y", "quant_tables"}
+    # another conversion than torch's, called once per capsule in the order of the planes, then the tables
+    seen = []
+
+    def convert(capsule):
+        seen.append(torch.from_dlpack(capsule))
+        return seen[-1]
+
+    other = _backends._jpegc.read_direct(*args, plan.fields, (JpegCoefficients, convert))
+    assert [x is y for x, y in zip(seen, (*other.planes(), other.quant_tables), strict=True)] == [True] * len(seen)
+    _assert_identical(other, reference)
+
+
+def test_read_direct_result_errors_propagate() -> None:
+    data = GENERATED["420-70x33"]
+    read_dct(data)
+    plan = reader._LAST[2]
+    args = (data, plan.direct, plan.zigzag, plan.windows, plan.down)
+    calls = []
+
+    def fail_third(capsule):
+        calls.append(capsule)
+        if len(calls) == 3:
+            raise RuntimeError("no tensor")
+        return torch.from_dlpack(capsule)
+
+    # a conversion failing after torch took some capsules: its exception, not a SystemError (the capsules' destructors
+    # run with the exception set and must leave it)
+    with pytest.raises(RuntimeError, match="no tensor"):
+        _backends._jpegc.read_direct(*args, plan.fields, (JpegCoefficients, fail_third))
+    for fields, result in (([], (JpegCoefficients, torch.from_dlpack)), (plan.fields, (JpegCoefficients,)),
+                           (plan.fields, ("JpegCoefficients", torch.from_dlpack))):  # fmt: skip
+        with pytest.raises(TypeError, match="fields must be a dict and result"):
+            _backends._jpegc.read_direct(*args, fields, result)
+    with pytest.raises(TypeError, match="read_direct"):
+        _backends._jpegc.read_direct(*args, plan.fields)
+    # fields=None: the capsules, as without the two arguments
+    assert isinstance(_backends._jpegc.read_direct(*args, None, None), tuple)
 
 
 def test_damage_just_past_a_window_as_today() -> None:
