@@ -13,7 +13,7 @@ setup(
             "freqnets.jpeg._jpegc",
             sources=["freqnets/jpeg/_jpegc.c"],
             libraries=["jpeg"],
-            # -O3: 5-12 % less time per read than -O2 (docs/benchmarks.md, "-O3 for the C reader")
+            # -O3: 5-15 % less time per read than -O2 (docs/benchmarks.md, "-O3 for the C reader")
             extra_compile_args=["-O3"],
             optional=True,
         )

@@ -179,8 +179,8 @@ def _bench_reads(args: argparse.Namespace) -> int:
     and the ImageNet sample where present (:mod:`freqnets.experiments.bench_reads`)."""
     from .experiments import bench_loader, bench_reads
 
-    if args.simd is not None and not args.simd.is_dir():
-        raise ValueError(f"--simd {args.simd}: not a folder (one holding Pillow-SIMD: pip install --target DIR)")
+    if args.simd is not None:
+        bench_reads.check_simd(args.simd)
     repeats, python_files = (2, 1) if args.quick else (5, 3)
     print(f"freqnets bench loader --reads: per-file reads, read_dct vs Pillow's decode, {args.images} files at most\n")
     sets = [("CIFAR-10 (" + args.data.name + ")", args.data)]

@@ -64,12 +64,17 @@ for line in sys.stdin:
 """
 
 
+def check_simd(path: Path) -> None:
+    """Refuse a Pillow-SIMD folder that is not a folder (before any work: the child would import plain Pillow)."""
+    if not Path(path).is_dir():
+        raise ValueError(f"--simd {path}: not a folder holding Pillow-SIMD (pip install --target DIR pillow-simd)")
+
+
 class SimdPillow:
     """Pillow-SIMD (from the folder ``path``) decoding ``files`` in a child process, one pass per call."""
 
     def __init__(self, path: Path, files: list[bytes]) -> None:
-        if not Path(path).is_dir():
-            raise ValueError(f"--simd {path}: not a folder holding Pillow-SIMD (pip install --target DIR pillow-simd)")
+        check_simd(path)
         env = dict(os.environ, PYTHONPATH=f"{path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         self.child = subprocess.Popen([sys.executable, "-c", _SIMD_CHILD], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, text=False)  # fmt: skip
